@@ -1,0 +1,115 @@
+"""Command line: ``python -m planner inspect|plan|evaluate|strip-weights ...``.
+
+Every user error exits with code 2 and a one-line message on stderr; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .onnx_import import ModelImportError, import_model
+
+
+class UsageError(Exception):
+    """A bad command-line argument; the message says how to fix it."""
+
+
+def parse_bindings(items: list[str] | None) -> dict[str, int]:
+    """``["batch=32", "seq=2048"]`` -> ``{"batch": 32, "seq": 2048}``."""
+    out: dict[str, int] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--bind {item!r}: expected NAME=VALUE, e.g. --bind batch=32")
+        try:
+            number = int(value)
+        except ValueError:
+            raise UsageError(f"--bind {item!r}: the value must be a positive integer, e.g. --bind {name}=32") from None
+        if number < 1:
+            raise UsageError(f"--bind {item!r}: the value must be a positive integer, e.g. --bind {name}=32")
+        out[name.strip()] = number
+    return out
+
+
+def _write_json(path: str | None, data: dict) -> None:
+    if path:
+        try:
+            Path(path).write_text(json.dumps(data, indent=2) + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _load(args) -> "OperatorGraph":  # noqa: F821
+    if not Path(args.model).is_file():
+        raise UsageError(f"model file not found: {args.model}")
+    return import_model(args.model, parse_bindings(args.bind))
+
+
+def cmd_inspect(args) -> int:
+    graph = _load(args)
+    s = graph.summary()
+    print(f"model        {s['model']}")
+    print(f"operators    {s['operators']}")
+    print(f"parameters   {s['parameters']:,}")
+    print(f"FLOPs/fwd    {s['flops_forward']:.4g}")
+    if s["unbound_dims"]:
+        print(f"unbound dims {', '.join(s['unbound_dims'])} (taken as 1 here; bind with --bind NAME=VALUE)")
+    if s["unsupported_op_types"]:
+        print(f"unsupported  {', '.join(s['unsupported_op_types'])} (planned as replicated)")
+    print("op types     " + ", ".join(f"{k} {v}" for k, v in s["op_types"].items()))
+    _write_json(args.json, s)
+    return 0
+
+
+def cmd_strip_weights(args) -> int:
+    from .onnx_import import load_model_proto
+    from .strip_weights import strip_weights
+
+    model = load_model_proto(args.input)
+    out = Path(args.output)
+    stripped = strip_weights(model, out.stem + ".weights.bin")
+    try:
+        out.write_bytes(stripped.SerializeToString())
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror}") from None
+    before, after = Path(args.input).stat().st_size, out.stat().st_size
+    print(f"wrote {out}: {after:,} bytes (was {before:,}); weights are references to an absent file")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m planner", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_args(sp):
+        sp.add_argument("model", help="ONNX model file")
+        sp.add_argument("--bind", action="append", metavar="NAME=VALUE",
+                        help="bind a symbolic input dimension, e.g. --bind batch=32 (repeatable)")
+        sp.add_argument("--json", metavar="OUT.json", help="also write the result as JSON")
+
+    sp = sub.add_parser("inspect", help="operator count, op types, parameters, FLOPs")
+    model_args(sp)
+    sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("strip-weights", help="write the model with its weights as references to an absent file")
+    sp.add_argument("input")
+    sp.add_argument("output")
+    sp.set_defaults(func=cmd_strip_weights)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, ModelImportError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

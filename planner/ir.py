@@ -1,0 +1,357 @@
+"""The operator graph: every operator as an iteration space (a loop nest / einsum).
+
+An operator has named dimensions with sizes. Each tensor it reads or writes is indexed, axis by
+axis, by a tuple of those dimensions (major to minor; a tuple of two or more means the axis is a
+flattened product, as on either side of a Reshape; an empty tuple means a broadcast axis of size
+1). That single description is what lets one generic rule price every split (see
+``planner.cost``): splitting dimension ``d`` makes every tensor lacking ``d`` a partial sum or a
+replica across the devices that split it.
+
+Layouts are expressed over *atomic factors*: each tensor axis is a product of atomic sizes
+(``Tensor.axis_factors``), the same for its producer and all its consumers, and each operator
+dimension owns a contiguous run of them (``Operator.dim_factors``). A Reshape that turns ``3h`` into
+``3 x heads x head_dim`` therefore lets a split of the heads factor chosen on the QKV MatMul flow
+through Split, Reshape and Transpose with no data movement, as Megatron's tensor parallelism does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+
+import networkx as nx
+
+
+class OpKind(str, Enum):
+    """How the planner treats an operator."""
+
+    COMPUTE = "compute"  # critical: heavy, has weights or large FLOPs; decides layouts in D-Rec
+    FOLLOW = "follow"  # layout-following (element-wise, norms, reshapes, ...): folded in D-Rec
+    OPAQUE = "opaque"  # unsupported op type: can only be replicated
+    STATIC = "static"  # shape arithmetic and constants: no data dependence, never planned
+
+
+class TensorRole(str, Enum):
+    ACTIVATION = "activation"  # produced by an operator
+    INPUT = "input"  # graph input (data): no gradient
+    PARAMETER = "parameter"  # float initializer: trained, has a gradient and optimizer state
+    CONSTANT = "constant"  # integer initializer or Constant output
+
+
+@dataclass
+class Tensor:
+    """A tensor of the graph with its static shape."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy-style name, e.g. "float32"
+    itemsize: int  # bytes per element
+    role: TensorRole
+    producer: str | None = None  # operator name, None for inputs/initializers
+    requires_grad: bool = False  # float and depends on a parameter
+    axis_factors: tuple[tuple[int, ...], ...] = ()  # atomic factorisation of each axis
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.itemsize
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.startswith(("float", "bfloat"))
+
+    def flat_factors(self) -> tuple[int, ...]:
+        """All atomic factors of all axes in order (the coordinates a layout splits)."""
+        return tuple(f for axis in self.axis_factors for f in axis)
+
+
+@dataclass
+class TensorUse:
+    """One operator's view of one tensor: which operator dimensions index each axis."""
+
+    tensor: str
+    axes: tuple[tuple[str, ...], ...]
+    loose: frozenset[int] = frozenset()  # axes whose size differs from their dim (conv spatial)
+
+    def dims(self) -> frozenset[str]:
+        return frozenset(d for axis in self.axes for d in axis)
+
+
+@dataclass
+class Operator:
+    """An operator as an iteration space.
+
+    ``reduction_dims`` index no output (splitting one makes the outputs partial sums);
+    ``fixed_dims`` may not be split at all (a Softmax axis, a convolution kernel, ...);
+    ``halo`` maps spatial dims to the number of extra input rows a split costs per boundary.
+    """
+
+    name: str
+    op_type: str
+    kind: OpKind
+    dims: dict[str, int]
+    inputs: list[TensorUse]
+    outputs: list[TensorUse]
+    flops: float
+    reduction_dims: frozenset[str] = frozenset()
+    fixed_dims: frozenset[str] = frozenset()
+    halo: dict[str, int] = field(default_factory=dict)
+    dim_factors: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def uses(self) -> list[TensorUse]:
+        return [*self.inputs, *self.outputs]
+
+    def splittable_dims(self) -> list[str]:
+        return [d for d, size in self.dims.items() if size > 1 and d not in self.fixed_dims]
+
+    def factors_of(self, dim: str) -> tuple[int, ...]:
+        return self.dim_factors.get(dim) or ((self.dims[dim],) if self.dims[dim] > 1 else ())
+
+    def signature(self, tensors: dict[str, Tensor]) -> str:
+        """A structural fingerprint: equal for the operators of identical repeated layers.
+
+        The search memoises candidate costs by it, which is what keeps a 96-layer model fast.
+        """
+        parts = [
+            self.op_type,
+            self.kind.value,
+            repr(sorted(self.dims.items())),
+            repr(sorted(self.dim_factors.items())),
+            repr(sorted(self.reduction_dims)),
+            repr(sorted(self.fixed_dims)),
+            repr(sorted(self.halo.items())),
+            repr(self.flops),
+        ]
+        for group, uses in (("in", self.inputs), ("out", self.outputs)):
+            for use in uses:
+                t = tensors[use.tensor]
+                parts.append(f"{group}:{use.axes}:{sorted(use.loose)}:{t.itemsize}:{t.role.value}:{t.requires_grad}")
+        return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+
+
+@dataclass
+class OperatorGraph:
+    """Operators as nodes of a networkx DiGraph; an edge u->v carries the tensors u produces for v."""
+
+    name: str
+    operators: dict[str, Operator]
+    tensors: dict[str, Tensor]
+    inputs: list[str]  # graph data inputs (tensor names)
+    outputs: list[str]
+    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    unbound_dims: list[str] = field(default_factory=list)
+    unsupported_op_types: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def build_edges(self) -> None:
+        g = nx.DiGraph()
+        for name in self.operators:
+            g.add_node(name)
+        for name, op in self.operators.items():
+            for use in op.inputs:
+                producer = self.tensors[use.tensor].producer
+                if producer is None or producer == name:
+                    continue
+                if g.has_edge(producer, name):
+                    g.edges[producer, name]["tensors"].append(use.tensor)
+                else:
+                    g.add_edge(producer, name, tensors=[use.tensor])
+        self.graph = g
+
+    def consumers(self, tensor: str) -> list[tuple[str, TensorUse]]:
+        return self._consumers.get(tensor, [])
+
+    @cached_property
+    def _consumers(self) -> dict[str, list[tuple[str, TensorUse]]]:
+        found: dict[str, list[tuple[str, TensorUse]]] = {}
+        for name, op in self.operators.items():
+            for use in op.inputs:
+                found.setdefault(use.tensor, []).append((name, use))
+        return found
+
+    def topological_order(self) -> list[str]:
+        return list(nx.topological_sort(self.graph))
+
+    def planned_operators(self) -> list[str]:
+        """Operators whose layout the planner chooses (everything but static shape arithmetic)."""
+        return [n for n in self.topological_order() if self.operators[n].kind is not OpKind.STATIC]
+
+    # ---- totals -------------------------------------------------------------------------
+    @property
+    def parameter_count(self) -> int:
+        return sum(t.numel for t in self.tensors.values() if t.role is TensorRole.PARAMETER)
+
+    @property
+    def parameter_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors.values() if t.role is TensorRole.PARAMETER)
+
+    @property
+    def flops_forward(self) -> float:
+        return float(sum(op.flops for op in self.operators.values()))
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of every activation a forward pass produces (each tensor once)."""
+        return sum(t.nbytes for t in self.tensors.values() if t.role is TensorRole.ACTIVATION)
+
+    def op_type_histogram(self) -> dict[str, int]:
+        hist: dict[str, int] = {}
+        for op in self.operators.values():
+            hist[op.op_type] = hist.get(op.op_type, 0) + 1
+        return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def summary(self) -> dict:
+        """The figures ``python -m planner inspect`` prints and writes."""
+        return {
+            "model": self.name,
+            "operators": len(self.operators),
+            "op_types": self.op_type_histogram(),
+            "parameters": self.parameter_count,
+            "flops_forward": self.flops_forward,
+            "activation_bytes": self.activation_bytes,
+            "unbound_dims": list(self.unbound_dims),
+            "unsupported_op_types": list(self.unsupported_op_types),
+        }
+
+    def batch_dims(self) -> dict[str, str | None]:
+        """For each operator, the dimension that carries the batch (leading axis of the data inputs).
+
+        Traced through the graph by following atomic factors: an operator dimension carries the
+        batch when it indexes the first atomic factor that descends from a graph input's axis 0.
+        """
+        batch_factor: dict[str, tuple[int, int] | None] = {}  # tensor -> (axis, factor idx)
+        for name in self.inputs:
+            t = self.tensors[name]
+            if t.shape and t.axis_factors and t.axis_factors[0]:
+                batch_factor[name] = (0, 0)
+        result: dict[str, str | None] = {}
+        for op_name in self.topological_order():
+            op = self.operators[op_name]
+            found = None
+            for use in op.inputs:
+                pos = batch_factor.get(use.tensor)
+                if pos is None:
+                    continue
+                found = _dim_at_factor(op, use, pos)
+                if found:
+                    break
+            result[op_name] = found
+            if found is None:
+                continue
+            for use in op.outputs:
+                pos = _factor_of_dim(op, use, found)
+                if pos is not None:
+                    batch_factor[use.tensor] = pos
+        return result
+
+
+def _dim_at_factor(op: Operator, use: TensorUse, pos: tuple[int, int]) -> str | None:
+    """The operator dimension that covers atomic factor ``pos`` = (axis, index) of a tensor."""
+    axis, index = pos
+    if axis >= len(use.axes):
+        return None
+    offset = 0
+    for dim in use.axes[axis]:
+        n = len(op.factors_of(dim)) if axis not in use.loose else 1
+        if offset <= index < offset + n:
+            return dim if offset == index else None
+        offset += n
+    return None
+
+
+def _factor_of_dim(op: Operator, use: TensorUse, dim: str) -> tuple[int, int] | None:
+    for axis, dims in enumerate(use.axes):
+        offset = 0
+        for d in dims:
+            if d == dim:
+                return axis, offset
+            offset += len(op.factors_of(d)) if axis not in use.loose else 1
+    return None
+
+
+# ---- atomic factors ----------------------------------------------------------------------
+
+def common_refinement(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The coarsest factor list refining both ``a`` and ``b`` (equal products), or None.
+
+    Works on the cumulative products from the major side: (3, 768) and (3, 12, 64) share the
+    boundaries 3 and 2304 and refine to (3, 12, 64). Two lists whose merged boundaries do not
+    divide one another, such as (6, 4) and (4, 6), have no common refinement.
+    """
+    if math.prod(a) != math.prod(b):
+        return None
+    bounds = sorted(set(_boundaries(a)) | set(_boundaries(b)))
+    factors = []
+    prev = 1
+    for x in bounds:
+        if x % prev:
+            return None
+        factors.append(x // prev)
+        prev = x
+    return tuple(factors)
+
+
+def _boundaries(factors: tuple[int, ...]) -> list[int]:
+    out, acc = [], 1
+    for f in factors:
+        acc *= f
+        out.append(acc)
+    return out
+
+
+def refine_factors(graph: OperatorGraph) -> None:
+    """Give every tensor axis and operator dimension one shared atomic factorisation.
+
+    Iterates to a fixed point: for each operator and each (non-loose) axis it indexes, the
+    tensor's factors and the concatenation of the dims' factors are replaced by their common
+    refinement. Factors only ever get finer, so this terminates. Where no refinement exists the
+    axis is marked loose for that operator (its split then maps to the axis's first factor).
+    """
+    for t in graph.tensors.values():
+        t.axis_factors = tuple((s,) if s > 1 else () for s in t.shape)
+    for op in graph.operators.values():
+        op.dim_factors = {d: ((s,) if s > 1 else ()) for d, s in op.dims.items()}
+    changed = True
+    while changed:
+        changed = False
+        for op in graph.operators.values():
+            for use in op.uses():
+                t = graph.tensors[use.tensor]
+                if t.role is TensorRole.CONSTANT:
+                    continue  # shape arithmetic: never laid out
+                axes = list(t.axis_factors)
+                for i, dims in enumerate(use.axes):
+                    if i in use.loose or i >= len(axes):
+                        continue
+                    concat = tuple(f for d in dims for f in op.dim_factors[d])
+                    if concat == axes[i]:
+                        continue
+                    refined = common_refinement(concat, axes[i])
+                    if refined is None:
+                        use.loose = use.loose | {i}
+                        continue
+                    if refined != axes[i]:
+                        axes[i] = refined
+                        changed = True
+                    if refined != concat:
+                        _assign_to_dims(op, dims, refined)
+                        changed = True
+                t.axis_factors = tuple(axes)
+
+
+def _assign_to_dims(op: Operator, dims: tuple[str, ...], refined: tuple[int, ...]) -> None:
+    """Split a refined factor list of one axis back onto the dims that index it, in order."""
+    pos = 0
+    for d in dims:
+        size, acc, part = op.dims[d], 1, []
+        while acc < size:
+            acc *= refined[pos]
+            part.append(refined[pos])
+            pos += 1
+        op.dim_factors[d] = tuple(part)
