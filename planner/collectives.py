@@ -1,0 +1,65 @@
+"""BSP cost primitives of collective operations, kept apart from the search that uses them.
+
+Each primitive returns, per machine level, the bytes ``h`` a device sends (or receives) and the
+number of supersteps; the time is then ``h * g_l + n * L_l`` with ``g_l = 1 / bandwidth_l``.
+Working in volumes rather than seconds is what makes every cost a vector over the machine basis.
+"""
+
+from __future__ import annotations
+
+Traffic = dict[int, tuple[float, int]]  # level -> (bytes per device, supersteps)
+
+
+def _add(traffic: Traffic, level: int, nbytes: float, steps: int) -> None:
+    old_bytes, old_steps = traffic.get(level, (0.0, 0))
+    traffic[level] = (old_bytes + nbytes, old_steps + steps)
+
+
+def reduce_scatter(size_bytes: float, f: int) -> tuple[float, int]:
+    """Reduce-scatter of ``S`` bytes over ``f`` devices: ``(f-1)/f * S`` bytes, one superstep.
+
+    Derivation: each device ends with a 1/f shard of the sum; it must receive the other f-1
+    devices' contributions to its shard, (f-1) * S/f bytes, and a ring or direct exchange does
+    that in one BSP superstep (h-relation with h = (f-1)/f * S).
+    """
+    return (f - 1) / f * size_bytes, 1
+
+
+def all_gather(size_bytes: float, f: int) -> tuple[float, int]:
+    """All-gather into ``S`` bytes over ``f`` devices: ``(f-1)/f * S`` bytes, one superstep.
+
+    Derivation: each device holds S/f and needs the other (f-1) shards.
+    """
+    return (f - 1) / f * size_bytes, 1
+
+
+def all_reduce(size_bytes: float, f: int) -> tuple[float, int]:
+    """All-reduce of ``S`` bytes over ``f`` devices = reduce-scatter + all-gather.
+
+    ``2 * (f-1)/f * S`` bytes in two supersteps, so ``2(f-1)/f * S * g + 2L``.
+    """
+    return 2 * (f - 1) / f * size_bytes, 2
+
+
+def hierarchical_all_reduce(size_bytes: float, groups: dict[int, int]) -> Traffic:
+    """All-reduce over a group that spans several machine levels (``{level: factor}``).
+
+    Recursively: reduce-scatter on the innermost level, all-reduce the remaining shard of
+    ``S/f_inner`` bytes on the outer levels, all-gather back on the innermost level. The
+    innermost level therefore carries ``2(f-1)/f * S`` bytes in two supersteps, and each outer
+    level the same formula on a shard already divided by every inner factor. With one level this
+    is exactly :func:`all_reduce`.
+    """
+    traffic: Traffic = {}
+    shard = size_bytes
+    for level in sorted((lv for lv, f in groups.items() if f > 1), reverse=True):  # innermost first
+        f = groups[level]
+        nbytes, steps = all_reduce(shard, f)
+        _add(traffic, level, nbytes, steps)
+        shard /= f
+    return traffic
+
+
+def halo_exchange(row_bytes: float, halo_rows: int) -> tuple[float, int]:
+    """A spatial split exchanges ``halo_rows`` boundary rows with its neighbours in one superstep."""
+    return row_bytes * halo_rows, 1

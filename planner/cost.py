@@ -1,0 +1,535 @@
+"""The symbolic BSP cost model: cost vectors over the machine basis and the plan evaluator.
+
+A BSP superstep costs ``w/F + h*g_l + L_l``. Every cost here is therefore a vector of
+coefficients over the basis ``(1/F, g_1..g_D, L_1..L_D)``: FLOPs of local work, bytes each
+device sends at each level, and supersteps at each level. The coefficients depend only on the
+model and the strategy; a machine (or a what-if change of its bandwidths) is a dot product away.
+
+One generic rule prices every operator (DESIGN.md): splitting dimension ``d`` over ``f``
+devices makes every tensor lacking ``d`` a partial sum (outputs: all-reduced in the forward
+pass) or a replica (inputs that need a gradient: the gradient is all-reduced in the backward
+pass). Compute is ``flops / prod(splits)``; in training it is 3x forward (forward, and the two
+backward products). Spatial convolution splits add a halo exchange.
+
+A strategy for one operator is a tuple with one entry per machine cut (``Machine.cuts()``):
+the dimension split at that cut, or None. A dimension with several atomic factors (see
+``planner.ir``) is split on its outermost factor that the cut's prime divides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import sympy
+
+from .collectives import halo_exchange, hierarchical_all_reduce
+from .ir import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
+from .machine import Machine
+
+Strategy = tuple  # tuple[str | None, ...], one entry per machine cut
+MODES = ("train", "infer")
+PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+class PlanError(ValueError):
+    """A plan that cannot be evaluated (unknown operator or dimension, indivisible split)."""
+
+
+# ---- the basis ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Basis:
+    """The machine's values for the symbols ``1/F, g_l, L_l`` (l = levels outermost first)."""
+
+    machine: Machine
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        m = self.machine
+        return np.array(
+            [1.0 / m.device.effective_flops]
+            + [lv.gap_s_per_byte for lv in m.levels]
+            + [lv.latency_s for lv in m.levels]
+        )
+
+    @property
+    def size(self) -> int:
+        return 1 + 2 * len(self.machine.levels)
+
+    def zero(self) -> np.ndarray:
+        return np.zeros(self.size)
+
+    def time(self, vec: np.ndarray) -> float:
+        return float(vec @ self.values)
+
+    @cached_property
+    def symbols(self) -> list[sympy.Symbol]:
+        names = [_sym_name(lv.name) for lv in self.machine.levels]
+        return ([sympy.Symbol("F", positive=True)]
+                + [sympy.Symbol(f"g_{{{n}}}", positive=True) for n in names]
+                + [sympy.Symbol(f"L_{{{n}}}", positive=True) for n in names])
+
+    def symbolic(self, vec) -> sympy.Expr:
+        """``w/F + sum h_l g_l + sum n_l L_l`` with the vector's coefficients."""
+        sym = self.symbols
+        expr = vec[0] / sym[0]
+        for i in range(1, len(sym)):
+            expr += vec[i] * sym[i]
+        return expr
+
+    def substitutions(self) -> dict:
+        m = self.machine
+        subs = {self.symbols[0]: m.device.effective_flops}
+        for i, lv in enumerate(m.levels):
+            subs[self.symbols[1 + i]] = lv.gap_s_per_byte
+            subs[self.symbols[1 + len(m.levels) + i]] = lv.latency_s
+        return subs
+
+
+def _sym_name(name: str) -> str:
+    return "".join(c for c in name if c.isalnum()) or "l"
+
+
+# ---- per-operator precomputation --------------------------------------------------------
+
+@dataclass
+class _Use:
+    tensor: str
+    is_output: bool
+    dims: frozenset[str]
+    flat: dict[tuple[str, int], int]  # (dim, factor index within dim) -> flat factor of tensor
+    nbytes: float
+    itemsize: int
+    numel_over_dims: float  # tensor numel / product of the sizes of the dims indexing it
+    grad_allreduce: bool  # an input whose gradient is all-reduced when it is replicated
+
+
+@dataclass
+class _OpInfo:
+    op: Operator
+    signature: str
+    uses: list[_Use]
+    splittable: frozenset[str]
+    flops_per_point: float  # flops / prod(dim sizes), so that flops stay symbolic
+
+
+@dataclass
+class OpCost:
+    compute: np.ndarray
+    communication: np.ndarray
+
+
+@dataclass
+class Edge:
+    producer: str
+    out_index: int  # index into the producer's _OpInfo.uses
+    consumer: str
+    in_index: int
+    tensor: str
+    nbytes: float
+    requires_grad: bool
+
+
+@dataclass
+class PlanCost:
+    """A plan's cost: vectors per operator and term, and their times on the machine."""
+
+    basis: Basis
+    mode: str
+    compute: dict[str, np.ndarray]
+    communication: dict[str, np.ndarray]
+    redistribution: dict[str, np.ndarray]
+
+    def term_seconds(self, term: str) -> float:
+        return sum(self.basis.time(v) for v in getattr(self, term).values())
+
+    @property
+    def total_vector(self) -> np.ndarray:
+        total = self.basis.zero()
+        for term in ("compute", "communication", "redistribution"):
+            for v in getattr(self, term).values():
+                total = total + v
+        return total
+
+    @property
+    def total_seconds(self) -> float:
+        return self.basis.time(self.total_vector)
+
+    def seconds(self) -> dict[str, float]:
+        out = {t: self.term_seconds(t) for t in ("compute", "communication", "redistribution")}
+        out["total"] = sum(out.values())
+        return out
+
+    def op_seconds(self, name: str) -> dict[str, float]:
+        return {t: self.basis.time(getattr(self, t)[name]) for t in ("compute", "communication", "redistribution")}
+
+    def by_level(self) -> dict[str, dict[str, float]]:
+        """Seconds of communication and redistribution spent on each machine level."""
+        levels = self.basis.machine.levels
+        d = len(levels)
+        vals = self.basis.values
+        out = {}
+        for i, lv in enumerate(levels):
+            row = {}
+            for term in ("communication", "redistribution"):
+                v = sum((getattr(self, term)[n] for n in getattr(self, term)), self.basis.zero())
+                row[term] = float(v[1 + i] * vals[1 + i] + v[1 + d + i] * vals[1 + d + i])
+            out[lv.name] = row
+        return out
+
+
+# ---- the cost model ---------------------------------------------------------------------
+
+class CostModel:
+    """Prices strategies of one graph on one machine; shared by every search algorithm.
+
+    ``mode`` is ``train`` (forward + backward) or ``infer``; ``precision`` overrides the bytes of
+    float tensors (``fp32``, ``bf16``, ``fp16``), otherwise the ONNX element type counts.
+    """
+
+    def __init__(self, graph: OperatorGraph, machine: Machine, mode: str = "train", precision: str | None = None):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if precision is not None and precision not in PRECISION_BYTES:
+            raise ValueError(f"precision must be one of {', '.join(PRECISION_BYTES)}, not {precision!r}")
+        self.graph = graph
+        self.machine = machine
+        self.mode = mode
+        self.precision = precision
+        self.basis = Basis(machine)
+        self.cuts = machine.cuts()
+        self.cut_factor = [c.factor for c in self.cuts]
+        self.cut_level = [c.level for c in self.cuts]
+        self.num_levels = len(machine.levels)
+        self.planned = graph.planned_operators()
+        self.info: dict[str, _OpInfo] = {n: self._op_info(graph.operators[n]) for n in self.planned}
+        self.edges = self._edges()
+        self.in_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
+        self.out_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
+        for e in self.edges:
+            self.in_edges[e.consumer].append(e)
+            self.out_edges[e.producer].append(e)
+        self._op_cache: dict = {}
+        self._assign_cache: dict = {}
+        self._redist_cache: dict = {}
+
+    # -- set-up --
+    def tensor_itemsize(self, name: str) -> int:
+        t = self.graph.tensors[name]
+        if self.precision and t.is_float:
+            return PRECISION_BYTES[self.precision]
+        return t.itemsize
+
+    def _op_info(self, op: Operator) -> _OpInfo:
+        uses = []
+        for is_output, group in ((False, op.inputs), (True, op.outputs)):
+            for use in group:
+                t = self.graph.tensors[use.tensor]
+                itemsize = self.tensor_itemsize(use.tensor)
+                dims = use.dims()
+                prod_dims = math.prod(op.dims[d] for d in dims) or 1
+                grad = (not is_output and self.mode == "train" and t.requires_grad)
+                uses.append(_Use(use.tensor, is_output, dims, self._flat_map(op, use, t),
+                                 float(t.numel * itemsize), itemsize, t.numel / prod_dims, grad))
+        splittable = frozenset(op.splittable_dims()) if op.kind is not OpKind.OPAQUE else frozenset()
+        points = math.prod(op.dims.values()) or 1
+        sig = op.signature(self.graph.tensors) + f"|{self.mode}|{self.precision}"
+        return _OpInfo(op, sig, uses, splittable, op.flops / points)
+
+    @staticmethod
+    def _flat_map(op: Operator, use: TensorUse, tensor) -> dict[tuple[str, int], int]:
+        flat: dict[tuple[str, int], int] = {}
+        base = 0
+        for axis, dims in enumerate(use.axes):
+            n_axis = len(tensor.axis_factors[axis]) if axis < len(tensor.axis_factors) else 0
+            if axis in use.loose:
+                for d in dims:
+                    for k in range(len(op.factors_of(d))):
+                        flat[(d, k)] = base
+            else:
+                offset = 0
+                for d in dims:
+                    for k in range(len(op.factors_of(d))):
+                        if offset < n_axis:
+                            flat[(d, k)] = base + offset
+                        offset += 1
+            base += n_axis
+        return flat
+
+    def _edges(self) -> list[Edge]:
+        planned = set(self.planned)
+        edges = []
+        out_pos = {}
+        for name in self.planned:
+            for i, u in enumerate(self.info[name].uses):
+                if u.is_output:
+                    out_pos[u.tensor] = (name, i)
+        for name in self.planned:
+            for i, u in enumerate(self.info[name].uses):
+                if u.is_output:
+                    continue
+                t = self.graph.tensors[u.tensor]
+                if t.role is not TensorRole.ACTIVATION or u.tensor not in out_pos:
+                    continue  # graph inputs, parameters and constants: boundaries are free
+                producer, j = out_pos[u.tensor]
+                if producer not in planned or producer == name:
+                    continue
+                edges.append(Edge(producer, j, name, i, u.tensor, u.nbytes, t.requires_grad))
+        return edges
+
+    # -- strategies --
+    def assignment(self, name: str, strategy: Strategy) -> tuple | None:
+        """Per cut, ``(dim, factor index)`` or None; None overall if a split does not divide."""
+        info = self.info[name]
+        key = (info.signature, strategy)
+        hit = self._assign_cache.get(key, False)
+        if hit is not False:
+            return hit
+        op = info.op
+        remaining = {}
+        out = []
+        result = None
+        for t, dim in enumerate(strategy):
+            if dim is None:
+                out.append(None)
+                continue
+            if dim not in info.splittable:
+                break
+            if dim not in remaining:
+                remaining[dim] = list(op.factors_of(dim))
+            p = self.cut_factor[t]
+            for k, size in enumerate(remaining[dim]):
+                if size % p == 0:
+                    remaining[dim][k] = size // p
+                    out.append((dim, k))
+                    break
+            else:
+                break
+        else:
+            result = tuple(out)
+        self._assign_cache[key] = result
+        return result
+
+    def candidates(self, name: str, prefix: Strategy) -> list[str | None]:
+        """Choices at the next cut after ``prefix``: None, or any dim the cut's prime divides."""
+        out: list[str | None] = [None]
+        for d in sorted(self.info[name].splittable):
+            if self.assignment(name, prefix + (d,)) is not None:
+                out.append(d)
+        return out
+
+    def layout(self, name: str, use_index: int, strategy: Strategy) -> tuple[int, ...]:
+        """The tensor's layout as this operator holds it: per cut, the flat factor split or -1."""
+        assign = self.assignment(name, strategy)
+        if assign is None:
+            raise PlanError(f"operator {name}: strategy {strategy} does not divide its dimensions")
+        flat = self.info[name].uses[use_index].flat
+        return tuple(-1 if a is None else flat.get(a, -1) for a in assign)
+
+    # -- operator cost --
+    def op_cost(self, name: str, strategy: Strategy) -> OpCost:
+        info = self.info[name]
+        key = (info.signature, strategy)
+        hit = self._op_cache.get(key)
+        if hit is None:
+            if self.assignment(name, strategy) is None:
+                raise PlanError(f"operator {name}: strategy {strategy} does not divide its dimensions")
+            hit = self._op_cost(info, strategy, lambda d: info.op.dims[d], info.op.flops)
+            self._op_cache[key] = hit
+        return hit
+
+    def op_seconds(self, name: str, strategy: Strategy) -> float:
+        c = self.op_cost(name, strategy)
+        return self.basis.time(c.compute) + self.basis.time(c.communication)
+
+    def _op_cost(self, info: _OpInfo, strategy: Strategy, size_of, flops, zero=None) -> OpCost:
+        """Compute, collective and halo terms of one operator under one (prefix) strategy.
+
+        Written against ``size_of`` so that the same code yields numbers or sympy formulas.
+        """
+        d_levels = self.num_levels
+        compute = self.basis.zero() if zero is None else zero()
+        comm = self.basis.zero() if zero is None else zero()
+        split = {}
+        for t, dim in enumerate(strategy):
+            if dim is not None:
+                split[dim] = split.get(dim, 1) * self.cut_factor[t]
+        total_split = math.prod(split.values()) if split else 1
+        compute[0] = (3 if self.mode == "train" else 1) * flops / total_split
+
+        def add(traffic):
+            for level, (nbytes, steps) in traffic.items():
+                comm[1 + level] += nbytes
+                comm[1 + d_levels + level] += steps
+
+        for use in info.uses:
+            if not use.is_output and not use.grad_allreduce:
+                continue
+            groups: dict[int, int] = {}
+            local = use.itemsize * use.numel_over_dims
+            for d in use.dims:
+                local *= size_of(d)
+            for t, dim in enumerate(strategy):
+                if dim is None:
+                    continue
+                if dim in use.dims:
+                    local /= self.cut_factor[t]
+                else:
+                    groups[self.cut_level[t]] = groups.get(self.cut_level[t], 1) * self.cut_factor[t]
+            if groups:
+                add(hierarchical_all_reduce(local, groups))
+        halo = info.op.halo
+        if halo and info.uses and not info.uses[0].is_output:
+            x = info.uses[0]
+            for dim, rows in halo.items():
+                if rows <= 0 or dim not in split:
+                    continue
+                level = min(self.cut_level[t] for t, d in enumerate(strategy) if d == dim)
+                local_x = x.itemsize * x.numel_over_dims
+                for d in x.dims:
+                    local_x *= size_of(d)
+                local_x /= math.prod(split.get(d, 1) for d in x.dims)
+                row_bytes = local_x / (size_of(dim) / split[dim])
+                nbytes, steps = halo_exchange(row_bytes, rows)
+                passes = 2 if self.mode == "train" else 1
+                add({level: (passes * nbytes, passes * steps)})
+        return OpCost(compute, comm)
+
+    # -- redistribution --
+    def redistribution_fractions(self, la: tuple[int, ...], lb: tuple[int, ...]) -> tuple[float, ...]:
+        """Per level, the fraction of the tensor's bytes a device fetches to go from layout
+        ``la`` (as produced) to ``lb`` (as consumed).
+
+        Derivation (DESIGN.md, per machine level): the consumer needs ``S/prod(b)``. For each
+        atomic factor compare the ordered cuts that split it: if the producer's cuts are a
+        prefix of the consumer's, the consumer just slices what it holds; if the consumer's are
+        a prefix of the producer's, it holds ``1/prod(extra)`` of what it needs; otherwise the
+        blocks are numbered differently and the worst device (the one a BSP superstep waits
+        for) holds none of it. Doing this with only the producer cuts at levels ``< k`` gives
+        what the device's depth-``k`` subtree already holds; the bytes that cross level ``l``
+        links are the growth of the missing part from depth ``l`` to depth ``l+1``.
+        """
+        key = (la, lb)
+        hit = self._redist_cache.get(key)
+        if hit is not None:
+            return hit
+        n = len(lb)
+        p = self.cut_factor
+        need = 1.0
+        for t in range(n):
+            if lb[t] >= 0:
+                need /= p[t]
+        factors = {x for x in la if x >= 0} | {x for x in lb if x >= 0}
+        seq_b = {f: [t for t in range(n) if lb[t] == f] for f in factors}
+        fractions = []
+        prev_missing = 0.0
+        for level in range(self.num_levels):
+            owned = 1.0
+            for f in factors:
+                sa = [t for t in range(n) if la[t] == f and self.cut_level[t] <= level]
+                sb = seq_b[f]
+                if sa == sb[:len(sa)]:
+                    continue
+                if sb == sa[:len(sb)]:
+                    owned /= math.prod(p[t] for t in sa[len(sb):])
+                else:
+                    owned = 0.0
+                    break
+            missing = need * (1.0 - owned)
+            fractions.append(max(0.0, missing - prev_missing))
+            prev_missing = max(prev_missing, missing)
+        result = tuple(fractions)
+        self._redist_cache[key] = result
+        return result
+
+    def edge_cost(self, edge: Edge, producer_strategy: Strategy, consumer_strategy: Strategy) -> np.ndarray:
+        la = self.layout(edge.producer, edge.out_index, producer_strategy)
+        lb = self.layout(edge.consumer, edge.in_index, consumer_strategy)
+        vec = self.basis.zero()
+        self._add_redistribution(vec, edge.nbytes, la, lb)
+        if self.mode == "train" and edge.requires_grad:
+            self._add_redistribution(vec, edge.nbytes, lb, la)  # the gradient travels back
+        return vec
+
+    def edge_seconds(self, edge: Edge, producer_strategy: Strategy, consumer_strategy: Strategy) -> float:
+        return self.basis.time(self.edge_cost(edge, producer_strategy, consumer_strategy))
+
+    def _add_redistribution(self, vec, nbytes, la, lb) -> None:
+        d = self.num_levels
+        for level, frac in enumerate(self.redistribution_fractions(la, lb)):
+            if frac > 0:
+                vec[1 + level] += frac * nbytes
+                vec[1 + d + level] += 1
+
+    # -- whole plans --
+    def replicated(self) -> Strategy:
+        return (None,) * len(self.cuts)
+
+    def complete(self, plan: dict[str, Strategy]) -> dict[str, Strategy]:
+        """Every planned operator gets a strategy (replicated where the plan is silent)."""
+        full = {}
+        for name in self.planned:
+            s = tuple(plan.get(name, self.replicated()))
+            if len(s) != len(self.cuts):
+                raise PlanError(f"operator {name}: strategy has {len(s)} cuts, the machine has {len(self.cuts)}")
+            full[name] = s
+        return full
+
+    def evaluate(self, plan: dict[str, Strategy]) -> PlanCost:
+        """Cost of a plan: per operator compute and communication, redistribution per consumer."""
+        full = self.complete(plan)
+        compute, comm, redist = {}, {}, {}
+        for name in self.planned:
+            c = self.op_cost(name, full[name])
+            compute[name] = c.compute
+            comm[name] = c.communication
+            redist[name] = self.basis.zero()
+        for e in self.edges:
+            redist[e.consumer] = redist[e.consumer] + self.edge_cost(e, full[e.producer], full[e.consumer])
+        return PlanCost(self.basis, self.mode, compute, comm, redist)
+
+    def total_seconds(self, plan: dict[str, Strategy]) -> float:
+        return self.evaluate(plan).total_seconds
+
+    def local_seconds(self, name: str, plan: dict[str, Strategy], strategy: Strategy | None = None) -> float:
+        """The part of the plan's time that depends on one operator's strategy (op + its edges)."""
+        s = plan[name] if strategy is None else strategy
+        total = self.op_seconds(name, s)
+        for e in self.in_edges[name]:
+            total += self.edge_seconds(e, plan[e.producer], s)
+        for e in self.out_edges[name]:
+            total += self.edge_seconds(e, s, plan[e.consumer])
+        return total
+
+    # -- formulas --
+    def op_formula(self, name: str, strategy: Strategy, symbolic_dims: bool = False) -> sympy.Expr:
+        """The operator's cost (compute + communication) as a sympy formula in machine symbols,
+        optionally with its dimensions kept as symbols too (``6*b*s*h**2/(8*F) + ...``)."""
+        info = self.info[name]
+        if self.assignment(name, strategy) is None:
+            raise PlanError(f"operator {name}: strategy {strategy} does not divide its dimensions")
+        if symbolic_dims:
+            symbols = {d: sympy.Symbol(d, positive=True) for d in info.op.dims}
+            size_of = symbols.__getitem__
+            flops = sympy.nsimplify(info.flops_per_point) * sympy.Mul(*symbols.values())
+        else:
+            size_of = lambda d: sympy.Integer(info.op.dims[d])  # noqa: E731
+            flops = sympy.nsimplify(info.op.flops)
+        zero = lambda: [sympy.Integer(0)] * self.basis.size  # noqa: E731
+        c = self._op_cost(info, strategy, size_of, flops, zero=zero)
+        vec = [sympy.nsimplify(a) + sympy.nsimplify(b) for a, b in zip(c.compute, c.communication)]
+        return self.basis.symbolic(vec)
+
+
+@dataclass
+class Plan:
+    """A strategy per operator, with where it came from."""
+
+    strategies: dict[str, Strategy]
+    algorithm: str
+    search_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    trace: list[dict] = field(default_factory=list)
