@@ -494,6 +494,13 @@ class CostModel:
     def total_seconds(self, plan: dict[str, Strategy]) -> float:
         return self.evaluate(plan).total_seconds
 
+    def evaluate_prefix(self, strategies: dict[str, Strategy]) -> float:
+        """Seconds of a partial plan whose strategies all cover the same first cuts (search only)."""
+        total = sum(self.op_seconds(n, strategies[n]) for n in self.planned)
+        for e in self.edges:
+            total += self.edge_seconds(e, strategies[e.producer], strategies[e.consumer])
+        return total
+
     def local_seconds(self, name: str, plan: dict[str, Strategy], strategy: Strategy | None = None) -> float:
         """The part of the plan's time that depends on one operator's strategy (op + its edges)."""
         s = plan[name] if strategy is None else strategy

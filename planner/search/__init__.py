@@ -1,0 +1,1 @@
+"""Search algorithms: each returns a Plan scored by the same CostModel."""
