@@ -215,6 +215,11 @@ class CostModel:
         self._op_cache: dict = {}
         self._assign_cache: dict = {}
         self._redist_cache: dict = {}
+        self._redist_time_cache: dict = {}
+        self._layout_cache: dict = {}
+        self._op_seconds_cache: dict = {}
+        self._gaps = [lv.gap_s_per_byte for lv in machine.levels]
+        self._latencies = [lv.latency_s for lv in machine.levels]
 
     # -- set-up --
     def tensor_itemsize(self, name: str) -> int:
@@ -323,11 +328,17 @@ class CostModel:
 
     def layout(self, name: str, use_index: int, strategy: Strategy) -> tuple[int, ...]:
         """The tensor's layout as this operator holds it: per cut, the flat factor split or -1."""
-        assign = self.assignment(name, strategy)
-        if assign is None:
-            raise PlanError(f"operator {name}: strategy {strategy} does not divide its dimensions")
-        flat = self.info[name].uses[use_index].flat
-        return tuple(-1 if a is None else flat.get(a, -1) for a in assign)
+        info = self.info[name]
+        key = (info.signature, use_index, strategy)
+        hit = self._layout_cache.get(key)
+        if hit is None:
+            assign = self.assignment(name, strategy)
+            if assign is None:
+                raise PlanError(f"operator {name}: strategy {strategy} does not divide its dimensions")
+            flat = info.uses[use_index].flat
+            hit = tuple(-1 if a is None else flat.get(a, -1) for a in assign)
+            self._layout_cache[key] = hit
+        return hit
 
     # -- operator cost --
     def op_cost(self, name: str, strategy: Strategy) -> OpCost:
@@ -342,8 +353,12 @@ class CostModel:
         return hit
 
     def op_seconds(self, name: str, strategy: Strategy) -> float:
-        c = self.op_cost(name, strategy)
-        return self.basis.time(c.compute) + self.basis.time(c.communication)
+        key = (self.info[name].signature, strategy)
+        hit = self._op_seconds_cache.get(key)
+        if hit is None:
+            c = self.op_cost(name, strategy)
+            hit = self._op_seconds_cache[key] = self.basis.time(c.compute + c.communication)
+        return hit
 
     def _op_cost(self, info: _OpInfo, strategy: Strategy, size_of, flops, zero=None) -> OpCost:
         """Compute, collective and halo terms of one operator under one (prefix) strategy.
@@ -455,7 +470,31 @@ class CostModel:
         return vec
 
     def edge_seconds(self, edge: Edge, producer_strategy: Strategy, consumer_strategy: Strategy) -> float:
-        return self.basis.time(self.edge_cost(edge, producer_strategy, consumer_strategy))
+        """The same as ``basis.time(edge_cost(...))`` on plain floats: the search's hot path."""
+        la = self.layout(edge.producer, edge.out_index, producer_strategy)
+        lb = self.layout(edge.consumer, edge.in_index, consumer_strategy)
+        return self.redistribution_seconds(edge.nbytes, la, lb, edge.requires_grad)
+
+    def redistribution_seconds(self, nbytes: float, la: tuple, lb: tuple, requires_grad: bool) -> float:
+        per_byte, fixed = self._redistribution_time(la, lb)
+        total = per_byte * nbytes + fixed
+        if self.mode == "train" and requires_grad:
+            per_byte, fixed = self._redistribution_time(lb, la)
+            total += per_byte * nbytes + fixed
+        return total
+
+    def _redistribution_time(self, la: tuple, lb: tuple) -> tuple[float, float]:
+        """(seconds per byte of the tensor, latency seconds) of one redistribution, cached."""
+        key = (la, lb)
+        hit = self._redist_time_cache.get(key)
+        if hit is None:
+            per_byte = fixed = 0.0
+            for level, frac in enumerate(self.redistribution_fractions(la, lb)):
+                if frac > 0:
+                    per_byte += frac * self._gaps[level]
+                    fixed += self._latencies[level]
+            hit = self._redist_time_cache[key] = (per_byte, fixed)
+        return hit
 
     def _add_redistribution(self, vec, nbytes, la, lb) -> None:
         d = self.num_levels

@@ -40,6 +40,17 @@ class _Link:
     nbytes: float
     requires_grad: bool
 
+    @property
+    def factor_key(self) -> "_FrozenMap":
+        return _FrozenMap(self.factor_map)
+
+
+class _FrozenMap(dict):
+    """A dict that can be part of a memo key."""
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.items())))
+
 
 class _Search:
     def __init__(self, cm: CostModel, progress: Progress = None):
@@ -51,6 +62,7 @@ class _Search:
         self.folded = [n for n in cm.planned if ops[n].kind is OpKind.FOLLOW]
         self.links = self._links()
         self.trace: list[dict] = []
+        self._memo: dict = {}
 
     # -- the contracted graph --
     def _links(self) -> dict[str, list[_Link]]:
@@ -82,52 +94,86 @@ class _Search:
                     stack.append((e.producer, e.out_index, composed, depth + 1))
         return links
 
-    def link_seconds(self, link: _Link, strategies: dict[str, Strategy], override: tuple[str, Strategy]) -> float:
-        cm = self.cm
-        name, s = override
-        sa = s if link.src == name else strategies[link.src]
-        sb = s if link.dst == name else strategies[link.dst]
-        la = tuple(link.factor_map.get(x, -1) if x >= 0 else -1 for x in cm.layout(link.src, link.src_use, sa))
-        lb = cm.layout(link.dst, link.dst_use, sb)
-        vec = cm.basis.zero()
-        cm._add_redistribution(vec, link.nbytes, la, lb)
-        if cm.mode == "train" and link.requires_grad:
-            cm._add_redistribution(vec, link.nbytes, lb, la)
-        return cm.basis.time(vec)
-
     # -- one cut --
     def choose(self, name: str, strategies: dict[str, Strategy], decided: set[str], t: int,
                use_links: bool, record: bool = False) -> str | None:
         """The choice at cut ``t`` minimising the operator's cost plus redistribution with the
         decided neighbours (through folded chains if ``use_links``, else along real edges)."""
-        cm = self.cm
         prefix = strategies[name][:t]
-        best, best_cost, rows = None, float("inf"), []
-        for cand in cm.candidates(name, prefix):
-            s = prefix + (cand,)
+        options = [prefix + (c,) for c in self.cm.candidates(name, prefix)]
+        best = self.best_of(name, options, strategies, decided, t + 1, use_links, ("cut", prefix), record)
+        return best[t]
+
+    def best_of(self, name: str, options: list[Strategy], strategies: dict[str, Strategy], decided,
+                length: int, use_links: bool, memo_tag, record: bool = False) -> Strategy:
+        """The option with the lowest own cost plus redistribution with decided neighbours.
+
+        Memoised on what the answer depends on (the operator's structure, the options and the
+        decided neighbours' layouts over the first ``length`` cuts), so the identical layers of
+        a deep model cost one evaluation.
+        """
+        cm = self.cm
+        neighbours = self._neighbour_state(name, strategies, decided, length, use_links)
+        key = (cm.info[name].signature, memo_tag, use_links, neighbours)
+        hit = self._memo.get(key)
+        if hit is not None and not record:
+            return hit
+        best, best_cost, rows = options[0], float("inf"), []
+        for s in options:
             own = cm.op_seconds(name, s)
             redist = 0.0
-            if use_links:
-                for link in self.links.get(name, ()):
-                    other = link.dst if link.src == name else link.src
-                    if other in decided:
-                        redist += self.link_seconds(link, strategies, (name, s))
-            else:
-                for e in cm.in_edges[name]:
-                    if e.producer in decided:
-                        redist += cm.edge_seconds(e, strategies[e.producer], s)
-                for e in cm.out_edges[name]:
-                    if e.consumer in decided:
-                        redist += cm.edge_seconds(e, s, strategies[e.consumer])
+            for nbytes, grad, other_layout, mine_is_src, use_index, fmap in neighbours:
+                mine = cm.layout(name, use_index, s)
+                if mine_is_src:
+                    la = mine if fmap is None else tuple(fmap.get(x, -1) if x >= 0 else -1 for x in mine)
+                    redist += cm.redistribution_seconds(nbytes, la, other_layout, grad)
+                else:
+                    redist += cm.redistribution_seconds(nbytes, other_layout, mine, grad)
             total = own + redist
             if record:
-                rows.append({"dim": cand, "op_seconds": own, "redistribution_seconds": redist, "total_seconds": total})
+                rows.append({"dim": s[length - 1], "op_seconds": own, "redistribution_seconds": redist,
+                             "total_seconds": total})
             if best_cost == float("inf") or total < best_cost * (1 - 1e-12):
-                best, best_cost = cand, total
+                best, best_cost = s, total
+        self._memo[key] = best
         if record:
+            t = length - 1
             self.trace.append({"cut": t, "level": cm.cuts[t].level_name, "factor": cm.cuts[t].factor,
-                               "operator": name, "candidates": rows, "chosen": best})
+                               "operator": name, "candidates": rows, "chosen": best[t]})
         return best
+
+    def _neighbour_state(self, name, strategies, decided, length, use_links) -> tuple:
+        """The decided neighbours' layouts over the first ``length`` cuts, as hashable tuples.
+
+        Each entry: (bytes, needs gradient, the neighbour's layout in the coordinates of the
+        destination tensor, whether this operator is the source, this operator's use index,
+        the factor map applied to this operator's layout when it is the source).
+        """
+        cm = self.cm
+        state = []
+        if use_links:
+            for link in self.links.get(name, ()):
+                other = link.dst if link.src == name else link.src
+                if other not in decided:
+                    continue
+                so = strategies[other][:length]
+                if link.src == name:
+                    state.append((link.nbytes, link.requires_grad, cm.layout(other, link.dst_use, so),
+                                  True, link.src_use, link.factor_key))
+                else:
+                    src = cm.layout(other, link.src_use, so)
+                    mapped = tuple(link.factor_map.get(x, -1) if x >= 0 else -1 for x in src)
+                    state.append((link.nbytes, link.requires_grad, mapped, False, link.dst_use, None))
+        else:
+            for e in cm.in_edges[name]:
+                if e.producer in decided:
+                    state.append((e.nbytes, e.requires_grad, cm.layout(e.producer, e.out_index, strategies[e.producer][:length]),
+                                  False, e.in_index, None))
+            for e in cm.out_edges[name]:
+                if e.consumer in decided:
+                    state.append((e.nbytes, e.requires_grad, cm.layout(e.consumer, e.in_index, strategies[e.consumer][:length]),
+                                  True, e.out_index, None))
+        return tuple(state)
 
     def step(self, strategies: dict[str, Strategy], t: int, record: bool) -> None:
         """The thesis's step: critical operators by decreasing weight, then propagation."""
@@ -142,22 +188,35 @@ class _Search:
         self.propagate(strategies, t, decided)
 
     def propagate(self, strategies: dict[str, Strategy], t: int, decided: set[str]) -> None:
-        """Folded operators take layouts from decided neighbours, forward then backward, to a fixed point."""
+        """Folded operators take layouts from decided neighbours: one forward pass, one backward
+        pass, then a worklist of the folded neighbours of whatever changed, to a fixed point."""
         cm = self.cm
+        folded = set(self.folded)
         for n in self.folded:
             if len(strategies[n]) <= t:
                 strategies[n] = strategies[n][:t] + (None,)
-        forward = [n for n in cm.planned if n in set(self.folded)]
-        for round_ in range(6):
-            changed = False
-            for n in forward if round_ % 2 == 0 else reversed(forward):
-                choice = self.choose(n, strategies, decided, t, False)
-                decided.add(n)
-                if choice != strategies[n][t]:
-                    strategies[n] = strategies[n][:t] + (choice,)
-                    changed = True
-            if not changed and round_ >= 1:
-                break
+
+        def visit(n) -> bool:
+            choice = self.choose(n, strategies, decided, t, False)
+            decided.add(n)
+            if choice != strategies[n][t]:
+                strategies[n] = strategies[n][:t] + (choice,)
+                return True
+            return False
+
+        changed = [n for n in self.folded if visit(n)]
+        changed += [n for n in reversed(self.folded) if visit(n)]
+        work = set()
+        for n in changed:
+            work.update(m for m in cm.graph.graph.predecessors(n) if m in folded)
+            work.update(m for m in cm.graph.graph.successors(n) if m in folded)
+        budget = 4 * len(self.folded)
+        while work and budget > 0:
+            n = work.pop()
+            budget -= 1
+            if visit(n):
+                work.update(m for m in cm.graph.graph.predecessors(n) if m in folded)
+                work.update(m for m in cm.graph.graph.successors(n) if m in folded)
 
     # -- improvements --
     def resweep(self, strategies: dict[str, Strategy], t: int, order: list[str], sweeps: int = 2) -> None:
@@ -226,29 +285,33 @@ def _through(cm: CostModel, name: str, out_index: int) -> dict[int, dict[int, in
     return maps
 
 
-def polish(cm: CostModel, strategies: dict[str, Strategy], max_rounds: int = 2, budget: int = 200_000) -> dict[str, Strategy]:
-    """Local search with the full evaluator: change one operator's choice at one cut at a time
-    while that lowers the plan's cost (only the operator's own cost and edges change)."""
+def single_changes(cm: CostModel, name: str, strategy: Strategy) -> list[Strategy]:
+    """The strategy itself and every valid strategy that differs from it at one cut."""
+    out = [strategy]
+    for t in range(len(strategy)):
+        for cand in cm.candidates(name, strategy[:t]):
+            if cand != strategy[t]:
+                s = strategy[:t] + (cand,) + strategy[t + 1:]
+                if cm.assignment(name, s) is not None:
+                    out.append(s)
+    return out
+
+
+def polish(search: _Search, strategies: dict[str, Strategy], max_rounds: int = 3) -> dict[str, Strategy]:
+    """Local search with the full evaluator: move one operator's choice at one cut at a time
+    while that lowers the plan's cost (only its own cost and its edges change, so each move is
+    a local comparison, memoised across identical layers)."""
+    cm = search.cm
     plan = dict(strategies)
+    everyone = set(cm.planned)
     n_cuts = len(cm.cuts)
-    work = 0
     for _ in range(max_rounds):
         changed = False
         for n in cm.planned:
-            current = cm.local_seconds(n, plan)
-            for t in range(n_cuts):
-                for cand in cm.candidates(n, plan[n][:t]):
-                    if cand == plan[n][t]:
-                        continue
-                    s = plan[n][:t] + (cand,) + plan[n][t + 1:]
-                    if cm.assignment(n, s) is None:
-                        continue
-                    work += 1
-                    cost = cm.local_seconds(n, plan, s)
-                    if cost < current * (1 - 1e-9):
-                        plan[n], current, changed = s, cost, True
-                if work > budget:
-                    return plan
+            options = single_changes(cm, n, plan[n])
+            best = search.best_of(n, options, plan, everyone, n_cuts, False, ("polish", plan[n]))
+            if best != plan[n]:
+                plan[n], changed = best, True
         if not changed:
             break
     return plan
@@ -266,7 +329,7 @@ def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
     strategies = search.run(improved)
     notes = []
     if improved:
-        strategies = polish(cm, strategies)
+        strategies = polish(search, strategies)
     elapsed = time.perf_counter() - start
     name = "drec+" if improved else "drec"
     if improved and data_parallel is not None:

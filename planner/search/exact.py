@@ -1,0 +1,126 @@
+"""The exact optimum under the cost model, over the same choices D-Rec has.
+
+Every planned operator (folded ones included) picks one full strategy (a dimension or none at
+each cut). The plan's cost is a sum of per-operator terms and per-edge terms that depend on the
+two endpoint strategies, so the optimum is a MAP problem on a pairwise model, solved exactly
+as an integer program with scipy's HiGHS:
+
+    minimise   sum_n sum_s c_n(s) x_{n,s} + sum_e sum_{a,b} c_e(a,b) z_{e,a,b}
+    subject to sum_s x_{n,s} = 1,
+               sum_b z_{e,a,b} = sum_{s: layout_u(s)=a} x_{u,s},   likewise for b and v,
+               x binary, z >= 0,
+
+where a and b range over the layouts the edge's tensor can have at its producer and consumer
+(an edge's cost depends on nothing else). With x integral the marginal constraints force z to
+the indicator of the chosen pair of layouts.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import coo_matrix
+
+from ..cost import CostModel, Plan, Strategy
+
+MAX_VARIABLES = 400_000
+
+
+class SearchTooLargeError(ValueError):
+    """The joint space is too big for the exact search; the message names the bound."""
+
+
+def all_strategies(cm: CostModel, name: str) -> list[Strategy]:
+    """Every full strategy of one operator that divides its dimensions."""
+    out: list[Strategy] = [()]
+    for _ in cm.cuts:
+        out = [s + (c,) for s in out for c in cm.candidates(name, s)]
+    return out
+
+
+def _edge_groups(cm: CostModel, options: dict[str, list[Strategy]]):
+    """Per edge, the operators' strategies grouped by the layout they give the edge's tensor:
+    the edge cost depends only on the two layouts, which keeps the pairwise tables small."""
+    groups = []
+    for e in cm.edges:
+        la: dict[tuple, list[int]] = {}
+        lb: dict[tuple, list[int]] = {}
+        for i, s in enumerate(options[e.producer]):
+            la.setdefault(cm.layout(e.producer, e.out_index, s), []).append(i)
+        for j, s in enumerate(options[e.consumer]):
+            lb.setdefault(cm.layout(e.consumer, e.in_index, s), []).append(j)
+        groups.append((e, la, lb))
+    return groups
+
+
+def problem_size(cm: CostModel) -> tuple[dict[str, list[Strategy]], list, int]:
+    options = {n: all_strategies(cm, n) for n in cm.planned}
+    groups = _edge_groups(cm, options)
+    size = sum(len(v) for v in options.values()) + sum(len(la) * len(lb) for _, la, lb in groups)
+    return options, groups, size
+
+
+def plan_exact(cm: CostModel, max_variables: int = MAX_VARIABLES, time_limit_s: float = 120.0) -> Plan:
+    start = time.perf_counter()
+    options, groups, size = problem_size(cm)
+    if size > max_variables:
+        raise SearchTooLargeError(
+            f"the exact search would need {size:,} variables, above its bound of {max_variables:,} "
+            f"({len(cm.planned)} operators on {cm.machine.num_devices} devices); use a smaller model or "
+            "machine, or --algorithm drec+"
+        )
+    names = list(cm.planned)
+    offset, col = {}, 0
+    cost: list[float] = []
+    for n in names:
+        offset[n] = col
+        cost.extend(cm.op_seconds(n, s) for s in options[n])
+        col += len(options[n])
+    n_x = col
+    rows, cols, vals, lower, upper = [], [], [], [], []
+    r = 0
+    for n in names:  # one strategy per operator
+        for k in range(len(options[n])):
+            rows.append(r); cols.append(offset[n] + k); vals.append(1.0)
+        lower.append(1.0); upper.append(1.0); r += 1
+    integrality = [1] * n_x
+    for e, la, lb in groups:
+        la_keys, lb_keys = list(la), list(lb)
+        nu, nv = len(la_keys), len(lb_keys)
+        base = col
+        for a in la_keys:
+            for b in lb_keys:
+                cost.append(cm.redistribution_seconds(e.nbytes, a, b, e.requires_grad))
+        integrality.extend([0] * (nu * nv))
+        col += nu * nv
+        for i, a in enumerate(la_keys):  # sum_b z_ab = sum of x_u over strategies giving layout a
+            for j in range(nv):
+                rows.append(r); cols.append(base + i * nv + j); vals.append(1.0)
+            for k in la[a]:
+                rows.append(r); cols.append(offset[e.producer] + k); vals.append(-1.0)
+            lower.append(0.0); upper.append(0.0); r += 1
+        for j, b in enumerate(lb_keys):
+            for i in range(nu):
+                rows.append(r); cols.append(base + i * nv + j); vals.append(1.0)
+            for k in lb[b]:
+                rows.append(r); cols.append(offset[e.consumer] + k); vals.append(-1.0)
+            lower.append(0.0); upper.append(0.0); r += 1
+    a = coo_matrix((vals, (rows, cols)), shape=(r, col)).tocsr()
+    result = milp(
+        np.array(cost),
+        constraints=LinearConstraint(a, lower, upper),
+        integrality=np.array(integrality),
+        bounds=Bounds(np.zeros(col), np.ones(col)),
+        options={"time_limit": time_limit_s},
+    )
+    if result.x is None:
+        raise SearchTooLargeError(f"the exact search found no solution within {time_limit_s:.0f} s: {result.message}")
+    x = result.x
+    plan = {}
+    for n in names:
+        k = int(np.argmax(x[offset[n]:offset[n] + len(options[n])]))
+        plan[n] = options[n][k]
+    notes = [] if result.status == 0 else [f"the solver stopped early ({result.message}); the plan may not be optimal"]
+    return Plan(plan, "exact", time.perf_counter() - start, notes)
