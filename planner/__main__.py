@@ -80,6 +80,70 @@ def cmd_strip_weights(args) -> int:
     return 0
 
 
+def _machine(path: str):
+    from .machine import load_machine
+
+    if not Path(path).is_file():
+        raise UsageError(f"machine file not found: {path} (presets are in machines/, e.g. machines/dgx_a100.yaml)")
+    return load_machine(path)
+
+
+def _options(args):
+    from .api import PlanOptions
+
+    return PlanOptions(mode=args.mode, precision=args.precision, optimizer=args.optimizer,
+                       algorithm=getattr(args, "algorithm", "drec+"))
+
+
+def _print_result(result, label: str) -> None:
+    from .units import format_bytes, format_seconds
+
+    s = result.cost.seconds()
+    mem = result.memory
+    print(f"model        {label} ({result.graph.parameter_count:,} parameters)")
+    print(f"machine      {result.machine.summary()}")
+    print(f"algorithm    {result.plan.algorithm} ({result.options.mode}), search {format_seconds(result.plan.search_seconds)}")
+    print(f"iteration    {format_seconds(s['total'])}  = compute {format_seconds(s['compute'])}"
+          f" + communication {format_seconds(s['communication'])} + redistribution {format_seconds(s['redistribution'])}")
+    print(f"data parallel {format_seconds(result.data_parallel_seconds)}: speed-up over pure data parallel "
+          f"{result.speedup_over_data_parallel:.2f}x")
+    fit = "fits" if mem.fits else f"does NOT fit: {format_bytes(mem.shortfall_bytes)} short"
+    print(f"memory       {format_bytes(mem.peak)} per device of {format_bytes(mem.capacity)} ({fit})")
+    for note in result.notes:
+        print(f"note         {note}")
+
+
+def cmd_plan(args) -> int:
+    from .api import plan_model
+    from .onnx_import import model_sha256
+    from .report import plan_to_json
+
+    graph = _load(args)
+    result = plan_model(graph, _machine(args.machine), _options(args))
+    _print_result(result, Path(args.model).name)
+    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), parse_bindings(args.bind)))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .api import evaluate_plan
+    from .onnx_import import model_sha256
+    from .report import plan_to_json
+
+    graph = _load(args)
+    machine = _machine(args.machine)
+    try:
+        data = json.loads(Path(args.plan).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"plan file not found: {args.plan}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"plan file {args.plan} is not valid JSON: {exc}") from None
+    result = evaluate_plan(graph, machine, data, _options(args))
+    _print_result(result, Path(args.model).name)
+    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), parse_bindings(args.bind)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m planner", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -98,6 +162,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("input")
     sp.add_argument("output")
     sp.set_defaults(func=cmd_strip_weights)
+
+    from .api import ALGORITHMS, DEFAULT_ALGORITHM
+    from .cost import MODES, PRECISION_BYTES
+    from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS
+
+    def planning_args(sp):
+        model_args(sp)
+        sp.add_argument("--machine", required=True, metavar="X.yaml", help="machine description (see machines/)")
+        sp.add_argument("--mode", choices=MODES, default="train", help="train (forward+backward) or infer")
+        sp.add_argument("--precision", choices=list(PRECISION_BYTES), help="bytes of float tensors (default: the ONNX type)")
+        sp.add_argument("--optimizer", choices=list(OPTIMIZERS), default=DEFAULT_OPTIMIZER,
+                        help=f"optimizer state in memory (default {DEFAULT_OPTIMIZER})")
+
+    sp = sub.add_parser("plan", help="search a parallel plan and print its cost")
+    planning_args(sp)
+    sp.add_argument("--algorithm", choices=list(ALGORITHMS), default=DEFAULT_ALGORITHM,
+                    help="; ".join(f"{k}: {v}" for k, v in ALGORITHMS.items()))
+    sp.set_defaults(func=cmd_plan)
+
+    sp = sub.add_parser("evaluate", help="score a plan written by hand or by another tool")
+    planning_args(sp)
+    sp.add_argument("--plan", required=True, metavar="PLAN.json",
+                    help='{"ops": [{"name": ..., "cuts": [[level, dim, factor], ...]} or {"name": ..., "splits": {dim: f}}]}')
+    sp.set_defaults(func=cmd_evaluate)
     return p
 
 
@@ -109,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ModelImportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. piped into head
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,259 @@
+"""The planner as a library: options, the algorithm registry, plan and evaluate.
+
+The command line and the Streamlit pages both call :func:`plan_model` and
+:func:`evaluate_plan`; neither computes a cost itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from .cost import MODES, PRECISION_BYTES, CostModel, Plan, PlanCost, PlanError, Strategy
+from .ir import OperatorGraph, OpKind
+from .machine import Machine
+from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_device
+from .onnx_import import require_bound
+from .search.data_parallel import data_parallel_strategies, plan_data_parallel
+from .search.drec import _Search, plan_drec
+from .search.exact import plan_exact
+from .search.megatron import plan_megatron
+
+ALGORITHMS: dict[str, str] = {
+    "drec+": "improved D-Rec (default): the thesis's search plus re-sweeps, whole-cut candidates and a local polish",
+    "drec": "D-Rec exactly as the thesis describes it",
+    "data_parallel": "pure data parallelism: split the batch everywhere it divides",
+    "exact": "the exact optimum under the same cost model (integer program; small graphs only)",
+    "megatron": "Megatron tensor parallelism inside the innermost level, data parallel across the others",
+}
+DEFAULT_ALGORITHM = "drec+"
+
+
+@dataclass
+class PlanOptions:
+    """What a plan depends on besides the model and the machine.
+
+    mode:       ``train`` (forward + backward, gradients, optimizer state) or ``infer``.
+    precision:  bytes of float tensors: ``fp32``, ``bf16`` or ``fp16``; None keeps the ONNX type.
+    optimizer:  ``adam`` or ``sgd``: sets the optimizer state in memory (train mode only).
+    algorithm:  one of :data:`ALGORITHMS`.
+    """
+
+    mode: str = "train"
+    precision: str | None = None
+    optimizer: str = DEFAULT_OPTIMIZER
+    algorithm: str = DEFAULT_ALGORITHM
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.precision is not None and self.precision not in PRECISION_BYTES:
+            raise ValueError(f"precision must be one of {', '.join(PRECISION_BYTES)} (or unset), not {self.precision!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {self.algorithm!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PlanResult:
+    """A plan with everything the summary, the JSON and the app show."""
+
+    graph: OperatorGraph
+    machine: Machine
+    options: PlanOptions
+    cost_model: CostModel
+    plan: Plan
+    cost: PlanCost
+    memory: MemoryReport
+    data_parallel_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_seconds(self) -> float:
+        return self.cost.total_seconds
+
+    @property
+    def speedup_over_data_parallel(self) -> float:
+        return self.data_parallel_seconds / self.total_seconds if self.total_seconds > 0 else math.inf
+
+
+def cost_model_for(graph: OperatorGraph, machine: Machine, options: PlanOptions) -> CostModel:
+    require_bound(graph)
+    return CostModel(graph, machine, options.mode, options.precision)
+
+
+def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None] | None = None) -> Plan:
+    """Run one algorithm on a cost model."""
+    if algorithm == "drec+":
+        return plan_drec(cm, improved=True, progress=progress, data_parallel=data_parallel_strategies(cm))
+    if algorithm == "drec":
+        return plan_drec(cm, improved=False, progress=progress)
+    if algorithm == "data_parallel":
+        return plan_data_parallel(cm)
+    if algorithm == "exact":
+        return plan_exact(cm)
+    if algorithm == "megatron":
+        return plan_megatron(cm)
+    raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
+
+
+def result_for(cm: CostModel, plan: Plan, options: PlanOptions, notes: list[str] | None = None) -> PlanResult:
+    """Score a plan with the shared evaluator, with memory and the data-parallel baseline."""
+    cost = cm.evaluate(plan.strategies)
+    dp = cm.total_seconds(data_parallel_strategies(cm))
+    memory = memory_per_device(cm, plan.strategies, options.optimizer)
+    return PlanResult(cm.graph, cm.machine, options, cm, plan, cost, memory, dp, list(plan.notes) + list(notes or []))
+
+
+def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | None = None,
+               progress: Callable[[float, str], None] | None = None) -> PlanResult:
+    options = options or PlanOptions()
+    cm = cost_model_for(graph, machine, options)
+    return result_for(cm, search(cm, options.algorithm, progress), options)
+
+
+# ---- plans written elsewhere -------------------------------------------------------------
+
+def strategies_from_json(cm: CostModel, data: dict) -> tuple[dict[str, Strategy], list[str]]:
+    """Read ``{"ops": [{"name": ..., "cuts": [[level, dim, factor], ...]} | {"name", "splits": {dim: f}}]}``.
+
+    Operators the file leaves out: layout-following ones get layouts propagated from their
+    neighbours, the others are replicated; the notes list both. With only ``splits``, each
+    operator's factors are placed on the machine's cuts in the cheapest way for it.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("ops"), list):
+        raise PlanError('a plan file must be a JSON object with a list "ops": [{"name": ..., "cuts": ... or "splits": ...}]')
+    graph = cm.graph
+    planned = set(cm.planned)
+    strategies: dict[str, Strategy] = {}
+    placed_by_splits = []
+    for i, entry in enumerate(data["ops"]):
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise PlanError(f'ops[{i}] must be an object with a "name"')
+        name = entry["name"]
+        if name not in graph.operators:
+            raise PlanError(f"ops[{i}]: the model has no operator named {name!r}")
+        if name not in planned:
+            continue  # shape arithmetic: never planned
+        if entry.get("cuts") is not None:
+            strategies[name] = _strategy_from_cuts(cm, name, entry["cuts"], i)
+        elif entry.get("splits") is not None:
+            strategies[name] = _strategy_from_splits(cm, name, entry["splits"], i)
+            placed_by_splits.append(name)
+        else:
+            raise PlanError(f'ops[{i}] ({name}) needs "cuts" or "splits"')
+    notes = []
+    if placed_by_splits:
+        notes.append(f"{len(placed_by_splits)} operator(s) gave only splits; their factors were placed on the "
+                     "machine levels in the cheapest way for each")
+    missing = [n for n in cm.planned if n not in strategies]
+    follow = [n for n in missing if graph.operators[n].kind is OpKind.FOLLOW]
+    replicated = [n for n in missing if graph.operators[n].kind is not OpKind.FOLLOW]
+    for n in replicated:
+        strategies[n] = cm.replicated()
+    if follow:
+        searcher = _Search(cm)
+        searcher.folded = follow
+        for n in follow:
+            strategies[n] = ()
+        given = set(cm.planned) - set(follow)
+        for t in range(len(cm.cuts)):
+            searcher.propagate(strategies, t, set(given))
+        notes.append(f"{len(follow)} layout-following operator(s) not in the file got propagated layouts")
+    if replicated:
+        notes.append(f"{len(replicated)} other operator(s) not in the file are replicated: " + ", ".join(replicated[:10])
+                     + (" ..." if len(replicated) > 10 else ""))
+    return strategies, notes
+
+
+def _strategy_from_cuts(cm: CostModel, name: str, cuts, index: int) -> Strategy:
+    if not isinstance(cuts, list) or len(cuts) != len(cm.cuts):
+        raise PlanError(f"ops[{index}] ({name}): \"cuts\" must list {len(cm.cuts)} entries [level, dim or null, factor], "
+                        f"one per prime cut of this machine ({_schedule(cm)})")
+    strategy = []
+    for t, (cut, entry) in enumerate(zip(cm.cuts, cuts)):
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+            raise PlanError(f"ops[{index}] ({name}): cuts[{t}] must be [level, dim or null, factor]")
+        level, dim, factor = entry
+        if level != cut.level_name or factor != cut.factor:
+            raise PlanError(f"ops[{index}] ({name}): cuts[{t}] is [{level}, {dim}, {factor}] but this machine's cut {t} "
+                            f"is on level {cut.level_name!r} with factor {cut.factor} (schedule: {_schedule(cm)})")
+        if dim is not None and dim not in cm.graph.operators[name].dims:
+            raise PlanError(f"ops[{index}] ({name}): cuts[{t}] names dimension {dim!r}; the operator's dimensions are "
+                            + ", ".join(cm.graph.operators[name].dims))
+        strategy.append(dim)
+    s = tuple(strategy)
+    if cm.assignment(name, s) is None:
+        raise PlanError(f"ops[{index}] ({name}): the cuts {list(s)} split a dimension that is not splittable "
+                        "or not divisible by the cut's factor")
+    return s
+
+
+def _strategy_from_splits(cm: CostModel, name: str, splits, index: int, limit: int = 5000) -> Strategy:
+    op = cm.graph.operators[name]
+    if not isinstance(splits, dict):
+        raise PlanError(f'ops[{index}] ({name}): "splits" must be an object {{dim: factor}}')
+    wanted = {}
+    for dim, f in splits.items():
+        if dim not in op.dims:
+            raise PlanError(f"ops[{index}] ({name}): splits names dimension {dim!r}; the operator's dimensions are "
+                            + ", ".join(op.dims))
+        if not isinstance(f, int) or isinstance(f, bool) or f < 1:
+            raise PlanError(f"ops[{index}] ({name}): splits[{dim!r}] must be a positive integer, not {f!r}")
+        if f > 1:
+            wanted[dim] = f
+    if math.prod(wanted.values()) > cm.machine.num_devices or cm.machine.num_devices % math.prod(wanted.values() or [1]):
+        raise PlanError(f"ops[{index}] ({name}): the splits multiply to {math.prod(wanted.values())}, which does not "
+                        f"divide the {cm.machine.num_devices} devices")
+    best, best_cost = None, math.inf
+    for s in itertools.islice(_placements(cm, wanted), limit):
+        if cm.assignment(name, s) is None:
+            continue
+        cost = cm.op_seconds(name, s)
+        if cost < best_cost:
+            best, best_cost = s, cost
+    if best is None:
+        raise PlanError(f"ops[{index}] ({name}): the splits {wanted} cannot be placed on this machine's cuts "
+                        f"({_schedule(cm)}): each factor must be a product of the cuts' primes and divide its dimension")
+    return best
+
+
+def _placements(cm: CostModel, wanted: dict[str, int]):
+    """Every way to give each cut one of the wanted dims (or none) so that the products match."""
+    def rec(t, remaining, prefix):
+        if t == len(cm.cuts):
+            if all(v == 1 for v in remaining.values()):
+                yield tuple(prefix)
+            return
+        p = cm.cut_factor[t]
+        left = math.prod(cm.cut_factor[t:])
+        need = math.prod(remaining.values())
+        for dim, r in remaining.items():
+            if r % p == 0:
+                remaining[dim] = r // p
+                yield from rec(t + 1, remaining, prefix + [dim])
+                remaining[dim] = r
+        if need * p <= left:
+            yield from rec(t + 1, remaining, prefix + [None])
+    yield from rec(0, dict(wanted), [])
+
+
+def _schedule(cm: CostModel) -> str:
+    return ", ".join(f"{c.level_name} x{c.factor}" for c in cm.cuts) or "no cuts (1 device)"
+
+
+def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: PlanOptions | None = None) -> PlanResult:
+    """Score a plan written by hand or by another tool (see :func:`strategies_from_json`)."""
+    options = options or PlanOptions()
+    cm = cost_model_for(graph, machine, options)
+    start = time.perf_counter()
+    strategies, notes = strategies_from_json(cm, data)
+    plan = Plan(strategies, str(data.get("algorithm", "user plan")), time.perf_counter() - start)
+    return result_for(cm, plan, options, notes)

@@ -1,0 +1,84 @@
+"""Megatron-style tensor parallelism as a baseline: column- then row-parallel linear layers
+inside the innermost machine level, data parallelism across the outer levels.
+
+A linear layer (a MatMul or Gemm with a weight) is row-parallel (split its contracted ``k``)
+when its input comes from a column-parallel one through weight-free operators (attention, an
+activation), and column-parallel (split its output ``n``) otherwise: that pairs QKV with the
+attention output projection and the MLP's first layer with its second, whatever the export's
+layout. Embedding tables are split on the vocabulary. Weight-free MatMuls (attention scores)
+and the folded operators then follow their neighbours, as in D-Rec.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..cost import CostModel, Plan, Strategy
+from ..ir import OpKind, TensorRole
+from .drec import _Search
+
+
+class NotATransformerError(ValueError):
+    """The graph does not look like a transformer; the message says what is missing."""
+
+
+def _linear_layers(cm: CostModel) -> dict[str, str]:
+    """Each weighted MatMul/Gemm -> 'n' (column-parallel) or 'k' (row-parallel)."""
+    g = cm.graph
+    from_column: set[str] = set()  # tensors downstream of a column-parallel layer
+    roles: dict[str, str] = {}
+    for name in cm.planned:
+        op = g.operators[name]
+        has_weight = any(g.tensors[u.tensor].role is TensorRole.PARAMETER for u in op.inputs)
+        if op.op_type in ("MatMul", "Gemm") and has_weight and "n" in op.dims and "k" in op.dims:
+            acts = [u.tensor for u in op.inputs if g.tensors[u.tensor].role is TensorRole.ACTIVATION]
+            roles[name] = "k" if any(t in from_column for t in acts) else "n"
+            if roles[name] == "n":
+                from_column.update(u.tensor for u in op.outputs)
+            continue
+        if any(u.tensor in from_column for u in op.inputs):
+            from_column.update(u.tensor for u in op.outputs)
+    return roles
+
+
+def plan_megatron(cm: CostModel) -> Plan:
+    start = time.perf_counter()
+    g = cm.graph
+    if not any(g.operators[n].op_type == "Softmax" for n in cm.planned):
+        raise NotATransformerError("the graph does not look like a transformer: it has no attention Softmax; "
+                                   "use --algorithm drec+ or data_parallel")
+    roles = _linear_layers(cm)
+    if len(roles) < 2:
+        raise NotATransformerError("the graph does not look like a transformer: fewer than two linear layers with weights")
+    inner = len(cm.machine.levels) - 1
+    batch = g.batch_dims()
+    search = _Search(cm)
+    strategies: dict[str, Strategy] = {n: () for n in cm.planned}
+    for t, cut in enumerate(cm.cuts):
+        decided = set()
+        for n in cm.planned:
+            op = g.operators[n]
+            if op.kind is OpKind.FOLLOW:
+                continue
+            if op.kind is OpKind.OPAQUE:
+                choice = None
+            elif cut.level < inner:
+                choice = batch.get(n)
+            elif n in roles:
+                choice = roles[n]
+            elif op.op_type == "Gather" and "v" in op.dims and n not in roles:
+                choice = "v"
+            else:
+                continue  # weight-free compute: follows its neighbours below
+            if choice is not None and cm.assignment(n, strategies[n] + (choice,)) is None:
+                choice = None
+            strategies[n] = strategies[n] + (choice,)
+            decided.add(n)
+        for n in search.critical:
+            if n not in decided:
+                strategies[n] = strategies[n][:t] + (search.choose(n, strategies, decided, t, True),)
+                decided.add(n)
+        search.propagate(strategies, t, decided)
+    return Plan(strategies, "megatron", time.perf_counter() - start,
+                [f"tensor parallel over the {cm.machine.levels[inner].name} level "
+                 f"({cm.machine.levels[inner].arity}-way), data parallel across the outer levels"])
