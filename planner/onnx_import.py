@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
@@ -46,8 +46,13 @@ for _name in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ"):
         _DTYPES[getattr(onnx.TensorProto, _name)] = ("float8", 1)
 
 
+_DTYPES[onnx.TensorProto.COMPLEX64] = ("complex64", 8)
+_DTYPES[onnx.TensorProto.COMPLEX128] = ("complex128", 16)
+_DTYPES[onnx.TensorProto.STRING] = ("string", 8)
+
+
 def _dtype(elem_type: int) -> tuple[str, int]:
-    return _DTYPES.get(elem_type, ("float32", 4))
+    return _DTYPES.get(elem_type, ("unknown", 4))
 
 
 # ---- loading ---------------------------------------------------------------------------------
@@ -107,6 +112,7 @@ def symbolic_dims(model: onnx.ModelProto) -> list[str]:
 class _ShapeTable:
     shapes: dict[str, tuple[int, ...] | None]
     dtypes: dict[str, int]
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # folded shape arithmetic
 
 
 def import_model(
@@ -154,7 +160,15 @@ def require_bound(graph: OperatorGraph) -> None:
 
 
 def _infer_shapes(model: onnx.ModelProto, values: dict[str, int]) -> _ShapeTable:
-    """Bind symbolic input dims, then run ONNX shape inference with data propagation."""
+    """Bind symbolic input dims, run ONNX shape inference, then finish node by node.
+
+    ONNX's own data propagation stops at operators such as Div, Mod or Where, which the
+    TorchScript exporter uses for shape arithmetic (``head_dim = hidden // heads``), and every
+    tensor downstream of an unresolved Reshape is then left without a shape. So after the
+    whole-graph pass the nodes are walked in order: small computations whose inputs are all known
+    (shape arithmetic, constants) are evaluated with ONNX's reference implementation, and each
+    node whose outputs are still unresolved is inferred again on its own with those values.
+    """
     m = onnx.ModelProto()
     m.CopyFrom(model)
     inits = {i.name for i in m.graph.initializer}
@@ -167,45 +181,141 @@ def _infer_shapes(model: onnx.ModelProto, values: dict[str, int]) -> _ShapeTable
     original = {vi.name: vi for vi in model.graph.value_info}
     del m.graph.value_info[:]
     for out in m.graph.output:
-        out.type.tensor_type.ClearField("shape") if out.type.HasField("tensor_type") else None
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
     try:
         inferred = shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
-    except Exception as exc:
-        raise ModelImportError(f"ONNX shape inference failed: {exc}") from None
+    except Exception:  # the node-by-node pass below names the node that cannot be resolved
+        inferred = m
+
+    types: dict[str, onnx.TypeProto] = {}
+    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+        if vi.type.HasField("tensor_type"):
+            types[vi.name] = vi.type
+    for init in inferred.graph.initializer:
+        types[init.name] = onnx.helper.make_tensor_type_proto(init.data_type, list(init.dims))
+    folded = _propagate(inferred, types)
 
     shapes: dict[str, tuple[int, ...] | None] = {}
     dtypes: dict[str, int] = {}
-
-    def record(vi, fallback_values=None):
-        tt = vi.type.tensor_type
-        if not vi.type.HasField("tensor_type"):
-            return
-        dtypes[vi.name] = tt.elem_type
-        if not tt.HasField("shape"):
-            shapes.setdefault(vi.name, None)
-            return
-        dims = []
-        for d in tt.shape.dim:
-            if d.HasField("dim_value"):
-                dims.append(int(d.dim_value))
-            elif d.HasField("dim_param") and fallback_values and d.dim_param in fallback_values:
-                dims.append(int(fallback_values[d.dim_param]))
-            else:
-                shapes.setdefault(vi.name, None)
-                return
-        shapes[vi.name] = tuple(dims)
-
-    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
-        record(vi)
-    for init in inferred.graph.initializer:
-        shapes[init.name] = tuple(int(x) for x in init.dims)
-        dtypes[init.name] = init.data_type
+    for name, tp in types.items():
+        dtypes[name] = tp.tensor_type.elem_type
+        shapes[name] = _static_shape(tp)
     for name, vi in original.items():  # exporter hints for what inference could not resolve
-        if shapes.get(name) is None:
-            record(vi, values)
-            if shapes.get(name) is None:
-                shapes.pop(name, None)
-    return _ShapeTable(shapes, dtypes)
+        if shapes.get(name) is None and vi.type.HasField("tensor_type"):
+            shape = _static_shape(vi.type, values)
+            if shape is not None:
+                shapes[name] = shape
+                dtypes.setdefault(name, vi.type.tensor_type.elem_type)
+    for name in [n for n, s in shapes.items() if s is None]:
+        del shapes[name]
+    return _ShapeTable(shapes, dtypes, folded)
+
+
+FOLD_MAX_ELEMENTS = 4096  # shape arithmetic and small constants are evaluated; nothing larger
+_NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+            "Bernoulli", "If", "Loop", "Scan", "SequenceMap"}
+
+
+def _static_shape(tp: onnx.TypeProto, fallback: dict[str, int] | None = None) -> tuple[int, ...] | None:
+    tt = tp.tensor_type
+    if not tt.HasField("shape"):
+        return None
+    dims = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value") and d.dim_value >= 0:
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param") and fallback and d.dim_param in fallback:
+            dims.append(int(fallback[d.dim_param]))
+        else:
+            return None
+    return tuple(dims)
+
+
+def _propagate(model: onnx.ModelProto, types: dict[str, onnx.TypeProto]) -> dict[str, np.ndarray]:
+    """Fold small constant computations and re-infer unresolved nodes, in graph order.
+
+    Updates ``types`` in place and returns the values it could compute. Never raises: a node it
+    cannot handle is left as it is, and the builder reports it by name if its shape is needed.
+    """
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    known: dict[str, np.ndarray] = {}
+    for init in model.graph.initializer:
+        value = _inline_value(init, FOLD_MAX_ELEMENTS)
+        if value is not None:
+            known[init.name] = value
+    for node in model.graph.node:
+        outs = [o for o in node.output if o]
+        ins = [i for i in node.input if i]
+        domain = node.domain if node.domain != "ai.onnx" else ""
+        try:
+            if node.op_type == "Constant" and not domain:
+                value = _constant_value(node)
+                if value is not None:
+                    known[outs[0]] = value
+                    types[outs[0]] = _type_of(value)
+                continue
+            if not domain and node.op_type in ("Shape", "Size") and ins and ins[0] in types:
+                shape = _static_shape(types[ins[0]])
+                if shape is not None:
+                    value = _shape_value(node, shape)
+                    known[outs[0]] = value
+                    types[outs[0]] = _type_of(value)
+                    continue
+            resolved = all(o in types and _static_shape(types[o]) is not None for o in outs)
+            if not resolved and all(i in types for i in ins):
+                _infer_node(node, domain, opsets, types, known)
+            if (not domain and node.op_type not in _NO_FOLD and ins and all(i in known for i in ins)
+                    and all(o in types and (s := _static_shape(types[o])) is not None
+                            and math.prod(s) <= FOLD_MAX_ELEMENTS for o in outs)):
+                results = _evaluate(node, [known[i] for i in ins], opsets.get("", 17))
+                if results is not None:
+                    for o, r in zip(outs, results):
+                        if r is not None and np.asarray(r).size <= FOLD_MAX_ELEMENTS:
+                            known[o] = np.asarray(r)
+                            if not resolved:
+                                types[o] = _type_of(known[o])
+        except Exception:  # noqa: BLE001 - best effort: the builder names unresolved nodes
+            continue
+    return known
+
+
+def _infer_node(node, domain, opsets, types, known) -> None:
+    schema = onnx.defs.get_schema(node.op_type, opsets.get(domain, 1), domain)
+    input_types = {i: types[i] for i in node.input if i}
+    input_data = {i: numpy_helper.from_array(known[i]) for i in node.input if i in known}
+    out = shape_inference.infer_node_outputs(
+        schema, node, input_types, input_data,
+        opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()],
+    )
+    for name, tp in out.items():
+        if not tp.HasField("tensor_type"):
+            continue
+        if name not in types or (_static_shape(types[name]) is None and tp.tensor_type.HasField("shape")):
+            types[name] = tp
+
+
+def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray], opset: int) -> list | None:
+    from onnx.reference.ops import load_op
+
+    cls = load_op("", node.op_type, opset)
+    op = cls(node, {"log": lambda *a: None, "opsets": {"": opset}, "new_ops": None, "verbose": 0})
+    result = op.run(*inputs)
+    return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+def _shape_value(node: onnx.NodeProto, shape: tuple[int, ...]) -> np.ndarray:
+    if node.op_type == "Size":
+        return np.array(math.prod(shape), dtype=np.int64)
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    start, end = attrs.get("start", 0), attrs.get("end", None)
+    return np.array(shape[start:end], dtype=np.int64)
+
+
+def _type_of(value: np.ndarray) -> onnx.TypeProto:
+    value = np.asarray(value)
+    elem = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
+    return onnx.helper.make_tensor_type_proto(elem, list(value.shape))
 
 
 # ---- the operator table ----------------------------------------------------------------------
@@ -257,7 +367,7 @@ class _Builder:
         self.tensors: dict[str, Tensor] = {}
         self.operators: dict[str, Operator] = {}
         self.static: set[str] = set()
-        self.const_values: dict[str, np.ndarray] = {}
+        self.const_values: dict[str, np.ndarray] = dict(table.values)
         self.opaque_types: set[str] = set()
         self.warnings: list[str] = []
 
@@ -286,12 +396,15 @@ class _Builder:
         for init in g.initializer:
             init_names.add(init.name)
             dtype, _ = _dtype(init.data_type)
-            is_float = dtype.startswith(("float", "bfloat"))
-            role = TensorRole.PARAMETER if is_float else TensorRole.CONSTANT
+            # A float initializer is a weight, except a rank-0 one: that is a scalar constant the
+            # dynamo exporter lifts out of the code (0.5, sqrt(2), a dropout ratio), never a layer's
+            # weight. (A learnable rank-0 scalar, rare, is then missed: one parameter.)
+            is_param = dtype.startswith(("float", "bfloat")) and len(init.dims) > 0
+            role = TensorRole.PARAMETER if is_param else TensorRole.CONSTANT
             self.table.shapes[init.name] = tuple(int(x) for x in init.dims)
             self.table.dtypes[init.name] = init.data_type
             self._add_tensor(init.name, role, None, "(initializer)")
-            if not is_float:
+            if not is_param:
                 self.static.add(init.name)
                 value = _inline_value(init)
                 if value is not None:
@@ -914,8 +1027,9 @@ def _opset(model: onnx.ModelProto) -> int:
     return 17
 
 
-def _inline_value(init: onnx.TensorProto) -> np.ndarray | None:
-    if init.data_location == onnx.TensorProto.EXTERNAL or math.prod(init.dims) > 4096:
+def _inline_value(init: onnx.TensorProto, limit: int = 4096) -> np.ndarray | None:
+    """The value of a small tensor stored in the model itself (never read from external data)."""
+    if init.data_location == onnx.TensorProto.EXTERNAL or math.prod(init.dims) > limit:
         return None
     try:
         return numpy_helper.to_array(init)
