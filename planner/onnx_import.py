@@ -78,6 +78,11 @@ def load_model_proto(source: bytes | str | Path) -> onnx.ModelProto:
             f"{label} is not a valid ONNX model (the protobuf could not be parsed: {exc}); "
             "it may be truncated or not an .onnx file at all"
         ) from None
+    _check_header(model, label)
+    return model
+
+
+def _check_header(model: onnx.ModelProto, label: str) -> None:
     if model.ir_version <= 0 or not model.HasField("graph"):
         raise ModelImportError(
             f"{label} is not an ONNX model (no IR version or no graph); choose an .onnx file "
@@ -85,7 +90,78 @@ def load_model_proto(source: bytes | str | Path) -> onnx.ModelProto:
         )
     if len(model.graph.node) == 0:
         raise ModelImportError(f"{label} has an empty graph (no operators): nothing to plan")
-    return model
+
+
+def _operator_names(nodes) -> list[str]:
+    """The operator name of each node: its own name, else ``OpType_index``; made unique."""
+    used: set[str] = set()
+    names = []
+    for index, node in enumerate(nodes):
+        name = node.name or f"{node.op_type}_{index}"
+        base, k = name, 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def _check_graph(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every tensor defined once and before it is read; no cycle.
+
+    Nodes listed out of order (ONNX asks for topological order, some tools do not keep it) are
+    sorted in a copy; an undefined tensor or a cycle is an error that names the nodes.
+    """
+    g = model.graph
+    names = _operator_names(g.node)
+    sources = {i.name for i in g.initializer} | {i.name for i in g.input}
+    producer: dict[str, int] = {}
+    for idx, node in enumerate(g.node):
+        for out in node.output:
+            if not out:
+                continue
+            if out in producer or out in sources:
+                first = f"node '{names[producer[out]]}'" if out in producer else "a graph input or initializer"
+                raise ModelImportError(
+                    f"tensor '{out}' is written by node '{names[idx]}' ({node.op_type}) and also by {first}: "
+                    "in an ONNX graph every tensor has exactly one producer; re-export the model"
+                )
+            producer[out] = idx
+    out_of_order = False
+    for idx, node in enumerate(g.node):
+        for inp in node.input:
+            if not inp or inp in sources:
+                continue
+            if inp not in producer:
+                raise ModelImportError(
+                    f"node '{names[idx]}' ({node.op_type}) reads tensor '{inp}', which is not a graph input, "
+                    "not an initializer and not the output of any node: the model is incomplete; re-export it"
+                )
+            out_of_order |= producer[inp] >= idx
+    if not out_of_order:
+        return model
+    deps = nx.DiGraph()
+    deps.add_nodes_from(range(len(g.node)))
+    for idx, node in enumerate(g.node):
+        for inp in node.input:
+            if inp in producer:
+                deps.add_edge(producer[inp], idx)
+    if not nx.is_directed_acyclic_graph(deps):
+        cycle = [names[u] for u, _ in nx.find_cycle(deps)]
+        raise ModelImportError(
+            "the graph has a cycle: " + " -> ".join(f"'{n}'" for n in cycle + cycle[:1])
+            + " (each feeds the next); an ONNX graph must be acyclic: re-export the model"
+        )
+    order = list(nx.lexicographical_topological_sort(deps))
+    sorted_model = onnx.ModelProto()
+    sorted_model.CopyFrom(model)
+    del sorted_model.graph.node[:]
+    for idx in order:
+        node = sorted_model.graph.node.add()
+        node.CopyFrom(g.node[idx])
+        node.name = names[idx]  # keep the names the nodes had in the original order
+    return sorted_model
 
 
 def model_sha256(source: bytes | str | Path) -> str:
@@ -126,7 +202,11 @@ def import_model(
     Dimensions left unbound are listed in ``graph.unbound_dims`` and taken as 1, so that
     ``inspect`` works; planning refuses such a graph (see :func:`require_bound`).
     """
-    model = source if isinstance(source, onnx.ModelProto) else load_model_proto(source)
+    if isinstance(source, onnx.ModelProto):
+        model = source
+        _check_header(model, f"model '{model.graph.name or 'model'}'")
+    else:
+        model = load_model_proto(source)
     if name is None:
         name = Path(source).stem if isinstance(source, (str, Path)) else (model.graph.name or "model")
     bindings = dict(bindings or {})
@@ -142,8 +222,19 @@ def import_model(
         )
     unbound = [d for d in known if d not in bindings]
     values = {**{d: 1 for d in unbound}, **bindings}
-    table = _infer_shapes(model, values)
-    graph = _Builder(model, table, name).build()
+    try:
+        model = _check_graph(model)
+        table = _infer_shapes(model, values)
+        graph = _Builder(model, table, name).build()
+    except ModelImportError:
+        raise
+    except RecursionError:
+        raise ModelImportError("the model is nested too deeply to import (recursion limit)") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt model must give a message, not a traceback
+        raise ModelImportError(
+            f"the model could not be imported ({type(exc).__name__}: {exc}); it is probably corrupt: "
+            "check it with onnx.checker.check_model or export it again"
+        ) from None
     graph.unbound_dims = unbound
     return graph
 
@@ -194,6 +285,11 @@ def _infer_shapes(model: onnx.ModelProto, values: dict[str, int]) -> _ShapeTable
             types[vi.name] = vi.type
     for init in inferred.graph.initializer:
         types[init.name] = onnx.helper.make_tensor_type_proto(init.data_type, list(init.dims))
+    for name, vi in original.items():  # exporter hints for what inference could not resolve
+        if vi.type.HasField("tensor_type") and (name not in types or _static_shape(types[name]) is None):
+            shape = _static_shape(vi.type, values)
+            if shape is not None:
+                types[name] = onnx.helper.make_tensor_type_proto(vi.type.tensor_type.elem_type, list(shape))
     folded = _propagate(inferred, types)
 
     shapes: dict[str, tuple[int, ...] | None] = {}
@@ -201,12 +297,6 @@ def _infer_shapes(model: onnx.ModelProto, values: dict[str, int]) -> _ShapeTable
     for name, tp in types.items():
         dtypes[name] = tp.tensor_type.elem_type
         shapes[name] = _static_shape(tp)
-    for name, vi in original.items():  # exporter hints for what inference could not resolve
-        if shapes.get(name) is None and vi.type.HasField("tensor_type"):
-            shape = _static_shape(vi.type, values)
-            if shape is not None:
-                shapes[name] = shape
-                dtypes.setdefault(name, vi.type.tensor_type.elem_type)
     for name in [n for n, s in shapes.items() if s is None]:
         del shapes[name]
     return _ShapeTable(shapes, dtypes, folded)
@@ -215,6 +305,12 @@ def _infer_shapes(model: onnx.ModelProto, values: dict[str, int]) -> _ShapeTable
 FOLD_MAX_ELEMENTS = 4096  # shape arithmetic and small constants are evaluated; nothing larger
 _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
             "Bernoulli", "If", "Loop", "Scan", "SequenceMap"}
+
+
+# Operators whose first output has the shape and type of their first input: used when ONNX has
+# no schema for them (onnxruntime contrib ops such as SimplifiedLayerNormalization, FastGelu).
+_SHAPE_PRESERVING = {"LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization",
+                     "FastGelu", "BiasGelu", "QuickGelu", "Gelu"}
 
 
 def _static_shape(tp: onnx.TypeProto, fallback: dict[str, int] | None = None) -> tuple[int, ...] | None:
@@ -264,7 +360,13 @@ def _propagate(model: onnx.ModelProto, types: dict[str, onnx.TypeProto]) -> dict
                     continue
             resolved = all(o in types and _static_shape(types[o]) is not None for o in outs)
             if not resolved and all(i in types for i in ins):
-                _infer_node(node, domain, opsets, types, known)
+                try:
+                    _infer_node(node, domain, opsets, types, known)
+                except Exception:  # noqa: BLE001 - no schema (contrib op) or inference error
+                    pass
+                if (node.op_type in _SHAPE_PRESERVING and ins and outs and ins[0] in types
+                        and (outs[0] not in types or _static_shape(types[outs[0]]) is None)):
+                    types[outs[0]] = types[ins[0]]  # contrib norms and activations keep the shape
             if (not domain and node.op_type not in _NO_FOLD and ins and all(i in known for i in ins)
                     and all(o in types and (s := _static_shape(types[o])) is not None
                             and math.prod(s) <= FOLD_MAX_ELEMENTS for o in outs)):
@@ -351,7 +453,7 @@ def supported_op_types() -> set[str]:
             | RESHAPE_OPS | SHAPE_OPS | SOURCE_OPS | COMPUTE_OPS | AXIS_SLICE_OPS
             | {"BatchNormalization", "InstanceNormalization", "GroupNormalization", "Softmax",
                "LogSoftmax", "Transpose", "Concat", "Split", "Gather", "GatherND", "GatherElements",
-               "TopK", "Constant", "CumSum"})
+               "TopK", "Constant", "CumSum", "ScatterElements", "ScatterND"})
 
 
 class _NodeError(Exception):
@@ -372,13 +474,13 @@ class _Builder:
         self.warnings: list[str] = []
 
     # -- tensors --
-    def _shape(self, name: str, node_label: str) -> tuple[int, ...]:
+    def _shape(self, name: str, where: str) -> tuple[int, ...]:
         shape = self.table.shapes.get(name)
         if shape is None:
             raise ModelImportError(
-                f"shape inference could not resolve the shape of tensor '{name}' used by node "
-                f"{node_label}; bind every symbolic input dimension, or export the model with static "
-                "shapes (or with value_info for that tensor)"
+                f"shape inference could not resolve the shape of tensor '{name}' {where}; export the "
+                "model with fixed or named input dimensions, or add value_info with that tensor's shape "
+                "(for example with onnx.shape_inference or onnxruntime's symbolic shape inference)"
             )
         return shape
 
@@ -403,7 +505,7 @@ class _Builder:
             role = TensorRole.PARAMETER if is_param else TensorRole.CONSTANT
             self.table.shapes[init.name] = tuple(int(x) for x in init.dims)
             self.table.dtypes[init.name] = init.data_type
-            self._add_tensor(init.name, role, None, "(initializer)")
+            self._add_tensor(init.name, role, None, "(an initializer)")
             if not is_param:
                 self.static.add(init.name)
                 value = _inline_value(init)
@@ -413,21 +515,10 @@ class _Builder:
         for vi in g.input:
             if vi.name in init_names:
                 continue
-            self._add_tensor(vi.name, TensorRole.INPUT, None, f"(graph input {vi.name})")
+            self._add_tensor(vi.name, TensorRole.INPUT, None, "(a graph input: give each of its dimensions a size or a name)")
             inputs.append(vi.name)
 
-        used_names: set[str] = set()
-        producers: dict[str, str] = {}
-        for index, node in enumerate(g.node):
-            op_name = node.name or f"{node.op_type}_{index}"
-            base, k = op_name, 1
-            while op_name in used_names:
-                k += 1
-                op_name = f"{base}_{k}"
-            used_names.add(op_name)
-            for out in node.output:
-                if out:
-                    producers[out] = op_name
+        for node, op_name in zip(g.node, _operator_names(g.node)):
             self._build_node(node, op_name)
         graph = OperatorGraph(self.name, self.operators, self.tensors, inputs,
                               [o.name for o in g.output if o.name in self.tensors])
@@ -474,7 +565,7 @@ class _Builder:
         if node.op_type == "Constant":
             for o in outs:
                 self.table.shapes.setdefault(o, _constant_shape(node))
-                self._add_tensor(o, TensorRole.CONSTANT, op_name, label)
+                self._add_tensor(o, TensorRole.CONSTANT, op_name, f"produced by node {label}")
                 self.static.add(o)
                 value = _constant_value(node)
                 if value is not None:
@@ -488,20 +579,20 @@ class _Builder:
             for o in outs:
                 if self.table.shapes.get(o) is None:
                     self.table.shapes[o] = ()  # a value we never need the shape of
-                self._add_tensor(o, TensorRole.CONSTANT, op_name, label)
+                self._add_tensor(o, TensorRole.CONSTANT, op_name, f"produced by node {label}")
                 self.static.add(o)
             self._add_op(Operator(op_name, node.op_type, OpKind.STATIC, {},
                                   [TensorUse(i, ()) for i in ins], [TensorUse(o, ()) for o in outs], 0.0))
             return
         for o in outs:
-            self._add_tensor(o, TensorRole.ACTIVATION, op_name, label)
+            self._add_tensor(o, TensorRole.ACTIVATION, op_name, f"produced by node {label}")
         in_shapes = [self.tensors[i].shape for i in ins]
         out_shapes = [self.tensors[o].shape for o in outs]
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         builder = getattr(self, "_op_" + node.op_type, None)
         kind_default = OpKind.COMPUTE if node.op_type in COMPUTE_OPS else OpKind.FOLLOW
         spec = None
         try:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             if node.op_type in ELEMENTWISE_FLOPS:
                 spec = self._elementwise(node, ins, in_shapes, out_shapes)
             elif node.op_type in REDUCE_OPS or node.op_type in ARG_REDUCE_OPS:
@@ -522,6 +613,12 @@ class _Builder:
                 spec = builder(node, ins, in_shapes, out_shapes, attrs)
         except _NodeError as exc:
             self.warnings.append(f"node {label}: {exc}; planned as opaque (replicated)")
+            spec = None
+        except Exception as exc:  # noqa: BLE001 - a malformed node (wrong input count, bad attribute)
+            self.warnings.append(
+                f"node {label} does not match its op type's definition ({type(exc).__name__}: {exc}); "
+                "planned as opaque (replicated)"
+            )
             spec = None
         if spec is None:
             if builder is None and node.op_type not in supported_op_types():
@@ -969,6 +1066,44 @@ class _Builder:
                 dims[f"d{a}"] = s
                 d_axes.append((f"d{a}",)); i_axes.append((f"d{a}",))
         return dims, [d_axes, i_axes], [i_axes], 0, {"fixed": fixed}
+
+    def _op_ScatterElements(self, node, ins, in_shapes, out_shapes, attrs):
+        """Output = data with updates written along ``axis`` at the indices (MoE gate scatter)."""
+        y, idx, upd = out_shapes[0], in_shapes[1], in_shapes[2]
+        if not (len(y) == len(idx) == len(upd)):
+            raise _NodeError("data, indices and updates must have the same rank")
+        axis = attrs.get("axis", 0) % len(y)
+        dims, y_axes, u_axes, fixed = {}, [], [], set()
+        for a, (s, t) in enumerate(zip(y, idx)):
+            if a == axis or s != t:
+                dims[f"x{a}"] = s; dims[f"u{a}"] = t; fixed |= {f"x{a}", f"u{a}"}
+                y_axes.append((f"x{a}",)); u_axes.append((f"u{a}",))
+            else:
+                dims[f"d{a}"] = s
+                y_axes.append((f"d{a}",)); u_axes.append((f"d{a}",))
+        reduction = attrs.get("reduction", b"none")
+        flops = 0 if reduction in (b"none", "none") else math.prod(upd)
+        return dims, [y_axes, u_axes, u_axes], [y_axes], flops, {"fixed": fixed}
+
+    def _op_ScatterND(self, node, ins, in_shapes, out_shapes, attrs):
+        y, idx, upd = out_shapes[0], in_shapes[1], in_shapes[2]
+        k = idx[-1] if idx else 0
+        if not idx or k > len(y) or len(upd) != len(idx) - 1 + len(y) - k:
+            raise _NodeError("indices and updates do not match the data's rank")
+        dims, fixed, y_axes = {}, set(), []
+        for a, s in enumerate(y):
+            name = f"x{a}" if a < k else f"t{a}"
+            dims[name] = s
+            y_axes.append((name,))
+            if a < k:
+                fixed.add(name)
+        lead = [f"i{j}" for j in range(len(idx) - 1)]
+        dims.update(zip(lead, idx[:-1]))
+        dims["last"] = k
+        fixed |= set(lead) | {"last"}
+        i_axes = [(n,) for n in lead] + [("last",)]
+        u_axes = [(n,) for n in lead] + [(f"t{a}",) for a in range(k, len(y))]
+        return dims, [y_axes, i_axes, u_axes], [y_axes], 0, {"fixed": fixed}
 
     def _op_GatherND(self, node, ins, in_shapes, out_shapes, attrs):
         data, idx = in_shapes
