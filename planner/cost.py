@@ -217,6 +217,7 @@ class CostModel:
         self._redist_cache: dict = {}
         self._redist_time_cache: dict = {}
         self._layout_cache: dict = {}
+        self._candidates_cache: dict = {}
         self._op_seconds_cache: dict = {}
         self._gaps = [lv.gap_s_per_byte for lv in machine.levels]
         self._latencies = [lv.latency_s for lv in machine.levels]
@@ -320,11 +321,13 @@ class CostModel:
 
     def candidates(self, name: str, prefix: Strategy) -> list[str | None]:
         """Choices at the next cut after ``prefix``: None, or any dim the cut's prime divides."""
-        out: list[str | None] = [None]
-        for d in sorted(self.info[name].splittable):
-            if self.assignment(name, prefix + (d,)) is not None:
-                out.append(d)
-        return out
+        key = (self.info[name].signature, prefix)
+        hit = self._candidates_cache.get(key)
+        if hit is None:
+            hit = [None] + [d for d in sorted(self.info[name].splittable)
+                            if self.assignment(name, prefix + (d,)) is not None]
+            self._candidates_cache[key] = hit
+        return hit
 
     def layout(self, name: str, use_index: int, strategy: Strategy) -> tuple[int, ...]:
         """The tensor's layout as this operator holds it: per cut, the flat factor split or -1."""

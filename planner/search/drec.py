@@ -100,13 +100,13 @@ class _Search:
         """The choice at cut ``t`` minimising the operator's cost plus redistribution with the
         decided neighbours (through folded chains if ``use_links``, else along real edges)."""
         prefix = strategies[name][:t]
-        options = [prefix + (c,) for c in self.cm.candidates(name, prefix)]
-        best = self.best_of(name, options, strategies, decided, t + 1, use_links, ("cut", prefix), record)
-        return best[t]
+        options = lambda: [prefix + (c,) for c in self.cm.candidates(name, prefix)]  # noqa: E731
+        return self.best_of(name, options, strategies, decided, t + 1, use_links, ("cut", prefix), record)[t]
 
-    def best_of(self, name: str, options: list[Strategy], strategies: dict[str, Strategy], decided,
+    def best_of(self, name: str, options: Callable[[], list[Strategy]], strategies: dict[str, Strategy], decided,
                 length: int, use_links: bool, memo_tag, record: bool = False) -> Strategy:
-        """The option with the lowest own cost plus redistribution with decided neighbours.
+        """The option (from ``options()``, called only when the memo misses) with the lowest own
+        cost plus redistribution with decided neighbours.
 
         Memoised on what the answer depends on (the operator's structure, the options and the
         decided neighbours' layouts over the first ``length`` cuts), so the identical layers of
@@ -118,8 +118,8 @@ class _Search:
         hit = self._memo.get(key)
         if hit is not None and not record:
             return hit
-        best, best_cost, rows = options[0], float("inf"), []
-        for s in options:
+        best, best_cost, rows = None, float("inf"), []
+        for s in options():
             own = cm.op_seconds(name, s)
             redist = 0.0
             for nbytes, grad, other_layout, mine_is_src, use_index, fmap in neighbours:
@@ -308,8 +308,8 @@ def polish(search: _Search, strategies: dict[str, Strategy], max_rounds: int = 3
     for _ in range(max_rounds):
         changed = False
         for n in cm.planned:
-            options = single_changes(cm, n, plan[n])
-            best = search.best_of(n, options, plan, everyone, n_cuts, False, ("polish", plan[n]))
+            best = search.best_of(n, lambda n=n: single_changes(cm, n, plan[n]), plan, everyone, n_cuts, False,
+                                  ("polish", plan[n]))
             if best != plan[n]:
                 plan[n], changed = best, True
         if not changed:
@@ -317,24 +317,66 @@ def polish(search: _Search, strategies: dict[str, Strategy], max_rounds: int = 3
     return plan
 
 
+def block_optimise(cm: CostModel, strategies: dict[str, Strategy], max_rounds: int = 3,
+                   max_variables: int = 40_000) -> dict[str, Strategy]:
+    """Re-decide one cut at a time for all operators jointly, the other cuts fixed.
+
+    Each block is the exact search's integer program restricted to the alternatives at one cut
+    (a handful per operator), so it is solved exactly and quickly; a block whose program would be
+    larger than ``max_variables`` (deep models) is skipped, as is everything when no block fits.
+    Moves are accepted only when the whole plan gets cheaper, so this never makes a plan worse.
+    """
+    from .exact import SearchTooLargeError, solve
+
+    plan = dict(strategies)
+    best = cm.total_seconds(plan)
+    for _ in range(max_rounds):
+        improved = False
+        for t in range(len(cm.cuts)):
+            options = {}
+            for n in cm.planned:
+                s = plan[n]
+                alts = [s[:t] + (c,) + s[t + 1:] for c in cm.candidates(n, s[:t])]
+                options[n] = [a for a in alts if cm.assignment(n, a) is not None] or [s]
+            try:
+                trial, _ = solve(cm, options, max_variables=max_variables, time_limit_s=10.0)
+            except SearchTooLargeError:
+                return plan
+            cost = cm.total_seconds(trial)
+            if cost < best * (1 - 1e-9):
+                plan, best, improved = trial, cost, True
+        if not improved:
+            break
+    return plan
+
+
+SMALL_GRAPH_OPS = 400
+
+
 def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
               data_parallel: dict[str, Strategy] | None = None) -> Plan:
     """Run D-Rec (``improved=False``: as the thesis describes it) and return the plan.
 
-    ``search_seconds`` counts the search alone. With ``improved``, the data-parallel plan (if
-    given) is returned instead when it scores better, and the notes say so.
+    ``search_seconds`` counts the search alone. The improved search polishes its result; on
+    graphs of at most ``SMALL_GRAPH_OPS`` planned operators it also polishes the thesis's
+    result and the data-parallel plan and keeps the cheapest of the three. The data-parallel
+    plan (if given) is returned unchanged when nothing beats it, and the notes say so.
     """
     start = time.perf_counter()
     search = _Search(cm, progress)
     strategies = search.run(improved)
     notes = []
     if improved:
-        strategies = polish(search, strategies)
-    elapsed = time.perf_counter() - start
-    name = "drec+" if improved else "drec"
-    if improved and data_parallel is not None:
-        if cm.total_seconds(data_parallel) < cm.total_seconds(strategies) * (1 - 1e-9):
-            notes.append("pure data parallelism scores better than the D-Rec result on this model and machine: "
-                         "the data-parallel plan is returned")
+        starts = [strategies]
+        if len(cm.planned) <= SMALL_GRAPH_OPS:
+            starts.append(_Search(cm).run(False))
+            if data_parallel is not None:
+                starts.append(dict(data_parallel))
+        finished = [block_optimise(cm, polish(search, s)) for s in starts]
+        strategies = min(finished, key=cm.total_seconds)
+        if data_parallel is not None and cm.total_seconds(data_parallel) <= cm.total_seconds(strategies):
+            notes.append("pure data parallelism scores at least as well as every D-Rec result on this model and "
+                         "machine: the data-parallel plan is returned")
             strategies = dict(data_parallel)
-    return Plan(strategies, name, elapsed, notes, search.trace)
+    elapsed = time.perf_counter() - start
+    return Plan(strategies, "drec+" if improved else "drec", elapsed, notes, search.trace)

@@ -55,16 +55,22 @@ def _edge_groups(cm: CostModel, options: dict[str, list[Strategy]]):
     return groups
 
 
-def problem_size(cm: CostModel) -> tuple[dict[str, list[Strategy]], list, int]:
-    options = {n: all_strategies(cm, n) for n in cm.planned}
-    groups = _edge_groups(cm, options)
-    size = sum(len(v) for v in options.values()) + sum(len(la) * len(lb) for _, la, lb in groups)
-    return options, groups, size
-
-
 def plan_exact(cm: CostModel, max_variables: int = MAX_VARIABLES, time_limit_s: float = 120.0) -> Plan:
     start = time.perf_counter()
-    options, groups, size = problem_size(cm)
+    options = {n: all_strategies(cm, n) for n in cm.planned}
+    strategies, notes = solve(cm, options, max_variables, time_limit_s)
+    return Plan(strategies, "exact", time.perf_counter() - start, notes)
+
+
+def solve(cm: CostModel, options: dict[str, list[Strategy]], max_variables: int = MAX_VARIABLES,
+          time_limit_s: float = 120.0) -> tuple[dict[str, Strategy], list[str]]:
+    """The cheapest combination of one option per operator (the integer program above).
+
+    The exact search passes every strategy of every operator; the improved D-Rec passes, per
+    cut, each operator's alternatives at that cut only (a small block of the same problem).
+    """
+    groups = _edge_groups(cm, options)
+    size = sum(len(v) for v in options.values()) + sum(len(la) * len(lb) for _, la, lb in groups)
     if size > max_variables:
         raise SearchTooLargeError(
             f"the exact search would need {size:,} variables, above its bound of {max_variables:,} "
@@ -123,4 +129,4 @@ def plan_exact(cm: CostModel, max_variables: int = MAX_VARIABLES, time_limit_s: 
         k = int(np.argmax(x[offset[n]:offset[n] + len(options[n])]))
         plan[n] = options[n][k]
     notes = [] if result.status == 0 else [f"the solver stopped early ({result.message}); the plan may not be optimal"]
-    return Plan(plan, "exact", time.perf_counter() - start, notes)
+    return plan, notes
