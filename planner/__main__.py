@@ -70,12 +70,16 @@ def cmd_strip_weights(args) -> int:
 
     model = load_model_proto(args.input)
     out = Path(args.output)
+    if out.exists() and out.resolve() == Path(args.input).resolve():
+        raise UsageError(f"{out} is the same file as the input: write the stripped model to a new file "
+                         "(overwriting would lose the weights)")
+    before = Path(args.input).stat().st_size
     stripped = strip_weights(model, out.stem + ".weights.bin")
     try:
-        out.write_bytes(stripped.SerializeToString())
+        out.write_bytes(stripped.SerializeToString(deterministic=True))
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror}") from None
-    before, after = Path(args.input).stat().st_size, out.stat().st_size
+    after = out.stat().st_size
     print(f"wrote {out}: {after:,} bytes (was {before:,}); weights are references to an absent file")
     return 0
 
