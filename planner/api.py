@@ -166,7 +166,8 @@ def strategies_from_json(cm: CostModel, data: dict) -> tuple[dict[str, Strategy]
         given = set(cm.planned) - set(follow)
         for t in range(len(cm.cuts)):
             searcher.propagate(strategies, t, set(given))
-        notes.append(f"{len(follow)} layout-following operator(s) not in the file got propagated layouts")
+        notes.append(f"{len(follow)} layout-following operator(s) not in the file got propagated layouts: "
+                     + ", ".join(follow[:10]) + (" ..." if len(follow) > 10 else ""))
     if replicated:
         notes.append(f"{len(replicated)} other operator(s) not in the file are replicated: " + ", ".join(replicated[:10])
                      + (" ..." if len(replicated) > 10 else ""))

@@ -83,6 +83,9 @@ def memory_per_device(cm: CostModel, plan: dict[str, Strategy], optimizer: str =
                 op_total += local
                 if use.is_output and tensors[use.tensor].requires_grad:
                     activation_bytes[use.tensor] = local
+                elif role is TensorRole.INPUT and tensors[use.tensor].is_float:
+                    # a float data input is kept for the first layer's weight gradient
+                    activation_bytes[use.tensor] = max(activation_bytes.get(use.tensor, 0.0), local)
         working_set = max(working_set, op_total)
     params = sum(param_bytes.values())
     capacity = cm.machine.device.memory_bytes

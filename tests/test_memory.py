@@ -36,9 +36,10 @@ def test_data_parallel_fp32_adam():
     # Adam in fp32: two fp32 moments = 8 B/param -> 25,216 B
     assert mem.optimizer_state == 8 * PARAMS == 25_216
     # activations that need a gradient, at local size (batch / 4 = 16 rows):
-    # h0 16*64*4 = 4,096; r0 16*64*4 = 4,096; y 16*16*4 = 1,024 -> 9,216 B (x is a graph input)
-    assert mem.activations == 9_216
-    assert mem.peak == 12_608 + 12_608 + 25_216 + 9_216 == 59_648
+    # h0 16*64*4 = 4,096; r0 16*64*4 = 4,096; y 16*16*4 = 1,024, plus the float input x kept for
+    # dW0 = x^T dh0: 16*32*4 = 2,048 -> 11,264 B
+    assert mem.activations == 11_264
+    assert mem.peak == 12_608 + 12_608 + 25_216 + 11_264 == 61_696
     assert mem.fits and mem.shortfall_bytes == 0
 
 
@@ -58,7 +59,8 @@ def test_bf16_adam_is_16_bytes_per_parameter():
     assert mem.optimizer_state == 12 * PARAMS == 37_824
     assert mem.parameters + mem.gradients + mem.optimizer_state == 16 * PARAMS
     # activations at 2 B: 9,216 / 2 = 4,608
-    assert mem.activations == 4_608
+    # + the bf16 input x kept for dW0: 16*32*2 = 1,024
+    assert mem.activations == 4_608 + 1_024
     assert optimizer_bytes_per_parameter("adam", 2) == 12
     assert optimizer_bytes_per_parameter("adam", 4) == 8
     assert optimizer_bytes_per_parameter("sgd", 2) == 8
@@ -78,7 +80,8 @@ def test_tensor_parallel_divides_weight_memory():
     assert mem.optimizer_state == 3_200 / 4 * 8 == 6_400
     # h0, r0: 64*64*4/4 = 4,096 each; y lacks k (a partial sum, then all-reduced): full
     # 64*16*4 = 4,096 -> 12,288 B
-    assert mem.activations == 12_288
+    # + the input x, replicated under tensor parallelism: 64*32*4 = 8,192
+    assert mem.activations == 12_288 + 8_192
 
 
 def test_infer_has_no_gradients_nor_optimizer_state():
@@ -98,10 +101,10 @@ def test_fits_and_shortfall():
     mem = memory_per_device(cm, data_parallel_strategies(cm))
     assert mem.capacity == 1_000
     assert not mem.fits
-    assert mem.shortfall_bytes == 59_648 - 1_000 == 58_648
+    assert mem.shortfall_bytes == 61_696 - 1_000 == 60_696
     d = mem.to_dict()
-    assert d["fits"] is False and d["shortfall_bytes"] == 58_648 and d["peak"] == 59_648
-    exact = cost_model(memory=59_648)
+    assert d["fits"] is False and d["shortfall_bytes"] == 60_696 and d["peak"] == 61_696
+    exact = cost_model(memory=61_696)
     mem = memory_per_device(exact, data_parallel_strategies(exact))
     assert mem.fits and mem.shortfall_bytes == 0
 
@@ -111,4 +114,5 @@ def test_replicated_plan_counts_everything_once():
     mem = memory_per_device(cm, {})  # everything replicated
     assert mem.parameters == 12_608
     # full activations: h0 16,384 + r0 16,384 + y 4,096 = 36,864
-    assert mem.activations == 36_864
+    # + the input x: 64*32*4 = 8,192
+    assert mem.activations == 36_864 + 8_192

@@ -258,7 +258,7 @@ class _Search:
                         if cm.assignment(n, trial[n] + (batch[n],)) is not None:
                             choice = batch[n]
                     trial[n] = trial[n] + (choice,)
-                self.resweep(trial, t, order)
+                self.resweep(trial, t, order, sweeps=1)
                 cost = cm.evaluate_prefix(trial)
                 if cost < best_cost * (1 - 1e-9):
                     best, best_cost = trial, cost

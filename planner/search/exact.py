@@ -114,12 +114,16 @@ def solve(cm: CostModel, options: dict[str, list[Strategy]], max_variables: int 
                 rows.append(r); cols.append(offset[e.consumer] + k); vals.append(-1.0)
             lower.append(0.0); upper.append(0.0); r += 1
     a = coo_matrix((vals, (rows, cols)), shape=(r, col)).tocsr()
+    # HiGHS stops at an absolute gap of 1e-6 by default, which is everything when costs are
+    # microseconds: solve on costs scaled to a maximum of 1, with a tight relative gap.
+    c = np.array(cost)
+    scale = float(np.abs(c).max()) or 1.0
     result = milp(
-        np.array(cost),
+        c / scale,
         constraints=LinearConstraint(a, lower, upper),
         integrality=np.array(integrality),
         bounds=Bounds(np.zeros(col), np.ones(col)),
-        options={"time_limit": time_limit_s},
+        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-9},
     )
     if result.x is None:
         raise SearchTooLargeError(f"the exact search found no solution within {time_limit_s:.0f} s: {result.message}")
