@@ -334,7 +334,7 @@ def _propagate(model: onnx.ModelProto, types: dict[str, onnx.TypeProto]) -> dict
     Updates ``types`` in place and returns the values it could compute. Never raises: a node it
     cannot handle is left as it is, and the builder reports it by name if its shape is needed.
     """
-    opsets = {o.domain or "": o.version for o in model.opset_import}
+    opsets = {("" if o.domain in ("", "ai.onnx") else o.domain): o.version for o in model.opset_import}
     known: dict[str, np.ndarray] = {}
     for init in model.graph.initializer:
         value = _inline_value(init, FOLD_MAX_ELEMENTS)
@@ -370,7 +370,11 @@ def _propagate(model: onnx.ModelProto, types: dict[str, onnx.TypeProto]) -> dict
             if (not domain and node.op_type not in _NO_FOLD and ins and all(i in known for i in ins)
                     and all(o in types and (s := _static_shape(types[o])) is not None
                             and math.prod(s) <= FOLD_MAX_ELEMENTS for o in outs)):
-                results = _evaluate(node, [known[i] for i in ins], opsets.get("", 17))
+                # positional: an omitted optional input ("") stays in its place as None
+                args = [known[i] if i else None for i in node.input]
+                while args and args[-1] is None:
+                    args.pop()
+                results = _evaluate(node, args, opsets.get("", 17))
                 if results is not None:
                     for o, r in zip(outs, results):
                         if r is not None and np.asarray(r).size <= FOLD_MAX_ELEMENTS:

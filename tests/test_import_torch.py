@@ -336,6 +336,19 @@ def test_transformer_encoder_layer(encoder, exporter):
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
+def test_export_without_value_info(encoder, exporter):
+    """Files that carry no value_info (and no output shapes) import the same."""
+    model = load_model_proto(encoder[1][exporter])
+    del model.graph.value_info[:]
+    for output in model.graph.output:
+        output.type.tensor_type.ClearField("shape")
+    graph = import_model(model)
+    _assert_no_opaque(graph)
+    assert graph.parameter_count == ENCODER_PARAMS + (exporter == "dynamo")
+    assert _compute_flops(graph) == ENCODER_FLOPS
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
 def test_transformer_in_proj_factors_into_qkv_heads(encoder, exporter):
     """The fused in-projection's 96 outputs factor as 3 (q, k, v) x 4 heads x 8 (head_dim)."""
     graph = import_model(encoder[1][exporter])

@@ -336,6 +336,17 @@ def test_float16_initializers_are_parameters_and_int_initializers_are_not():
     assert graph.tensors["table"].role is TensorRole.CONSTANT
 
 
+def test_initializers_listed_as_graph_inputs_are_parameters():
+    # IR version 3 files list every initializer among the graph inputs as well
+    model = make([node("MatMul", ["x", "w"], ["y"])], [X, vi("w", [4, 5])], [out("y")], [floats("w", [4, 5])])
+    model.ir_version = 3
+    graph = import_model(model)
+    assert graph.inputs == ["x"]
+    assert graph.tensors["w"].role is TensorRole.PARAMETER
+    assert graph.parameter_count == 20
+    assert symbolic_dims(model) == []
+
+
 # ---- factor tracking: Megatron's heads split flows through Split, Reshape, Transpose -------------
 
 def _fused_qkv_model():
