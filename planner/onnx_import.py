@@ -260,8 +260,7 @@ def _infer_shapes(model: onnx.ModelProto, values: dict[str, int]) -> _ShapeTable
     (shape arithmetic, constants) are evaluated with ONNX's reference implementation, and each
     node whose outputs are still unresolved is inferred again on its own with those values.
     """
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    m = _skeleton(model)
     inits = {i.name for i in m.graph.initializer}
     for vi in m.graph.input:
         if vi.name in inits:
@@ -303,6 +302,38 @@ def _infer_shapes(model: onnx.ModelProto, values: dict[str, int]) -> _ShapeTable
 
 
 FOLD_MAX_ELEMENTS = 4096  # shape arithmetic and small constants are evaluated; nothing larger
+
+
+def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy for shape inference in which large initializers keep their type and dims only.
+
+    Shape inference never needs a weight's values, and a 1 GB export would otherwise be copied
+    and serialized again (and cannot be passed to ONNX's inference at all beyond 2 GB). The
+    stubs are marked as external data; nothing ever reads it.
+    """
+    m = onnx.ModelProto()
+    for fld in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
+        setattr(m, fld, getattr(model, fld))
+    m.opset_import.extend(model.opset_import)
+    m.functions.extend(model.functions)
+    src, g = model.graph, m.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.input.extend(src.input)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    g.sparse_initializer.extend(src.sparse_initializer)
+    for init in src.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL or math.prod(init.dims) <= FOLD_MAX_ELEMENTS:
+            g.initializer.append(init)
+        else:
+            stub = g.initializer.add()
+            stub.name, stub.data_type = init.name, init.data_type
+            stub.dims.extend(init.dims)
+            stub.data_location = onnx.TensorProto.EXTERNAL
+            entry = stub.external_data.add()
+            entry.key, entry.value = "location", "(weights not read)"
+    return m
 _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
             "Bernoulli", "If", "Loop", "Scan", "SequenceMap"}
 
