@@ -8,12 +8,19 @@ seen through the chains of layout-following operators that D-Rec folds away. The
 operators then receive layouts by propagation, forward and backward, until nothing changes.
 
 ``plan_drec(cm, improved=False)`` is that algorithm as the thesis describes it. The default,
-``improved=True``, fixes its two known weaknesses: (1) the heaviest operator decides before its
-neighbours, so after each cut every operator is re-swept once everything around it is decided;
-(2) one-operator-at-a-time choices cannot leave a whole cut unsplit (replicate across a slow
-level), so each cut also tries whole-cut candidates (all replicated; all on the batch) and keeps
-the cheapest; a final local polish with the full evaluator follows. If pure data parallelism
-scores better than the result, that plan is returned and the notes say so.
+``improved=True`` (``drec+``), addresses its two known weaknesses:
+
+1. the heaviest operator decides before its neighbours: the result is polished with the full
+   evaluator (each operator re-chooses one cut at a time once everything around it is decided,
+   while the plan's true cost falls); on small graphs every cut is also re-swept as it is made;
+2. one-operator-at-a-time choices cannot leave a whole cut unsplit (replicate across a slow
+   level): on small graphs each cut also tries whole-cut candidates (all replicated, all on the
+   batch), the thesis's result and the data-parallel plan are polished as further starting
+   points, and the best is re-optimised one cut at a time jointly for all operators (the exact
+   search's integer program restricted to one cut).
+
+If pure data parallelism scores at least as well as the result, that plan is returned and the
+notes say so. ``bench/quality.py`` measures each variant against the exact optimum.
 """
 
 from __future__ import annotations
@@ -52,6 +59,11 @@ class _FrozenMap(dict):
         return hash(tuple(sorted(self.items())))
 
 
+SMALL_GRAPH_OPS = 400  # up to this many operators, drec+ adds multi-start and exact per-cut blocks
+BLOCK_BUDGET_S = 1.5  # time drec+ may spend on exact per-cut blocks (small graphs only)
+TRIAL_MARGIN = 1.5  # a whole-cut candidate is re-swept only if it starts within 50% of the best
+
+
 class _Search:
     def __init__(self, cm: CostModel, progress: Progress = None):
         self.cm = cm
@@ -61,6 +73,10 @@ class _Search:
         self.opaque = [n for n in cm.planned if ops[n].kind is OpKind.OPAQUE]
         self.folded = [n for n in cm.planned if ops[n].kind is OpKind.FOLLOW]
         self.links = self._links()
+        self.edge_refs: dict[str, list[tuple]] = {n: [] for n in cm.planned}
+        for e in cm.edges:  # (neighbour, its use, bytes, gradient, this op is the source, this op's use)
+            self.edge_refs[e.consumer].append((e.producer, e.out_index, e.nbytes, e.requires_grad, False, e.in_index))
+            self.edge_refs[e.producer].append((e.consumer, e.in_index, e.nbytes, e.requires_grad, True, e.out_index))
         self.trace: list[dict] = []
         self._memo: dict = {}
 
@@ -165,17 +181,16 @@ class _Search:
                     mapped = tuple(link.factor_map.get(x, -1) if x >= 0 else -1 for x in src)
                     state.append((link.nbytes, link.requires_grad, mapped, False, link.dst_use, None))
         else:
-            for e in cm.in_edges[name]:
-                if e.producer in decided:
-                    state.append((e.nbytes, e.requires_grad, cm.layout(e.producer, e.out_index, strategies[e.producer][:length]),
-                                  False, e.in_index, None))
-            for e in cm.out_edges[name]:
-                if e.consumer in decided:
-                    state.append((e.nbytes, e.requires_grad, cm.layout(e.consumer, e.in_index, strategies[e.consumer][:length]),
-                                  True, e.out_index, None))
+            layout = cm.layout
+            for other, other_use, nbytes, grad, is_src, my_use in self.edge_refs[name]:
+                if other in decided:
+                    s = strategies[other]
+                    if len(s) != length:
+                        s = s[:length]
+                    state.append((nbytes, grad, layout(other, other_use, s), is_src, my_use, None))
         return tuple(state)
 
-    def step(self, strategies: dict[str, Strategy], t: int, record: bool) -> None:
+    def step(self, strategies: dict[str, Strategy], t: int, record: bool, backward: bool = True) -> None:
         """The thesis's step: critical operators by decreasing weight, then propagation."""
         cm = self.cm
         for n in self.opaque:
@@ -185,16 +200,22 @@ class _Search:
         for n in order:
             strategies[n] = strategies[n][:t] + (self.choose(n, strategies, decided, t, True, record),)
             decided.add(n)
-        self.propagate(strategies, t, decided)
+        self.propagate(strategies, t, decided, backward)
 
-    def propagate(self, strategies: dict[str, Strategy], t: int, decided: set[str]) -> None:
-        """Folded operators take layouts from decided neighbours: one forward pass, one backward
-        pass, then a worklist of the folded neighbours of whatever changed, to a fixed point."""
-        cm = self.cm
-        folded = set(self.folded)
+    def propagate(self, strategies: dict[str, Strategy], t: int, decided: set[str], backward: bool = True) -> None:
+        """Folded operators take layouts from decided neighbours: a forward pass, a backward
+        pass, then the folded neighbours of whatever changed, to a fixed point."""
         for n in self.folded:
             if len(strategies[n]) <= t:
                 strategies[n] = strategies[n][:t] + (None,)
+        passes = [self.folded, self.folded[::-1]] if backward else [self.folded]
+        self._relax(strategies, t, decided, passes, set(self.folded))
+
+    def _relax(self, strategies: dict[str, Strategy], t: int, decided: set[str], passes: list[list[str]],
+               allowed: set[str]) -> None:
+        """Re-choose cut ``t`` for the operators of each pass in order, then for the ``allowed``
+        neighbours of every operator that changed, until nothing changes (bounded work)."""
+        g = self.cm.graph.graph
 
         def visit(n) -> bool:
             choice = self.choose(n, strategies, decided, t, False)
@@ -204,47 +225,41 @@ class _Search:
                 return True
             return False
 
-        changed = [n for n in self.folded if visit(n)]
-        changed += [n for n in reversed(self.folded) if visit(n)]
         work = set()
-        for n in changed:
-            work.update(m for m in cm.graph.graph.predecessors(n) if m in folded)
-            work.update(m for m in cm.graph.graph.successors(n) if m in folded)
-        budget = 4 * len(self.folded)
+        for order in passes:
+            for n in order:
+                if visit(n):
+                    work.update(m for m in g.predecessors(n) if m in allowed)
+                    work.update(m for m in g.successors(n) if m in allowed)
+        budget = 4 * len(allowed)
         while work and budget > 0:
             n = work.pop()
             budget -= 1
             if visit(n):
-                work.update(m for m in cm.graph.graph.predecessors(n) if m in folded)
-                work.update(m for m in cm.graph.graph.successors(n) if m in folded)
+                work.update(m for m in g.predecessors(n) if m in allowed)
+                work.update(m for m in g.successors(n) if m in allowed)
 
     # -- improvements --
-    def resweep(self, strategies: dict[str, Strategy], t: int, order: list[str], sweeps: int = 2) -> None:
+    def resweep(self, strategies: dict[str, Strategy], t: int, order: list[str]) -> None:
         """Re-choose every operator's cut ``t`` with all its neighbours decided (real edges)."""
         everyone = set(self.cm.planned)
-        for _ in range(sweeps):
-            changed = False
-            for n in order:
-                choice = self.choose(n, strategies, everyone, t, False)
-                if choice != strategies[n][t]:
-                    strategies[n] = strategies[n][:t] + (choice,)
-                    changed = True
-            if not changed:
-                break
-
-    def prefix_seconds(self, strategies: dict[str, Strategy]) -> float:
-        return self.cm.evaluate_prefix(strategies)
+        self._relax(strategies, t, set(everyone), [order], everyone)
 
     def run(self, improved: bool) -> dict[str, Strategy]:
         cm = self.cm
         strategies: dict[str, Strategy] = {n: () for n in cm.planned}
         batch = cm.graph.batch_dims() if improved else {}
         n_cuts = len(cm.cuts)
+        # Per-cut re-sweeps and whole-cut candidates are judged on the cost of the cuts decided
+        # so far; on deep models that misleads more than it helps (bench/quality.py), so they
+        # run on small graphs only, and deep ones rely on the final polish with the full cost.
+        sweep_cuts = improved and len(cm.planned) <= SMALL_GRAPH_OPS
         for t in range(n_cuts):
             if self.progress:
                 self.progress(t / max(n_cuts, 1), f"cut {t + 1}/{n_cuts} ({cm.cuts[t].level_name}, x{cm.cuts[t].factor})")
-            self.step(strategies, t, record=True)
-            if not improved:
+            # a re-sweep of everything follows, which subsumes propagation's backward pass
+            self.step(strategies, t, record=True, backward=not sweep_cuts)
+            if not sweep_cuts:
                 continue
             order = self.critical + self.folded
             self.resweep(strategies, t, order)
@@ -258,7 +273,9 @@ class _Search:
                         if cm.assignment(n, trial[n] + (batch[n],)) is not None:
                             choice = batch[n]
                     trial[n] = trial[n] + (choice,)
-                self.resweep(trial, t, order, sweeps=1)
+                if cm.evaluate_prefix(trial) > TRIAL_MARGIN * best_cost:
+                    continue  # hopeless as it stands: not worth a re-sweep
+                self.resweep(trial, t, order)
                 cost = cm.evaluate_prefix(trial)
                 if cost < best_cost * (1 - 1e-9):
                     best, best_cost = trial, cost
@@ -317,22 +334,27 @@ def polish(search: _Search, strategies: dict[str, Strategy], max_rounds: int = 3
     return plan
 
 
-def block_optimise(cm: CostModel, strategies: dict[str, Strategy], max_rounds: int = 3,
+def block_optimise(cm: CostModel, strategies: dict[str, Strategy], deadline: float, max_rounds: int = 2,
                    max_variables: int = 40_000) -> dict[str, Strategy]:
     """Re-decide one cut at a time for all operators jointly, the other cuts fixed.
 
     Each block is the exact search's integer program restricted to the alternatives at one cut
-    (a handful per operator), so it is solved exactly and quickly; a block whose program would be
-    larger than ``max_variables`` (deep models) is skipped, as is everything when no block fits.
-    Moves are accepted only when the whole plan gets cheaper, so this never makes a plan worse.
+    (a handful per operator), so it is solved exactly and quickly. Deep models (more than
+    ``SMALL_GRAPH_OPS`` operators, or a block above ``max_variables``) are left as they are.
+    Moves are accepted only when the whole plan gets cheaper, so this never makes a plan worse;
+    it stops at ``deadline`` (a ``time.perf_counter()`` value).
     """
     from .exact import SearchTooLargeError, solve
 
     plan = dict(strategies)
+    if len(cm.planned) > SMALL_GRAPH_OPS:
+        return plan
     best = cm.total_seconds(plan)
     for _ in range(max_rounds):
         improved = False
         for t in range(len(cm.cuts)):
+            if time.perf_counter() > deadline:
+                return plan
             options = {}
             for n in cm.planned:
                 s = plan[n]
@@ -348,9 +370,6 @@ def block_optimise(cm: CostModel, strategies: dict[str, Strategy], max_rounds: i
         if not improved:
             break
     return plan
-
-
-SMALL_GRAPH_OPS = 400
 
 
 def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
@@ -372,8 +391,9 @@ def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
             starts.append(_Search(cm).run(False))
             if data_parallel is not None:
                 starts.append(dict(data_parallel))
-        finished = [block_optimise(cm, polish(search, s)) for s in starts]
-        strategies = min(finished, key=cm.total_seconds)
+        polished = sorted((polish(search, s) for s in starts), key=cm.total_seconds)
+        deadline = time.perf_counter() + BLOCK_BUDGET_S
+        strategies = min((block_optimise(cm, s, deadline) for s in polished), key=cm.total_seconds)
         if data_parallel is not None and cm.total_seconds(data_parallel) <= cm.total_seconds(strategies):
             notes.append("pure data parallelism scores at least as well as every D-Rec result on this model and "
                          "machine: the data-parallel plan is returned")
