@@ -1091,15 +1091,7 @@ class _Builder:
 
     def _op_GatherElements(self, node, ins, in_shapes, out_shapes, attrs):
         data, idx = in_shapes
-        axis = attrs.get("axis", 0) % len(data)
-        dims, d_axes, i_axes, fixed = {}, [], [], set()
-        for a, (s, t) in enumerate(zip(data, idx)):
-            if a == axis or s != t:
-                dims[f"x{a}"] = s; dims[f"y{a}"] = t; fixed |= {f"x{a}", f"y{a}"}
-                d_axes.append((f"x{a}",)); i_axes.append((f"y{a}",))
-            else:
-                dims[f"d{a}"] = s
-                d_axes.append((f"d{a}",)); i_axes.append((f"d{a}",))
+        dims, d_axes, i_axes, fixed = _axiswise(data, idx, attrs.get("axis", 0) % len(data), "y")
         return dims, [d_axes, i_axes], [i_axes], 0, {"fixed": fixed}
 
     def _op_ScatterElements(self, node, ins, in_shapes, out_shapes, attrs):
@@ -1107,15 +1099,7 @@ class _Builder:
         y, idx, upd = out_shapes[0], in_shapes[1], in_shapes[2]
         if not (len(y) == len(idx) == len(upd)):
             raise _NodeError("data, indices and updates must have the same rank")
-        axis = attrs.get("axis", 0) % len(y)
-        dims, y_axes, u_axes, fixed = {}, [], [], set()
-        for a, (s, t) in enumerate(zip(y, idx)):
-            if a == axis or s != t:
-                dims[f"x{a}"] = s; dims[f"u{a}"] = t; fixed |= {f"x{a}", f"u{a}"}
-                y_axes.append((f"x{a}",)); u_axes.append((f"u{a}",))
-            else:
-                dims[f"d{a}"] = s
-                y_axes.append((f"d{a}",)); u_axes.append((f"d{a}",))
+        dims, y_axes, u_axes, fixed = _axiswise(y, idx, attrs.get("axis", 0) % len(y), "u")
         reduction = attrs.get("reduction", b"none")
         flops = 0 if reduction in (b"none", "none") else math.prod(upd)
         return dims, [y_axes, u_axes, u_axes], [y_axes], flops, {"fixed": fixed}
@@ -1177,6 +1161,23 @@ class _Builder:
         if name not in self.const_values:
             raise _NodeError(f"needs the constant value of '{name}', which is computed at run time")
         return self.const_values[name]
+
+
+def _axiswise(data, other, axis, prefix):
+    """GatherElements / ScatterElements: axes where ``data`` and ``other`` (indices, updates)
+    agree, except ``axis``, share a dim; the others get separate unsplittable dims."""
+    dims, d_axes, o_axes, fixed = {}, [], [], set()
+    for a, (s, t) in enumerate(zip(data, other)):
+        if a == axis or s != t:
+            dims[f"x{a}"], dims[f"{prefix}{a}"] = s, t
+            fixed |= {f"x{a}", f"{prefix}{a}"}
+            d_axes.append((f"x{a}",))
+            o_axes.append((f"{prefix}{a}",))
+        else:
+            dims[f"d{a}"] = s
+            d_axes.append((f"d{a}",))
+            o_axes.append((f"d{a}",))
+    return dims, d_axes, o_axes, fixed
 
 
 def _distribute(names, refined, group_axes, shape, axes_out):
