@@ -1,0 +1,230 @@
+"""The explorer: ``streamlit run app.py``.
+
+This file holds the navigation and the shared sidebar (what is in use: model, bound dimensions,
+machine, mode, precision, optimizer, algorithm), keeps that state in the URL, and plans once per
+run through a cache keyed by the model's sha256, the machine and the options. Each page in
+``pages/`` calls :func:`page_context` for the result and draws; the helpers live in
+``planner/explorer.py``.
+
+Why pages call :func:`page_context` rather than read the session state: because the repository
+has a ``pages/`` directory, Streamlit runs a page *without* this entry script when a fresh server's
+first request asks for that page by its URL (and ``AppTest.switch_page`` always does). The page
+then builds the navigation and the context itself, so every page works however it is reached.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from planner import __version__
+from planner import explorer as ex
+from planner.api import ALGORITHMS, PlanOptions
+from planner.cost import PRECISION_BYTES
+from planner.machine import Machine, MachineError, load_preset
+from planner.memory import OPTIMIZERS
+from planner.onnx_import import ModelImportError
+
+@st.cache_resource(show_spinner=False)
+def plan_cache() -> ex.PlanCache:
+    """One cache per server process, shared by every session (results are read-only)."""
+    return ex.PlanCache()
+
+
+def _init_state() -> None:
+    """First run of a session: the URL's model, machine and options, or the defaults."""
+    ss = st.session_state
+    if ss.get("_init"):
+        return
+    url, problems = ex.decode_url_state(dict(st.query_params.to_dict()))
+    try:
+        ss.source = ex.sample_source(url.model)
+    except ModelImportError as exc:
+        problems.append(str(exc))
+        ss.source = ex.sample_source(ex.DEFAULT_SAMPLE)
+    ss.upload_bytes = None
+    ss.bindings = dict(url.bindings)
+    try:
+        if url.machine is not None:
+            ss.machine, ss.machine_label = Machine.from_dict(url.machine), "custom"
+        else:
+            ss.machine, ss.machine_label = load_preset(url.machine_preset), url.machine_preset
+    except MachineError as exc:
+        problems.append(str(exc))
+        ss.machine, ss.machine_label = load_preset(ex.DEFAULT_MACHINE), ex.DEFAULT_MACHINE
+    ss.options = url.options
+    ss.url_problems = problems
+    ss.machine_version = 0
+    ss._init = True
+
+
+def apply_level_edits() -> None:
+    """Apply the Machine page's levels table, whose edits are in the session state at the start
+    of a run (the editor's key carries the machine version, so each edit is applied once: the
+    new machine gets a fresh editor). An invalid table keeps the machine and leaves a message."""
+    ss = st.session_state
+    version = ss.get("machine_version", 0)
+    state = ss.get(f"mc_levels_{version}")
+    errors = {k: v for k, v in ss.get("machine_errors", {}).items() if k != "levels"}
+    ss.machine_errors = errors
+    if not state:
+        return
+    edited = ex.apply_editor_state(ex.levels_frame(ss.machine), state)
+    if ex.same_levels(edited, ss.machine):
+        return
+    try:
+        new = ex.machine_from_levels(ss.machine, edited)
+    except MachineError as exc:
+        ss.machine_errors = {**errors, "levels": f"Levels not applied: {exc}. The other pages keep using the last "
+                                                 "valid machine."}
+    else:
+        ss.machine, ss.machine_label, ss.machine_version = new, "custom", version + 1
+
+
+def _sync_binding(dim: str, key: str) -> None:
+    value = st.session_state.get(key)
+    if isinstance(value, (int, float)) and value >= 1:
+        st.session_state.bindings = {**st.session_state.bindings, dim: int(value)}
+
+
+def _sync_option(field: str, key: str) -> None:
+    value = st.session_state.get(key)
+    if value is None:  # a segmented control can be deselected: keep the option
+        return
+    if field == "precision" and value == "model":
+        value = None
+    st.session_state.options = ex.options_with(st.session_state.options, **{field: value})
+
+
+def _sidebar(cache: ex.PlanCache) -> tuple[list[str], str | None]:
+    ss = st.session_state
+    sb = st.sidebar
+    source: ex.ModelSource = ss.source
+    dims, model_error = [], None
+    try:
+        dims = cache.symbolic_dims(source, ss.upload_bytes)
+    except ModelImportError as exc:
+        model_error = str(exc)
+    ss.bindings = ex.bindings_for(dims, ss.bindings)
+    sb.markdown(f"**Model** `{source.label}`" + (" (uploaded)" if source.kind == "upload" else ""),
+                help=f"sha256 {source.sha256}")
+    if dims:
+        cols = sb.columns(min(len(dims), 3))
+        for i, dim in enumerate(dims):
+            key = f"sb_bind_{dim}"
+            ss[key] = ss.bindings[dim]
+            cols[i % len(cols)].number_input(
+                f"{dim} (global)" if dim == "batch" else dim, min_value=1, step=1, key=key,
+                on_change=_sync_binding, args=(dim, key),
+                help="the global batch: split across devices by the plan" if dim == "batch" else "symbolic dimension")
+    else:
+        sb.caption("no symbolic dimensions: every input shape is fixed")
+    sb.markdown(f"**Machine** `{ss.machine_label}`  \n{ss.machine.num_devices:,} devices: "
+                + " x ".join(f"{lv.arity} {lv.name}" for lv in ss.machine.levels))
+    options: PlanOptions = ss.options
+    for key, value in (("sb_mode", options.mode), ("sb_algorithm", options.algorithm),
+                       ("sb_precision", options.precision or "model"), ("sb_optimizer", options.optimizer)):
+        ss[key] = value
+    sb.segmented_control("Mode", list(ex.MODES), key="sb_mode", on_change=_sync_option, args=("mode", "sb_mode"),
+                         help="train: forward + backward, gradients and optimizer state; infer: forward only")
+    sb.selectbox("Algorithm", list(ALGORITHMS), key="sb_algorithm", on_change=_sync_option,
+                 args=("algorithm", "sb_algorithm"), help="\n\n".join(f"**{k}**: {v}" for k, v in ALGORITHMS.items()))
+    c1, c2 = sb.columns(2)
+    c1.selectbox("Precision", ["model", *PRECISION_BYTES], key="sb_precision", on_change=_sync_option,
+                 args=("precision", "sb_precision"), format_func=lambda p: "onnx" if p == "model" else p,
+                 help="bytes of float tensors; onnx keeps the types of the ONNX file")
+    c2.selectbox("Optimizer", list(OPTIMIZERS), key="sb_optimizer", on_change=_sync_option,
+                 args=("optimizer", "sb_optimizer"), help="sets the optimizer state in memory (train mode)")
+    return dims, model_error
+
+
+def _context(cache: ex.PlanCache, dims: list[str], model_error: str | None) -> ex.Context:
+    ss = st.session_state
+    options: PlanOptions = ss.options
+    ctx = ex.Context(cache, ss.source, ss.upload_bytes, dims, dict(ss.bindings), ss.machine, ss.machine_label, options,
+                     model_error=model_error)
+    if model_error:
+        return ctx
+    try:
+        ctx.graph = cache.graph(ctx.source, ctx.bindings, ctx.data)
+    except ModelImportError as exc:
+        ctx.model_error = str(exc)
+        return ctx
+    if cache.has_result(ctx.source, ctx.bindings, ctx.machine, options):
+        ctx.result = ctx.plan()
+        return ctx
+    label = f"Planning {ctx.source.label} on {ctx.machine.num_devices:,} devices with {options.algorithm}..."
+    with st.spinner(label):
+        bar = st.progress(0.0, text=label)
+        try:
+            ctx.result = ctx.plan(progress=lambda f, msg: bar.progress(min(max(float(f), 0.0), 1.0), text=msg))
+        except ValueError as exc:  # PlanError, SearchTooLargeError, NotATransformerError, ...
+            ctx.plan_error = ex.error_text(options.algorithm, exc)
+        finally:
+            bar.empty()
+    return ctx
+
+
+def _sync_url(ctx: ex.Context) -> None:
+    params = ex.encode_url_state(ctx.source, ctx.bindings, ctx.machine,
+                                 None if ctx.machine_label == "custom" else ctx.machine_label, ctx.options)
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+
+
+PAGES = [
+    ("pages/overview.py", "Overview", ":material/dashboard:"),
+    ("pages/model.py", "Model", ":material/schema:"),
+    ("pages/machine.py", "Machine", ":material/dns:"),
+    ("pages/strategy.py", "Strategy", ":material/grid_view:"),
+    ("pages/cost.py", "Cost", ":material/functions:"),
+    ("pages/compare.py", "Compare", ":material/compare_arrows:"),
+    ("pages/report.py", "Report", ":material/description:"),
+]
+
+
+def navigation():
+    """Register the pages (the first one is the default) and return the page asked for."""
+    return st.navigation([st.Page(path, title=title, icon=icon, default=(i == 0))
+                          for i, (path, title, icon) in enumerate(PAGES)])
+
+
+def prepare() -> ex.Context:
+    """The shared part of every run: session state, sidebar, the plan (cached), the URL."""
+    st.set_page_config(page_title="Hybrid-parallel planner", page_icon=":material/account_tree:", layout="wide")
+    _init_state()
+    apply_level_edits()
+    cache = plan_cache()
+    dims, model_error = _sidebar(cache)
+    for problem in st.session_state.get("url_problems", []):
+        st.sidebar.warning(problem)
+    ctx = _context(cache, dims, model_error)
+    st.session_state["_ctx"] = ctx
+    _sync_url(ctx)
+    st.sidebar.caption(f"planner {__version__} · results cached by model sha256, machine and options")
+    return ctx
+
+
+def page_context() -> ex.Context:
+    """What a page calls first: the context of this run, prepared here if the page runs alone."""
+    ss = st.session_state
+    if not ss.pop("_app_ran", False):
+        if not st.get_option("global.appTest"):
+            # Registers our navigation (the sidebar shows it in this run already) and takes
+            # Streamlit out of its pages/-directory mode for every later run. AppTest runs every
+            # page alone: switching modes in the middle of its runs would change widget ids.
+            navigation()
+        prepare()
+    return ss["_ctx"]
+
+
+def main() -> None:
+    page = navigation()
+    prepare()
+    st.session_state["_app_ran"] = True  # read by page_context() in the page that runs next
+    page.run()
+
+
+if __name__ == "__main__":
+    import app  # the pages import this module too: one copy of its functions and its cache
+
+    app.main()

@@ -1,0 +1,71 @@
+"""Cost: one operator's cost formula for each candidate split, D-Rec's decisions for it, and
+where the plan's time and memory go."""
+
+import streamlit as st
+
+import app
+from planner import explorer as ex
+
+ctx: ex.Context = app.page_context()
+st.title("Cost")
+if ctx.model_error or ctx.plan_error:
+    st.error(ctx.model_error or f"No plan: {ctx.plan_error}. Pick another algorithm in the sidebar.")
+    st.stop()
+
+r = ctx.result
+cm = r.cost_model
+ops = sorted(cm.planned, key=lambda n: -sum(r.cost.op_seconds(n).values()))
+op = st.selectbox("Operator (costliest first)", ops, key="co_op")
+o = ctx.graph.operators[op]
+st.caption(f"{o.op_type} ({o.kind.value}) · dimensions {ex.dims_text(o.dims)} · "
+           f"{ex.format_flop_count(o.flops)} forward · plan: {ex.strategy_label(r, op)}")
+
+st.subheader("Cost formula per candidate split")
+st.markdown(
+    "A BSP superstep costs $w/F + h\\,g_l + L_l$: local work over the device rate $F$, bytes sent at level $l$ "
+    "times its gap $g_l = 1/B_l$, and one latency $L_l$ per step. Below, the operator's compute and "
+    "communication for each candidate, first with its dimensions as symbols, then with their sizes, then in "
+    "seconds on this machine (redistribution with neighbours is not included: it depends on them)."
+)
+candidates = ex.candidate_strategies(r, op)
+rows = ex.formula_rows(r, op, candidates)
+best = min(rows, key=lambda x: x["seconds"])
+for start in range(0, len(rows), 3):
+    cols = st.columns(3)
+    for col, row in zip(cols, rows[start:start + 3]):
+        with col.container(border=True):
+            tag = " (cheapest alone)" if row is best else ""
+            st.markdown(f"**{row['label']}**{tag}")
+            st.caption("per cut: " + ", ".join(d or "–" for d in row["strategy"]))
+            st.latex(row["latex_symbolic"])
+            st.latex(row["latex_sized"])
+            st.metric("on this machine", ex.format_seconds(row["seconds"]), label_visibility="collapsed")
+
+st.subheader("D-Rec's decisions for this operator")
+trace = ex.trace_table(r, op)
+if trace is None:
+    st.info(f"The {r.plan.algorithm} plan records no decision trace; choose drec or drec+ in the sidebar to see one.")
+elif trace.empty:
+    traced = ex.traced_operators(r)
+    st.info("This operator was not decided by the search itself: it follows its neighbours' layouts (folded "
+            f"operators get propagated layouts). {len(traced)} operators have a trace, e.g. "
+            + ", ".join(f"`{n}`" for n in traced[:5]))
+else:
+    st.caption("At each recorded step (one machine cut) the candidates, their own cost, the redistribution "
+               "with neighbours already decided, and the winner (✓).")
+    st.dataframe(trace, hide_index=True, height=300,
+                 column_config={c: st.column_config.NumberColumn(format="%.4g") for c in trace.columns if "(µs)" in c}
+                 | {"chosen": st.column_config.CheckboxColumn("chosen")})
+
+st.subheader("Where the time goes")
+left, right = st.columns([3, 2])
+with left:
+    top = st.slider("Operators shown", 5, min(100, len(ops)) if len(ops) > 5 else 5, min(25, len(ops)), key="co_top",
+                    disabled=len(ops) <= 5)
+    st.plotly_chart(ex.op_cost_figure(r, top), key="co_ops")
+with right:
+    st.markdown("**Per machine level**")
+    st.plotly_chart(ex.level_cost_figure(r), key="co_levels")
+    st.markdown("**Memory per device**")
+    st.plotly_chart(ex.memory_figure(r), key="co_mem")
+    st.dataframe(ex.memory_table(r), hide_index=True, column_config={"GiB": st.column_config.NumberColumn(format="%.4g")})

@@ -1,0 +1,51 @@
+"""Overview: the headline of the current plan and what the numbers mean."""
+
+import streamlit as st
+
+import app
+from planner import explorer as ex
+
+ctx: ex.Context = app.page_context()
+st.title("Overview")
+st.caption(f"{ctx.source.label} · {ctx.machine.summary()} · {ctx.options.mode} · {ctx.options.algorithm}")
+
+if ctx.model_error:
+    st.error(f"The model cannot be planned: {ctx.model_error}")
+    st.page_link("pages/model.py", label="Choose another model or fix the bindings on the Model page", icon=":material/schema:")
+    st.stop()
+if ctx.plan_error:
+    st.error(f"No plan: {ctx.plan_error}. Pick another algorithm in the sidebar.")
+    st.stop()
+
+r = ctx.result
+h = ex.headline(r)
+mem = r.memory
+c = st.columns([0.8, 1.1, 1.5, 1.2, 0.9])
+c[0].metric("Devices", f"{h['devices']:,}", help=ctx.machine.summary())
+c[1].metric("Predicted iteration time", h["iteration"],
+            help=f"compute {h['compute']} + communication {h['communication']} + redistribution {h['redistribution']}")
+c[2].metric("Speed-up over pure data parallel", h["speedup"], help=f"pure data parallel: {h['data_parallel']}")
+c[3].metric("Memory per device", f"{ex.gib(mem.peak):.3g} GiB",
+            delta=f"of {ex.gib(mem.capacity):.3g} GiB: " + ("fits" if h["fits"] else f"{h['shortfall']} short"),
+            delta_color="green" if h["fits"] else "red", delta_arrow="off")
+c[4].metric("Search time", h["search"], help=f"{r.plan.algorithm}, {len(r.cost_model.planned)} operators planned")
+
+st.markdown(ex.explanation(r, ctx.source.label))
+for note in r.notes:
+    st.info(note)
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Where the time goes")
+    st.plotly_chart(ex.level_cost_figure(r), key="ov_levels")
+with right:
+    st.subheader("Memory per device")
+    st.plotly_chart(ex.memory_figure(r), key="ov_memory")
+    st.caption(f"Strategy by level: {ex.strategy_shape(r)}")
+
+st.divider()
+cols = st.columns(6)
+for col, (path, label) in zip(cols, [("pages/model.py", "Model"), ("pages/machine.py", "Machine"),
+                                     ("pages/strategy.py", "Strategy"), ("pages/cost.py", "Cost"),
+                                     ("pages/compare.py", "Compare"), ("pages/report.py", "Report")]):
+    col.page_link(path, label=label)

@@ -1,0 +1,39 @@
+"""Report: the plan as JSON (the command line's schema) and a self-contained HTML or Markdown report."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+import app
+from planner import explorer as ex
+
+ctx: ex.Context = app.page_context()
+st.title("Report")
+if ctx.model_error or ctx.plan_error:
+    st.error(ctx.model_error or f"No plan: {ctx.plan_error}. Pick another algorithm in the sidebar.")
+    st.stop()
+
+r = ctx.result
+meta = ctx.meta
+stem = f"plan_{ctx.source.label.rsplit('.', 1)[0]}_{ctx.machine.name}_{r.plan.algorithm}".replace("+", "plus")
+st.markdown("Everything needed to reproduce this plan: the tool version, the model's sha256, the bound "
+            "dimensions, the machine (YAML, SI units) and every option.")
+st.dataframe(pd.DataFrame(ex.report_stamp(r, meta), columns=["field", "value"]), hide_index=True)
+
+plan_json = json.dumps(ex.report_json(r, meta), indent=2)
+markdown = ex.report_markdown(r, meta)
+c = st.columns(4)
+c[0].download_button("Plan JSON", plan_json, file_name=f"{stem}.json", mime="application/json", on_click="ignore",
+                     icon=":material/data_object:", help="the schema of `python -m planner plan --json`; "
+                     "`python -m planner evaluate` and the Strategy page read it back")
+c[1].download_button("Report (HTML)", lambda: ex.report_html(r, meta), file_name=f"{stem}.html", mime="text/html",
+                     on_click="ignore", icon=":material/html:", help="self-contained: tables, figures and plotly.js inlined")
+c[2].download_button("Report (Markdown)", markdown, file_name=f"{stem}.md", mime="text/markdown", on_click="ignore",
+                     icon=":material/article:")
+c[3].download_button("Machine YAML", ctx.machine.to_yaml(), file_name=f"{ctx.machine.name}.yaml",
+                     mime="application/x-yaml", on_click="ignore", icon=":material/dns:")
+
+st.subheader("Preview")
+with st.container(border=True, height=600):
+    st.markdown(markdown)

@@ -1,0 +1,115 @@
+"""Strategy: the per-operator plan, a heatmap by machine cut, the graph coloured by split,
+overriding one operator, and comparing with an uploaded plan."""
+
+import hashlib
+
+import streamlit as st
+
+import app
+from planner import explorer as ex
+from planner.cost import PlanError
+
+ctx: ex.Context = app.page_context()
+st.title("Strategy")
+if ctx.model_error or ctx.plan_error:
+    st.error(ctx.model_error or f"No plan: {ctx.plan_error}. Pick another algorithm in the sidebar.")
+    st.stop()
+
+r = ctx.result
+g = ctx.graph
+h = ex.headline(r)
+st.caption(f"{r.plan.algorithm} on {h['devices']:,} devices: {h['iteration']} per iteration, "
+           f"{h['speedup']} over pure data parallel · strategy by level: {ex.strategy_shape(r)}")
+
+table = ex.strategy_table(r)
+layers = ex.layers_of(g)
+f1, f2, f3, f4 = st.columns(4)
+types = f1.multiselect("Type", sorted(table["type"].unique()), key="st_types")
+kinds = f2.multiselect("Kind", sorted(table["kind"].unique()), default=["compute"] if "compute" in set(table["kind"]) else [],
+                       key="st_kinds", help="compute operators decide layouts; clear to see every planned operator")
+text = f3.text_input("Name contains", key="st_text")
+layer_range = None
+if layers.count >= 2:
+    lo, hi = layers.indices[0], layers.indices[-1]
+    layer_range = f4.slider(f"Layers ({layers.family}N)", lo, hi, (lo, min(hi, lo + 1)), key="st_layers")
+shown = ex.filter_table(table, types, kinds, text, layer_range)
+
+tab_table, tab_heat, tab_graph = st.tabs(["Table", "Heatmap by machine cut", "Graph coloured by split"])
+with tab_table:
+    st.caption(f"{len(shown):,} of {len(table):,} planned operators; cost columns in µs per iteration")
+    fmt = {c: st.column_config.NumberColumn(format="%.4g") for c in table.columns if c.endswith("(µs)")}
+    st.dataframe(shown, hide_index=True, height=380, column_config=fmt)
+with tab_heat:
+    names = list(shown["operator"])
+    if not names:
+        st.info("No operator matches the filters.")
+    else:
+        if len(names) > 400:
+            st.info(f"{len(names):,} operators match: the heatmap shows the first 400; narrow the filters to see others.")
+        st.plotly_chart(ex.strategy_heatmap(r, names), key="st_heat")
+with tab_graph:
+    view = ex.default_view(g)
+    if layer_range is not None and view.mode == "blocks":
+        view.layer_range = layer_range
+    vg = ex.build_view(g, view)
+    st.caption(f"{ex.VIEW_MODES[view.mode]} ({len(vg.nodes)} nodes; collapsed layers take the split of their "
+               "heaviest operator); change the view on the Model page")
+    st.plotly_chart(ex.graph_figure(g, vg, "strategy", r), key="st_graph")
+
+# ---- override one operator ----
+st.subheader("Override one operator's split")
+cm = r.cost_model
+ops = sorted(cm.planned, key=lambda n: -sum(r.cost.op_seconds(n).values()))
+op = st.selectbox("Operator (costliest first)", ops, key="st_ov_op")
+chosen = tuple(r.plan.strategies[op])
+labels = ex.cut_labels(cm)
+strategy: tuple = ()
+cols = st.columns(min(len(cm.cuts), 6) or 1)
+for t, cut in enumerate(cm.cuts):
+    cands = ["not split" if d is None else d for d in cm.candidates(op, strategy)]  # "not split": None
+    default = chosen[t] if chosen[t] in cands and strategy == chosen[:t] else "not split"
+    choice = cols[t % len(cols)].selectbox(labels[t], cands, index=cands.index(default), key=f"st_ov_{op}_{t}")
+    strategy = strategy + (None if choice in (None, "not split") else choice,)
+if strategy == chosen:
+    st.caption(f"This is the plan's choice ({ex.strategy_label(r, op)}). Change a cut above to see the cost move.")
+else:
+    try:
+        alt = ex.with_override(r, op, strategy)
+    except PlanError as exc:
+        st.error(str(exc))
+    else:
+        o1, o2, o3 = st.columns(3)
+        delta = alt.total_seconds - r.total_seconds
+        o1.metric("Iteration with the override", ex.format_seconds(alt.total_seconds),
+                  delta=f"{'+' if delta >= 0 else '-'}{ex.format_seconds(abs(delta))}", delta_color="inverse")
+        o2.metric("Speed-up over pure data parallel", ex.format_speedup(alt.speedup_over_data_parallel))
+        o3.metric("Memory per device", f"{ex.gib(alt.memory.peak):.3g} GiB",
+                  delta="fits" if alt.memory.fits else "does not fit", delta_color="green" if alt.memory.fits else "red",
+                  delta_arrow="off")
+        st.caption("Only this operator changed; its neighbours keep their layouts, so redistribution may appear.")
+
+# ---- compare with a plan file ----
+st.subheader("Compare with a plan file")
+up = st.file_uploader("Plan JSON (from `python -m planner plan --json` or the Report page)", type=["json"], key="st_plan")
+if up is not None:
+    raw = up.getvalue()
+    try:
+        data = ex.read_plan_json(raw)
+        other = ctx.cache.evaluate(ctx.source, ctx.bindings, g, ctx.machine, ctx.options, data,
+                                   hashlib.sha256(raw).hexdigest())
+    except ValueError as exc:
+        st.error(f"{up.name}: {exc}")
+    else:
+        p1, p2, p3 = st.columns(3)
+        p1.metric("Current plan", ex.format_seconds(r.total_seconds))
+        delta = other.total_seconds - r.total_seconds
+        p2.metric(f"{up.name}", ex.format_seconds(other.total_seconds),
+                  delta=f"{'+' if delta >= 0 else '-'}{ex.format_seconds(abs(delta))}", delta_color="inverse")
+        diff = ex.plan_diff(r, other, "current", "file")
+        p3.metric("Operators that differ", f"{len(diff):,} of {len(cm.planned):,}")
+        for note in other.notes:
+            st.info(note)
+        if data.get("model_sha256") and data["model_sha256"] != ctx.source.sha256:
+            st.warning("The file was made for another model file (its model_sha256 differs); operators are matched by name.")
+        st.dataframe(diff, hide_index=True, height=320,
+                     column_config={c: st.column_config.NumberColumn(format="%.4g") for c in diff.columns if "(µs)" in c})

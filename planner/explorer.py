@@ -1,0 +1,1587 @@
+"""Everything the Streamlit explorer (``app.py`` and ``pages/``) needs that is not UI.
+
+No Streamlit here: caches keyed by explicit keys, state encoding for the URL, tables (pandas),
+figures (plotly), the layered layout of the model graph, what-if machines and sweeps, and the
+downloadable reports. The pages only call these and draw what comes back; the numbers all come
+from :mod:`planner.api` (DESIGN.md: "the UI never computes a cost itself").
+
+Caching: a :class:`PlanCache` holds imported graphs (keyed by the model's sha256 and the bound
+dimensions), cost models (plus the machine and the options the cost model depends on) and plan
+results (plus the algorithm). A ``PlanResult`` holds numpy vectors, sympy-capable cost models
+and a networkx graph; pickling one (what ``st.cache_data`` does on every hit) costs about as much
+as a tenth of a re-plan of BERT-large, so the app keeps one ``PlanCache`` per server process in
+``st.cache_resource`` and looks results up by these keys instead.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from . import __version__
+from .api import ALGORITHMS, PlanOptions, PlanResult, cost_model_for, evaluate_plan, result_for, search
+from .cost import PRECISION_BYTES, CostModel, Plan, PlanError
+from .ir import OperatorGraph, OpKind, TensorRole
+from .machine import Machine, MachineError, load_preset, preset_paths
+from .memory import OPTIMIZERS
+from .onnx_import import ModelImportError, import_model, load_model_proto, model_sha256, symbolic_dims
+from .report import op_cuts, op_splits, plan_to_json
+from .units import format_bytes, format_seconds
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = ROOT / "sample_models"
+
+DEFAULT_SAMPLE = "bert_base"
+DEFAULT_BINDINGS = {"batch": 32, "seq": 128}
+DEFAULT_MACHINE = "dgx_a100_64nodes"
+DEFAULT_OPTIONS = PlanOptions()
+
+MODES = ("train", "infer")
+PRECISIONS = (None, "fp32", "bf16", "fp16")
+COMPARE_ALGORITHMS = ("drec+", "drec", "data_parallel", "megatron", "exact")
+
+#: The exact search is an integer program over every strategy of every operator; the app only
+#: starts it when the operators have at most this many strategies in total (a few seconds).
+EXACT_UI_MAX_STRATEGIES = 20_000
+EXACT_UI_TIME_LIMIT_S = 20.0
+
+#: The sweep of device counts on the Compare page.
+SWEEP_DEVICE_COUNTS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+#: The model graph view draws at most this many nodes; bigger selections are cut.
+MAX_GRAPH_NODES = 600
+
+Progress = Callable[[float, str], None] | None
+
+
+# ---- units (the UI's: GB/s, µs, TFLOP/s, GiB; files stay SI) ------------------------------
+
+GB = 1e9
+US = 1e-6
+TFLOPS = 1e12
+GIB = 2**30
+
+
+def gbps(bandwidth_Bps: float) -> float:
+    return bandwidth_Bps / GB
+
+
+def microseconds(seconds: float) -> float:
+    return seconds / US
+
+
+def tflops(flops_per_s: float) -> float:
+    return flops_per_s / TFLOPS
+
+
+def gib(nbytes: float) -> float:
+    return nbytes / GIB
+
+
+def format_flop_count(flops: float) -> str:
+    """A FLOP count (not a rate): 1.2 TFLOP, 340 GFLOP."""
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
+        if abs(flops) >= scale:
+            return f"{flops / scale:.3g} {unit}"
+    return f"{flops:.0f} FLOP"
+
+
+def format_count(n: float) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def format_speedup(x: float) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.2f}x"
+
+
+# ---- models and presets ----------------------------------------------------------------------
+
+def sample_paths() -> dict[str, Path]:
+    """Sample name (file stem) -> path of every ``sample_models/*.onnx``."""
+    return {p.stem: p for p in sorted(SAMPLES_DIR.glob("*.onnx"))}
+
+
+def preset_names() -> list[str]:
+    return list(preset_paths())
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model in use comes from. Uploaded bytes are kept by the session, not here."""
+
+    kind: str  # "sample" or "upload"
+    label: str  # sample name or uploaded file name
+    sha256: str
+    path: str | None = None  # samples only
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha256[:12]
+
+
+def sample_source(name: str) -> ModelSource:
+    paths = sample_paths()
+    if name not in paths:
+        raise ModelImportError(f"unknown sample model {name!r}; samples are {', '.join(paths)}")
+    path = paths[name]
+    return ModelSource("sample", name, _file_sha256(path), str(path))
+
+
+_SHA_CACHE: dict[tuple[str, float, int], str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_mtime, st.st_size)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = model_sha256(path)
+    return _SHA_CACHE[key]
+
+
+def upload_source(filename: str, data: bytes) -> ModelSource:
+    return ModelSource("upload", filename, model_sha256(data))
+
+
+def guess_binding(dim: str) -> int:
+    """A starting value for a symbolic dimension: its default when known by name, else 1."""
+    low = dim.lower()
+    if low in DEFAULT_BINDINGS:
+        return DEFAULT_BINDINGS[low]
+    if "batch" in low:
+        return DEFAULT_BINDINGS["batch"]
+    if "seq" in low or "len" in low or "token" in low:
+        return DEFAULT_BINDINGS["seq"]
+    return 1
+
+
+def bindings_for(dims: Iterable[str], previous: dict[str, int] | None = None) -> dict[str, int]:
+    """Values for a model's symbolic dims: the previous value of a dim of the same name, else a guess."""
+    previous = previous or {}
+    return {d: int(previous.get(d, guess_binding(d))) for d in dims}
+
+
+# ---- the cache -------------------------------------------------------------------------------
+
+def machine_key(machine: Machine) -> str:
+    return json.dumps(machine.to_dict(), sort_keys=True)
+
+
+def bindings_key(bindings: dict[str, int]) -> tuple:
+    return tuple(sorted((str(k), int(v)) for k, v in bindings.items()))
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self.items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        return None
+
+    def put(self, key, value) -> None:
+        self.items[key] = value
+        self.items.move_to_end(key)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class PlanCache:
+    """Graphs, cost models and plan results by explicit keys (sha256, bindings, machine, options).
+
+    Thread-safe: Streamlit runs each session in its own thread. One lock per key makes two
+    sessions asking for the same plan wait for one computation instead of doing it twice.
+    """
+
+    def __init__(self, graphs: int = 6, cost_models: int = 16, results: int = 128, sweeps: int = 16):
+        self._graphs = _LRU(graphs)
+        self._dims = _LRU(64)
+        self._cms = _LRU(cost_models)
+        self._results = _LRU(results)
+        self._sweeps = _LRU(sweeps)
+        self._lock = threading.Lock()
+        self._key_locks: dict = {}
+        self.stats = {"graph_hits": 0, "graph_misses": 0, "result_hits": 0, "result_misses": 0}
+
+    def _key_lock(self, key) -> threading.Lock:
+        with self._lock:
+            lock = self._key_locks.get(key)
+            if lock is None:
+                lock = self._key_locks[key] = threading.Lock()
+            return lock
+
+    def _memo(self, table: _LRU, key, compute: Callable, stat: str | None = None):
+        with self._lock:
+            hit = table.get(key)
+        if hit is not None:
+            if stat:
+                self.stats[stat + "_hits"] += 1
+            return hit
+        with self._key_lock(key):
+            with self._lock:
+                hit = table.get(key)
+            if hit is not None:
+                return hit
+            if stat:
+                self.stats[stat + "_misses"] += 1
+            value = compute()
+            with self._lock:
+                table.put(key, value)
+            return value
+
+    def has_result(self, source: ModelSource, bindings, machine: Machine, options: PlanOptions) -> bool:
+        key = self._result_key(source, bindings, machine, options)
+        with self._lock:
+            return key in self._results.items
+
+    # -- models --
+    def symbolic_dims(self, source: ModelSource, data: bytes | None = None) -> list[str]:
+        def compute():
+            return symbolic_dims(load_model_proto(source.path if data is None else data))
+        return list(self._memo(self._dims, ("dims", source.sha256), compute))
+
+    def graph(self, source: ModelSource, bindings: dict[str, int], data: bytes | None = None) -> OperatorGraph:
+        key = ("graph", source.sha256, bindings_key(bindings))
+
+        def compute():
+            src = source.path if data is None else data
+            if src is None:
+                raise ModelImportError(f"the bytes of {source.label} are no longer available: upload it again")
+            return import_model(src, dict(bindings), name=source.label)
+        return self._memo(self._graphs, key, compute, "graph")
+
+    # -- plans --
+    def cost_model(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine,
+                   options: PlanOptions) -> CostModel:
+        key = ("cm", source.sha256, bindings_key(bindings), machine_key(machine), options.mode, options.precision)
+        return self._memo(self._cms, key, lambda: cost_model_for(graph, machine, options))
+
+    @staticmethod
+    def _result_key(source, bindings, machine, options) -> tuple:
+        return ("result", source.sha256, bindings_key(bindings), machine_key(machine), options.mode,
+                options.precision, options.optimizer, options.algorithm)
+
+    def result(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine, options: PlanOptions,
+               progress: Progress = None) -> PlanResult:
+        """The plan of one algorithm (raises the planner's ValueError subclasses unchanged)."""
+        key = self._result_key(source, bindings, machine, options)
+
+        def compute():
+            cm = self.cost_model(source, bindings, graph, machine, options)
+            if options.algorithm == "exact":
+                plan = plan_exact_guarded(cm)
+            else:
+                plan = search(cm, options.algorithm, progress)
+            return result_for(cm, plan, options)
+        return self._memo(self._results, key, compute, "result")
+
+    def evaluate(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine, options: PlanOptions,
+                 plan_json: dict, plan_sha: str) -> PlanResult:
+        key = ("evaluate", plan_sha) + self._result_key(source, bindings, machine, options)[1:]
+        return self._memo(self._results, key, lambda: evaluate_plan(graph, machine, plan_json, options))
+
+    def sweep(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine, options: PlanOptions,
+              counts: Iterable[int] = SWEEP_DEVICE_COUNTS, progress: Progress = None) -> pd.DataFrame:
+        counts = tuple(counts)
+        key = ("sweep", counts) + self._result_key(source, bindings, machine, options)[1:]
+
+        def compute():
+            def plan_at(m: Machine) -> PlanResult:
+                return self.result(source, bindings, graph, m, options)
+            return device_sweep(machine, counts, plan_at, progress)
+        return self._memo(self._sweeps, key, compute)
+
+    def cached_sweep(self, source, bindings, machine, options, counts=SWEEP_DEVICE_COUNTS) -> pd.DataFrame | None:
+        key = ("sweep", tuple(counts)) + self._result_key(source, bindings, machine, options)[1:]
+        with self._lock:
+            return self._sweeps.get(key)
+
+
+# ---- the exact search, guarded -------------------------------------------------------------
+
+class ExactTooLargeForUI(ValueError):
+    """The exact search would take too long for an interactive page."""
+
+
+def count_strategies(cm: CostModel, name: str, cap: int) -> int:
+    """How many full strategies an operator has (stops counting above ``cap``).
+
+    Counts without listing them: after a prefix, which dimensions can still be split depends only
+    on the primes each dimension has taken so far, in order, so prefixes are merged by that.
+    """
+    states: dict[tuple, tuple[tuple, int]] = {(): ((), 1)}
+    for t, cut in enumerate(cm.cuts):
+        nxt: dict[tuple, tuple[tuple, int]] = {}
+        for rep, count in states.values():
+            for c in cm.candidates(name, rep):
+                prefix = rep + (c,)
+                key = tuple(sorted(
+                    (d, tuple(cm.cuts[i].factor for i, x in enumerate(prefix) if x == d))
+                    for d in set(x for x in prefix if x is not None)
+                ))
+                old = nxt.get(key)
+                nxt[key] = (prefix, count + (old[1] if old else 0))
+        states = nxt
+        if sum(c for _, c in states.values()) > cap:
+            return cap + 1
+    return sum(c for _, c in states.values())
+
+
+def exact_feasible(cm: CostModel, limit: int = EXACT_UI_MAX_STRATEGIES) -> bool:
+    total = 0
+    for n in cm.planned:
+        total += count_strategies(cm, n, limit - total)
+        if total > limit:
+            return False
+    return True
+
+
+def plan_exact_guarded(cm: CostModel) -> Plan:
+    """The exact optimum when the graph is small enough for a page, else ExactTooLargeForUI.
+
+    ``planner.search.exact.plan_exact`` lists every strategy of every operator before it checks
+    its bound; on a CNN over 512 devices that list alone exhausts memory. Counting first is cheap.
+    """
+    from .search.exact import plan_exact
+
+    if not exact_feasible(cm):
+        raise ExactTooLargeForUI(
+            f"exact: too large for this graph (more than {EXACT_UI_MAX_STRATEGIES:,} strategies over "
+            f"{len(cm.planned)} operators on {cm.machine.num_devices} devices); use a smaller model or machine")
+    return plan_exact(cm, time_limit_s=EXACT_UI_TIME_LIMIT_S)
+
+
+# ---- URL state -------------------------------------------------------------------------------
+
+def encode_bindings(bindings: dict[str, int]) -> str:
+    return ",".join(f"{k}:{v}" for k, v in bindings.items())
+
+
+def decode_bindings(text: str) -> dict[str, int]:
+    """``"batch:32,seq:128"`` -> dict; raises ValueError with a fix-it message."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition(":")
+        if not sep or not name:
+            raise ValueError(f"bind={text!r}: write NAME:VALUE pairs separated by commas, e.g. batch:32,seq:128")
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"bind={text!r}: {name} must be a positive integer, e.g. {name}:32") from None
+        if number < 1:
+            raise ValueError(f"bind={text!r}: {name} must be a positive integer, e.g. {name}:32")
+        out[name] = number
+    return out
+
+
+@dataclass
+class UrlState:
+    """What the URL can carry: enough to rebuild a view on another browser."""
+
+    model: str = DEFAULT_SAMPLE  # sample name, or "upload:<file name>"
+    bindings: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_BINDINGS))
+    machine_preset: str | None = DEFAULT_MACHINE
+    machine: dict | None = None  # a custom machine (to_dict form) when not a preset
+    options: PlanOptions = field(default_factory=PlanOptions)
+
+
+def encode_url_state(model: ModelSource, bindings: dict[str, int], machine: Machine, machine_preset: str | None,
+                     options: PlanOptions) -> dict[str, str]:
+    params = {
+        "model": model.label if model.kind == "sample" else f"upload:{model.label}",
+        "bind": encode_bindings(bindings),
+        "mode": options.mode,
+        "algorithm": options.algorithm,
+        "precision": options.precision or "model",
+        "optimizer": options.optimizer,
+    }
+    if machine_preset is not None:
+        params["machine"] = machine_preset
+    else:
+        params["machine_json"] = json.dumps(machine.to_dict(), separators=(",", ":"))
+    return params
+
+
+def decode_url_state(params: dict[str, str]) -> tuple[UrlState, list[str]]:
+    """Read the query parameters; every bad one is reported and replaced by the default."""
+    state, problems = UrlState(), []
+    get = lambda k: params.get(k) if isinstance(params.get(k), str) else (params.get(k) or [None])[-1]  # noqa: E731
+    model = get("model")
+    if model:
+        if model.startswith("upload:"):
+            problems.append(f"the link was made with an uploaded model ({model[7:]}); uploads are not part of a "
+                            f"link: upload it again on the Model page. Showing the sample {DEFAULT_SAMPLE} meanwhile")
+        elif model in sample_paths():
+            state.model = model
+        else:
+            problems.append(f"model={model!r} is not a sample ({', '.join(sample_paths())}); showing {DEFAULT_SAMPLE}")
+    bind = get("bind")
+    if bind:
+        try:
+            state.bindings = decode_bindings(bind)
+        except ValueError as exc:
+            problems.append(str(exc))
+    preset = get("machine")
+    machine_json = get("machine_json")
+    if machine_json:
+        try:
+            state.machine = Machine.from_json(machine_json).to_dict()
+            state.machine_preset = None
+        except MachineError as exc:
+            problems.append(f"machine_json in the link is not a valid machine: {exc}")
+    elif preset:
+        if preset in preset_paths():
+            state.machine_preset = preset
+        else:
+            problems.append(f"machine={preset!r} is not a preset ({', '.join(preset_paths())}); showing {DEFAULT_MACHINE}")
+    opts = {}
+    for key, allowed in (("mode", MODES), ("algorithm", tuple(ALGORITHMS)), ("optimizer", tuple(OPTIMIZERS))):
+        value = get(key)
+        if value is None:
+            continue
+        if value in allowed:
+            opts[key] = value
+        else:
+            problems.append(f"{key}={value!r} is not one of {', '.join(allowed)}; using the default")
+    precision = get("precision")
+    if precision and precision != "model":
+        if precision in PRECISION_BYTES:
+            opts["precision"] = precision
+        else:
+            problems.append(f"precision={precision!r} is not one of model, {', '.join(PRECISION_BYTES)}; using the model's")
+    state.options = PlanOptions(**opts)
+    return state, problems
+
+
+# ---- machines as tables ----------------------------------------------------------------------
+
+LEVEL_COLUMNS = ("name", "arity", "bandwidth (GB/s)", "latency (µs)")
+
+
+def levels_frame(machine: Machine) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"name": lv.name, "arity": int(lv.arity), "bandwidth (GB/s)": gbps(lv.bandwidth_Bps),
+          "latency (µs)": microseconds(lv.latency_s)} for lv in machine.levels],
+        columns=list(LEVEL_COLUMNS),
+    )
+
+
+def _cell_number(value, row: int, column: str, example: str) -> float:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip()):
+        raise MachineError(f"level {row + 1}: '{column}' is empty; enter a number, e.g. {example}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise MachineError(f"level {row + 1}: '{column}' must be a number, e.g. {example}; got {value!r}") from None
+
+
+def machine_from_levels(machine: Machine, frame: pd.DataFrame) -> Machine:
+    """The machine with its levels replaced by an edited table (UI units); MachineError says what to fix."""
+    if frame is None or len(frame) == 0:
+        raise MachineError("the machine needs at least one level: add a row (name, arity, bandwidth, latency)")
+    levels = []
+    for i, row in enumerate(frame.to_dict("records")):
+        name = row.get("name")
+        if name is None or (isinstance(name, float) and math.isnan(name)) or not str(name).strip():
+            raise MachineError(f"level {i + 1}: the name is empty; name the level, e.g. 'node' or 'gpu'")
+        arity = _cell_number(row.get("arity"), i, "arity", "8")
+        if not float(arity).is_integer() or arity < 1:
+            raise MachineError(f"level {i + 1} ({name}): arity must be a whole number of at least 1, e.g. 8; got {arity:g}")
+        bw = _cell_number(row.get("bandwidth (GB/s)"), i, "bandwidth (GB/s)", "25")
+        if bw <= 0:
+            raise MachineError(f"level {i + 1} ({name}): bandwidth must be more than 0 GB/s, e.g. 25; got {bw:g}")
+        lat = _cell_number(row.get("latency (µs)"), i, "latency (µs)", "10")
+        if lat < 0:
+            raise MachineError(f"level {i + 1} ({name}): latency must be 0 µs or more, e.g. 10; got {lat:g}")
+        levels.append({"name": str(name).strip(), "arity": int(arity), "bandwidth_Bps": bw * GB, "latency_s": lat * US})
+    data = machine.to_dict()
+    data["levels"] = levels
+    return Machine.from_dict(data)
+
+
+def apply_editor_state(frame: pd.DataFrame, state: dict | None) -> pd.DataFrame:
+    """The table an ``st.data_editor`` shows after its edits (its session-state value:
+    ``edited_rows``, ``added_rows``, ``deleted_rows``), so that a callback can validate it."""
+    rows = frame.to_dict("records")
+    state = state or {}
+    for index, changes in (state.get("edited_rows") or {}).items():
+        i = int(index)
+        if 0 <= i < len(rows):
+            rows[i].update(changes)
+    deleted = {int(i) for i in state.get("deleted_rows") or []}
+    rows = [r for i, r in enumerate(rows) if i not in deleted]
+    for added in state.get("added_rows") or []:
+        rows.append({c: added.get(c) for c in frame.columns})
+    return pd.DataFrame(rows, columns=list(frame.columns))
+
+
+def machine_with_device(machine: Machine, name: str, peak_tflops: float, memory_gib: float, efficiency: float) -> Machine:
+    """The machine with new device fields given in UI units (TFLOP/s, GiB)."""
+    if not name or not str(name).strip():
+        raise MachineError("device name is empty; name the device, e.g. A100")
+    if peak_tflops is None or peak_tflops <= 0:
+        raise MachineError("device peak must be more than 0 TFLOP/s, e.g. 312")
+    if memory_gib is None or memory_gib <= 0:
+        raise MachineError("device memory must be more than 0 GiB, e.g. 80")
+    if efficiency is None or not 0 < efficiency <= 1:
+        raise MachineError("compute efficiency must be in (0, 1], e.g. 0.6 for 60% of peak")
+    return machine.with_device(name=str(name).strip(), peak_flops=peak_tflops * TFLOPS,
+                               memory_bytes=memory_gib * GIB, compute_efficiency=efficiency)
+
+
+def same_levels(frame: pd.DataFrame, machine: Machine) -> bool:
+    """True when an edited levels table still describes ``machine`` (rounding aside)."""
+    base = levels_frame(machine)
+    if frame is None or list(frame.columns) != list(base.columns) or len(frame) != len(base):
+        return False
+    for a, b in zip(frame.to_dict("records"), base.to_dict("records")):
+        if str(a["name"]) != b["name"]:
+            return False
+        for col in LEVEL_COLUMNS[1:]:
+            try:
+                if not math.isclose(float(a[col]), float(b[col]), rel_tol=1e-9, abs_tol=1e-12):
+                    return False
+            except (TypeError, ValueError):
+                return False
+    return True
+
+
+def machine_with_devices(machine: Machine, devices: int) -> Machine | None:
+    """The machine scaled to ``devices`` by changing the outermost level's arity (None if it cannot)."""
+    inner = math.prod(lv.arity for lv in machine.levels[1:])
+    if devices % inner or devices < inner:
+        if len(machine.levels) > 1 and devices < inner:
+            # fewer devices than one outer group: drop outer levels and shrink the innermost one
+            innermost = machine.levels[-1]
+            if innermost.arity % devices == 0 or devices % innermost.arity == 0:
+                data = machine.to_dict()
+                data["levels"] = [dict(data["levels"][-1], arity=devices)]
+                return Machine.from_dict(data)
+        return None
+    return machine.with_level(0, arity=devices // inner)
+
+
+def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int = 300) -> go.Figure:
+    """An icicle of the machine tree, one colour per level.
+
+    A level with more than ``expand_up_to`` children per parent shows its first two, one block
+    standing for the others ("... 61 more") and its last, so widths stay proportional to device
+    counts and a 4096-device machine draws as quickly as an 8-device one.
+    """
+    level_colors = ["#4C78A8", "#72B7B2", "#54A24B", "#EECA3B", "#F58518", "#B279A2"]
+    ids = ["root"]
+    labels = [f"{machine.name}: {machine.num_devices:,} devices"]
+    parents = [""]
+    values = [machine.num_devices]
+    colors = ["#DDDDDD"]
+    hovers = [machine.summary()]
+    frontier = ["root"]
+    for depth, lv in enumerate(machine.levels):
+        below = math.prod(x.arity for x in machine.levels[depth + 1:])
+        leaf = depth == len(machine.levels) - 1
+        what = f"{gbps(lv.bandwidth_Bps):.4g} GB/s, {microseconds(lv.latency_s):.3g} µs"
+        if lv.arity <= expand_up_to:
+            picks = [(k, 1) for k in range(lv.arity)]
+        else:
+            picks = [(0, 1), (1, 1), (None, lv.arity - 3), (lv.arity - 1, 1)]
+        if len(ids) + len(frontier) * len(picks) > max_nodes:
+            picks = [(None, lv.arity)]
+        nxt = []
+        for pid in frontier:
+            for k, count in picks:
+                nid = f"{pid}/{lv.name}{'*' if k is None else k}"
+                ids.append(nid)
+                if k is None:
+                    labels.append(f"... {count} more {lv.name}{'s' if count > 1 else ''}")
+                else:
+                    labels.append(f"{lv.name} {k}")
+                parents.append(pid)
+                values.append(below * count)
+                colors.append(level_colors[depth % len(level_colors)])
+                hovers.append(f"level {lv.name}: {lv.arity} per parent, {what}"
+                              + ("" if leaf else f"; {below:,} devices each"))
+                nxt.append(nid)
+        frontier = nxt
+    fig = go.Figure(go.Icicle(ids=ids, labels=labels, parents=parents, values=values, branchvalues="total",
+                              marker=dict(colors=colors), text=hovers,
+                              hovertemplate="%{label}<br>%{text}<extra></extra>", tiling=dict(orientation="v"),
+                              textfont=dict(size=12)))
+    fig.update_layout(margin=dict(t=10, l=10, r=10, b=10), height=110 + 70 * len(machine.levels))
+    return fig
+
+
+# ---- layers and the operator table ----------------------------------------------------------
+
+_LAYER_RE = re.compile(r"^(?P<family>.*?\D)(?P<index>\d+)(?P<rest>[./_:/\-].+)$")
+
+
+@dataclass
+class Layers:
+    """Repeated blocks found from operator names (``layer12.attn.qkv`` -> family 'layer', index 12)."""
+
+    family: str | None
+    index: dict[str, int]  # operator -> layer index (operators of the family only)
+
+    @property
+    def count(self) -> int:
+        return len(set(self.index.values()))
+
+    @property
+    def indices(self) -> list[int]:
+        return sorted(set(self.index.values()))
+
+    def block(self, name: str) -> str | None:
+        i = self.index.get(name)
+        return None if i is None else f"{self.family}{i}"
+
+
+def find_layers(names: Iterable[str]) -> Layers:
+    """The family of names with the most distinct indices (at least two layers of two operators
+    on average); uploaded models with other naming simply have no layers."""
+    families: dict[str, dict[str, int]] = {}
+    for n in names:
+        m = _LAYER_RE.match(n)
+        if m:
+            families.setdefault(m.group("family"), {})[n] = int(m.group("index"))
+    best, best_count = None, 1
+    for fam, members in families.items():
+        distinct = len(set(members.values()))
+        if distinct >= 2 and len(members) >= 2 * distinct and distinct > best_count:
+            best, best_count = fam, distinct
+    return Layers(best, dict(families[best]) if best else {})
+
+
+_LAYERS_CACHE: dict[int, tuple[OperatorGraph, Layers]] = {}
+
+
+def layers_of(graph: OperatorGraph) -> Layers:
+    hit = _LAYERS_CACHE.get(id(graph))
+    if hit is None or hit[0] is not graph:
+        hit = (graph, find_layers(graph.operators))
+        if len(_LAYERS_CACHE) > 16:
+            _LAYERS_CACHE.clear()
+        _LAYERS_CACHE[id(graph)] = hit
+    return hit[1]
+
+
+def op_parameters(graph: OperatorGraph, name: str) -> int:
+    return sum(graph.tensors[u.tensor].numel for u in graph.operators[name].inputs
+               if graph.tensors[u.tensor].role is TensorRole.PARAMETER)
+
+
+def dims_text(dims: dict[str, int]) -> str:
+    return " ".join(f"{d}={s}" for d, s in dims.items())
+
+
+def operator_table(graph: OperatorGraph, include_static: bool = False) -> pd.DataFrame:
+    """One row per operator in topological order: type, kind, layer, dims, FLOPs, parameters."""
+    layers = layers_of(graph)
+    rows = []
+    for pos, name in enumerate(graph.topological_order()):
+        op = graph.operators[name]
+        if op.kind is OpKind.STATIC and not include_static:
+            continue
+        rows.append({
+            "position": pos,
+            "operator": name,
+            "type": op.op_type,
+            "kind": op.kind.value,
+            "layer": layers.index.get(name),
+            "dimensions": dims_text(op.dims),
+            "GFLOP": op.flops / 1e9,
+            "parameters": op_parameters(graph, name),
+        })
+    frame = pd.DataFrame(rows, columns=["position", "operator", "type", "kind", "layer", "dimensions", "GFLOP", "parameters"])
+    frame["layer"] = frame["layer"].astype("Int64")
+    return frame
+
+
+def filter_table(frame: pd.DataFrame, types: Iterable[str] = (), kinds: Iterable[str] = (), text: str = "",
+                 layer_range: tuple[int, int] | None = None, outside_layers: bool = True) -> pd.DataFrame:
+    out = frame
+    types, kinds = list(types), list(kinds)
+    if types:
+        out = out[out["type"].isin(types)]
+    if kinds and "kind" in out:
+        out = out[out["kind"].isin(kinds)]
+    if text:
+        out = out[out["operator"].str.contains(text, case=False, regex=False)]
+    if layer_range is not None and "layer" in out:
+        lo, hi = layer_range
+        in_range = out["layer"].between(lo, hi).fillna(False).astype(bool)
+        outside = out["layer"].isna() if outside_layers else pd.Series(False, index=out.index)
+        out = out[in_range | outside]
+    return out
+
+
+# ---- the model graph view -------------------------------------------------------------------
+
+VIEW_MODES = {
+    "blocks": "collapse repeated layers (expand a range)",
+    "layers": "only a range of layers",
+    "heaviest": "the N heaviest operators and their neighbours",
+    "range": "a range of topological positions",
+    "all": "every operator",
+}
+
+
+@dataclass
+class GraphView:
+    mode: str = "blocks"
+    layer_range: tuple[int, int] = (0, 0)  # expanded layers (blocks) or shown layers (layers)
+    top_n: int = 30
+    position_range: tuple[int, int] = (0, 200)
+    include_static: bool = False
+
+
+def default_view(graph: OperatorGraph) -> GraphView:
+    layers = layers_of(graph)
+    n = sum(1 for op in graph.operators.values() if op.kind is not OpKind.STATIC)
+    if n <= 150:
+        return GraphView("all")
+    if layers.count >= 2:
+        first = layers.indices[0]
+        return GraphView("blocks", (first, first))
+    return GraphView("heaviest", top_n=40)
+
+
+@dataclass
+class ViewGraph:
+    """What the figure draws: nodes (one operator, or a collapsed block) and edges between them."""
+
+    nodes: dict[str, dict]  # id -> {label, members, kind, type}
+    edges: set[tuple[str, str]]
+    note: str = ""
+
+
+def build_view(graph: OperatorGraph, view: GraphView) -> ViewGraph:
+    layers = layers_of(graph)
+    order = graph.topological_order()
+    pos = {n: i for i, n in enumerate(order)}
+    ops = graph.operators
+    shown = [n for n in order if view.include_static or ops[n].kind is not OpKind.STATIC]
+    node_of: dict[str, str] = {}
+    note = ""
+    mode = view.mode
+    if mode in ("blocks", "layers") and layers.count < 2:
+        mode, note = "heaviest", "no repeated layers found in the operator names: showing the heaviest operators"
+    if mode == "all":
+        node_of = {n: n for n in shown}
+    elif mode == "blocks":
+        lo, hi = view.layer_range
+        for n in shown:
+            i = layers.index.get(n)
+            node_of[n] = n if i is None or lo <= i <= hi else f"[{layers.family}{i}]"
+    elif mode == "layers":
+        lo, hi = view.layer_range
+        node_of = {n: n for n in shown if layers.index.get(n) is not None and lo <= layers.index[n] <= hi}
+    elif mode == "heaviest":
+        heavy = sorted(shown, key=lambda n: -ops[n].flops)[:max(1, view.top_n)]
+        keep = set(heavy)
+        allowed = set(shown)
+        for n in heavy:
+            keep.update(m for m in graph.graph.predecessors(n) if m in allowed)
+            keep.update(m for m in graph.graph.successors(n) if m in allowed)
+        node_of = {n: n for n in shown if n in keep}
+    elif mode == "range":
+        a, b = view.position_range
+        node_of = {n: n for n in shown if a <= pos[n] <= b}
+    else:
+        raise ValueError(f"unknown graph view {view.mode!r}; choose one of {', '.join(VIEW_MODES)}")
+    nodes: dict[str, dict] = {}
+    for n, nid in node_of.items():
+        entry = nodes.get(nid)
+        if entry is None:
+            entry = nodes[nid] = {"members": [], "block": nid != n}
+        entry["members"].append(n)
+    if len(nodes) > MAX_GRAPH_NODES:
+        keep_ids = sorted(nodes, key=lambda k: min(pos[m] for m in nodes[k]["members"]))[:MAX_GRAPH_NODES]
+        nodes = {k: nodes[k] for k in keep_ids}
+        node_of = {n: k for n, k in node_of.items() if k in nodes}
+        note = (f"the selection has more than {MAX_GRAPH_NODES} nodes: showing the first {MAX_GRAPH_NODES} "
+                "in topological order; narrow the range to see the rest")
+    for nid, entry in nodes.items():
+        members = entry["members"]
+        heaviest = max(members, key=lambda m: ops[m].flops)
+        entry["heaviest"] = heaviest
+        entry["flops"] = float(sum(ops[m].flops for m in members))
+        if entry["block"]:
+            entry["label"] = f"{nid[1:-1]} ({len(members)} ops)"
+            entry["type"] = "layer"
+            entry["kind"] = "collapsed layer"
+        else:
+            entry["label"] = nid
+            entry["type"] = ops[nid].op_type
+            entry["kind"] = ops[nid].kind.value
+    edges = set()
+    for u, v in graph.graph.edges:
+        a, b = node_of.get(u), node_of.get(v)
+        if a is not None and b is not None and a != b:
+            edges.add((a, b))
+    return ViewGraph(nodes, edges, note)
+
+
+def layered_positions(view: ViewGraph) -> dict[str, tuple[float, float]]:
+    """Longest-path layers (x) and an order within each layer (y), cycles condensed first."""
+    g = nx.DiGraph()
+    g.add_nodes_from(view.nodes)
+    g.add_edges_from(view.edges)
+    if not nx.is_directed_acyclic_graph(g):
+        cond = nx.condensation(g)
+        mapping = cond.graph["mapping"]
+        depth_c = _depths(cond)
+        depth = {n: depth_c[mapping[n]] for n in g}
+    else:
+        depth = _depths(g)
+    by_layer: dict[int, list[str]] = {}
+    for n in g.nodes:  # insertion order follows topological order of the source graph
+        by_layer.setdefault(depth[n], []).append(n)
+    pos = {}
+    for x, members in by_layer.items():
+        k = len(members)
+        for i, n in enumerate(members):
+            pos[n] = (float(x), (k - 1) / 2.0 - i)
+    return pos
+
+
+def _depths(g: nx.DiGraph) -> dict:
+    depth = {}
+    for n in nx.topological_sort(g):
+        depth[n] = max((depth[p] + 1 for p in g.predecessors(n)), default=0)
+    return depth
+
+
+_PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6",
+            "#9D755D", "#BAB0AC", "#1F77B4", "#17BECF", "#BCBD22", "#8C564B"]
+
+
+def strategy_label(result: PlanResult, name: str) -> str:
+    """``b0 x64 · n x8`` (total split of each dimension), or ``replicated``."""
+    if name not in result.plan.strategies:
+        return "not planned"
+    splits = {d: f for d, f in op_splits(result, name).items() if f > 1}
+    return " · ".join(f"{d} x{f}" for d, f in splits.items()) or "replicated"
+
+
+def graph_figure(graph: OperatorGraph, view: ViewGraph, color_by: str = "kind", result: PlanResult | None = None,
+                 orientation: str = "left-right", height: int = 560) -> go.Figure:
+    """The layered model graph; ``color_by`` is 'kind', 'type' or 'strategy' (needs ``result``)."""
+    pos = layered_positions(view)
+    flip = orientation == "top-down"
+
+    def xy(n):
+        x, y = pos[n]
+        return (y, -x) if flip else (x, y)
+
+    ex, ey = [], []
+    for a, b in view.edges:
+        (x0, y0), (x1, y1) = xy(a), xy(b)
+        ex += [x0, x1, None]
+        ey += [y0, y1, None]
+    fig = go.Figure()
+    fig.add_trace(go.Scattergl(x=ex, y=ey, mode="lines", line=dict(color="#B0B0B0", width=1), hoverinfo="skip",
+                               showlegend=False))
+    groups: dict[str, list[str]] = {}
+    for nid, entry in view.nodes.items():
+        if color_by == "strategy" and result is not None:
+            key = strategy_label(result, entry["heaviest"])
+        elif color_by == "type":
+            key = entry["type"]
+        else:
+            key = entry["kind"]
+        groups.setdefault(key, []).append(nid)
+    ranked = sorted(groups, key=lambda k: -len(groups[k]))
+    if len(ranked) > 12:
+        other = [n for k in ranked[11:] for n in groups[k]]
+        groups = {k: groups[k] for k in ranked[:11]}
+        groups["other"] = other
+        ranked = ranked[:11] + ["other"]
+    maxf = max((e["flops"] for e in view.nodes.values()), default=1.0) or 1.0
+    for i, key in enumerate(ranked):
+        members = groups[key]
+        xs, ys, texts, sizes = [], [], [], []
+        for nid in members:
+            e = view.nodes[nid]
+            x, y = xy(nid)
+            xs.append(x)
+            ys.append(y)
+            sizes.append(8 + 18 * math.sqrt(e["flops"] / maxf))
+            head = graph.operators[e["heaviest"]]
+            lines = [f"<b>{html.escape(e['label'])}</b>", f"{e['type']} ({e['kind']})",
+                     f"FLOPs {format_flop_count(e['flops'])}"]
+            if not e["block"]:
+                lines.append("dims " + html.escape(dims_text(head.dims)))
+            else:
+                lines.append(f"heaviest: {html.escape(e['heaviest'])}")
+            if result is not None:
+                lines.append("split " + html.escape(strategy_label(result, e["heaviest"])))
+            texts.append("<br>".join(lines))
+        fig.add_trace(go.Scattergl(
+            x=xs, y=ys, mode="markers", name=str(key), text=texts, hovertemplate="%{text}<extra></extra>",
+            marker=dict(size=sizes, color=_PALETTE[i % len(_PALETTE)], line=dict(width=0.5, color="#333")),
+        ))
+    fig.update_layout(height=height, margin=dict(t=10, l=10, r=10, b=10), hovermode="closest",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+                      xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white")
+    return fig
+
+
+# ---- the plan as tables ----------------------------------------------------------------------
+
+def headline(result: PlanResult) -> dict:
+    """The Overview's figures, as numbers and as text."""
+    s = result.cost.seconds()
+    mem = result.memory
+    return {
+        "devices": result.machine.num_devices,
+        "iteration_seconds": s["total"],
+        "iteration": format_seconds(s["total"]),
+        "speedup": format_speedup(result.speedup_over_data_parallel),
+        "data_parallel": format_seconds(result.data_parallel_seconds),
+        "memory": f"{gib(mem.peak):.3g} / {gib(mem.capacity):.3g} GiB",
+        "fits": mem.fits,
+        "shortfall": format_bytes(mem.shortfall_bytes),
+        "search": format_seconds(result.plan.search_seconds),
+        "compute": format_seconds(s["compute"]),
+        "communication": format_seconds(s["communication"]),
+        "redistribution": format_seconds(s["redistribution"]),
+    }
+
+
+def explanation(result: PlanResult, model_label: str) -> str:
+    h = headline(result)
+    s = result.cost.seconds()
+    total = s["total"] or 1.0
+    mode = "one training iteration (forward, backward and the gradient all-reduces)" if result.options.mode == "train" \
+        else "one inference pass (forward only)"
+    fit = ("fits in each device's memory" if h["fits"] else
+           f"does **not** fit in each device's memory: {h['shortfall']} short; split more, lower the batch or "
+           "use a 16-bit precision")
+    return (
+        f"The planner split every operator of **{model_label}** across **{h['devices']:,} devices** of "
+        f"{result.machine.name} with **{result.plan.algorithm}** in {h['search']}, without running anything: "
+        f"each choice is scored by a symbolic BSP cost model of the machine. **{h['iteration']}** is the "
+        f"predicted time of {mode}: {s['compute'] / total:.0%} compute, {s['communication'] / total:.0%} "
+        f"communication inside operators (all-reduces of partial sums and gradients) and "
+        f"{s['redistribution'] / total:.0%} redistribution between operators whose layouts differ. "
+        f"Pure data parallelism (every device holds the whole model and takes a slice of the batch) would take "
+        f"{h['data_parallel']}, so the speed-up over pure data parallel is **{h['speedup']}**. "
+        f"Per device the plan needs {format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}: it {fit}. "
+        "Predictions are model estimates for comparing strategies, not measurements."
+        + (" Here no operator is split: with this batch and machine, every split would cost more in communication "
+           "than it saves in compute, so each device runs the whole iteration (the others hold replicas)."
+           if all(all(d is None for d in st) for st in result.plan.strategies.values()) else "")
+    )
+
+
+def cut_labels(cm: CostModel) -> list[str]:
+    """One label per prime cut: ``node x2 (1/6)``."""
+    per_level: dict[str, int] = {}
+    for c in cm.cuts:
+        per_level[c.level_name] = per_level.get(c.level_name, 0) + 1
+    seen: dict[str, int] = {}
+    labels = []
+    for c in cm.cuts:
+        seen[c.level_name] = seen.get(c.level_name, 0) + 1
+        n = per_level[c.level_name]
+        labels.append(f"{c.level_name} x{c.factor}" + (f" ({seen[c.level_name]}/{n})" if n > 1 else ""))
+    return labels
+
+
+def level_splits(result: PlanResult, name: str) -> dict[str, str]:
+    """Per machine level, what the operator splits there: ``b0 x8 · n x8`` or ``—``."""
+    out: dict[str, dict[str, int]] = {lv.name: {} for lv in result.machine.levels}
+    for level, dim, factor in op_cuts(result, name):
+        if dim is not None:
+            out[level][dim] = out[level].get(dim, 1) * factor
+    return {lv: " · ".join(f"{d} x{f}" for d, f in splits.items()) or "—" for lv, splits in out.items()}
+
+
+def strategy_table(result: PlanResult) -> pd.DataFrame:
+    """Every planned operator: its splits, its cuts per machine level and its cost (µs)."""
+    graph = result.graph
+    layers = layers_of(graph)
+    cost = result.cost
+    levels = [lv.name for lv in result.machine.levels]
+    pos = {n: i for i, n in enumerate(graph.topological_order())}
+    rows = []
+    for name in result.cost_model.planned:
+        op = graph.operators[name]
+        secs = cost.op_seconds(name)
+        row = {
+            "position": pos[name], "operator": name, "type": op.op_type, "kind": op.kind.value,
+            "layer": layers.index.get(name), "dimensions": dims_text(op.dims),
+            "split": strategy_label(result, name),
+        }
+        for lv, text in level_splits(result, name).items():
+            row[f"{lv} level"] = text
+        row.update({"compute (µs)": microseconds(secs["compute"]), "communication (µs)": microseconds(secs["communication"]),
+                    "redistribution (µs)": microseconds(secs["redistribution"]),
+                    "total (µs)": microseconds(sum(secs.values()))})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if "layer" in frame:
+        frame["layer"] = frame["layer"].astype("Int64")
+    return frame
+
+
+def strategy_heatmap(result: PlanResult, names: list[str], max_rows: int = 400) -> go.Figure:
+    """Operators (rows) by machine cut (columns), coloured by the dimension split at that cut."""
+    cm = result.cost_model
+    names = names[:max_rows]
+    labels = cut_labels(cm)
+    dims = sorted({d for n in names for d in result.plan.strategies[n] if d is not None})
+    categories = ["none"] + dims
+    code = {c: i for i, c in enumerate(categories)}
+    z, text = [], []
+    for n in names:
+        s = result.plan.strategies[n]
+        z.append([code[d if d is not None else "none"] for d in s])
+        text.append([f"{n}<br>{lab}: {d or 'not split'}" for lab, d in zip(labels, s)])
+    k = len(categories)
+    colors = ["#EEEEEE"] + [_PALETTE[i % len(_PALETTE)] for i in range(k - 1)]
+    scale = []
+    for i, c in enumerate(colors):
+        scale += [[i / k, c], [(i + 1) / k, c]]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=labels, y=names, text=text, hovertemplate="%{text}<extra></extra>", colorscale=scale,
+        zmin=-0.5, zmax=k - 0.5, xgap=1, ygap=0.5,
+        colorbar=dict(title="dimension", tickvals=list(range(k)), ticktext=categories),
+    ))
+    fig.update_layout(height=max(300, min(1200, 14 * len(names) + 120)), margin=dict(t=10, l=10, r=10, b=10),
+                      yaxis=dict(autorange="reversed", tickfont=dict(size=9)), xaxis=dict(side="top"))
+    return fig
+
+
+# ---- cost page -------------------------------------------------------------------------------
+
+def heaviest_operator(result: PlanResult) -> str:
+    cost = result.cost
+    return max(result.cost_model.planned, key=lambda n: sum(cost.op_seconds(n).values()))
+
+
+def candidate_strategies(result: PlanResult, name: str) -> list[tuple[str, tuple]]:
+    """Side-by-side candidates for one operator: the plan's choice, replicated, and for each
+    splittable dimension that dimension split at every cut it divides (outermost first)."""
+    cm = result.cost_model
+    chosen = tuple(result.plan.strategies[name])
+    out = [("chosen: " + strategy_label(result, name), chosen)]
+    seen = {chosen}
+    rep = cm.replicated()
+    if rep not in seen:
+        out.append(("replicated", rep))
+        seen.add(rep)
+    for d in sorted(cm.info[name].splittable):
+        s: tuple = ()
+        for _ in cm.cuts:
+            s = s + ((d,) if d in cm.candidates(name, s) else (None,))
+        if s not in seen and any(x is not None for x in s):
+            f = math.prod(c.factor for c, x in zip(cm.cuts, s) if x is not None)
+            out.append((f"all on {d}: {d} x{f}", s))
+            seen.add(s)
+    return out
+
+
+def formula_rows(result: PlanResult, name: str, candidates: list[tuple[str, tuple]]) -> list[dict]:
+    """For each candidate: the sympy formula with symbols, with the machine's numbers, and seconds."""
+    import sympy
+
+    cm = result.cost_model
+    rows = []
+    subs = cm.basis.substitutions()
+    for label, s in candidates:
+        symbolic = cm.op_formula(name, s, symbolic_dims=True)
+        sized = cm.op_formula(name, s)
+        numeric = sized.subs(subs)
+        rows.append({
+            "label": label,
+            "strategy": s,
+            "latex_symbolic": latex_lines(symbolic),
+            "latex_sized": latex_lines(sympy.N(sized, 4)),
+            "latex_numeric": sympy.latex(sympy.N(numeric, 4)),
+            "seconds": cm.op_seconds(name, s),
+        })
+    return rows
+
+
+def latex_lines(expr) -> str:
+    """A cost formula one term per line (compute first, then each level's bytes and latencies),
+    so that it fits a narrow column."""
+    import sympy
+
+    terms = list(sympy.Add.make_args(expr))
+    if len(terms) <= 1:
+        return sympy.latex(expr)
+
+    def rank(term):
+        names = sorted(str(s) for s in term.free_symbols)
+        return (0 if "F" in names else 1 if any(n.startswith("g") for n in names) else 2, names)
+    terms.sort(key=rank)
+    lines = [sympy.latex(t) for t in terms]
+    return "\\begin{aligned}&" + "\\\\&+ ".join(lines) + "\\end{aligned}"
+
+
+def trace_table(result: PlanResult, name: str) -> pd.DataFrame | None:
+    """D-Rec's decisions for one operator: at each recorded step the candidates and the winner."""
+    trace = getattr(result.plan, "trace", None) or []
+    rows = []
+    step = 0
+    for entry in trace:
+        if entry.get("operator") != name:
+            continue
+        step += 1
+        for cand in entry.get("candidates", []):
+            rows.append({
+                "step": step, "cut": entry.get("cut"), "level": entry.get("level"), "factor": entry.get("factor"),
+                "candidate": cand.get("dim") or "not split",
+                "operator (µs)": microseconds(cand.get("op_seconds", float("nan"))),
+                "redistribution (µs)": microseconds(cand.get("redistribution_seconds", float("nan"))),
+                "total (µs)": microseconds(cand.get("total_seconds", float("nan"))),
+                "chosen": (cand.get("dim") == entry.get("chosen")),
+            })
+    if not trace:
+        return None
+    return pd.DataFrame(rows, columns=["step", "cut", "level", "factor", "candidate", "operator (µs)",
+                                       "redistribution (µs)", "total (µs)", "chosen"])
+
+
+def traced_operators(result: PlanResult) -> list[str]:
+    seen = []
+    for entry in getattr(result.plan, "trace", None) or []:
+        if entry.get("operator") not in seen:
+            seen.append(entry.get("operator"))
+    return seen
+
+
+_TERM_COLORS = {"compute": "#4C78A8", "communication": "#F58518", "redistribution": "#E45756"}
+
+
+def op_cost_figure(result: PlanResult, top: int = 30) -> go.Figure:
+    """Stacked bars of compute, communication and redistribution for the costliest operators."""
+    cost = result.cost
+    names = sorted(result.cost_model.planned, key=lambda n: -sum(cost.op_seconds(n).values()))[:top]
+    fig = go.Figure()
+    for term in ("compute", "communication", "redistribution"):
+        fig.add_trace(go.Bar(y=names, x=[microseconds(cost.op_seconds(n)[term]) for n in names], name=term,
+                             orientation="h", marker_color=_TERM_COLORS[term]))
+    fig.update_layout(barmode="stack", height=max(320, 18 * len(names) + 100), xaxis_title="µs per iteration",
+                      yaxis=dict(autorange="reversed", tickfont=dict(size=10)), margin=dict(t=30, l=10, r=10, b=10),
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return fig
+
+
+def level_cost_figure(result: PlanResult) -> go.Figure:
+    """Communication and redistribution per machine level, with compute on the devices."""
+    s = result.cost.seconds()
+    by_level = result.cost.by_level()
+    cats = ["devices (compute)"] + [f"{lv} level" for lv in by_level]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=cats, y=[microseconds(s["compute"])] + [0.0] * len(by_level), name="compute",
+                         marker_color=_TERM_COLORS["compute"]))
+    for term in ("communication", "redistribution"):
+        fig.add_trace(go.Bar(x=cats, y=[0.0] + [microseconds(v[term]) for v in by_level.values()], name=term,
+                             marker_color=_TERM_COLORS[term]))
+    fig.update_layout(barmode="stack", height=320, yaxis_title="µs per iteration", margin=dict(t=30, l=10, r=10, b=10),
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return fig
+
+
+def memory_figure(result: PlanResult) -> go.Figure:
+    """Memory per device, stacked, against the device's capacity."""
+    mem = result.memory
+    parts = [("parameters", mem.parameters, "#4C78A8"), ("gradients", mem.gradients, "#72B7B2"),
+             ("optimizer state", mem.optimizer_state, "#EECA3B"), ("activations", mem.activations, "#F58518")]
+    fig = go.Figure()
+    for label, value, color in parts:
+        fig.add_trace(go.Bar(y=["per device"], x=[gib(value)], name=label, orientation="h", marker_color=color,
+                             hovertemplate=f"{label}: %{{x:.3g}} GiB<extra></extra>"))
+    fig.add_vline(x=gib(mem.capacity), line=dict(color="#E45756" if not mem.fits else "#333", dash="dash"),
+                  annotation_text=f"capacity {gib(mem.capacity):.3g} GiB", annotation_position="top")
+    fig.update_layout(barmode="stack", height=220, xaxis_title="GiB", margin=dict(t=40, l=10, r=10, b=10),
+                      xaxis=dict(range=[0, max(gib(mem.peak), gib(mem.capacity)) * 1.1]),
+                      legend=dict(orientation="h", y=-0.5))
+    return fig
+
+
+def memory_table(result: PlanResult) -> pd.DataFrame:
+    mem = result.memory
+    return pd.DataFrame([
+        {"part": "parameters", "GiB": gib(mem.parameters)},
+        {"part": "gradients", "GiB": gib(mem.gradients)},
+        {"part": "optimizer state", "GiB": gib(mem.optimizer_state)},
+        {"part": "activations", "GiB": gib(mem.activations)},
+        {"part": "total (peak)", "GiB": gib(mem.peak)},
+        {"part": "capacity", "GiB": gib(mem.capacity)},
+    ])
+
+
+# ---- overriding one operator, and comparing plans --------------------------------------------
+
+def with_override(result: PlanResult, name: str, strategy: tuple) -> PlanResult:
+    """The same plan with one operator's strategy replaced, scored by the shared evaluator."""
+    cm = result.cost_model
+    if cm.assignment(name, tuple(strategy)) is None:
+        raise PlanError(f"{name}: the split {list(strategy)} does not divide the operator's dimensions; "
+                        "choose a dimension the cut's factor divides")
+    strategies = dict(result.plan.strategies)
+    strategies[name] = tuple(strategy)
+    plan = Plan(strategies, f"{result.plan.algorithm} with {name} overridden", 0.0)
+    return result_for(cm, plan, result.options)
+
+
+def plan_diff(a: PlanResult, b: PlanResult, label_a: str = "current", label_b: str = "other") -> pd.DataFrame:
+    """Operators whose strategies differ between two plans of the same model and machine."""
+    rows = []
+    for name in a.cost_model.planned:
+        sa, sb = a.plan.strategies.get(name), b.plan.strategies.get(name)
+        if sa == sb:
+            continue
+        ta, tb = sum(a.cost.op_seconds(name).values()), sum(b.cost.op_seconds(name).values())
+        rows.append({"operator": name, "type": a.graph.operators[name].op_type,
+                     f"{label_a} split": strategy_label(a, name), f"{label_b} split": strategy_label(b, name),
+                     f"{label_a} (µs)": microseconds(ta), f"{label_b} (µs)": microseconds(tb),
+                     "difference (µs)": microseconds(tb - ta)})
+    frame = pd.DataFrame(rows, columns=["operator", "type", f"{label_a} split", f"{label_b} split", f"{label_a} (µs)",
+                                        f"{label_b} (µs)", "difference (µs)"])
+    return frame.sort_values("difference (µs)", key=lambda s: -s.abs()) if len(frame) else frame
+
+
+def read_plan_json(data: bytes) -> dict:
+    """Parse an uploaded plan file; ValueError with a fix-it message."""
+    try:
+        plan = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("the plan file is not UTF-8 text: upload the .json written by `python -m planner plan --json`") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the plan file is not valid JSON ({exc.msg} at line {exc.lineno}): upload the .json written "
+                         "by `python -m planner plan --json` or the Report page") from None
+    if not isinstance(plan, dict) or not isinstance(plan.get("ops"), list):
+        raise ValueError('the plan file must be a JSON object with a list "ops" (the schema of '
+                         "`python -m planner plan --json`)")
+    return plan
+
+
+# ---- comparisons, what-if and sweeps --------------------------------------------------------
+
+def compare_row(algorithm: str, result: PlanResult | None, error: str | None = None) -> dict:
+    if result is None:
+        return {"algorithm": algorithm, "iteration (ms)": None, "speed-up over data parallel": None,
+                "memory per device (GiB)": None, "fits": None, "search (s)": None, "note": error or ""}
+    return {"algorithm": algorithm, "iteration (ms)": result.total_seconds * 1e3,
+            "speed-up over data parallel": result.speedup_over_data_parallel,
+            "memory per device (GiB)": gib(result.memory.peak), "fits": result.memory.fits,
+            "search (s)": result.plan.search_seconds, "note": "; ".join(result.notes)[:200]}
+
+
+def error_text(algorithm: str, exc: Exception) -> str:
+    if algorithm == "exact" and ("too large" in str(exc) or type(exc).__name__ == "SearchTooLargeError"):
+        return "exact: too large for this graph"
+    return f"{algorithm}: {exc}"
+
+
+def compare_figure(frame: pd.DataFrame) -> go.Figure:
+    ok = frame[frame["iteration (ms)"].notna()]
+    colors = ["#54A24B" if f else "#E45756" for f in ok["fits"]]
+    fig = go.Figure(go.Bar(x=ok["algorithm"], y=ok["iteration (ms)"], marker_color=colors,
+                           text=[f"{v:.3g} ms" for v in ok["iteration (ms)"]], textposition="outside",
+                           hovertemplate="%{x}: %{y:.4g} ms<extra></extra>"))
+    fig.update_layout(height=320, yaxis_title="predicted iteration (ms)", margin=dict(t=30, l=10, r=10, b=10),
+                      yaxis_type="log" if len(ok) and ok["iteration (ms)"].max() > 30 * ok["iteration (ms)"].min() else "linear")
+    return fig
+
+
+def bandwidth_choices(current_GBps: float) -> list[float]:
+    """Log-spaced GB/s values for a what-if slider, with the current value included."""
+    base = [0.5, 1, 2, 5, 10, 12.5, 25, 50, 100, 200, 300, 450, 600, 900, 1800]
+    values = sorted(set(base) | {round(current_GBps, 6)})
+    return values
+
+
+def latency_choices(current_us: float) -> list[float]:
+    base = [0.0, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500]
+    return sorted(set(base) | {round(current_us, 6)})
+
+
+def what_if_machine(machine: Machine, bandwidths_GBps: dict[int, float], latencies_us: dict[int, float],
+                    outer_arity: int | None = None) -> Machine:
+    m = machine
+    for i, bw in bandwidths_GBps.items():
+        if not math.isclose(bw * GB, m.levels[i].bandwidth_Bps, rel_tol=1e-9):
+            m = m.with_level(i, bandwidth_Bps=bw * GB)
+    for i, lat in latencies_us.items():
+        if not math.isclose(lat * US, m.levels[i].latency_s, rel_tol=1e-9, abs_tol=1e-15):
+            m = m.with_level(i, latency_s=lat * US)
+    if outer_arity is not None and outer_arity != m.levels[0].arity:
+        m = m.with_level(0, arity=int(outer_arity))
+    return m
+
+
+def strategy_shape(result: PlanResult) -> str:
+    """What kind of parallelism the plan uses per level: data, model, data+model, or none.
+
+    A cut counts as data parallel when an operator splits its batch dimension there; weighted by
+    the operators' FLOPs so that a cheap bias add does not name a level.
+    """
+    graph = result.graph
+    batch = graph.batch_dims()
+    cm = result.cost_model
+    heavy = sorted((n for n in cm.planned if graph.operators[n].kind is OpKind.COMPUTE),
+                   key=lambda n: -graph.operators[n].flops)
+    total = sum(graph.operators[n].flops for n in heavy) or 1.0
+    parts = []
+    for li, lv in enumerate(result.machine.levels):
+        cuts = [t for t, c in enumerate(cm.cuts) if c.level == li]
+        if not cuts:
+            continue
+        data = model = 0.0
+        for n in heavy:
+            w = graph.operators[n].flops / total
+            dims = {result.plan.strategies[n][t] for t in cuts} - {None}
+            if batch.get(n) in dims:
+                data += w
+            if dims - {batch.get(n)}:
+                model += w
+        kinds = [k for k, v in (("data", data), ("model", model)) if v >= 0.1]
+        parts.append(f"{lv.name}: {'+'.join(kinds) or 'replicated'}")
+    return " | ".join(parts) or "one device"
+
+
+def device_sweep(machine: Machine, counts: Iterable[int], plan_at: Callable[[Machine], PlanResult],
+                 progress: Progress = None) -> pd.DataFrame:
+    """Predicted time and speed-up over data parallel across device counts (outermost level scaled)."""
+    counts = list(counts)
+    rows = []
+    previous = None
+    for i, n in enumerate(counts):
+        if progress:
+            progress(i / len(counts), f"{n} devices ({i + 1}/{len(counts)})")
+        m = machine_with_devices(machine, n)
+        if m is None:
+            continue
+        try:
+            r = plan_at(m)
+        except ValueError as exc:
+            rows.append({"devices": n, "iteration (ms)": None, "speed-up over data parallel": None,
+                         "data parallel (ms)": None, "fits": None, "strategy": f"error: {exc}", "changed": False})
+            continue
+        shape = strategy_shape(r)
+        rows.append({"devices": n, "iteration (ms)": r.total_seconds * 1e3,
+                     "speed-up over data parallel": r.speedup_over_data_parallel,
+                     "data parallel (ms)": r.data_parallel_seconds * 1e3, "fits": r.memory.fits,
+                     "strategy": shape, "changed": previous is not None and shape != previous})
+        previous = shape
+    if progress:
+        progress(1.0, "done")
+    return pd.DataFrame(rows, columns=["devices", "iteration (ms)", "speed-up over data parallel",
+                                       "data parallel (ms)", "fits", "strategy", "changed"])
+
+
+def sweep_figure(frame: pd.DataFrame) -> go.Figure:
+    from plotly.subplots import make_subplots
+
+    ok = frame[frame["iteration (ms)"].notna()]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=ok["devices"], y=ok["iteration (ms)"], name="plan (ms)", mode="lines+markers",
+                             text=ok["strategy"], hovertemplate="%{x} devices: %{y:.4g} ms<br>%{text}<extra></extra>"),
+                  secondary_y=False)
+    fig.add_trace(go.Scatter(x=ok["devices"], y=ok["data parallel (ms)"], name="data parallel (ms)",
+                             mode="lines", line=dict(dash="dot")), secondary_y=False)
+    fig.add_trace(go.Scatter(x=ok["devices"], y=ok["speed-up over data parallel"], name="speed-up over data parallel",
+                             mode="lines+markers", line=dict(color="#54A24B")), secondary_y=True)
+    for _, row in ok[ok["changed"]].iterrows():
+        fig.add_vline(x=row["devices"], line=dict(color="#999", dash="dash"))
+        fig.add_annotation(x=math.log10(row["devices"]), y=1.0, yref="paper", text=row["strategy"], showarrow=False,
+                           textangle=-90, xanchor="right", yanchor="top", font=dict(size=10))
+    fig.update_xaxes(type="log", title="devices")
+    fig.update_yaxes(type="log", title_text="predicted iteration (ms)", secondary_y=False)
+    fig.update_yaxes(title_text="speed-up over data parallel (x)", secondary_y=True)
+    fig.update_layout(height=380, margin=dict(t=30, l=10, r=10, b=10), legend=dict(orientation="h", y=1.08))
+    return fig
+
+
+# ---- reports ---------------------------------------------------------------------------------
+
+@dataclass
+class ReportMeta:
+    model: ModelSource
+    bindings: dict[str, int]
+    machine_label: str
+
+
+def report_json(result: PlanResult, meta: ReportMeta) -> dict:
+    """The command line's plan JSON, stamped with the model's sha256 and the bound dimensions."""
+    data = plan_to_json(result, meta.model.label, meta.model.sha256, meta.bindings)
+    data.setdefault("model_sha256", meta.model.sha256)
+    return data
+
+
+def report_stamp(result: PlanResult, meta: ReportMeta) -> list[tuple[str, str]]:
+    o = result.options
+    return [
+        ("tool version", __version__),
+        ("model", meta.model.label + (" (sample)" if meta.model.kind == "sample" else " (uploaded)")),
+        ("model sha256", meta.model.sha256),
+        ("bound dimensions", encode_bindings(meta.bindings) or "none"),
+        ("machine", f"{meta.machine_label}: {result.machine.summary()}"),
+        ("mode", o.mode), ("algorithm", o.algorithm), ("precision", o.precision or "as in the model"),
+        ("optimizer", o.optimizer),
+        ("command", reproduce_command(result, meta)),
+    ]
+
+
+def reproduce_command(result: PlanResult, meta: ReportMeta) -> str:
+    o = result.options
+    model = f"sample_models/{meta.model.label}.onnx" if meta.model.kind == "sample" else meta.model.label
+    preset = meta.machine_label in preset_paths() and load_preset(meta.machine_label) == result.machine
+    machine_file = f"machines/{meta.machine_label}.yaml" if preset else f"{result.machine.name}.yaml"
+    parts = ["python -m planner plan", model, f"--machine {machine_file}"]
+    parts += [f"--bind {k}={v}" for k, v in meta.bindings.items()]
+    parts += [f"--mode {o.mode}", f"--algorithm {o.algorithm}", f"--optimizer {o.optimizer}"]
+    if o.precision:
+        parts.append(f"--precision {o.precision}")
+    return " ".join(parts)
+
+
+def _md_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for row in frame.itertuples(index=False):
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                cells.append("" if math.isnan(v) else format(v, floatfmt))
+            elif v is None or v is pd.NA:
+                cells.append("")
+            else:
+                cells.append(str(v).replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report_tables(result: PlanResult) -> dict[str, pd.DataFrame]:
+    s = result.cost.seconds()
+    summary = pd.DataFrame([
+        {"figure": "devices", "value": f"{result.machine.num_devices:,}"},
+        {"figure": "predicted iteration", "value": format_seconds(s["total"])},
+        {"figure": "compute / communication / redistribution",
+         "value": f"{format_seconds(s['compute'])} / {format_seconds(s['communication'])} / {format_seconds(s['redistribution'])}"},
+        {"figure": "pure data parallel", "value": format_seconds(result.data_parallel_seconds)},
+        {"figure": "speed-up over pure data parallel", "value": format_speedup(result.speedup_over_data_parallel)},
+        {"figure": "memory per device", "value": f"{format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}"
+                                                 + ("" if result.memory.fits else f" (does NOT fit: {format_bytes(result.memory.shortfall_bytes)} short)")},
+        {"figure": "search time", "value": format_seconds(result.plan.search_seconds)},
+    ])
+    levels = pd.DataFrame([{"level": lv, "communication (µs)": microseconds(v["communication"]),
+                            "redistribution (µs)": microseconds(v["redistribution"])}
+                           for lv, v in result.cost.by_level().items()])
+    ops = strategy_table(result)
+    ops = ops[ops["kind"] == OpKind.COMPUTE.value].drop(columns=["position", "kind"])
+    return {"summary": summary, "levels": levels, "memory": memory_table(result), "operators": ops}
+
+
+def report_markdown(result: PlanResult, meta: ReportMeta) -> str:
+    t = report_tables(result)
+    out = [f"# Parallel plan: {meta.model.label} on {result.machine.name}", ""]
+    out += [f"- **{k}**: `{v}`" for k, v in report_stamp(result, meta)]
+    out += ["", "## Headline", "", _md_table(t["summary"]), "", explanation(result, meta.model.label), "",
+            "## Communication per machine level", "", _md_table(t["levels"]), "",
+            "## Memory per device", "", _md_table(t["memory"]), "",
+            "## Machine (YAML, SI units)", "", "```yaml", result.machine.to_yaml().rstrip(), "```", "",
+            f"## Compute operators ({len(t['operators'])}; the JSON lists every planned operator)", "",
+            _md_table(t["operators"]), ""]
+    if result.notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
+    return "\n".join(out)
+
+
+def report_html(result: PlanResult, meta: ReportMeta) -> str:
+    """A self-contained HTML report: tables, the figures (plotly.js inlined once) and the stamp."""
+    t = report_tables(result)
+    figs = [("Cost per operator", op_cost_figure(result, top=25)), ("Cost per machine level", level_cost_figure(result)),
+            ("Memory per device", memory_figure(result))]
+    parts = []
+    for i, (title, fig) in enumerate(figs):
+        parts.append(f"<h2>{html.escape(title)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
+    stamp = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>"
+                    for k, v in report_stamp(result, meta))
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ddd;padding:3px 6px;"
+             "text-align:left}th{background:#f4f4f4}pre{background:#f6f6f6;padding:1em;overflow:auto}")
+    body = [
+        f"<h1>Parallel plan: {html.escape(meta.model.label)} on {html.escape(result.machine.name)}</h1>",
+        f"<table>{stamp}</table>",
+        "<h2>Headline</h2>", t["summary"].to_html(index=False, escape=True),
+        f"<p>{html.escape(explanation(result, meta.model.label)).replace('**', '')}</p>",
+        "<h2>Communication per machine level</h2>", t["levels"].to_html(index=False, float_format="%.4g"),
+        "<h2>Memory per device</h2>", t["memory"].to_html(index=False, float_format="%.4g"),
+        *parts,
+        "<h2>Machine (YAML, SI units)</h2>", f"<pre>{html.escape(result.machine.to_yaml())}</pre>",
+        f"<h2>Compute operators ({len(t['operators'])}; the JSON lists every planned operator)</h2>",
+        t["operators"].to_html(index=False, float_format="%.4g", na_rep=""),
+    ]
+    if notes:
+        body += ["<h2>Notes</h2>", f"<ul>{notes}</ul>"]
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Plan: {html.escape(meta.model.label)}</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}"
+            f"<p><small>planner {__version__}, generated {time.strftime('%Y-%m-%d %H:%M:%S')}</small></p></body></html>")
+
+
+# ---- the explorer's context ----------------------------------------------------------------
+
+@dataclass
+class Context:
+    """What every page reads: the model, machine and options in use, and their plan (if any)."""
+
+    cache: PlanCache
+    source: ModelSource
+    data: bytes | None  # uploaded bytes (None for samples)
+    dims: list[str]
+    bindings: dict[str, int]
+    machine: Machine
+    machine_label: str  # preset name or "custom"
+    options: PlanOptions
+    graph: OperatorGraph | None = None
+    result: PlanResult | None = None
+    model_error: str | None = None
+    plan_error: str | None = None
+
+    @property
+    def meta(self) -> ReportMeta:
+        return ReportMeta(self.source, self.bindings, self.machine_label)
+
+    def plan(self, machine: Machine | None = None, options: PlanOptions | None = None,
+             progress: Progress = None) -> PlanResult:
+        """Another plan of the same model (another machine or options), through the cache."""
+        if self.graph is None:
+            raise ModelImportError(self.model_error or "no model loaded")
+        return self.cache.result(self.source, self.bindings, self.graph, machine or self.machine,
+                                 options or self.options, progress)
+
+
+def options_with(options: PlanOptions, **changes) -> PlanOptions:
+    data = options.to_dict()
+    data.update(changes)
+    return PlanOptions(**data)
+

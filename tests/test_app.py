@@ -1,0 +1,388 @@
+"""The Streamlit explorer through AppTest (streamlit.testing.v1): every page, uploads, machine
+edits, the sidebar's options, the URL, and the helpers of planner/explorer.py they rely on."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from planner import explorer as ex
+from planner.machine import MachineError, load_preset
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+TIMEOUT = 60
+PAGES = ["overview", "model", "machine", "strategy", "cost", "compare", "report"]
+TITLES = {p: p.capitalize() for p in PAGES}
+
+
+def run_app(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    return at.run()
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    return at.switch_page(f"pages/{page}.py").run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def metric(at: AppTest, label: str) -> str:
+    for m in at.metric:
+        if m.label == label:
+            return m.value
+    raise AssertionError(f"no metric {label!r}; metrics: {[m.label for m in at.metric]}")
+
+
+def ctx(at: AppTest) -> ex.Context:
+    return at.session_state["_ctx"]
+
+
+# ---- every page with the default sample ---------------------------------------------------
+
+def test_first_load_shows_a_real_plan():
+    at = run_app()
+    assert_clean(at)
+    assert [t.value for t in at.title] == ["Overview"]
+    c = ctx(at)
+    assert c.source.label == ex.DEFAULT_SAMPLE and c.bindings == ex.DEFAULT_BINDINGS
+    assert c.machine_label == ex.DEFAULT_MACHINE and c.options == ex.DEFAULT_OPTIONS
+    assert metric(at, "Devices") == "512"
+    assert metric(at, "Predicted iteration time").endswith("s")
+    assert metric(at, "Speed-up over pure data parallel").endswith("x")
+    assert "GiB" in metric(at, "Memory per device")
+    assert metric(at, "Search time")
+    assert any("speed-up over pure data parallel" in m.value for m in at.markdown)
+    # the view is in the URL
+    assert at.query_params["model"] == "bert_base"
+    assert at.query_params["machine"] == "dgx_a100_64nodes"
+    assert at.query_params["bind"] == "batch:32,seq:128"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs(page):
+    at = run_app()
+    goto(at, page)
+    assert_clean(at)
+    assert [t.value for t in at.title] == [TITLES[page]]
+
+
+def test_pages_show_their_content():
+    at = run_app()
+    goto(at, "cost")
+    assert len(at.latex) >= 4  # formulas with symbols and with sizes, per candidate
+    assert any(d.value is not None and "candidate" in d.value.columns for d in at.dataframe)  # D-Rec's trace
+    goto(at, "compare")
+    table = at.dataframe[0].value
+    assert list(table["algorithm"]) == list(ex.COMPARE_ALGORITHMS)
+    exact = table[table["algorithm"] == "exact"].iloc[0]
+    assert exact["note"] == "exact: too large for this graph"
+    assert table[table["algorithm"] == "data_parallel"].iloc[0]["speed-up over data parallel"] == pytest.approx(1.0)
+    goto(at, "report")
+    labels = [b.label for b in at.get("download_button")]
+    assert {"Plan JSON", "Report (HTML)", "Report (Markdown)", "Machine YAML"} <= set(labels)
+    goto(at, "strategy")
+    assert any("split" in (d.value.columns if d.value is not None else []) for d in at.dataframe)
+
+
+# ---- the model: samples, uploads, bindings ------------------------------------------------
+
+def test_upload_a_model_through_the_file_uploader():
+    at = run_app()
+    goto(at, "model")
+    data = (ROOT / "sample_models" / "mlp.onnx").read_bytes()
+    at.file_uploader(key="mp_upload").upload("my_mlp.onnx", data).run()
+    assert_clean(at)
+    c = ctx(at)
+    assert c.source.kind == "upload" and c.source.label == "my_mlp.onnx"
+    assert c.source.sha256 == ex.model_sha256(data)
+    assert c.result is not None and c.graph.name == "my_mlp.onnx"
+    assert metric(at, "Operators") == str(len(c.graph.operators))
+    goto(at, "overview")
+    assert_clean(at)
+    assert metric(at, "Devices") == "512"
+    assert ctx(at).source.label == "my_mlp.onnx"
+    assert at.query_params["model"] == "upload:my_mlp.onnx"
+
+
+def test_upload_garbage_shows_the_importers_message():
+    at = run_app()
+    goto(at, "model")
+    at.file_uploader(key="mp_upload").upload("garbage.onnx", b"\x00\x01 definitely not onnx" * 50).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("garbage.onnx:") and "not a valid ONNX model" in errors[0]
+    assert ctx(at).source.label == ex.DEFAULT_SAMPLE  # the model in use is unchanged
+    goto(at, "overview")
+    assert_clean(at)
+
+
+def test_pick_a_sample_and_bind_its_dimensions():
+    at = run_app()
+    goto(at, "model")
+    at.selectbox(key="mp_sample").select("gpt2_small").run()
+    assert_clean(at)
+    assert ctx(at).source.label == "gpt2_small"
+    at.number_input(key="mp_bind_seq").set_value(64).run()
+    assert_clean(at)
+    c = ctx(at)
+    assert c.bindings == {"batch": 32, "seq": 64}
+    assert c.graph is not None and c.result is not None
+    # the sidebar shows the same binding
+    assert at.number_input(key="sb_bind_seq").value == 64
+    at.number_input(key="sb_bind_batch").set_value(8).run()
+    assert ctx(at).bindings == {"batch": 8, "seq": 64}
+
+
+def test_a_96_layer_model_graph_stays_small():
+    at = run_app(model="gpt3_175b", bind="batch:8,seq:256", machine="dgx_a100")
+    goto(at, "model")
+    assert_clean(at)
+    g = ctx(at).graph
+    assert ex.layers_of(g).count == 96
+    view = ex.default_view(g)
+    vg = ex.build_view(g, view)
+    assert view.mode == "blocks" and len(vg.nodes) < 200
+    assert any("nodes" in c.value for c in at.caption)
+
+
+# ---- the machine --------------------------------------------------------------------------
+
+def test_edit_a_machine_level_changes_the_plan():
+    at = run_app()
+    before = ctx(at).result.total_seconds
+    goto(at, "machine")
+    key = f"mc_levels_{at.session_state['machine_version']}"
+    # the gpu level: this plan of BERT-base replicates across the 64 nodes and splits inside them
+    at.session_state[key] = {"edited_rows": {1: {"bandwidth (GB/s)": 30.0}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert_clean(at)
+    c = ctx(at)
+    assert c.machine.levels[1].bandwidth_Bps == pytest.approx(30e9)
+    assert c.machine_label == "custom"
+    assert c.result.total_seconds != pytest.approx(before)
+    goto(at, "overview")
+    assert_clean(at)
+    assert metric(at, "Predicted iteration time") == ex.format_seconds(c.result.total_seconds)
+    assert "machine_json" in at.query_params
+
+
+def test_invalid_level_shows_an_inline_error_and_keeps_the_machine():
+    at = run_app()
+    goto(at, "machine")
+    key = f"mc_levels_{at.session_state['machine_version']}"
+    at.session_state[key] = {"edited_rows": {1: {"arity": 0}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "arity" in errors[0] and "at least 1" in errors[0]
+    assert ctx(at).machine == load_preset(ex.DEFAULT_MACHINE)
+    goto(at, "strategy")
+    assert_clean(at)
+
+
+def test_add_a_level_and_pick_a_preset():
+    at = run_app()
+    goto(at, "machine")
+    key = f"mc_levels_{at.session_state['machine_version']}"
+    at.session_state[key] = {"edited_rows": {}, "deleted_rows": [0],
+                             "added_rows": [{"name": "rack", "arity": 2, "bandwidth (GB/s)": 12.5, "latency (µs)": 20}]}
+    at.run()
+    assert_clean(at)
+    m = ctx(at).machine
+    assert [lv.name for lv in m.levels] == ["gpu", "rack"] and m.num_devices == 16
+    at.selectbox(key="mc_preset").select("v100_8").run()
+    assert_clean(at)
+    assert ctx(at).machine_label == "v100_8" and ctx(at).machine.num_devices == 8
+
+
+def test_machine_yaml_upload_good_and_bad():
+    at = run_app()
+    goto(at, "machine")
+    yaml_text = load_preset("dgx_a100").to_yaml().encode()
+    at.file_uploader(key="mc_upload").upload("small.yaml", yaml_text).run()
+    assert_clean(at)
+    assert ctx(at).machine.num_devices == 8
+    at.file_uploader(key="mc_upload").clear().upload("bad.yaml", b"name: x\ndevice: 3\nlevels: []\n").run()
+    assert not at.exception
+    assert any("bad.yaml" in e.value and "device" in e.value for e in at.error)
+    assert ctx(at).machine.num_devices == 8
+
+
+def test_device_field_error():
+    at = run_app()
+    goto(at, "machine")
+    ver = at.session_state["machine_version"]
+    at.number_input(key=f"mc_dev_eff_{ver}").set_value(1.5).run()
+    assert not at.exception
+    assert any("efficiency" in e.value for e in at.error)
+    at.number_input(key=f"mc_dev_eff_{ver}").set_value(0.5).run()
+    assert_clean(at)
+    assert ctx(at).machine.device.compute_efficiency == 0.5
+
+
+# ---- the sidebar's options and the URL ---------------------------------------------------
+
+def test_switch_algorithm_and_mode():
+    at = run_app()
+    train = ctx(at).result
+    at.selectbox(key="sb_algorithm").select("data_parallel").run()
+    assert_clean(at)
+    assert ctx(at).options.algorithm == "data_parallel"
+    assert metric(at, "Speed-up over pure data parallel") == "1.00x"
+    at.segmented_control(key="sb_mode").set_value("infer").run()
+    assert_clean(at)
+    r = ctx(at).result
+    assert r.options.mode == "infer" and r.plan.algorithm == "data_parallel"
+    assert r.total_seconds < train.total_seconds
+    assert r.memory.optimizer_state == 0
+    at.selectbox(key="sb_precision").select("bf16").run()
+    at.selectbox(key="sb_optimizer").select("sgd").run()
+    assert_clean(at)
+    assert ctx(at).options == ex.PlanOptions("infer", "bf16", "sgd", "data_parallel")
+    assert at.query_params["mode"] == "infer" and at.query_params["precision"] == "bf16"
+    # options survive page switches
+    goto(at, "cost")
+    goto(at, "overview")
+    assert ctx(at).options == ex.PlanOptions("infer", "bf16", "sgd", "data_parallel")
+
+
+def test_megatron_on_a_cnn_is_explained_inline():
+    at = run_app(model="resnet50", bind="batch:64", machine="dgx_a100", algorithm="megatron")
+    assert not at.exception
+    assert any("transformer" in e.value for e in at.error)
+    for page in ("strategy", "cost", "report"):
+        goto(at, page)
+        assert not at.exception and at.error
+
+
+def test_url_restores_a_view():
+    at = run_app(model="mlp", bind="batch:64", machine="dgx_a100", mode="infer", algorithm="drec", precision="fp16")
+    assert_clean(at)
+    c = ctx(at)
+    assert (c.source.label, c.bindings, c.machine_label) == ("mlp", {"batch": 64}, "dgx_a100")
+    assert c.options == ex.PlanOptions("infer", "fp16", "adam", "drec")
+    custom = load_preset("dgx_a100").with_level(0, bandwidth_Bps=1e11)
+    at = run_app(model="mlp", machine_json=json.dumps(custom.to_dict()))
+    assert ctx(at).machine == custom and ctx(at).machine_label == "custom"
+
+
+def test_bad_url_is_reported_not_fatal():
+    at = run_app(model="nope", bind="batch:zero", machine="mars", algorithm="magic")
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    for word in ("nope", "bind", "mars", "magic"):
+        assert word in warnings
+    assert ctx(at).result is not None
+
+
+# ---- strategy, cost, compare --------------------------------------------------------------
+
+def test_override_one_operator():
+    at = run_app()
+    goto(at, "strategy")
+    op = at.selectbox(key="st_ov_op").value
+    r = ctx(at).result
+    last = len(r.cost_model.cuts) - 1
+    box = at.selectbox(key=f"st_ov_{op}_{last}")
+    other = next(o for o in box.options if o != box.value)
+    box.select(other).run()
+    assert_clean(at)
+    assert metric(at, "Iteration with the override") != ex.format_seconds(r.total_seconds)
+
+
+def test_upload_a_plan_json_and_compare():
+    at = run_app()
+    goto(at, "strategy")
+    c = ctx(at)
+    dp = c.plan(options=ex.options_with(c.options, algorithm="data_parallel"))
+    data = json.dumps(ex.report_json(dp, c.meta)).encode()
+    at.file_uploader(key="st_plan").upload("dp.json", data).run()
+    assert_clean(at)
+    assert metric(at, "dp.json") == ex.format_seconds(dp.total_seconds)
+    assert int(metric(at, "Operators that differ").split()[0].replace(",", "")) > 0
+    at.file_uploader(key="st_plan").clear().upload("bad.json", b"{not json").run()
+    assert not at.exception
+    assert any("not valid JSON" in e.value for e in at.error)
+
+
+def test_what_if_and_sweep():
+    at = run_app(model="bert_large", bind="batch:32,seq:512", machine="dgx_a100_64nodes")
+    goto(at, "compare")
+    assert_clean(at)
+    before = metric(at, "Predicted iteration time")
+    ver = at.session_state["machine_version"]
+    at.select_slider(key=f"wi_bw_1_{ver}").set_value(25.0).run()
+    assert_clean(at)
+    assert metric(at, "Predicted iteration time") != before
+    at.button(key="wi_sweep").click().run()
+    assert_clean(at)
+    sweep = at.dataframe[-1].value
+    assert list(sweep["devices"]) == list(ex.SWEEP_DEVICE_COUNTS)
+    assert sweep["iteration (ms)"].notna().all()
+
+
+# ---- helpers of planner/explorer.py -------------------------------------------------------
+
+def test_machine_tables_round_trip_and_errors():
+    m = load_preset("dgx_a100_64nodes")
+    frame = ex.levels_frame(m)
+    assert ex.same_levels(frame, m)
+    assert ex.machine_from_levels(m, frame) == m
+    frame.loc[0, "bandwidth (GB/s)"] = -1
+    with pytest.raises(MachineError, match="bandwidth must be more than 0"):
+        ex.machine_from_levels(m, frame)
+    frame = ex.levels_frame(m)
+    frame.loc[1, "name"] = "node"
+    with pytest.raises(MachineError, match="duplicate"):
+        ex.machine_from_levels(m, frame)
+    assert ex.machine_with_devices(m, 4096).num_devices == 4096
+    assert ex.machine_with_devices(m, 8).num_devices == 8
+    assert ex.machine_with_devices(m, 12) is None
+
+
+def test_count_strategies_matches_the_exact_search():
+    from planner.search.exact import all_strategies
+
+    c = ex.PlanCache()
+    src = ex.sample_source("mlp")
+    g = c.graph(src, {"batch": 8})
+    cm = c.cost_model(src, {"batch": 8}, g, load_preset("a100_2x8_slow"), ex.PlanOptions())
+    for name in cm.planned:
+        assert ex.count_strategies(cm, name, 10**9) == len(all_strategies(cm, name))
+
+
+def test_url_state_round_trip():
+    m = load_preset("dgx_a100").with_level(0, latency_s=2e-6)
+    src = ex.sample_source("mlp")
+    opts = ex.PlanOptions("infer", "bf16", "sgd", "drec")
+    params = ex.encode_url_state(src, {"batch": 4}, m, None, opts)
+    state, problems = ex.decode_url_state(params)
+    assert not problems
+    assert state.model == "mlp" and state.bindings == {"batch": 4} and state.options == opts
+    assert state.machine == m.to_dict() and state.machine_preset is None
+
+
+def test_reports_are_stamped():
+    c = ex.PlanCache()
+    src = ex.sample_source("mlp")
+    g = c.graph(src, {"batch": 8})
+    r = c.result(src, {"batch": 8}, g, load_preset("dgx_a100"), ex.PlanOptions())
+    meta = ex.ReportMeta(src, {"batch": 8}, "dgx_a100")
+    data = ex.report_json(r, meta)
+    assert data["model_sha256"] == src.sha256 and data["bindings"] == {"batch": 8}
+    assert data["machine"] == load_preset("dgx_a100").to_dict()
+    md = ex.report_markdown(r, meta)
+    html = ex.report_html(r, meta)
+    for text in (src.sha256, "tool version", "bf16" if False else "adam", "machines/dgx_a100.yaml"):
+        assert text in md and text in html
+    assert "plotly" in html.lower() and "<script" in html
+    assert math.isfinite(r.total_seconds)
