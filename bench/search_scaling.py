@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,8 +27,7 @@ def a100_cluster(devices: int) -> Machine:
     """nodes x 8 A100 with the 64-node DGX cluster's links (machines/dgx_a100_64nodes.yaml)."""
     base = load_preset("dgx_a100_64nodes")
     if devices <= 8:
-        return Machine(f"{devices} x A100", base.device, (base.levels[1].__class__(
-            base.levels[1].name, devices, base.levels[1].bandwidth_Bps, base.levels[1].latency_s),))
+        return Machine(f"{devices} x A100", base.device, (replace(base.levels[1], arity=devices),))
     return base.with_level(0, arity=devices // 8)
 
 

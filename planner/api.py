@@ -18,7 +18,7 @@ from .machine import Machine
 from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_device
 from .onnx_import import require_bound
 from .search.data_parallel import data_parallel_strategies, plan_data_parallel
-from .search.drec import _Search, plan_drec
+from .search.drec import DRecSearch, plan_drec
 from .search.exact import plan_exact
 from .search.megatron import plan_megatron
 
@@ -159,7 +159,7 @@ def strategies_from_json(cm: CostModel, data: dict) -> tuple[dict[str, Strategy]
     for n in replicated:
         strategies[n] = cm.replicated()
     if follow:
-        searcher = _Search(cm)
+        searcher = DRecSearch(cm)
         searcher.folded = follow
         for n in follow:
             strategies[n] = ()

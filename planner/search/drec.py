@@ -43,17 +43,13 @@ class _Link:
     src_use: int
     dst: str
     dst_use: int
-    factor_map: dict[int, int]  # flat factor of the source tensor -> flat factor of the destination
+    factor_map: "_FrozenMap"  # flat factor of the source tensor -> flat factor of the destination
     nbytes: float
     requires_grad: bool
 
-    @property
-    def factor_key(self) -> "_FrozenMap":
-        return _FrozenMap(self.factor_map)
-
 
 class _FrozenMap(dict):
-    """A dict that can be part of a memo key."""
+    """A factor map that can be part of a memo key (never modified once built)."""
 
     def __hash__(self):
         return hash(tuple(sorted(self.items())))
@@ -64,7 +60,10 @@ BLOCK_BUDGET_S = 1.5  # time drec+ may spend on exact per-cut blocks (small grap
 TRIAL_MARGIN = 1.5  # a whole-cut candidate is re-swept only if it starts within 50% of the best
 
 
-class _Search:
+class DRecSearch:
+    """The state of one D-Rec run: strategies per cut, the contracted graph, the decision trace
+    and a memo of choices (the baselines and the plan reader reuse its propagation)."""
+
     def __init__(self, cm: CostModel, progress: Progress = None):
         self.cm = cm
         self.progress = progress
@@ -95,7 +94,8 @@ class _Search:
             while stack:
                 prod, out_idx, fmap, depth = stack.pop()
                 if prod in critical:
-                    link = _Link(prod, out_idx, edge.consumer, edge.in_index, fmap, edge.nbytes, edge.requires_grad)
+                    link = _Link(prod, out_idx, edge.consumer, edge.in_index, _FrozenMap(fmap), edge.nbytes,
+                                 edge.requires_grad)
                     links[edge.consumer].append(link)
                     links[prod].append(link)
                     continue
@@ -175,7 +175,7 @@ class _Search:
                 so = strategies[other][:length]
                 if link.src == name:
                     state.append((link.nbytes, link.requires_grad, cm.layout(other, link.dst_use, so),
-                                  True, link.src_use, link.factor_key))
+                                  True, link.src_use, link.factor_map))
                 else:
                     src = cm.layout(other, link.src_use, so)
                     mapped = tuple(link.factor_map.get(x, -1) if x >= 0 else -1 for x in src)
@@ -314,7 +314,7 @@ def single_changes(cm: CostModel, name: str, strategy: Strategy) -> list[Strateg
     return out
 
 
-def polish(search: _Search, strategies: dict[str, Strategy], max_rounds: int = 3) -> dict[str, Strategy]:
+def polish(search: DRecSearch, strategies: dict[str, Strategy], max_rounds: int = 3) -> dict[str, Strategy]:
     """Local search with the full evaluator: move one operator's choice at one cut at a time
     while that lowers the plan's cost (only its own cost and its edges change, so each move is
     a local comparison, memoised across identical layers)."""
@@ -382,13 +382,13 @@ def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
     plan (if given) is returned unchanged when nothing beats it, and the notes say so.
     """
     start = time.perf_counter()
-    search = _Search(cm, progress)
+    search = DRecSearch(cm, progress)
     strategies = search.run(improved)
     notes = []
     if improved:
         starts = [strategies]
         if len(cm.planned) <= SMALL_GRAPH_OPS:
-            starts.append(_Search(cm).run(False))
+            starts.append(DRecSearch(cm).run(False))
             if data_parallel is not None:
                 starts.append(dict(data_parallel))
         polished = sorted((polish(search, s) for s in starts), key=cm.total_seconds)

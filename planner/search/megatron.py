@@ -15,7 +15,7 @@ import time
 
 from ..cost import CostModel, Plan, Strategy
 from ..ir import OpKind, TensorRole
-from .drec import _Search
+from .drec import DRecSearch
 
 
 class NotATransformerError(ValueError):
@@ -52,7 +52,7 @@ def plan_megatron(cm: CostModel) -> Plan:
         raise NotATransformerError("the graph does not look like a transformer: fewer than two linear layers with weights")
     inner = len(cm.machine.levels) - 1
     batch = g.batch_dims()
-    search = _Search(cm)
+    search = DRecSearch(cm)
     strategies: dict[str, Strategy] = {n: () for n in cm.planned}
     for t, cut in enumerate(cm.cuts):
         decided = set()
