@@ -1,4 +1,4 @@
-"""Command line: ``python -m planner inspect|plan|evaluate|strip-weights ...``.
+"""Command line: ``python -m planner inspect|plan|evaluate|export|verify|strip-weights ...``.
 
 Every user error exits with code 2 and a one-line message on stderr; no tracebacks.
 """
@@ -148,6 +148,73 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_plan, find_model
+    from .onnx_import import model_sha256
+
+    try:
+        plan = json.loads(Path(args.plan).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"plan file not found: {args.plan}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"plan file {args.plan} is not valid JSON: {exc}") from None
+    if not isinstance(plan, dict):
+        raise UsageError(f"plan file {args.plan} must hold the JSON object written by plan --json")
+    if args.model:
+        model = Path(args.model)
+        if not model.is_file():
+            raise UsageError(f"model file not found: {args.model}")
+    else:
+        model = find_model(plan, args.plan)
+        if model is None:
+            raise UsageError(f"the plan names model {plan.get('model')!r}, which is not found (as given, next to "
+                             "the plan, or in sample_models/): give it with --model MODEL.onnx")
+    bindings = {k: v for k, v in (plan.get("bindings") or {}).items() if isinstance(v, int)}
+    bindings.update(parse_bindings(args.bind))
+    graph = import_model(str(model), bindings)
+    data = export_plan(plan, graph, args.format, args.mesh)
+    if plan.get("model_sha256") and plan["model_sha256"] != model_sha256(str(model)):
+        data["notes"].insert(0, f"{model} is not the file the plan was made for (its SHA-256 differs)")
+        print(f"warning: {model} is not the file the plan was made for (its SHA-256 differs)", file=sys.stderr)
+    if args.out:
+        _write_json(args.out, data)
+        print(f"wrote {args.out}: {args.format} layouts of {len(data['ops'])} operators on "
+              f"{data['devices']} devices")
+    else:
+        print(json.dumps(data, indent=2))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    import time
+
+    from . import verify
+
+    if not verify.torch_available():
+        raise UsageError(verify.INSTALL_HINT)
+    start = time.perf_counter()
+
+    def progress(fraction: float, message: str) -> None:
+        print(f"[{fraction:4.0%}] {message} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+
+    try:
+        rows = verify.run_verification(args.models, args.processes, args.algorithms, progress=progress,
+                                       timeout_s=args.timeout)
+    except verify.VerificationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - start
+    print(verify.format_table(rows))
+    s = verify.summary(rows)
+    print(f"{s['numerics_match']} of {s['runs']} runs match the single-process step (rtol {verify.RTOL:g}, "
+          f"atol {verify.ATOL:g}); predicted and measured bytes agree within {verify.BYTES_TOLERANCE:.0%} on "
+          f"{s['within_tolerance']} of {s['operators']} operators ({s['with_communication']} communicate); "
+          f"{elapsed:.0f} s")
+    _write_json(args.json, verify.json_rows(rows))
+    ok = s["numerics_match"] == s["runs"] and s["within_tolerance"] == s["operators"]
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m planner", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +257,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--plan", required=True, metavar="PLAN.json",
                     help='{"ops": [{"name": ..., "cuts": [[level, dim, factor], ...]} or {"name": ..., "splits": {dim: f}}]}')
     sp.set_defaults(func=cmd_evaluate)
+
+    from .export import FORMATS, MESH_MODES
+
+    sp = sub.add_parser("export", help="the plan as DTensor placements, JAX PartitionSpecs or MindSpore strategies")
+    sp.add_argument("plan", metavar="PLAN.json", help="a plan written by plan --json")
+    sp.add_argument("--format", choices=FORMATS, required=True, help="dtensor, jax or mindspore")
+    sp.add_argument("--model", metavar="MODEL.onnx", help="the model (default: the file the plan names)")
+    sp.add_argument("--bind", action="append", metavar="NAME=VALUE",
+                    help="bind a symbolic dimension (default: the plan's bindings)")
+    sp.add_argument("--mesh", choices=MESH_MODES, default="cuts",
+                    help="mesh dimensions: one per prime cut (default) or one per machine level")
+    sp.add_argument("--out", metavar="OUT.json", help="write the export here (default: print it)")
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("verify", help="run plans on a CPU process group with DTensor; compare with the cost model")
+    sp.add_argument("--models", nargs="+", choices=["mlp", "transformer"], default=["mlp", "transformer"])
+    sp.add_argument("--algorithms", nargs="+", choices=["drec+", "data_parallel"], default=["drec+", "data_parallel"])
+    sp.add_argument("--processes", nargs="+", type=int, choices=[2, 4, 8], default=[4, 8],
+                    help="process counts, each a 2-level machine 2 x N/2 (default 4 8)")
+    sp.add_argument("--timeout", type=float, default=240.0, metavar="S",
+                    help="seconds allowed per launch of a process group (default 240)")
+    sp.add_argument("--json", metavar="OUT.json", help="also write the rows as JSON")
+    sp.set_defaults(func=cmd_verify)
     return p
 
 
