@@ -1,4 +1,4 @@
-"""Command line: ``python -m planner inspect|plan|evaluate|export|verify|strip-weights ...``.
+"""Command line: ``python -m planner inspect|plan|evaluate|strip-weights ...``.
 
 Every user error exits with code 2 and a one-line message on stderr; no tracebacks.
 """
