@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from .cost import MODES, PRECISION_BYTES, CostModel, Plan, PlanCost, PlanError, Strategy
+from .cost import CostModel, Plan, PlanCost, PlanError, Strategy, check_mode_and_precision
 from .ir import OperatorGraph, OpKind
 from .machine import Machine
 from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_device
@@ -48,10 +48,7 @@ class PlanOptions:
     algorithm: str = DEFAULT_ALGORITHM
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.precision is not None and self.precision not in PRECISION_BYTES:
-            raise ValueError(f"precision must be one of {', '.join(PRECISION_BYTES)} (or unset), not {self.precision!r}")
+        check_mode_and_precision(self.mode, self.precision)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.algorithm not in ALGORITHMS:

@@ -38,7 +38,9 @@ def all_reduce(size_bytes: float, f: int) -> tuple[float, int]:
 
     ``2 * (f-1)/f * S`` bytes in two supersteps, so ``2(f-1)/f * S * g + 2L``.
     """
-    return 2 * (f - 1) / f * size_bytes, 2
+    rs_bytes, rs_steps = reduce_scatter(size_bytes, f)
+    ag_bytes, ag_steps = all_gather(size_bytes, f)
+    return rs_bytes + ag_bytes, rs_steps + ag_steps
 
 
 def hierarchical_all_reduce(size_bytes: float, groups: dict[int, int]) -> Traffic:

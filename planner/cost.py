@@ -34,6 +34,14 @@ MODES = ("train", "infer")
 PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
+def check_mode_and_precision(mode: str, precision: str | None) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if precision is not None and precision not in PRECISION_BYTES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_BYTES)} (or unset for the model's own "
+                         f"element types), not {precision!r}")
+
+
 class PlanError(ValueError):
     """A plan that cannot be evaluated (unknown operator or dimension, indivisible split)."""
 
@@ -67,7 +75,10 @@ class Basis:
 
     @cached_property
     def symbols(self) -> list[sympy.Symbol]:
-        names = [_sym_name(lv.name) for lv in self.machine.levels]
+        names = []
+        for lv in self.machine.levels:  # level names differing only in punctuation stay apart
+            name = _sym_name(lv.name)
+            names.append(name if name not in names else f"{name}{len(names)}")
         return ([sympy.Symbol("F", positive=True)]
                 + [sympy.Symbol(f"g_{{{n}}}", positive=True) for n in names]
                 + [sympy.Symbol(f"L_{{{n}}}", positive=True) for n in names])
@@ -114,6 +125,7 @@ class _OpInfo:
     uses: list[_Use]
     splittable: frozenset[str]
     flops_per_point: float  # flops / prod(dim sizes), so that flops stay symbolic
+    halo: dict[str, tuple[int, int]]  # spatial dim -> (halo rows, size of the input axis it indexes)
 
 
 @dataclass
@@ -191,10 +203,7 @@ class CostModel:
     """
 
     def __init__(self, graph: OperatorGraph, machine: Machine, mode: str = "train", precision: str | None = None):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        if precision is not None and precision not in PRECISION_BYTES:
-            raise ValueError(f"precision must be one of {', '.join(PRECISION_BYTES)}, not {precision!r}")
+        check_mode_and_precision(mode, precision)
         self.graph = graph
         self.machine = machine
         self.mode = mode
@@ -208,10 +217,8 @@ class CostModel:
         self.info: dict[str, _OpInfo] = {n: self._op_info(graph.operators[n]) for n in self.planned}
         self.edges = self._edges()
         self.in_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
-        self.out_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
         for e in self.edges:
             self.in_edges[e.consumer].append(e)
-            self.out_edges[e.producer].append(e)
         self._op_cache: dict = {}
         self._assign_cache: dict = {}
         self._redist_cache: dict = {}
@@ -243,7 +250,15 @@ class CostModel:
         splittable = frozenset(op.splittable_dims()) if op.kind is not OpKind.OPAQUE else frozenset()
         points = math.prod(op.dims.values()) or 1
         sig = op.signature(self.graph.tensors) + f"|{self.mode}|{self.precision}"
-        return _OpInfo(op, sig, uses, splittable, op.flops / points)
+        halo = {}
+        if op.halo and op.inputs:
+            x = op.inputs[0]
+            shape = self.graph.tensors[x.tensor].shape
+            for dim, rows in op.halo.items():
+                axis = next((a for a, dims in enumerate(x.axes) if dim in dims), None)
+                if rows > 0 and axis is not None:
+                    halo[dim] = (rows, shape[axis])
+        return _OpInfo(op, sig, uses, splittable, op.flops / points, halo)
 
     @staticmethod
     def _flat_map(op: Operator, use: TensorUse, tensor) -> dict[tuple[str, int], int]:
@@ -383,37 +398,32 @@ class CostModel:
                 comm[1 + level] += nbytes
                 comm[1 + d_levels + level] += steps
 
+        def local_bytes(use: _Use):
+            size = use.itemsize * use.numel_over_dims
+            for d in use.dims:
+                size *= size_of(d)
+            return size / math.prod(split.get(d, 1) for d in use.dims)
+
         for use in info.uses:
             if not use.is_output and not use.grad_allreduce:
                 continue
             groups: dict[int, int] = {}
-            local = use.itemsize * use.numel_over_dims
-            for d in use.dims:
-                local *= size_of(d)
             for t, dim in enumerate(strategy):
-                if dim is None:
-                    continue
-                if dim in use.dims:
-                    local /= self.cut_factor[t]
-                else:
+                if dim is not None and dim not in use.dims:
                     groups[self.cut_level[t]] = groups.get(self.cut_level[t], 1) * self.cut_factor[t]
             if groups:
-                add(hierarchical_all_reduce(local, groups))
-        halo = info.op.halo
-        if halo and info.uses and not info.uses[0].is_output:
+                add(hierarchical_all_reduce(local_bytes(use), groups))
+        for dim, (rows, axis_size) in info.halo.items():
+            if dim not in split:
+                continue
+            # the input rows a device fetches from its neighbours, at the slowest level that splits
+            # the dim; again for the input's gradient in the backward pass when it has one
             x = info.uses[0]
-            for dim, rows in halo.items():
-                if rows <= 0 or dim not in split:
-                    continue
-                level = min(self.cut_level[t] for t, d in enumerate(strategy) if d == dim)
-                local_x = x.itemsize * x.numel_over_dims
-                for d in x.dims:
-                    local_x *= size_of(d)
-                local_x /= math.prod(split.get(d, 1) for d in x.dims)
-                row_bytes = local_x / (size_of(dim) / split[dim])
-                nbytes, steps = halo_exchange(row_bytes, rows)
-                passes = 2 if self.mode == "train" else 1
-                add({level: (passes * nbytes, passes * steps)})
+            level = min(self.cut_level[t] for t, d in enumerate(strategy) if d == dim)
+            row_bytes = local_bytes(x) / (axis_size / split[dim])
+            nbytes, steps = halo_exchange(row_bytes, rows)
+            passes = 2 if x.grad_allreduce else 1
+            add({level: (passes * nbytes, passes * steps)})
         return OpCost(compute, comm)
 
     # -- redistribution --
@@ -543,16 +553,6 @@ class CostModel:
             total += self.edge_seconds(e, strategies[e.producer], strategies[e.consumer])
         return total
 
-    def local_seconds(self, name: str, plan: dict[str, Strategy], strategy: Strategy | None = None) -> float:
-        """The part of the plan's time that depends on one operator's strategy (op + its edges)."""
-        s = plan[name] if strategy is None else strategy
-        total = self.op_seconds(name, s)
-        for e in self.in_edges[name]:
-            total += self.edge_seconds(e, plan[e.producer], s)
-        for e in self.out_edges[name]:
-            total += self.edge_seconds(e, s, plan[e.consumer])
-        return total
-
     # -- formulas --
     def op_formula(self, name: str, strategy: Strategy, symbolic_dims: bool = False) -> sympy.Expr:
         """The operator's cost (compute + communication) as a sympy formula in machine symbols,
@@ -561,7 +561,8 @@ class CostModel:
         if self.assignment(name, strategy) is None:
             raise PlanError(f"operator {name}: strategy {strategy} does not divide its dimensions")
         if symbolic_dims:
-            symbols = {d: sympy.Symbol(d, positive=True) for d in info.op.dims}
+            taken = {s.name for s in self.basis.symbols}  # a dim named F must not become the machine's F
+            symbols = {d: sympy.Symbol(d if d not in taken else d + "'", positive=True) for d in info.op.dims}
             size_of = symbols.__getitem__
             flops = sympy.nsimplify(info.flops_per_point) * sympy.Mul(*symbols.values())
         else:

@@ -20,7 +20,6 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
 
 import networkx as nx
 
@@ -66,10 +65,6 @@ class Tensor:
     def is_float(self) -> bool:
         return self.dtype.startswith(("float", "bfloat"))
 
-    def flat_factors(self) -> tuple[int, ...]:
-        """All atomic factors of all axes in order (the coordinates a layout splits)."""
-        return tuple(f for axis in self.axis_factors for f in axis)
-
 
 @dataclass
 class TensorUse:
@@ -89,7 +84,8 @@ class Operator:
 
     ``reduction_dims`` index no output (splitting one makes the outputs partial sums);
     ``fixed_dims`` may not be split at all (a Softmax axis, a convolution kernel, ...);
-    ``halo`` maps spatial dims to the number of extra input rows a split costs per boundary.
+    ``halo`` maps spatial dims to the input rows a device must fetch from its neighbours (both
+    sides together) when the dim is split: ``(k-1)*dilation + 1 - stride`` for a convolution.
     """
 
     name: str
@@ -131,7 +127,8 @@ class Operator:
         for group, uses in (("in", self.inputs), ("out", self.outputs)):
             for use in uses:
                 t = tensors[use.tensor]
-                parts.append(f"{group}:{use.axes}:{sorted(use.loose)}:{t.itemsize}:{t.role.value}:{t.requires_grad}")
+                parts.append(f"{group}:{use.axes}:{sorted(use.loose)}:{t.shape}:{t.axis_factors}:{t.itemsize}:"
+                             f"{t.role.value}:{t.requires_grad}")
         return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -163,17 +160,6 @@ class OperatorGraph:
                 else:
                     g.add_edge(producer, name, tensors=[use.tensor])
         self.graph = g
-
-    def consumers(self, tensor: str) -> list[tuple[str, TensorUse]]:
-        return self._consumers.get(tensor, [])
-
-    @cached_property
-    def _consumers(self) -> dict[str, list[tuple[str, TensorUse]]]:
-        found: dict[str, list[tuple[str, TensorUse]]] = {}
-        for name, op in self.operators.items():
-            for use in op.inputs:
-                found.setdefault(use.tensor, []).append((name, use))
-        return found
 
     def topological_order(self) -> list[str]:
         return list(nx.topological_sort(self.graph))

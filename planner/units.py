@@ -20,7 +20,3 @@ def format_bytes(nbytes: float) -> str:
         if abs(nbytes) >= scale:
             return f"{nbytes / scale:.3g} {unit}"
     return f"{nbytes:.0f} B"
-
-
-def format_flops(flops_per_s: float) -> str:
-    return f"{flops_per_s / 1e12:.3g} TFLOP/s"

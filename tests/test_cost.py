@@ -463,3 +463,73 @@ def test_total_vector_is_the_sum_of_terms(chain_graph):
     assert comm == pytest.approx(s["communication"]) and red == pytest.approx(s["redistribution"])
     assert math.isclose(cost.basis.time(cost.total_vector), s["total"], rel_tol=1e-12)
     assert isinstance(cost.total_vector, np.ndarray)
+
+
+# ---- found in review: convolution signatures, halo rows, formula symbols -------------------------
+
+def _convs():
+    from onnx import TensorProto, helper
+
+    from models import _model, _weight
+    from planner.onnx_import import import_model
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 16, 58, 58])
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], name="c0", kernel_shape=[1, 1]),
+             helper.make_node("Conv", ["a", "w1"], ["b"], name="p0", kernel_shape=[3, 3]),  # 58 -> 56
+             helper.make_node("Conv", ["b", "w2"], ["c"], name="p1", kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    y = helper.make_tensor_value_info("c", TensorProto.FLOAT, [8, 16, 56, 56])
+    weights = [_weight("w0", [16, 16, 1, 1]), _weight("w1", [16, 16, 3, 3]), _weight("w2", [16, 16, 3, 3])]
+    return import_model(_model("convs", nodes, [x], [y], weights))
+
+
+def test_convolutions_with_different_input_sizes_are_costed_apart():
+    # p0 reads 58x58, p1 56x56, both write 56x56: same dims, different input tensors
+    graph = _convs()
+    machine = models.one_level(2, 1e9, 0.0)
+    cm = CostModel(graph, machine, "train")
+    assert cm.info["p0"].signature != cm.info["p1"].signature
+    s = ("oc",)
+    cm.op_cost("p1", s)
+    # p0's input a (8x16x58x58 fp32, needs a gradient) lacks oc: its gradient is all-reduced over 2:
+    # 2*(1/2)*8*16*58*58*4 = 1,722,368 B
+    assert cm.op_cost("p0", s).communication[1] == 8 * 16 * 58 * 58 * 4
+
+
+def test_halo_of_a_strided_convolution_is_one_input_row():
+    from onnx import TensorProto, helper
+
+    from models import _model, _weight
+    from planner.onnx_import import import_model
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 16, 64, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 16, 32, 32])
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="c", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    graph = import_model(_model("c", [node], [x], [y], [_weight("w", [16, 16, 3, 3])]))
+    cm = CostModel(graph, models.one_level(2, 1e9, 0.0), "infer")
+    # k=3, stride 2: (3-1)*1 + 1 - 2 = 1 input row of 8*16*64 fp32 values = 32,768 B, one superstep
+    comm = cm.op_cost("c", ("o0",)).communication
+    assert comm[1] == 8 * 16 * 64 * 4
+    assert comm[2] == 1
+
+
+def test_level_symbols_stay_apart_and_dims_do_not_capture_machine_symbols():
+    import sympy
+    from onnx import TensorProto, helper
+
+    from models import _model, _weight
+    from planner.onnx_import import import_model
+    machine = Machine.from_dict({"name": "m", "device": {"name": "d", "peak_flops": 1e12, "memory_bytes": 1e10},
+                                 "levels": [{"name": "gpu-1", "arity": 2, "bandwidth_Bps": 1e9, "latency_s": 1e-6},
+                                            {"name": "gpu_1", "arity": 2, "bandwidth_Bps": 1e11, "latency_s": 1e-6}]})
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [64, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 16])
+    node = helper.make_node("Einsum", ["a", "w"], ["y"], name="e", equation="BF,FH->BH")
+    graph = import_model(_model("e", [node], [a], [y], [_weight("w", [32, 16])]))
+    cm = CostModel(graph, machine, "train")
+    assert len({s.name for s in cm.basis.symbols}) == len(cm.basis.symbols)
+    for s in [("B", "B"), ("F", "H")]:
+        expected = cm.op_seconds("e", s)
+        for symbolic in (False, True):
+            expr = cm.op_formula("e", s, symbolic_dims=symbolic)
+            if symbolic:
+                expr = expr.subs({sympy.Symbol("B", positive=True): 64, sympy.Symbol("F'", positive=True): 32,
+                                  sympy.Symbol("H", positive=True): 16})
+            assert float(expr.subs(cm.basis.substitutions())) == pytest.approx(expected, rel=1e-12)
