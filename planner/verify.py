@@ -1218,7 +1218,12 @@ def run_verification(models=MODELS, processes=PROCESSES, algorithms=ALGORITHMS,
             c = prepared[job][0]
             report(done / max(total, 1), f"{c.model} {c.algorithm} on {p} processes done")
 
-        results = _launch(p, jobs, timeout_s, finished)
+        try:
+            results = _launch(p, jobs, timeout_s, finished)
+        except VerificationError as exc:  # the free port was taken meanwhile: once more, on another
+            if "address already in use" not in str(exc).lower() or done % max(len(jobs), 1):
+                raise
+            results = _launch(p, jobs, timeout_s, finished)
         for index, (c, r) in enumerate(prepared):
             rows[(c.model, c.algorithm, p)] = _row(c, r, [x for x in results if x["job"] == index])
     report(1.0, "done")

@@ -205,3 +205,15 @@ def test_verification_machine_is_two_levels():
     assert [c.factor for c in m.cuts()] == [2, 2, 2]
     with pytest.raises(ValueError):
         verify.verification_machine(3)
+
+
+def test_a_launch_that_times_out_is_killed_and_reported():
+    start = time.perf_counter()
+    with pytest.raises(verify.VerificationError, match="timed out"):
+        verify._launch(2, [{}], 0.01, lambda job: None)
+    assert time.perf_counter() - start < 30
+
+
+def test_a_failing_worker_is_reported_with_its_rank():
+    with pytest.raises(verify.VerificationError, match=r"rank \d: KeyError"):
+        verify._launch(2, [{}], 120, lambda job: None)  # a job without its plan
