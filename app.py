@@ -15,6 +15,7 @@ then builds the navigation and the context itself, so every page works however i
 from __future__ import annotations
 
 import streamlit as st
+from streamlit import config as st_config
 
 from planner import __version__
 from planner import explorer as ex
@@ -208,11 +209,13 @@ def page_context() -> ex.Context:
     """What a page calls first: the context of this run, prepared here if the page runs alone."""
     ss = st.session_state
     if not ss.pop("_app_ran", False):
-        if not st.get_option("global.appTest"):
-            # Registers our navigation (the sidebar shows it in this run already) and takes
-            # Streamlit out of its pages/-directory mode for every later run. AppTest runs every
-            # page alone: switching modes in the middle of its runs would change widget ids.
+        if not st_config.get_option("global.appTest"):  # AppTest patches streamlit.config.get_option
+            # Register our navigation, which takes Streamlit out of its pages/-directory mode for
+            # every later run, and start again through main(): widget ids depend on the mode, so
+            # a page drawn in this run would lose its widgets' values at the next interaction.
+            # (AppTest runs every page alone, always in that mode: nothing to switch there.)
             navigation()
+            st.rerun()
         prepare()
     return ss["_ctx"]
 
