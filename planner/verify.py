@@ -554,18 +554,28 @@ def predicted_bytes(cm, strategies) -> dict[str, dict]:
     return out
 
 
-def prepare(model: str, algorithm: str, processes: int) -> tuple[_Context, dict]:
-    """Everything the parent does for one run: module, ONNX, plan, export, program, reference."""
+def prepare(model: str, algorithm: str, processes: int, plan: dict | None = None,
+            onnx_bytes: bytes | None = None) -> tuple[_Context, dict]:
+    """Everything the parent does for one run: module, ONNX, plan, export, program, reference.
+
+    ``plan``, when given, is a plan written by hand (``{"ops": [{"name", "cuts" or "splits"}]}``,
+    as ``evaluate`` reads it) used instead of a search, and ``algorithm`` is its label.
+    """
     import onnx
 
-    from .api import PlanOptions, cost_model_for, search
+    from .api import PlanOptions, cost_model_for, search, strategies_from_json
+    from .cost import Plan
     from .onnx_import import import_model
 
     module = build_model(model)
-    onnx_bytes = export_onnx(module)
+    onnx_bytes = onnx_bytes or export_onnx(module)
     graph = import_model(onnx_bytes, {}, name=model)
     cm = cost_model_for(graph, verification_machine(processes), PlanOptions(mode="train"))
-    plan = search(cm, algorithm)
+    if plan is None:
+        plan = search(cm, algorithm)
+    else:
+        strategies, notes = strategies_from_json(cm, plan)
+        plan = Plan(strategies, algorithm, 0.0, notes)
     layouts = op_layouts(cm, plan.strategies)
     export = export_strategies(cm, plan.strategies, "dtensor", "cuts", {"model": model, "algorithm": plan.algorithm})
     program = build_program(cm, plan.strategies, onnx.load_from_string(onnx_bytes), layouts)
@@ -1182,33 +1192,47 @@ def _within(predicted: float, measured: float) -> bool:
 
 def run_verification(models=MODELS, processes=PROCESSES, algorithms=ALGORITHMS,
                      progress: Callable[[float, str], None] | None = None,
-                     timeout_s: float = DEFAULT_TIMEOUT_S) -> list[dict]:
+                     timeout_s: float = DEFAULT_TIMEOUT_S, plans: dict[str, dict] | None = None) -> list[dict]:
     """Run the verification matrix; one row per (model, plan, processes), in that order.
 
-    ``progress(fraction, message)`` is called as work completes (fraction in [0, 1]). Each
-    process count is one launch of a process group running all its (model, plan) pairs, killed
-    after ``timeout_s`` seconds. Rows: ``model``, ``plan``, ``processes``, ``numerics_match``,
-    ``bytes_match``, ``ops`` [{``op``, ``predicted_bytes``, ``measured_bytes``, ...}], and details.
-    Raises :class:`VerificationError` when torch is missing or a launch fails.
+    ``progress(fraction, message)`` is called as work completes (fraction in [0, 1]), from the
+    calling thread. Each process count is one launch of a process group running all its
+    (model, plan) pairs, killed after ``timeout_s`` seconds. ``plans`` adds plans written by
+    hand, ``{label: {"model": ..., "processes": N, "ops": [{"name", "cuts"|"splits"}]}}``
+    (``model`` and ``processes`` restrict where a plan runs), after the searched ones.
+    Rows: ``model``, ``plan``, ``processes``, ``numerics_match``, ``bytes_match``, ``ops``
+    [{``op``, ``predicted_bytes``, ``measured_bytes``, ...}], and details. Raises
+    :class:`VerificationError` when torch is missing or a launch fails.
     """
     _require_torch()
     models, processes, algorithms = list(models), list(processes), list(algorithms)
+    plans = dict(plans or {})
     for m in models:
         if m not in MODEL_SPECS:
             raise ValueError(f"model must be one of {', '.join(MODEL_SPECS)}, not {m!r}")
     for a in algorithms:
         if a not in ("drec+", "drec", "data_parallel", "megatron", "exact"):
             raise ValueError(f"unknown algorithm {a!r}")
-    report = progress or (lambda f, msg: None)
-    total = len(models) * len(algorithms) * len(processes)
-    done = 0
-    rows: dict[tuple, dict] = {}
     for p in processes:
+        verification_machine(p)
+    configs = {p: [(m, a, None) for m in models for a in algorithms]
+               + [(m, label, plan) for m in models for label, plan in plans.items()
+                  if plan.get("model", m) == m and plan.get("processes", p) == p]
+               for p in processes}
+    report = progress or (lambda f, msg: None)
+    total = sum(len(c) for c in configs.values())
+    done = 0
+    rows: list[dict] = []
+    onnx_cache: dict[str, bytes] = {}
+    for p in processes:
+        if not configs[p]:
+            continue
         prepared = []
-        for m in models:
-            for a in algorithms:
-                report(done / max(total, 1), f"planning {m} with {a} for {p} processes")
-                prepared.append(prepare(m, a, p))
+        for m, a, plan in configs[p]:
+            report(done / max(total, 1), f"planning {m} with {a} for {p} processes")
+            if m not in onnx_cache:
+                onnx_cache[m] = export_onnx(build_model(m))
+            prepared.append(prepare(m, a, p, plan, onnx_cache[m]))
         jobs = [{"model": c.model, "export": c.export, "program": c.program, "reference": r} for c, r in prepared]
         report(done / max(total, 1), f"launching {p} processes")
 
@@ -1218,16 +1242,18 @@ def run_verification(models=MODELS, processes=PROCESSES, algorithms=ALGORITHMS,
             c = prepared[job][0]
             report(done / max(total, 1), f"{c.model} {c.algorithm} on {p} processes done")
 
+        before = done
         try:
             results = _launch(p, jobs, timeout_s, finished)
         except VerificationError as exc:  # the free port was taken meanwhile: once more, on another
-            if "address already in use" not in str(exc).lower() or done % max(len(jobs), 1):
+            if "address already in use" not in str(exc).lower() or done != before:
                 raise
             results = _launch(p, jobs, timeout_s, finished)
         for index, (c, r) in enumerate(prepared):
-            rows[(c.model, c.algorithm, p)] = _row(c, r, [x for x in results if x["job"] == index])
+            rows.append(_row(c, r, [x for x in results if x["job"] == index]))
     report(1.0, "done")
-    return [rows[(m, a, p)] for m in models for a in algorithms for p in processes]
+    order = {(m, a): i for i, (m, a) in enumerate((m, a) for m in models for a in list(algorithms) + list(plans))}
+    return sorted(rows, key=lambda r: (order[(r["model"], r["plan"])], processes.index(r["processes"])))
 
 
 # ---- reporting ---------------------------------------------------------------------------------

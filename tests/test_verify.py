@@ -25,6 +25,19 @@ from planner.export import PARTIAL, REPLICATE  # noqa: E402
 
 MATRIX = [(m, a, p) for m in verify.MODELS for a in verify.ALGORITHMS for p in verify.PROCESSES]
 
+# A plan written by hand for the MLP on 8 processes (cuts node, cpu0, cpu1) that exercises the two
+# layout changes DTensor cannot make at the plan's volume, whatever D-Rec happens to choose:
+# /Relu leaves its output split 8 ways by columns, /fc.1/Gemm reads it split 4 ways by columns
+# over the two cpu cuts (a renumbering of blocks: one exchange over all processes, forward and
+# backward); /fc.2/Gemm splits k at node and m at cpu0, so its bias gradient (the bias is split
+# at cpu1) is partial over two levels with no axis to reduce-scatter on in nesting order.
+HAND = {"model": "mlp", "processes": 8, "ops": [
+    {"name": "/fc.0/Gemm", "cuts": [["node", "n", 2], ["cpu", "n", 2], ["cpu", "n", 2]]},
+    {"name": "/Relu", "cuts": [["node", "d1", 2], ["cpu", "d1", 2], ["cpu", "d1", 2]]},
+    {"name": "/fc.1/Gemm", "cuts": [["node", "n", 2], ["cpu", "k", 2], ["cpu", "k", 2]]},
+    {"name": "/fc.2/Gemm", "cuts": [["node", "k", 2], ["cpu", "m", 2], ["cpu", "n", 2]]},
+]}
+
 
 def S(axis: int) -> str:
     return f"Shard({axis})"
@@ -34,8 +47,9 @@ def S(axis: int) -> str:
 def matrix():
     calls = []
     start = time.perf_counter()
-    rows = verify.run_verification(progress=lambda f, msg: calls.append((f, msg)))
-    return {"rows": rows, "seconds": time.perf_counter() - start, "progress": calls}
+    rows = verify.run_verification(progress=lambda f, msg: calls.append((f, msg)), plans={"hand": HAND})
+    return {"rows": [r for r in rows if r["plan"] != "hand"], "hand": [r for r in rows if r["plan"] == "hand"],
+            "seconds": time.perf_counter() - start, "progress": calls}
 
 
 def test_matrix_covers_both_models_plans_and_sizes(matrix):
@@ -100,7 +114,19 @@ def test_matrix_time_and_progress(matrix):
     assert matrix["seconds"] < 300
     fractions = [f for f, _ in matrix["progress"]]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert sum("done" in msg for _, msg in matrix["progress"]) == len(MATRIX) + 1
+    assert sum("done" in msg for _, msg in matrix["progress"]) == len(MATRIX) + 2  # + the hand plan
+
+
+def test_a_hand_written_plan_with_a_block_renumbering(matrix):
+    (row,) = matrix["hand"]
+    assert (row["model"], row["plan"], row["processes"]) == ("mlp", "hand", 8)
+    assert row["numerics_match"] and row["bytes_match"], verify.format_table([row])
+    fc1 = next(o for o in row["ops"] if o["op"] == "/fc.1/Gemm")
+    exchanges = [c for c in fc1["collectives"] if c["collective"] == "all_to_all" and c["group_size"] == 8]
+    assert len(exchanges) == 2  # forward and backward, each one all-to-all over the 8 processes
+    assert fc1["measured_bytes"] == fc1["predicted_bytes"]
+    fc2 = next(o for o in row["ops"] if o["op"] == "/fc.2/Gemm")
+    assert fc2["measured_bytes"] == fc2["predicted_bytes"] > 0
 
 
 def test_table_and_json(matrix):
