@@ -691,7 +691,7 @@ if torch is not None:
             by_level = [0.0] * self.n_levels
             dim, level = self.dim_levels.get(group_name, (-1, None))
             if kind == "all_to_all" and splits is not None and f == len(self.peer_levels):
-                row = nbytes / max(tensor.shape[0], 1)  # uneven exchange over every process
+                row = tensor.element_size() * math.prod(tensor.shape[1:])  # uneven exchange over all
                 me = dist.get_rank()
                 for peer, count in enumerate(splits):
                     if peer != me and count:
@@ -986,7 +986,7 @@ def _worker(rank: int, world: int, port: int, jobs: list[dict], put: Callable[[s
             with gloo_all_to_all(), recorder:
                 loss, y = runner.run(params, ref["x"], ref["target"])
                 loss.backward()
-            out = {"rank": rank, "job": index, "loss_share": float(loss), "records": recorder.records,
+            out = {"rank": rank, "job": index, "loss_share": float(loss.detach()), "records": recorder.records,
                    "seconds": time.perf_counter() - start, "not_distributed": placed["replicated"]}
             out["output"] = _compare(y.detach(), runner.slice_of(ref["y"], program["output_placements"]))
             grads = {}
@@ -994,10 +994,12 @@ def _worker(rank: int, world: int, port: int, jobs: list[dict], put: Callable[[s
                 if p.grad is None:
                     grads[name] = {"match": False, "max_abs_error": None, "error": "no gradient"}
                     continue
-                local = p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad
-                placements = _placement_texts(p.grad.placements) if hasattr(p.grad, "placements") else \
-                    [REPLICATE] * mesh.ndim
-                grads[name] = _compare(local, runner.slice_of(ref["grads"][name], placements))
+                placements = _placement_texts(p.grad.placements)
+                if placements != _placement_texts(p.placements):  # e.g. a partial sum never reduced
+                    grads[name] = {"match": False, "max_abs_error": None,
+                                   "error": f"gradient left in {placements}, the parameter is {_placement_texts(p.placements)}"}
+                    continue
+                grads[name] = _compare(p.grad.to_local(), runner.slice_of(ref["grads"][name], placements))
             out["grads"] = grads
             put("result", out)
             dist.barrier()
