@@ -1182,6 +1182,7 @@ def _row(ctx: _Context, ref: dict, results: list[dict]) -> dict:
         "step_seconds": max(r["seconds"] for r in ranks),
         "not_distributed": ranks[0]["not_distributed"], "notes": ctx.notes,
         "cuts": ctx.cuts, "strategies": ctx.strategies,
+        "parameters": {n: t["placements"] for n, t in ctx.export["tensors"].items() if t["role"] == "parameter"},
         "ops": ops,
     }
 
