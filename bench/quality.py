@@ -15,7 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from planner.api import PlanOptions, cost_model_for, search  # noqa: E402
 from planner.machine import Machine  # noqa: E402
@@ -49,6 +50,11 @@ def named_cases():
     yield "transformer h1024 b2 s64 on 2x2 slow", synthetic.transformer(1, 1024, 8, 4096), {"batch": 2, "seq": 64}, \
         machine([("node", 2, 1.25e9), ("gpu", 2, 3e11)])
     yield "2 transformer blocks h256 b8 s64 on 4", synthetic.transformer(2, 256, 4, 1024), {"batch": 8, "seq": 64}, machine([("gpu", 4, 1e11)])
+    sample_mlp = ROOT / "sample_models" / "mlp.onnx"  # found in review: needs joint moves over two cuts
+    for batch, levels in ((12, [("gpu", 4, 1e11)]), (32, [("gpu", 4, 1e11)]), (32, [("gpu", 8, 3e11)]),
+                          (128, [("node", 2, 1.25e9), ("gpu", 4, 3e11)])):
+        label = "x".join(str(a) for _, a, _ in levels)
+        yield f"sample mlp b{batch} on {label}", sample_mlp.read_bytes(), {"batch": batch}, machine(levels)
 
 
 def random_cases(n: int, seed: int):

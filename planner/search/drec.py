@@ -16,8 +16,8 @@ operators then receive layouts by propagation, forward and backward, until nothi
 2. one-operator-at-a-time choices cannot leave a whole cut unsplit (replicate across a slow
    level): on small graphs each cut also tries whole-cut candidates (all replicated, all on the
    batch), the thesis's result and the data-parallel plan are polished as further starting
-   points, and the best is re-optimised one cut at a time jointly for all operators (the exact
-   search's integer program restricted to one cut).
+   points, and the best is re-optimised one cut (or two cuts) at a time jointly for all
+   operators (the exact search's integer program restricted to those cuts).
 
 If pure data parallelism scores at least as well as the result, that plan is returned and the
 notes say so. ``bench/quality.py`` measures each variant against the exact optimum.
@@ -56,7 +56,8 @@ class _FrozenMap(dict):
 
 
 SMALL_GRAPH_OPS = 400  # up to this many operators, drec+ adds multi-start and exact per-cut blocks
-BLOCK_BUDGET_S = 1.5  # time drec+ may spend on exact per-cut blocks (small graphs only)
+BLOCK_BUDGET_VARIABLES = 150_000  # integer-program variables drec+ may spend on exact blocks of cuts
+MAX_CUTS_FOR_PAIRS = 6  # blocks of two cuts are tried on machines with at most this many cuts
 TRIAL_MARGIN = 1.5  # a whole-cut candidate is re-swept only if it starts within 50% of the best
 
 
@@ -132,8 +133,11 @@ class DRecSearch:
         neighbours = self._neighbour_state(name, strategies, decided, length, use_links)
         key = (cm.info[name].signature, memo_tag, use_links, neighbours)
         hit = self._memo.get(key)
-        if hit is not None and not record:
-            return hit
+        if hit is not None:
+            best, rows = hit
+            if record:
+                self._record(name, length - 1, rows, best)
+            return best
         best, best_cost, rows = None, float("inf"), []
         for s in options():
             own = cm.op_seconds(name, s)
@@ -146,17 +150,19 @@ class DRecSearch:
                 else:
                     redist += cm.redistribution_seconds(nbytes, other_layout, mine, grad)
             total = own + redist
-            if record:
-                rows.append({"dim": s[length - 1], "op_seconds": own, "redistribution_seconds": redist,
-                             "total_seconds": total})
+            rows.append({"dim": s[length - 1], "op_seconds": own, "redistribution_seconds": redist,
+                         "total_seconds": total})
             if best_cost == float("inf") or total < best_cost * (1 - 1e-12):
                 best, best_cost = s, total
-        self._memo[key] = best
+        self._memo[key] = (best, rows)
         if record:
-            t = length - 1
-            self.trace.append({"cut": t, "level": cm.cuts[t].level_name, "factor": cm.cuts[t].factor,
-                               "operator": name, "candidates": rows, "chosen": best[t]})
+            self._record(name, length - 1, rows, best)
         return best
+
+    def _record(self, name: str, t: int, rows: list[dict], best: Strategy) -> None:
+        cut = self.cm.cuts[t]
+        self.trace.append({"cut": t, "level": cut.level_name, "factor": cut.factor, "operator": name,
+                           "candidates": rows, "chosen": best[t]})
 
     def _neighbour_state(self, name, strategies, decided, length, use_links) -> tuple:
         """The decided neighbours' layouts over the first ``length`` cuts, as hashable tuples.
@@ -314,7 +320,7 @@ def single_changes(cm: CostModel, name: str, strategy: Strategy) -> list[Strateg
     return out
 
 
-def polish(search: DRecSearch, strategies: dict[str, Strategy], max_rounds: int = 3) -> dict[str, Strategy]:
+def polish(search: DRecSearch, strategies: dict[str, Strategy], max_rounds: int = 10) -> dict[str, Strategy]:
     """Local search with the full evaluator: move one operator's choice at one cut at a time
     while that lowers the plan's cost (only its own cost and its edges change, so each move is
     a local comparison, memoised across identical layers)."""
@@ -334,15 +340,24 @@ def polish(search: DRecSearch, strategies: dict[str, Strategy], max_rounds: int 
     return plan
 
 
-def block_optimise(cm: CostModel, strategies: dict[str, Strategy], deadline: float, max_rounds: int = 2,
-                   max_variables: int = 40_000) -> dict[str, Strategy]:
-    """Re-decide one cut at a time for all operators jointly, the other cuts fixed.
+def _cut_blocks(n_cuts: int) -> list[tuple[int, ...]]:
+    """Single cuts, then pairs of cuts when there are few (a pair lets two operators trade
+    dimensions across two cuts, which no single-cut move reaches)."""
+    singles = [(t,) for t in range(n_cuts)]
+    pairs = [(a, b) for a in range(n_cuts) for b in range(a + 1, n_cuts)] if n_cuts <= MAX_CUTS_FOR_PAIRS else []
+    return singles + pairs
 
-    Each block is the exact search's integer program restricted to the alternatives at one cut
-    (a handful per operator), so it is solved exactly and quickly. Deep models (more than
-    ``SMALL_GRAPH_OPS`` operators, or a block above ``max_variables``) are left as they are.
-    Moves are accepted only when the whole plan gets cheaper, so this never makes a plan worse;
-    it stops at ``deadline`` (a ``time.perf_counter()`` value).
+
+def block_optimise(cm: CostModel, strategies: dict[str, Strategy], budget: list[int], max_rounds: int = 2,
+                   max_variables: int = 40_000) -> dict[str, Strategy]:
+    """Re-decide one block of cuts (one cut, or two) for all operators jointly, the rest fixed.
+
+    Each block is the exact search's integer program restricted to the alternatives at those
+    cuts (a handful per operator), so it is solved exactly and quickly. Moves are accepted only
+    when the whole plan gets cheaper, so this never makes a plan worse. The work is bounded by
+    ``budget[0]``, the integer-program variables left to spend (deterministic, unlike a time
+    limit); deep models (more than ``SMALL_GRAPH_OPS`` operators)
+    are left as they are.
     """
     from .exact import SearchTooLargeError, solve
 
@@ -352,24 +367,28 @@ def block_optimise(cm: CostModel, strategies: dict[str, Strategy], deadline: flo
     best = cm.total_seconds(plan)
     for _ in range(max_rounds):
         improved = False
-        for t in range(len(cm.cuts)):
-            if time.perf_counter() > deadline:
-                return plan
-            options = {}
-            for n in cm.planned:
-                s = plan[n]
-                alts = [s[:t] + (c,) + s[t + 1:] for c in cm.candidates(n, s[:t])]
-                options[n] = [a for a in alts if cm.assignment(n, a) is not None] or [s]
+        for block in _cut_blocks(len(cm.cuts)):
+            options = {n: _block_alternatives(cm, n, plan[n], block) for n in cm.planned}
             try:
-                trial, _ = solve(cm, options, max_variables=max_variables, time_limit_s=10.0)
+                trial, _, size = solve(cm, options, max_variables=min(max_variables, budget[0]), time_limit_s=30.0)
             except SearchTooLargeError:
-                return plan
+                continue
+            budget[0] -= size
             cost = cm.total_seconds(trial)
             if cost < best * (1 - 1e-9):
                 plan, best, improved = trial, cost, True
         if not improved:
             break
     return plan
+
+
+def _block_alternatives(cm: CostModel, name: str, strategy: Strategy, block: tuple[int, ...]) -> list[Strategy]:
+    """Every valid strategy equal to ``strategy`` outside the cuts of ``block``."""
+    options = [strategy]
+    for t in block:
+        options = [s[:t] + (c,) + s[t + 1:] for s in options for c in cm.candidates(name, s[:t])]
+    valid = [s for s in dict.fromkeys(options) if cm.assignment(name, s) is not None]
+    return valid or [strategy]
 
 
 def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
@@ -391,10 +410,11 @@ def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
             starts.append(DRecSearch(cm).run(False))
             if data_parallel is not None:
                 starts.append(dict(data_parallel))
-        polished = sorted((polish(search, s) for s in starts), key=cm.total_seconds)
-        deadline = time.perf_counter() + BLOCK_BUDGET_S
-        strategies = min((block_optimise(cm, s, deadline) for s in polished), key=cm.total_seconds)
-        if data_parallel is not None and cm.total_seconds(data_parallel) <= cm.total_seconds(strategies):
+        polished = [polish(search, s) for s in starts]
+        costs = [cm.total_seconds(s) for s in polished]
+        strategies = block_optimise(cm, polished[costs.index(min(costs))], [BLOCK_BUDGET_VARIABLES])
+        best = cm.total_seconds(strategies)
+        if data_parallel is not None and cm.total_seconds(data_parallel) <= best:
             notes.append("pure data parallelism scores at least as well as every D-Rec result on this model and "
                          "machine: the data-parallel plan is returned")
             strategies = dict(data_parallel)

@@ -58,13 +58,14 @@ def _edge_groups(cm: CostModel, options: dict[str, list[Strategy]]):
 def plan_exact(cm: CostModel, max_variables: int = MAX_VARIABLES, time_limit_s: float = 120.0) -> Plan:
     start = time.perf_counter()
     options = {n: all_strategies(cm, n) for n in cm.planned}
-    strategies, notes = solve(cm, options, max_variables, time_limit_s)
+    strategies, notes, _ = solve(cm, options, max_variables, time_limit_s)
     return Plan(strategies, "exact", time.perf_counter() - start, notes)
 
 
 def solve(cm: CostModel, options: dict[str, list[Strategy]], max_variables: int = MAX_VARIABLES,
-          time_limit_s: float = 120.0) -> tuple[dict[str, Strategy], list[str]]:
-    """The cheapest combination of one option per operator (the integer program above).
+          time_limit_s: float = 120.0) -> tuple[dict[str, Strategy], list[str], int]:
+    """The cheapest combination of one option per operator (the integer program above), the
+    solver's notes, and the number of variables the program had.
 
     The exact search passes every strategy of every operator; the improved D-Rec passes, per
     cut, each operator's alternatives at that cut only (a small block of the same problem).
@@ -133,4 +134,4 @@ def solve(cm: CostModel, options: dict[str, list[Strategy]], max_variables: int 
         k = int(np.argmax(x[offset[n]:offset[n] + len(options[n])]))
         plan[n] = options[n][k]
     notes = [] if result.status == 0 else [f"the solver stopped early ({result.message}); the plan may not be optimal"]
-    return plan, notes
+    return plan, notes, size
