@@ -118,11 +118,12 @@ st.caption(f"The what-if machine scaled from {counts[0]} to {counts[-1]:,} devic
            f"({m.levels[0].name}); dashed lines mark where the kind of parallelism per level changes.")
 sweep = ctx.cache.cached_sweep(ctx.source, ctx.bindings, what_if, ctx.options, counts)
 if sweep is None:
-    if st.button(f"Sweep {len(counts)} device counts", key="wi_sweep", type="primary"):
-        sbar = st.progress(0.0, text="Sweeping...")
+    slot = st.empty()
+    if slot.button(f"Sweep {len(counts)} device counts", key="wi_sweep", type="primary"):
+        sbar = slot.progress(0.0, text="Sweeping...")
         sweep = ctx.cache.sweep(ctx.source, ctx.bindings, ctx.graph, what_if, ctx.options, counts,
                                 progress=lambda f, msg: sbar.progress(min(max(f, 0.0), 1.0), text=msg))
-        sbar.empty()
+        slot.empty()
 if sweep is not None:
     st.plotly_chart(ex.sweep_figure(sweep), key="wi_sweep_fig")
     st.dataframe(sweep, hide_index=True, column_config={

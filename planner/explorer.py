@@ -789,10 +789,20 @@ def build_view(graph: OperatorGraph, view: GraphView) -> ViewGraph:
     if mode == "all":
         node_of = {n: n for n in shown}
     elif mode == "blocks":
+        # layers outside the expanded range collapse into one node per run of consecutive layers
         lo, hi = view.layer_range
+        idx = layers.indices
+        before = [i for i in idx if i < lo]
+        after = [i for i in idx if i > hi]
+
+        def run_id(run: list[int]) -> str:
+            return f"[{layers.family}{run[0]}]" if len(run) == 1 else f"[{layers.family}{run[0]}–{run[-1]}]"
         for n in shown:
             i = layers.index.get(n)
-            node_of[n] = n if i is None or lo <= i <= hi else f"[{layers.family}{i}]"
+            if i is None or lo <= i <= hi:
+                node_of[n] = n
+            else:
+                node_of[n] = run_id(before if i < lo else after)
     elif mode == "layers":
         lo, hi = view.layer_range
         node_of = {n: n for n in shown if layers.index.get(n) is not None and lo <= layers.index[n] <= hi}
@@ -825,11 +835,13 @@ def build_view(graph: OperatorGraph, view: GraphView) -> ViewGraph:
         members = entry["members"]
         heaviest = max(members, key=lambda m: ops[m].flops)
         entry["heaviest"] = heaviest
-        entry["flops"] = float(sum(ops[m].flops for m in members))
+        entry["flops"] = entry["size_flops"] = float(sum(ops[m].flops for m in members))
         if entry["block"]:
-            entry["label"] = f"{nid[1:-1]} ({len(members)} ops)"
-            entry["type"] = "layer"
-            entry["kind"] = "collapsed layer"
+            count = len({layers.index[m] for m in members if m in layers.index})
+            entry["label"] = f"{nid[1:-1]} ({count} layer{'s' if count > 1 else ''}, {len(members)} ops)"
+            entry["type"] = "layers"
+            entry["kind"] = "collapsed layers"
+            entry["size_flops"] = entry["flops"] / max(count, 1)  # drawn as big as one of its layers
         else:
             entry["label"] = nid
             entry["type"] = ops[nid].op_type
@@ -917,7 +929,9 @@ def graph_figure(graph: OperatorGraph, view: ViewGraph, color_by: str = "kind", 
         groups = {k: groups[k] for k in ranked[:11]}
         groups["other"] = other
         ranked = ranked[:11] + ["other"]
-    maxf = max((e["flops"] for e in view.nodes.values()), default=1.0) or 1.0
+    maxf = max((e["size_flops"] for e in view.nodes.values()), default=1.0) or 1.0
+    columns = len({pos[n][0] for n in view.nodes}) or 1
+    biggest = max(8.0, min(26.0, 1400.0 / columns))
     for i, key in enumerate(ranked):
         members = groups[key]
         xs, ys, texts, sizes = [], [], [], []
@@ -926,7 +940,7 @@ def graph_figure(graph: OperatorGraph, view: ViewGraph, color_by: str = "kind", 
             x, y = xy(nid)
             xs.append(x)
             ys.append(y)
-            sizes.append(8 + 18 * math.sqrt(e["flops"] / maxf))
+            sizes.append(5 + (biggest - 5) * math.sqrt(e["size_flops"] / maxf))
             head = graph.operators[e["heaviest"]]
             lines = [f"<b>{html.escape(e['label'])}</b>", f"{e['type']} ({e['kind']})",
                      f"FLOPs {format_flop_count(e['flops'])}"]
@@ -1386,11 +1400,13 @@ def device_sweep(machine: Machine, counts: Iterable[int], plan_at: Callable[[Mac
                          "data parallel (ms)": None, "fits": None, "strategy": f"error: {exc}", "changed": False})
             continue
         shape = strategy_shape(r)
+        # a level that only replicates (or only exists at some device counts) is not a change
+        kinds = tuple(part for part in shape.split(" | ") if not part.endswith(": replicated"))
         rows.append({"devices": n, "iteration (ms)": r.total_seconds * 1e3,
                      "speed-up over data parallel": r.speedup_over_data_parallel,
                      "data parallel (ms)": r.data_parallel_seconds * 1e3, "fits": r.memory.fits,
-                     "strategy": shape, "changed": previous is not None and shape != previous})
-        previous = shape
+                     "strategy": shape, "changed": previous is not None and kinds != previous})
+        previous = kinds
     if progress:
         progress(1.0, "done")
     return pd.DataFrame(rows, columns=["devices", "iteration (ms)", "speed-up over data parallel",
@@ -1415,7 +1431,8 @@ def sweep_figure(frame: pd.DataFrame) -> go.Figure:
                            textangle=-90, xanchor="right", yanchor="top", font=dict(size=10))
     fig.update_xaxes(type="log", title="devices")
     fig.update_yaxes(type="log", title_text="predicted iteration (ms)", secondary_y=False)
-    fig.update_yaxes(title_text="speed-up over data parallel (x)", secondary_y=True)
+    fig.update_yaxes(title_text="speed-up over data parallel (x)", secondary_y=True, tickmode="auto", showgrid=False,
+                     rangemode="tozero")
     fig.update_layout(height=380, margin=dict(t=30, l=10, r=10, b=10), legend=dict(orientation="h", y=1.08))
     return fig
 
