@@ -187,21 +187,31 @@ def bindings_key(bindings: dict[str, int]) -> tuple:
 
 
 class _LRU:
-    def __init__(self, size: int):
+    """Least recently used entries go first once there are more than ``size`` of them or, with a
+    ``weight`` function, once their total weight passes ``max_weight`` (the newest always stays)."""
+
+    def __init__(self, size: int, weight: Callable | None = None, max_weight: float = math.inf):
         self.size = size
+        self.weight = weight
+        self.max_weight = max_weight
+        self.total = 0.0
         self.items: OrderedDict = OrderedDict()
 
     def get(self, key):
         if key in self.items:
             self.items.move_to_end(key)
-            return self.items[key]
+            return self.items[key][0]
         return None
 
     def put(self, key, value) -> None:
-        self.items[key] = value
-        self.items.move_to_end(key)
-        while len(self.items) > self.size:
-            self.items.popitem(last=False)
+        if key in self.items:
+            self.total -= self.items.pop(key)[1]
+        w = float(self.weight(value)) if self.weight else 0.0
+        self.items[key] = (value, w)
+        self.total += w
+        while len(self.items) > 1 and (len(self.items) > self.size or self.total > self.max_weight):
+            _, (_, old) = self.items.popitem(last=False)
+            self.total -= old
 
     def __len__(self) -> int:
         return len(self.items)
@@ -214,11 +224,14 @@ class PlanCache:
     sessions asking for the same plan wait for one computation instead of doing it twice.
     """
 
-    def __init__(self, graphs: int = 6, cost_models: int = 16, results: int = 128, sweeps: int = 16):
+    def __init__(self, graphs: int = 6, cost_models: int = 16, results: int = 128, sweeps: int = 16,
+                 result_operators: int = 60_000):
+        # A result keeps its cost model alive (about 22 MB for GPT-3's 3,366 operators, 7 MB for
+        # BERT-large's), so results are also bounded by their total number of planned operators.
         self._graphs = _LRU(graphs)
         self._dims = _LRU(64)
         self._cms = _LRU(cost_models)
-        self._results = _LRU(results)
+        self._results = _LRU(results, weight=lambda r: len(r.cost_model.planned), max_weight=result_operators)
         self._sweeps = _LRU(sweeps)
         self._lock = threading.Lock()
         self._key_locks: dict = {}

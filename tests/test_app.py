@@ -386,3 +386,17 @@ def test_reports_are_stamped():
         assert text in md and text in html
     assert "plotly" in html.lower() and "<script" in html
     assert math.isfinite(r.total_seconds)
+
+
+def test_plan_cache_hits_and_bounds():
+    c = ex.PlanCache(result_operators=10)  # mlp has 6 planned operators: one result at a time
+    src = ex.sample_source("mlp")
+    g = c.graph(src, {"batch": 8})
+    assert c.graph(src, {"batch": 8}) is g and c.stats["graph_hits"] == 1
+    m = load_preset("dgx_a100")
+    r = c.result(src, {"batch": 8}, g, m, ex.PlanOptions())
+    assert c.result(src, {"batch": 8}, g, m, ex.PlanOptions()) is r
+    assert c.has_result(src, {"batch": 8}, m, ex.PlanOptions())
+    c.result(src, {"batch": 8}, g, m, ex.PlanOptions(algorithm="drec"))
+    assert not c.has_result(src, {"batch": 8}, m, ex.PlanOptions())  # evicted by weight
+    assert c.stats["result_misses"] == 2 and c.stats["result_hits"] == 1
