@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .onnx_import import ModelImportError, import_model
+from .onnx_import import MAX_BINDING, ModelImportError, import_model
 
 
 class UsageError(Exception):
@@ -28,8 +28,11 @@ def parse_bindings(items: list[str] | None) -> dict[str, int]:
             number = int(value)
         except ValueError:
             raise UsageError(f"--bind {item!r}: the value must be a positive integer, e.g. --bind {name}=32") from None
-        if number < 1:
-            raise UsageError(f"--bind {item!r}: the value must be a positive integer, e.g. --bind {name}=32")
+        if not 1 <= number <= MAX_BINDING:
+            raise UsageError(f"--bind {item!r}: the value must be a positive integer (at most {MAX_BINDING:,}), "
+                             f"e.g. --bind {name}=32")
+        if name.strip() in out:
+            raise UsageError(f"--bind {name.strip()} is given twice; give each dimension once")
         out[name.strip()] = number
     return out
 
@@ -134,32 +137,47 @@ def cmd_evaluate(args) -> int:
     from .onnx_import import model_sha256
     from .report import plan_to_json
 
+    data = _read_plan(args.plan)
+    recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
+    notes = []
+    for key in ("mode", "precision", "optimizer"):  # the plan's own settings, unless overridden
+        given = getattr(args, key)
+        if given is None:
+            setattr(args, key, recorded.get(key) if key in recorded else _EVALUATE_DEFAULTS[key])
+        elif key in recorded and recorded[key] != given:
+            notes.append(f"--{key} {given} overrides the plan file's {recorded[key]}")
+    if not args.bind and isinstance(data.get("bindings"), dict):
+        args.bind = [f"{k}={v}" for k, v in data["bindings"].items()]
     graph = _load(args)
-    machine = _machine(args.machine)
-    try:
-        data = json.loads(Path(args.plan).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"plan file not found: {args.plan}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"plan file {args.plan} is not valid JSON: {exc}") from None
-    result = evaluate_plan(graph, machine, data, _options(args))
+    result = evaluate_plan(graph, _machine(args.machine), data, _options(args))
+    result.notes.extend(notes)
     _print_result(result, Path(args.model).name)
     _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), parse_bindings(args.bind)))
     return 0
+
+
+_EVALUATE_DEFAULTS = {"mode": "train", "precision": None, "optimizer": "adam"}
+
+
+def _read_plan(path: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"plan file not found: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read plan file {path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"plan file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"plan file {path} must hold a JSON object, like the one plan --json writes")
+    return data
 
 
 def cmd_export(args) -> int:
     from .export import export_plan, find_model
     from .onnx_import import model_sha256
 
-    try:
-        plan = json.loads(Path(args.plan).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"plan file not found: {args.plan}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"plan file {args.plan} is not valid JSON: {exc}") from None
-    if not isinstance(plan, dict):
-        raise UsageError(f"plan file {args.plan} must hold the JSON object written by plan --json")
+    plan = _read_plan(args.plan)
     if args.model:
         model = Path(args.model)
         if not model.is_file():
@@ -238,12 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .cost import MODES, PRECISION_BYTES
     from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS
 
-    def planning_args(sp):
+    def planning_args(sp, defaults=True):
+        """``evaluate`` leaves them unset so that the plan file's own settings apply."""
         model_args(sp)
         sp.add_argument("--machine", required=True, metavar="X.yaml", help="machine description (see machines/)")
-        sp.add_argument("--mode", choices=MODES, default="train", help="train (forward+backward) or infer")
+        sp.add_argument("--mode", choices=MODES, default="train" if defaults else None,
+                        help="train (forward+backward) or infer (default: train"
+                             + ("" if defaults else ", or the plan file's") + ")")
         sp.add_argument("--precision", choices=list(PRECISION_BYTES), help="bytes of float tensors (default: the ONNX type)")
-        sp.add_argument("--optimizer", choices=list(OPTIMIZERS), default=DEFAULT_OPTIMIZER,
+        sp.add_argument("--optimizer", choices=list(OPTIMIZERS), default=DEFAULT_OPTIMIZER if defaults else None,
                         help=f"optimizer state in memory (default {DEFAULT_OPTIMIZER})")
 
     sp = sub.add_parser("plan", help="search a parallel plan and print its cost")
@@ -253,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_plan)
 
     sp = sub.add_parser("evaluate", help="score a plan written by hand or by another tool")
-    planning_args(sp)
+    planning_args(sp, defaults=False)
     sp.add_argument("--plan", required=True, metavar="PLAN.json",
                     help='{"ops": [{"name": ..., "cuts": [[level, dim, factor], ...]} or {"name": ..., "splits": {dim: f}}]}')
     sp.set_defaults(func=cmd_evaluate)
@@ -283,12 +304,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean "bad input": reported in one line with exit code 2. Anything
+    else is a bug and keeps its traceback."""
+    from .cost import OptionsError, PlanError
+    from .export import ExportError
+    from .machine import MachineError
+    from .search.exact import SearchTooLargeError
+    from .search.megatron import NotATransformerError
+
+    return (UsageError, ModelImportError, MachineError, PlanError, OptionsError, SearchTooLargeError,
+            NotATransformerError, ExportError)
+
+
+USER_ERRORS = _user_errors()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, ModelImportError, ValueError) as exc:
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. piped into head

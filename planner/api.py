@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from .cost import CostModel, Plan, PlanCost, PlanError, Strategy, check_mode_and_precision
+from .cost import CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy, check_mode_and_precision
 from .ir import OperatorGraph, OpKind
 from .machine import Machine
 from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_device
@@ -50,9 +50,9 @@ class PlanOptions:
     def __post_init__(self) -> None:
         check_mode_and_precision(self.mode, self.precision)
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+            raise OptionsError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {self.algorithm!r}")
+            raise OptionsError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {self.algorithm!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,7 +98,7 @@ def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None]
         return plan_exact(cm)
     if algorithm == "megatron":
         return plan_megatron(cm)
-    raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
+    raise OptionsError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
 
 
 def result_for(cm: CostModel, plan: Plan, options: PlanOptions, notes: list[str] | None = None) -> PlanResult:
@@ -131,22 +131,31 @@ def strategies_from_json(cm: CostModel, data: dict) -> tuple[dict[str, Strategy]
     planned = set(cm.planned)
     strategies: dict[str, Strategy] = {}
     placed_by_splits = []
+    seen: dict[str, int] = {}
+    mismatched_cuts: list[str] = []
     for i, entry in enumerate(data["ops"]):
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise PlanError(f'ops[{i}] must be an object with a "name"')
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise PlanError(f'ops[{i}] must be an object with a "name" (the ONNX node name, a string)')
         name = entry["name"]
+        if name in seen:
+            raise PlanError(f"ops[{i}]: operator {name!r} appears twice (also ops[{seen[name]}]); keep one entry")
+        seen[name] = i
         if name not in graph.operators:
             raise PlanError(f"ops[{i}]: the model has no operator named {name!r}")
         if name not in planned:
             continue  # shape arithmetic: never planned
-        if entry.get("cuts") is not None:
+        if entry.get("cuts") is not None and (entry.get("splits") is None or _cuts_fit(cm, entry["cuts"])):
             strategies[name] = _strategy_from_cuts(cm, name, entry["cuts"], i)
         elif entry.get("splits") is not None:
+            if entry.get("cuts") is not None:
+                mismatched_cuts.append(name)
             strategies[name] = _strategy_from_splits(cm, name, entry["splits"], i)
             placed_by_splits.append(name)
         else:
             raise PlanError(f'ops[{i}] ({name}) needs "cuts" or "splits"')
     notes = []
+    if mismatched_cuts:
+        notes.append(f"{len(mismatched_cuts)} operator(s) have cuts for another machine; their splits were used")
     if placed_by_splits:
         notes.append(f"{len(placed_by_splits)} operator(s) gave only splits; their factors were placed on the "
                      "machine levels in the cheapest way for each")
@@ -171,6 +180,13 @@ def strategies_from_json(cm: CostModel, data: dict) -> tuple[dict[str, Strategy]
     return strategies, notes
 
 
+def _cuts_fit(cm: CostModel, cuts) -> bool:
+    """Whether a ``cuts`` list follows this machine's schedule (level names and factors)."""
+    return isinstance(cuts, list) and len(cuts) == len(cm.cuts) and all(
+        isinstance(e, (list, tuple)) and len(e) == 3 and e[0] == c.level_name and e[2] == c.factor
+        for c, e in zip(cm.cuts, cuts))
+
+
 def _strategy_from_cuts(cm: CostModel, name: str, cuts, index: int) -> Strategy:
     if not isinstance(cuts, list) or len(cuts) != len(cm.cuts):
         raise PlanError(f"ops[{index}] ({name}): \"cuts\" must list {len(cm.cuts)} entries [level, dim or null, factor], "
@@ -180,6 +196,9 @@ def _strategy_from_cuts(cm: CostModel, name: str, cuts, index: int) -> Strategy:
         if not isinstance(entry, (list, tuple)) or len(entry) != 3:
             raise PlanError(f"ops[{index}] ({name}): cuts[{t}] must be [level, dim or null, factor]")
         level, dim, factor = entry
+        if dim is not None and not isinstance(dim, str):
+            raise PlanError(f"ops[{index}] ({name}): cuts[{t}] names dimension {dim!r}: write a dimension name "
+                            "(a string) or null")
         if level != cut.level_name or factor != cut.factor:
             raise PlanError(f"ops[{index}] ({name}): cuts[{t}] is [{level}, {dim}, {factor}] but this machine's cut {t} "
                             f"is on level {cut.level_name!r} with factor {cut.factor} (schedule: {_schedule(cm)})")

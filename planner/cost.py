@@ -34,11 +34,15 @@ MODES = ("train", "infer")
 PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
+class OptionsError(ValueError):
+    """An option (mode, precision, optimizer, algorithm) outside its allowed values."""
+
+
 def check_mode_and_precision(mode: str, precision: str | None) -> None:
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        raise OptionsError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if precision is not None and precision not in PRECISION_BYTES:
-        raise ValueError(f"precision must be one of {', '.join(PRECISION_BYTES)} (or unset for the model's own "
+        raise OptionsError(f"precision must be one of {', '.join(PRECISION_BYTES)} (or unset for the model's own "
                          f"element types), not {precision!r}")
 
 
@@ -405,12 +409,9 @@ class CostModel:
             return size / math.prod(split.get(d, 1) for d in use.dims)
 
         for use in info.uses:
-            if not use.is_output and not use.grad_allreduce:
-                continue
             groups: dict[int, int] = {}
-            for t, dim in enumerate(strategy):
-                if dim is not None and dim not in use.dims:
-                    groups[self.cut_level[t]] = groups.get(self.cut_level[t], 1) * self.cut_factor[t]
+            for t in self._partial_cuts(info, use, strategy):
+                groups[self.cut_level[t]] = groups.get(self.cut_level[t], 1) * self.cut_factor[t]
             if groups:
                 add(hierarchical_all_reduce(local_bytes(use), groups))
         for dim, (rows, axis_size) in info.halo.items():
@@ -425,6 +426,24 @@ class CostModel:
             passes = 2 if x.grad_allreduce else 1
             add({level: (passes * nbytes, passes * steps)})
         return OpCost(compute, comm)
+
+    def partial_cuts(self, name: str, use_index: int, strategy: Strategy) -> list[int]:
+        """The cuts whose split leaves this tensor a partial sum to all-reduce: for an output,
+        cuts splitting a dimension it lacks (forward); for an input that needs a gradient, cuts
+        splitting a non-reduction dimension it lacks (backward: each device saw only part of the
+        uses of the replica). An input lacking a *reduction* dimension, such as a Gemm's bias
+        when k is split, is applied after the reduction and gets a complete gradient."""
+        info = self.info[name]
+        return self._partial_cuts(info, info.uses[use_index], strategy)
+
+    @staticmethod
+    def _partial_cuts(info: _OpInfo, use: _Use, strategy: Strategy) -> list[int]:
+        if use.is_output:
+            return [t for t, d in enumerate(strategy) if d is not None and d not in use.dims]
+        if not use.grad_allreduce:
+            return []
+        reduction = info.op.reduction_dims
+        return [t for t, d in enumerate(strategy) if d is not None and d not in use.dims and d not in reduction]
 
     # -- redistribution --
     def redistribution_fractions(self, la: tuple[int, ...], lb: tuple[int, ...]) -> tuple[float, ...]:

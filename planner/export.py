@@ -167,13 +167,11 @@ def op_layouts(cm: CostModel, strategies: dict[str, Strategy]) -> dict[str, OpLa
             tensor = cm.graph.tensors[use.tensor]
             flat_axis = _flat_to_axis(tensor.axis_factors)
             layout = cm.layout(name, i, s)
-            partial = []
+            partial = cm.partial_cuts(name, i, s)
             for t, (dim, f) in enumerate(zip(s, layout)):
-                if f >= 0 or dim is None:
+                if f >= 0 or dim is None or dim not in use.dims:
                     continue
-                if dim not in use.dims:
-                    partial.append(t)
-                elif tensor.role is not TensorRole.CONSTANT:
+                if tensor.role is not TensorRole.CONSTANT:
                     raise ExportError(
                         f"operator {name}: cut {t} splits dimension {dim!r}, which indexes tensor "
                         f"{use.tensor!r}, but no axis factor of that tensor carries it; this layout has no "
@@ -187,7 +185,7 @@ def op_layouts(cm: CostModel, strategies: dict[str, Strategy]) -> dict[str, OpLa
                 cut_axes = [None if f < 0 else flat_axis[f][0] for f in layout]
             ul = UseLayout(use.tensor, use.is_output, tuple(tensor.shape), tensor.role.value,
                            bool(tensor.requires_grad), cut_axes,
-                           partial if (use.is_output or use.grad_allreduce) else [], view_shape)
+                           partial, view_shape)
             (lay.outputs if use.is_output else lay.inputs).append(ul)
         out[name] = lay
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .cost import CostModel, Strategy
+from .cost import CostModel, OptionsError, Strategy
 from .ir import TensorRole
 
 OPTIMIZERS = {
@@ -53,7 +53,7 @@ def optimizer_bytes_per_parameter(optimizer: str, param_itemsize: int) -> int:
     """State bytes per parameter: Adam mixed precision (bf16/fp16 weights) is 4 + 8 = 12,
     so with the 2 + 2 of weight and gradient the familiar 16 bytes per parameter."""
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
+        raise OptionsError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
     state, _ = OPTIMIZERS[optimizer]
     return state + (4 if param_itemsize < 4 else 0)
 

@@ -22,6 +22,9 @@ from onnx import numpy_helper, shape_inference
 from .ir import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, common_refinement, refine_factors
 
 
+MAX_BINDING = 2**40  # a symbolic dimension bound above this is a typo, and overflows int64 FLOPs
+
+
 class ModelImportError(ValueError):
     """The model cannot be imported or planned; the message says why and how to fix it."""
 
@@ -211,8 +214,9 @@ def import_model(
         name = Path(source).stem if isinstance(source, (str, Path)) else (model.graph.name or "model")
     bindings = dict(bindings or {})
     for key, value in bindings.items():
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ModelImportError(f"binding {key}={value!r} must be a positive integer, e.g. {key}=32")
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 1 <= value <= MAX_BINDING:
+            raise ModelImportError(f"binding {key}={value!r} must be a positive integer (at most {MAX_BINDING:,}), "
+                                   f"e.g. {key}=32")
     known = symbolic_dims(model)
     unknown_keys = [k for k in bindings if k not in known]
     if unknown_keys:

@@ -918,9 +918,13 @@ class _Runner:
             B = ins[1].t() if a.get("transB", 0) else ins[1]
             y = a.get("alpha", 1.0) * (A @ B)
             if len(ins) > 2:
-                # the bias is added once per reduction group (partial sums are all-reduced next)
+                # The bias is added once per reduction group (partial sums are all-reduced next),
+                # but it acts after the reduction: every device's gradient of it is the whole
+                # sum of dY, as the cost model counts it (no all-reduce). The other devices add
+                # C - C.detach(): zero in value, identity in gradient.
                 first = all(self.coordinate[i] == 0 for i in step["reduction_dims"])
-                y = y + a.get("beta", 1.0) * ins[2] * (1.0 if first else 0.0)
+                bias = ins[2] if first else ins[2] - ins[2].detach()
+                y = y + a.get("beta", 1.0) * bias
             return [y]
         binary = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div, "Pow": torch.pow}
         if t in binary:

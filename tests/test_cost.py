@@ -533,3 +533,16 @@ def test_level_symbols_stay_apart_and_dims_do_not_capture_machine_symbols():
                 expr = expr.subs({sympy.Symbol("B", positive=True): 64, sympy.Symbol("F'", positive=True): 32,
                                   sympy.Symbol("H", positive=True): 16})
             assert float(expr.subs(cm.basis.substitutions())) == pytest.approx(expected, rel=1e-12)
+
+
+def test_gemm_bias_gets_a_whole_gradient_when_k_is_split():
+    # y[32,16] = x[32,8] @ W[8,16] + b[16] (fp32), one level of 2, train, split k:
+    # y is a partial sum: all-reduce of 32*16*4 = 2,048 B -> 2*(1/2)*2,048 = 2,048 B, 2 supersteps.
+    # b lacks k but is added after the reduction: its gradient sum_m dy is whole on each device,
+    # so nothing more (splitting m instead all-reduces dW (512 B) and db (64 B): 576 B, 4 supersteps).
+    cm = CostModel(models.graph_of(models.gemm_mlp([8, 16], batch=32)), models.one_level(2), "train")
+    name = next(n for n in cm.planned if cm.graph.operators[n].op_type == "Gemm")
+    comm = cm.op_cost(name, ("k",)).communication
+    assert (comm[1], comm[2]) == (2 * (1 / 2) * 32 * 16 * 4, 2)
+    comm = cm.op_cost(name, ("m",)).communication
+    assert (comm[1], comm[2]) == (2 * (1 / 2) * (8 * 16 * 4 + 16 * 4), 4)

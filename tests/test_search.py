@@ -171,14 +171,14 @@ def test_drec_trace_first_decision_by_hand():
     #   m:    3.93216e-9 + W0 gradient all-reduce over the node pair 2*(1/2)*8,192 B*1e-10
     #         (8.192e-7) + 2e-5, + b0's 256 B*1e-10 (2.56e-8) + 2e-5 = 4.084873216e-5 s
     #   k:    3.93216e-9 + h0 partial sums 2*(1/2)*16,384 B*1e-10 (1.6384e-6) + 2e-5
-    #         + b0 gradient (b0 lacks k) 2.56e-8 + 2e-5 = 4.166793216e-5 s
+    #         = 2.164233216e-5 s (b0 is added after the reduction over k: its gradient is whole)
     cm = mlp_cm()
     plan = plan_drec(cm, improved=False)
     first = plan.trace[0]
     assert (first["cut"], first["operator"]) == (0, "fc0")
     rows = {r["dim"]: r["op_seconds"] for r in first["candidates"]}
     assert rows == pytest.approx({None: 7.86432e-9, "n": 3.93216e-9, "m": 4.084873216e-5,
-                                  "k": 4.166793216e-5}, rel=1e-12)
+                                  "k": 2.164233216e-5}, rel=1e-12)
     assert first["chosen"] == "n"
 
 

@@ -32,12 +32,23 @@ class SearchTooLargeError(ValueError):
     """The joint space is too big for the exact search; the message names the bound."""
 
 
-def all_strategies(cm: CostModel, name: str) -> list[Strategy]:
-    """Every full strategy of one operator that divides its dimensions."""
+def all_strategies(cm: CostModel, name: str, limit: int | None = None) -> list[Strategy]:
+    """Every full strategy of one operator that divides its dimensions (enumeration stops once
+    a partial list exceeds ``limit``: the caller refuses such a problem anyway)."""
     out: list[Strategy] = [()]
     for _ in cm.cuts:
         out = [s + (c,) for s in out for c in cm.candidates(name, s)]
+        if limit is not None and len(out) > limit:
+            break
     return out
+
+
+def _too_large(cm: CostModel, size: str, max_variables: int) -> SearchTooLargeError:
+    return SearchTooLargeError(
+        f"the exact search would need {size} variables, above its bound of {max_variables:,} "
+        f"({len(cm.planned)} operators on {cm.machine.num_devices} devices); use a smaller model or "
+        "machine, or --algorithm drec+"
+    )
 
 
 def _edge_groups(cm: CostModel, options: dict[str, list[Strategy]]):
@@ -57,7 +68,11 @@ def _edge_groups(cm: CostModel, options: dict[str, list[Strategy]]):
 
 def plan_exact(cm: CostModel, max_variables: int = MAX_VARIABLES, time_limit_s: float = 120.0) -> Plan:
     start = time.perf_counter()
-    options = {n: all_strategies(cm, n) for n in cm.planned}
+    options = {}
+    for n in cm.planned:  # refuse before enumerating a space that would not fit anyway
+        options[n] = all_strategies(cm, n, limit=max_variables)
+        if sum(len(v) for v in options.values()) > max_variables:
+            raise _too_large(cm, f"more than {max_variables:,}", max_variables)
     strategies, notes, _ = solve(cm, options, max_variables, time_limit_s)
     return Plan(strategies, "exact", time.perf_counter() - start, notes)
 
@@ -70,14 +85,14 @@ def solve(cm: CostModel, options: dict[str, list[Strategy]], max_variables: int 
     The exact search passes every strategy of every operator; the improved D-Rec passes, per
     cut, each operator's alternatives at that cut only (a small block of the same problem).
     """
+    if not options:
+        return {}, [], 0
+    if sum(len(v) for v in options.values()) > max_variables:
+        raise _too_large(cm, f"more than {max_variables:,}", max_variables)
     groups = _edge_groups(cm, options)
     size = sum(len(v) for v in options.values()) + sum(len(la) * len(lb) for _, la, lb in groups)
     if size > max_variables:
-        raise SearchTooLargeError(
-            f"the exact search would need {size:,} variables, above its bound of {max_variables:,} "
-            f"({len(cm.planned)} operators on {cm.machine.num_devices} devices); use a smaller model or "
-            "machine, or --algorithm drec+"
-        )
+        raise _too_large(cm, f"{size:,}", max_variables)
     names = list(cm.planned)
     offset, col = {}, 0
     cost: list[float] = []

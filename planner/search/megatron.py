@@ -50,7 +50,11 @@ def plan_megatron(cm: CostModel) -> Plan:
     roles = _linear_layers(cm)
     if len(roles) < 2:
         raise NotATransformerError("the graph does not look like a transformer: fewer than two linear layers with weights")
-    inner = len(cm.machine.levels) - 1
+    split_levels = [i for i, lv in enumerate(cm.machine.levels) if lv.arity > 1]
+    if not split_levels:
+        return Plan({n: cm.replicated() for n in cm.planned}, "megatron", time.perf_counter() - start,
+                    ["the machine has a single device: nothing to split"])
+    inner = split_levels[-1]  # the innermost level that has more than one device
     batch = g.batch_dims()
     search = DRecSearch(cm)
     strategies: dict[str, Strategy] = {n: () for n in cm.planned}
