@@ -180,7 +180,12 @@ def symbolic_dims(model: onnx.ModelProto) -> list[str]:
         if vi.name in inits:
             continue
         for d in vi.type.tensor_type.shape.dim:
-            if d.HasField("dim_param") and d.dim_param not in names:
+            if not d.HasField("dim_param"):
+                continue
+            if not isinstance(d.dim_param, str):  # protobuf hands back bytes that are not UTF-8
+                raise ModelImportError(f"input {vi.name!r} has a dimension name that is not valid text: "
+                                       "the file is corrupt; export the model again")
+            if d.dim_param not in names:
                 names.append(d.dim_param)
     return names
 
