@@ -166,12 +166,11 @@ def strategies_from_json(cm: CostModel, data: dict) -> tuple[dict[str, Strategy]
         strategies[n] = cm.replicated()
     if follow:
         searcher = DRecSearch(cm)
-        searcher.folded = follow
         for n in follow:
             strategies[n] = ()
         given = set(cm.planned) - set(follow)
         for t in range(len(cm.cuts)):
-            searcher.propagate(strategies, t, set(given))
+            searcher.propagate(strategies, t, set(given), followers=follow)
         notes.append(f"{len(follow)} layout-following operator(s) not in the file got propagated layouts: "
                      + ", ".join(follow[:10]) + (" ..." if len(follow) > 10 else ""))
     if replicated:

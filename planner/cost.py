@@ -187,14 +187,11 @@ class PlanCost:
         levels = self.basis.machine.levels
         d = len(levels)
         vals = self.basis.values
-        out = {}
-        for i, lv in enumerate(levels):
-            row = {}
-            for term in ("communication", "redistribution"):
-                v = sum((getattr(self, term)[n] for n in getattr(self, term)), self.basis.zero())
-                row[term] = float(v[1 + i] * vals[1 + i] + v[1 + d + i] * vals[1 + d + i])
-            out[lv.name] = row
-        return out
+        totals = {term: sum(getattr(self, term).values(), self.basis.zero())
+                  for term in ("communication", "redistribution")}
+        return {lv.name: {term: float(v[1 + i] * vals[1 + i] + v[1 + d + i] * vals[1 + d + i])
+                          for term, v in totals.items()}
+                for i, lv in enumerate(levels)}
 
 
 # ---- the cost model ---------------------------------------------------------------------

@@ -55,6 +55,7 @@ class _FrozenMap(dict):
         return hash(tuple(sorted(self.items())))
 
 
+MAX_FOLDED_CHAIN = 8  # critical neighbours further apart than this many folded operators are not linked
 SMALL_GRAPH_OPS = 400  # up to this many operators, drec+ adds multi-start and exact per-cut blocks
 BLOCK_BUDGET_VARIABLES = 150_000  # integer-program variables drec+ may spend on exact blocks of cuts
 MAX_CUTS_FOR_PAIRS = 6  # blocks of two cuts are tried on machines with at most this many cuts
@@ -100,7 +101,7 @@ class DRecSearch:
                     links[edge.consumer].append(link)
                     links[prod].append(link)
                     continue
-                if ops[prod].kind is not OpKind.FOLLOW or depth >= 8:
+                if ops[prod].kind is not OpKind.FOLLOW or depth >= MAX_FOLDED_CHAIN:
                     continue
                 step = _through(cm, prod, out_idx)
                 for e in cm.in_edges[prod]:
@@ -208,14 +209,17 @@ class DRecSearch:
             decided.add(n)
         self.propagate(strategies, t, decided, backward)
 
-    def propagate(self, strategies: dict[str, Strategy], t: int, decided: set[str], backward: bool = True) -> None:
-        """Folded operators take layouts from decided neighbours: a forward pass, a backward
-        pass, then the folded neighbours of whatever changed, to a fixed point."""
-        for n in self.folded:
+    def propagate(self, strategies: dict[str, Strategy], t: int, decided: set[str], backward: bool = True,
+                  followers: list[str] | None = None) -> None:
+        """Folded operators (or ``followers``, in topological order) take layouts from decided
+        neighbours: a forward pass, a backward pass, then the followers next to whatever
+        changed, to a fixed point."""
+        followers = self.folded if followers is None else followers
+        for n in followers:
             if len(strategies[n]) <= t:
                 strategies[n] = strategies[n][:t] + (None,)
-        passes = [self.folded, self.folded[::-1]] if backward else [self.folded]
-        self._relax(strategies, t, decided, passes, set(self.folded))
+        passes = [followers, followers[::-1]] if backward else [followers]
+        self._relax(strategies, t, decided, passes, set(followers))
 
     def _relax(self, strategies: dict[str, Strategy], t: int, decided: set[str], passes: list[list[str]],
                allowed: set[str]) -> None:
