@@ -153,12 +153,15 @@ def _context(cache: ex.PlanCache, dims: list[str], model_error: str | None) -> e
     if cache.has_result(ctx.source, ctx.bindings, ctx.machine, options):
         ctx.result = ctx.plan()
         return ctx
+    if not ctx.graph.planned_operators():
+        ctx.plan_error = "the model has no operator to plan (only constants and shape arithmetic)"
+        return ctx
     label = f"Planning {ctx.source.label} on {ctx.machine.num_devices:,} devices with {options.algorithm}..."
     with st.spinner(label):
         bar = st.progress(0.0, text=label)
         try:
             ctx.result = ctx.plan(progress=lambda f, msg: bar.progress(min(max(float(f), 0.0), 1.0), text=msg))
-        except ValueError as exc:  # PlanError, SearchTooLargeError, NotATransformerError, ...
+        except Exception as exc:  # noqa: BLE001 - PlanError, NotATransformerError, ... and planner bugs
             ctx.plan_error = ex.error_text(options.algorithm, exc)
         finally:
             bar.empty()

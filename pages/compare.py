@@ -25,7 +25,7 @@ for i, algo in enumerate(ex.COMPARE_ALGORITHMS):
         bar.progress(i / len(ex.COMPARE_ALGORITHMS), text=f"{algo} ({i + 1}/{len(ex.COMPARE_ALGORITHMS)})")
     try:
         res = ctx.plan(options=ex.options_with(ctx.options, algorithm=algo))
-    except ValueError as exc:  # exact too large, megatron on a non-transformer, ...
+    except Exception as exc:  # noqa: BLE001 - exact too large, megatron on a CNN, ... or a planner bug
         rows.append(ex.compare_row(algo, None, ex.error_text(algo, exc)))
     else:
         results[algo] = res
@@ -85,7 +85,7 @@ r = ctx.result
 try:
     with st.spinner("Re-planning on the what-if machine..."):
         alt = ctx.plan(machine=what_if)
-except ValueError as exc:
+except Exception as exc:  # noqa: BLE001
     st.error(f"No plan on the what-if machine: {ex.error_text(ctx.options.algorithm, exc)}")
     st.stop()
 w = st.columns(4)

@@ -97,8 +97,8 @@ if up is not None:
         data = ex.read_plan_json(raw)
         other = ctx.cache.evaluate(ctx.source, ctx.bindings, g, ctx.machine, ctx.options, data,
                                    hashlib.sha256(raw).hexdigest())
-    except ValueError as exc:
-        st.error(f"{up.name}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - ValueError (the file's fault) or a planner bug
+        st.error(f"{up.name}: {exc}" if isinstance(exc, ValueError) else f"{up.name}: {ex.error_text('evaluate', exc)}")
     else:
         p1, p2, p3 = st.columns(3)
         p1.metric("Current plan", ex.format_seconds(r.total_seconds))

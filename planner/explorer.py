@@ -1322,9 +1322,14 @@ def compare_row(algorithm: str, result: PlanResult | None, error: str | None = N
 
 
 def error_text(algorithm: str, exc: Exception) -> str:
+    """What to show when an algorithm gives no plan: the planner's message for the errors it
+    raises on purpose (ValueError and its subclasses), and an honest bug report otherwise."""
     if algorithm == "exact" and ("too large" in str(exc) or type(exc).__name__ == "SearchTooLargeError"):
         return "exact: too large for this graph"
-    return f"{algorithm}: {exc}"
+    if isinstance(exc, ValueError):
+        return f"{algorithm}: {exc}"
+    return (f"{algorithm}: the planner failed ({type(exc).__name__}: {exc}); this is a bug in the planner, not in "
+            "your input: please report it with the model and the machine (YAML on the Machine page)")
 
 
 def compare_figure(frame: pd.DataFrame) -> go.Figure:
@@ -1408,9 +1413,10 @@ def device_sweep(machine: Machine, counts: Iterable[int], plan_at: Callable[[Mac
             continue
         try:
             r = plan_at(m)
-        except ValueError as exc:
+        except Exception as exc:  # noqa: BLE001 - one failing point must not hide the others
             rows.append({"devices": n, "iteration (ms)": None, "speed-up over data parallel": None,
-                         "data parallel (ms)": None, "fits": None, "strategy": f"error: {exc}", "changed": False})
+                         "data parallel (ms)": None, "fits": None, "strategy": error_text("plan", exc),
+                         "changed": False})
             continue
         shape = strategy_shape(r)
         # a level that only replicates (or only exists at some device counts) is not a change

@@ -400,3 +400,13 @@ def test_plan_cache_hits_and_bounds():
     c.result(src, {"batch": 8}, g, m, ex.PlanOptions(algorithm="drec"))
     assert not c.has_result(src, {"batch": 8}, m, ex.PlanOptions())  # evicted by weight
     assert c.stats["result_misses"] == 2 and c.stats["result_hits"] == 1
+
+
+@pytest.mark.parametrize("algorithm", ["drec+", "exact", "data_parallel"])
+def test_one_device_machine_never_shows_a_traceback(algorithm):
+    one = {"name": "one", "device": {"name": "A100", "peak_flops": 312e12, "memory_bytes": 80e9},
+           "levels": [{"name": "gpu", "arity": 1, "bandwidth_Bps": 300e9, "latency_s": 5e-6}]}
+    at = run_app(model="mlp", bind="batch:8", machine_json=json.dumps(one), algorithm=algorithm)
+    for page in PAGES:
+        goto(at, page)
+        assert not at.exception, (page, [e.value for e in at.exception])
