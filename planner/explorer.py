@@ -596,24 +596,20 @@ def machine_with_devices(machine: Machine, devices: int) -> Machine | None:
 
 
 def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int = 300) -> go.Figure:
-    """An icicle of the machine tree, one colour per level.
+    """An icicle of the machine tree, one colour per level, every drawn node the same width.
 
-    A level with more than ``expand_up_to`` children per parent shows its first two, one block
-    standing for the others ("... 61 more") and its last, so widths stay proportional to device
-    counts and a 4096-device machine draws as quickly as an 8-device one.
+    A level with more than ``expand_up_to`` children per parent draws its first two, one block
+    standing for the others ("... 61 more nodes") and its last, so a 4096-device machine draws
+    as quickly and as legibly as an 8-device one; hover a block for its level's link figures.
     """
     level_colors = ["#4C78A8", "#72B7B2", "#54A24B", "#EECA3B", "#F58518", "#B279A2"]
-    ids = ["root"]
-    labels = [f"{machine.name}: {machine.num_devices:,} devices"]
-    parents = [""]
-    values = [machine.num_devices]
-    colors = ["#DDDDDD"]
-    hovers = [machine.summary()]
+    ids, labels, parents, colors, hovers = ["root"], [f"{machine.name}: {machine.num_devices:,} devices"], [""], \
+        ["#555555"], [machine.summary()]
     frontier = ["root"]
     for depth, lv in enumerate(machine.levels):
         below = math.prod(x.arity for x in machine.levels[depth + 1:])
-        leaf = depth == len(machine.levels) - 1
-        what = f"{gbps(lv.bandwidth_Bps):.4g} GB/s, {microseconds(lv.latency_s):.3g} µs"
+        what = f"level {lv.name}: {lv.arity} per parent, {gbps(lv.bandwidth_Bps):.4g} GB/s, " \
+               f"{microseconds(lv.latency_s):.3g} µs" + (f"; {below:,} devices each" if below > 1 else "")
         if lv.arity <= expand_up_to:
             picks = [(k, 1) for k in range(lv.arity)]
         else:
@@ -625,21 +621,24 @@ def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int 
             for k, count in picks:
                 nid = f"{pid}/{lv.name}{'*' if k is None else k}"
                 ids.append(nid)
-                if k is None:
-                    labels.append(f"... {count} more {lv.name}{'s' if count > 1 else ''}")
-                else:
-                    labels.append(f"{lv.name} {k}")
+                labels.append(f"... {count} more" if k is None and count < lv.arity else
+                              f"{count} x {lv.name}" if k is None else f"{lv.name} {k}")
                 parents.append(pid)
-                values.append(below * count)
                 colors.append(level_colors[depth % len(level_colors)])
-                hovers.append(f"level {lv.name}: {lv.arity} per parent, {what}"
-                              + ("" if leaf else f"; {below:,} devices each"))
+                hovers.append(what)
                 nxt.append(nid)
         frontier = nxt
-    fig = go.Figure(go.Icicle(ids=ids, labels=labels, parents=parents, values=values, branchvalues="total",
-                              marker=dict(colors=colors), text=hovers,
-                              hovertemplate="%{label}<br>%{text}<extra></extra>", tiling=dict(orientation="v"),
-                              textfont=dict(size=12)))
+    # equal widths: each drawn leaf counts 1, each parent the sum of its drawn children
+    values = {i: 0 for i in ids}
+    for i in frontier:
+        values[i] = 1
+    for i, parent in zip(reversed(ids), reversed(parents)):
+        if parent:
+            values[parent] += values[i]
+    fig = go.Figure(go.Icicle(ids=ids, labels=labels, parents=parents, values=[values[i] for i in ids],
+                              branchvalues="total", marker=dict(colors=colors), customdata=hovers,
+                              hovertemplate="%{label}<br>%{customdata}<extra></extra>", tiling=dict(orientation="v"),
+                              textfont=dict(size=12), sort=False))
     fig.update_layout(margin=dict(t=10, l=10, r=10, b=10), height=110 + 70 * len(machine.levels))
     return fig
 
