@@ -27,7 +27,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); the browser test needs Debian's Chromium",
                 allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-test.txt)")
+
+import playwright.sync_api as playwright_api  # noqa: E402 - pinned in requirements-test.txt
 
 # URL path -> (page title, texts that must appear once the page has run)
 PAGES = {
