@@ -24,8 +24,8 @@ st.subheader("Cost formula per candidate split")
 st.markdown(
     "A BSP superstep costs $w/F + h\\,g_l + L_l$: local work over the device rate $F$, bytes sent at level $l$ "
     "times its gap $g_l = 1/B_l$, and one latency $L_l$ per step. Below, the operator's compute and "
-    "communication for each candidate, first with its dimensions as symbols, then with their sizes, then in "
-    "seconds on this machine (redistribution with neighbours is not included: it depends on them)."
+    "communication for each candidate: with its dimensions as symbols, with their sizes, then each term with "
+    "this machine's $F$, $g_l$ and $L_l$ (redistribution with neighbours is not included: it depends on them)."
 )
 candidates = ex.candidate_strategies(r, op)
 rows = ex.formula_rows(r, op, candidates)
@@ -39,6 +39,7 @@ for start in range(0, len(rows), 3):
             st.caption("per cut: " + ", ".join(d or "–" for d in row["strategy"]))
             st.latex(row["latex_symbolic"])
             st.latex(row["latex_sized"])
+            st.latex(row["latex_terms"])
             st.metric("on this machine", ex.format_seconds(row["seconds"]), label_visibility="collapsed")
 
 st.subheader("D-Rec's decisions for this operator")
