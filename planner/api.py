@@ -19,7 +19,6 @@ from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_devi
 from .onnx_import import require_bound
 from .search.data_parallel import data_parallel_strategies, plan_data_parallel
 from .search.drec import DRecSearch, plan_drec
-from .search.exact import plan_exact
 from .search.megatron import plan_megatron
 
 ALGORITHMS: dict[str, str] = {
@@ -95,6 +94,8 @@ def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None]
     if algorithm == "data_parallel":
         return plan_data_parallel(cm)
     if algorithm == "exact":
+        from .search.exact import plan_exact  # scipy: imported only when asked for
+
         return plan_exact(cm)
     if algorithm == "megatron":
         return plan_megatron(cm)

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from functools import cached_property
 
 import numpy as np
-import sympy
 
 from .collectives import halo_exchange, hierarchical_all_reduce
 from .ir import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from .machine import Machine
+
+if TYPE_CHECKING:
+    import sympy
 
 Strategy = tuple  # tuple[str | None, ...], one entry per machine cut
 MODES = ("train", "infer")
@@ -79,6 +82,8 @@ class Basis:
 
     @cached_property
     def symbols(self) -> list[sympy.Symbol]:
+        import sympy  # formulas only: keeps sympy off the planner's import path
+
         names = []
         for lv in self.machine.levels:  # level names differing only in punctuation stay apart
             name = _sym_name(lv.name)
@@ -573,6 +578,8 @@ class CostModel:
     def op_formula(self, name: str, strategy: Strategy, symbolic_dims: bool = False) -> sympy.Expr:
         """The operator's cost (compute + communication) as a sympy formula in machine symbols,
         optionally with its dimensions kept as symbols too (``6*b*s*h**2/(8*F) + ...``)."""
+        import sympy
+
         info = self.info[name]
         if self.assignment(name, strategy) is None:
             raise PlanError(f"operator {name}: strategy {strategy} does not divide its dimensions")

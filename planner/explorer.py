@@ -1644,3 +1644,23 @@ def options_with(options: PlanOptions, **changes) -> PlanOptions:
     data.update(changes)
     return PlanOptions(**data)
 
+
+
+# ---- "Run it": the verification on a CPU process group (planner.verify) --------------------------
+
+def verification_frames(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The verification's rows as two tables: one line per run, and predicted against measured
+    bytes per operator (operators with no communication either way are left out)."""
+    runs = pd.DataFrame([{
+        "model": r["model"], "plan": r["plan"], "processes": r["processes"],
+        "numerics match": r["numerics_match"],
+        "max |gradient error|": r["max_abs_gradient_error"],
+        "operators within 10%": f"{sum(o['within_tolerance'] for o in r['ops'])} / {len(r['ops'])}",
+    } for r in rows])
+    ops = pd.DataFrame([{
+        "model": r["model"], "plan": r["plan"], "processes": r["processes"], "operator": o["op"],
+        "predicted bytes": o["predicted_bytes"], "measured bytes": o["measured_bytes"],
+        "ratio": o["measured_bytes"] / o["predicted_bytes"] if o["predicted_bytes"] else float("nan"),
+        "within 10%": o["within_tolerance"],
+    } for r in rows for o in r["ops"] if o["predicted_bytes"] or o["measured_bytes"]])
+    return runs, ops

@@ -410,3 +410,41 @@ def test_one_device_machine_never_shows_a_traceback(algorithm):
     for page in PAGES:
         goto(at, page)
         assert not at.exception, (page, [e.value for e in at.exception])
+
+
+# ---- "Run it" (issue 5): the verification section of the Report page -----------------------
+
+FAKE_ROWS = [{"model": "mlp", "plan": "drec+", "processes": 4, "numerics_match": True, "max_abs_gradient_error": 2e-8,
+              "ops": [{"op": "/fc.0/Gemm", "predicted_bytes": 4096.0, "measured_bytes": 4096.0, "within_tolerance": True},
+                      {"op": "/Relu", "predicted_bytes": 0.0, "measured_bytes": 0.0, "within_tolerance": True}]},
+             {"model": "mlp", "plan": "data_parallel", "processes": 4, "numerics_match": False,
+              "max_abs_gradient_error": 0.5,
+              "ops": [{"op": "/fc.0/Gemm", "predicted_bytes": 100.0, "measured_bytes": 150.0,
+                       "within_tolerance": False}]}]
+
+
+def test_verification_frames():
+    runs, ops = ex.verification_frames(FAKE_ROWS)
+    assert list(runs["operators within 10%"]) == ["2 / 2", "0 / 1"]
+    assert list(ops["operator"]) == ["/fc.0/Gemm", "/fc.0/Gemm"]  # the silent /Relu is left out
+    assert list(ops["ratio"]) == [1.0, 1.5]
+
+
+def test_run_it_section(monkeypatch):
+    from planner import verify
+
+    calls = []
+
+    def fake_run(progress=None, **kwargs):
+        progress(0.5, "half way")
+        calls.append(kwargs)
+        return FAKE_ROWS
+
+    monkeypatch.setattr(verify, "torch_available", lambda: True)
+    monkeypatch.setattr(verify, "run_verification", fake_run)
+    at = goto(run_app(), "report")
+    assert_clean(at)
+    next(b for b in at.button if b.label == "Run the verification").click().run()
+    assert_clean(at)
+    assert calls
+    assert any("Numerics match in 1 of 2 runs" in s.value and "on 2 of 3 operators" in s.value for s in at.success)

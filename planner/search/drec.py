@@ -405,6 +405,8 @@ def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
     plan (if given) is returned unchanged when nothing beats it, and the notes say so.
     """
     start = time.perf_counter()
+    if not cm.cuts:  # one device: nothing to split
+        return Plan({n: () for n in cm.planned}, "drec+" if improved else "drec", time.perf_counter() - start)
     search = DRecSearch(cm, progress)
     strategies = search.run(improved)
     notes = []
