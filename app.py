@@ -223,6 +223,17 @@ def page_context() -> ex.Context:
     return ss["_ctx"]
 
 
+def planned_page(title: str) -> ex.Context:
+    """The start of a page that draws the current plan: its title, then either the context or,
+    when there is no plan, the reason and nothing else."""
+    ctx = page_context()
+    st.title(title)
+    if ctx.model_error or ctx.plan_error:
+        st.error(ctx.model_error or f"No plan: {ctx.plan_error}. Pick another algorithm in the sidebar.")
+        st.stop()
+    return ctx
+
+
 def main() -> None:
     page = navigation()
     prepare()

@@ -8,11 +8,7 @@ import streamlit as st
 import app
 from planner import explorer as ex
 
-ctx: ex.Context = app.page_context()
-st.title("Report")
-if ctx.model_error or ctx.plan_error:
-    st.error(ctx.model_error or f"No plan: {ctx.plan_error}. Pick another algorithm in the sidebar.")
-    st.stop()
+ctx: ex.Context = app.planned_page("Report")
 
 r = ctx.result
 meta = ctx.meta

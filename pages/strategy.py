@@ -9,11 +9,7 @@ import app
 from planner import explorer as ex
 from planner.cost import PlanError
 
-ctx: ex.Context = app.page_context()
-st.title("Strategy")
-if ctx.model_error or ctx.plan_error:
-    st.error(ctx.model_error or f"No plan: {ctx.plan_error}. Pick another algorithm in the sidebar.")
-    st.stop()
+ctx: ex.Context = app.planned_page("Strategy")
 
 r = ctx.result
 g = ctx.graph

@@ -29,29 +29,28 @@ class ModelImportError(ValueError):
     """The model cannot be imported or planned; the message says why and how to fix it."""
 
 
-_DTYPES = {
-    onnx.TensorProto.FLOAT: ("float32", 4),
-    onnx.TensorProto.FLOAT16: ("float16", 2),
-    onnx.TensorProto.BFLOAT16: ("bfloat16", 2),
-    onnx.TensorProto.DOUBLE: ("float64", 8),
-    onnx.TensorProto.INT64: ("int64", 8),
-    onnx.TensorProto.INT32: ("int32", 4),
-    onnx.TensorProto.INT16: ("int16", 2),
-    onnx.TensorProto.INT8: ("int8", 1),
-    onnx.TensorProto.UINT64: ("uint64", 8),
-    onnx.TensorProto.UINT32: ("uint32", 4),
-    onnx.TensorProto.UINT16: ("uint16", 2),
-    onnx.TensorProto.UINT8: ("uint8", 1),
-    onnx.TensorProto.BOOL: ("bool", 1),
-}
-for _name in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ"):
-    if hasattr(onnx.TensorProto, _name):
-        _DTYPES[getattr(onnx.TensorProto, _name)] = ("float8", 1)
+def _dtype_table() -> dict[int, tuple[str, int]]:
+    """ONNX element type -> (numpy-style name, bytes per element), from onnx's own mapping."""
+    table = {}
+    for elem_type in onnx.TensorProto.DataType.values():
+        try:
+            np_dtype = onnx.helper.tensor_dtype_to_np_dtype(elem_type)
+        except (KeyError, ValueError, TypeError):
+            continue  # UNDEFINED, STRING, ... have no fixed element size
+        name = onnx.TensorProto.DataType.Name(elem_type).lower()
+        if name == "float":
+            name = "float32"
+        elif name == "double":
+            name = "float64"
+        elif name.startswith("float8"):
+            name = "float8"
+        if np_dtype.kind == "O" or np_dtype.itemsize == 0:
+            continue
+        table[elem_type] = (name if name.startswith(("float", "bfloat")) else np_dtype.name, np_dtype.itemsize)
+    return table
 
 
-_DTYPES[onnx.TensorProto.COMPLEX64] = ("complex64", 8)
-_DTYPES[onnx.TensorProto.COMPLEX128] = ("complex128", 16)
-_DTYPES[onnx.TensorProto.STRING] = ("string", 8)
+_DTYPES = _dtype_table()
 
 
 def _dtype(elem_type: int) -> tuple[str, int]:
