@@ -85,10 +85,13 @@ def cost_model_for(graph: OperatorGraph, machine: Machine, options: PlanOptions)
     return CostModel(graph, machine, options.mode, options.precision)
 
 
-def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None] | None = None) -> Plan:
-    """Run one algorithm on a cost model."""
+def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None] | None = None,
+           hints: list[dict[str, Strategy]] | None = None) -> Plan:
+    """Run one algorithm on a cost model; ``drec+`` also starts from the ``hints`` (plans of the
+    same graph, e.g. the plan before a what-if change)."""
     if algorithm == "drec+":
-        return plan_drec(cm, improved=True, progress=progress, data_parallel=data_parallel_strategies(cm))
+        return plan_drec(cm, improved=True, progress=progress, data_parallel=data_parallel_strategies(cm),
+                         hints=hints)
     if algorithm == "drec":
         return plan_drec(cm, improved=False, progress=progress)
     if algorithm == "data_parallel":

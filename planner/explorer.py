@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = ROOT / "sample_models"
 
 DEFAULT_SAMPLE = "bert_base"
-DEFAULT_BINDINGS = {"batch": 32, "seq": 128}
+DEFAULT_BINDINGS = {"batch": 256, "seq": 128}
 DEFAULT_MACHINE = "dgx_a100_64nodes"
 DEFAULT_OPTIONS = PlanOptions()
 
@@ -305,9 +305,20 @@ class PlanCache:
             if options.algorithm == "exact":
                 plan = plan_exact_guarded(cm)
             else:
-                plan = search(cm, options.algorithm, progress)
+                plan = search(cm, options.algorithm, progress, hints=self._hints(key, machine))
             return result_for(cm, plan, options)
         return self._memo(self._results, key, compute, "result")
+
+    def _hints(self, key, machine: Machine, most: int = 3) -> list[dict]:
+        """Plans already made for the same model and options on machines with the same cut
+        schedule (what-if variants of this one): drec+ starts from them too, so that a faster
+        machine never shows a slower plan than one it has already seen."""
+        schedule = [(c.level, c.factor) for c in machine.cuts()]
+        with self._lock:
+            found = [value.plan.strategies for k, (value, _) in reversed(self._results.items.items())
+                     if k[:3] == key[:3] and k[4:] == key[4:] and k != key
+                     and [(c.level, c.factor) for c in value.machine.cuts()] == schedule]
+        return found[:most]
 
     def evaluate(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine, options: PlanOptions,
                  plan_json: dict, plan_sha: str) -> PlanResult:
@@ -380,8 +391,9 @@ def plan_exact_guarded(cm: CostModel) -> Plan:
 
     if not exact_feasible(cm):
         raise ExactTooLargeForUI(
-            f"exact: too large for this graph (more than {EXACT_UI_MAX_STRATEGIES:,} strategies over "
-            f"{len(cm.planned)} operators on {cm.machine.num_devices} devices); use a smaller model or machine")
+            f"too large for this graph: more than {EXACT_UI_MAX_STRATEGIES:,} strategies (the page's bound) over "
+            f"{len(cm.planned)} operators on {cm.machine.num_devices} devices; the exact search is for small "
+            "graphs and machines (e.g. the mlp sample on dgx_a100)")
     return plan_exact(cm, time_limit_s=EXACT_UI_TIME_LIMIT_S)
 
 
@@ -985,7 +997,7 @@ def headline(result: PlanResult) -> dict:
         "iteration": format_seconds(s["total"]),
         "speedup": format_speedup(result.speedup_over_data_parallel),
         "data_parallel": format_seconds(result.data_parallel_seconds),
-        "memory": f"{gib(mem.peak):.3g} / {gib(mem.capacity):.3g} GiB",
+        "memory": f"{format_bytes(mem.peak)} / {format_bytes(mem.capacity)}",
         "fits": mem.fits,
         "shortfall": format_bytes(mem.shortfall_bytes),
         "search": format_seconds(result.plan.search_seconds),
@@ -1001,12 +1013,19 @@ def explanation(result: PlanResult, model_label: str) -> str:
     total = s["total"] or 1.0
     mode = "one training iteration (forward, backward and the gradient all-reduces)" if result.options.mode == "train" \
         else "one inference pass (forward only)"
+    advice = "lower the batch" + (" or use a 16-bit precision" if result.options.precision in (None, "fp32") else "")
     fit = ("fits in each device's memory" if h["fits"] else
-           f"does **not** fit in each device's memory: {h['shortfall']} short; split more, lower the batch or "
-           "use a 16-bit precision")
+           f"does **not** fit in each device's memory: {h['shortfall']} short ({advice}; the planner does not "
+           "yet trade time for memory)")
+    used = distinct_workers(result)
+    replicas = ("" if used == h["devices"] else
+                f" Only {used:,} of the {h['devices']:,} devices do distinct work: at the other cuts of the machine "
+                "every operator is replicated, because splitting there would cost more in communication than it "
+                "saves (a larger batch or faster links change that; try the Compare page's what-if).")
     return (
-        f"The planner split every operator of **{model_label}** across **{h['devices']:,} devices** of "
-        f"{result.machine.name} with **{result.plan.algorithm}** in {h['search']}, without running anything: "
+        f"The planner chose, for every operator of **{model_label}**, how to split it across the "
+        f"**{h['devices']:,} devices** of {result.machine.name} with **{result.plan.algorithm}** in {h['search']}, "
+        "without running anything: "
         f"each choice is scored by a symbolic BSP cost model of the machine. **{h['iteration']}** is the "
         f"predicted time of {mode}: {s['compute'] / total:.0%} compute, {s['communication'] / total:.0%} "
         f"communication inside operators (all-reduces of partial sums and gradients) and "
@@ -1017,8 +1036,15 @@ def explanation(result: PlanResult, model_label: str) -> str:
         "Predictions are model estimates for comparing strategies, not measurements."
         + (" Here no operator is split: with this batch and machine, every split would cost more in communication "
            "than it saves in compute, so each device runs the whole iteration (the others hold replicas)."
-           if all(all(d is None for d in st) for st in result.plan.strategies.values()) else "")
+           if used == 1 else replicas)
     )
+
+
+def distinct_workers(result: PlanResult) -> int:
+    """How many devices do distinct work: the product of the cuts at which some operator splits."""
+    cm = result.cost_model
+    return math.prod(c.factor for t, c in enumerate(cm.cuts)
+                     if any(s[t] is not None for s in result.plan.strategies.values()))
 
 
 def cut_labels(cm: CostModel) -> list[str]:
@@ -1347,8 +1373,6 @@ def compare_row(algorithm: str, result: PlanResult | None, error: str | None = N
 def error_text(algorithm: str, exc: Exception) -> str:
     """What to show when an algorithm gives no plan: the planner's message for the errors it
     raises on purpose (ValueError and its subclasses), and an honest bug report otherwise."""
-    if algorithm == "exact" and ("too large" in str(exc) or type(exc).__name__ == "SearchTooLargeError"):
-        return "exact: too large for this graph"
     if isinstance(exc, ValueError):
         return f"{algorithm}: {exc}"
     return (f"{algorithm}: the planner failed ({type(exc).__name__}: {exc}); this is a bug in the planner, not in "
@@ -1359,7 +1383,7 @@ def compare_figure(frame: pd.DataFrame) -> go.Figure:
     ok = frame[frame["iteration (ms)"].notna()]
     colors = ["#54A24B" if f else "#E45756" for f in ok["fits"]]
     fig = go.Figure(go.Bar(x=ok["algorithm"], y=ok["iteration (ms)"], marker_color=colors,
-                           text=[f"{v:.3g} ms" for v in ok["iteration (ms)"]], textposition="outside",
+                           text=[format_seconds(v / 1e3) for v in ok["iteration (ms)"]], textposition="outside",
                            hovertemplate="%{x}: %{y:.4g} ms<extra></extra>"))
     fig.update_layout(height=320, yaxis_title="predicted iteration (ms)", margin=dict(t=30, l=10, r=10, b=10),
                       yaxis_type="log" if len(ok) and ok["iteration (ms)"].max() > 30 * ok["iteration (ms)"].min() else "linear")

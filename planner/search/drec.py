@@ -57,8 +57,9 @@ class _FrozenMap(dict):
 
 MAX_FOLDED_CHAIN = 8  # critical neighbours further apart than this many folded operators are not linked
 SMALL_GRAPH_OPS = 400  # up to this many operators, drec+ adds multi-start and exact per-cut blocks
-BLOCK_BUDGET_VARIABLES = 150_000  # integer-program variables drec+ may spend on exact blocks of cuts
+BLOCK_BUDGET_VARIABLES = 60_000  # integer-program variables drec+ may spend on exact blocks of cuts
 MAX_CUTS_FOR_PAIRS = 6  # blocks of two cuts are tried on machines with at most this many cuts
+MAX_OPS_FOR_PAIRS = 100  # ... and graphs with at most this many planned operators
 TRIAL_MARGIN = 1.5  # a whole-cut candidate is re-swept only if it starts within 50% of the best
 
 
@@ -344,12 +345,13 @@ def polish(search: DRecSearch, strategies: dict[str, Strategy], max_rounds: int 
     return plan
 
 
-def _cut_blocks(n_cuts: int) -> list[tuple[int, ...]]:
-    """Single cuts, then pairs of cuts when there are few (a pair lets two operators trade
-    dimensions across two cuts, which no single-cut move reaches)."""
+def _cut_blocks(n_cuts: int, n_ops: int) -> list[tuple[int, ...]]:
+    """Single cuts, then pairs of cuts when there are few cuts and operators (a pair lets two
+    operators trade dimensions across two cuts, which no single-cut move reaches)."""
     singles = [(t,) for t in range(n_cuts)]
-    pairs = [(a, b) for a in range(n_cuts) for b in range(a + 1, n_cuts)] if n_cuts <= MAX_CUTS_FOR_PAIRS else []
-    return singles + pairs
+    if n_cuts > MAX_CUTS_FOR_PAIRS or n_ops > MAX_OPS_FOR_PAIRS:
+        return singles
+    return singles + [(a, b) for a in range(n_cuts) for b in range(a + 1, n_cuts)]
 
 
 def block_optimise(cm: CostModel, strategies: dict[str, Strategy], budget: list[int], max_rounds: int = 2,
@@ -371,7 +373,7 @@ def block_optimise(cm: CostModel, strategies: dict[str, Strategy], budget: list[
     best = cm.total_seconds(plan)
     for _ in range(max_rounds):
         improved = False
-        for block in _cut_blocks(len(cm.cuts)):
+        for block in _cut_blocks(len(cm.cuts), len(cm.planned)):
             options = {n: _block_alternatives(cm, n, plan[n], block) for n in cm.planned}
             try:
                 trial, _, size = solve(cm, options, max_variables=min(max_variables, budget[0]), time_limit_s=30.0)
@@ -396,12 +398,15 @@ def _block_alternatives(cm: CostModel, name: str, strategy: Strategy, block: tup
 
 
 def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
-              data_parallel: dict[str, Strategy] | None = None) -> Plan:
+              data_parallel: dict[str, Strategy] | None = None,
+              hints: list[dict[str, Strategy]] | None = None) -> Plan:
     """Run D-Rec (``improved=False``: as the thesis describes it) and return the plan.
 
-    ``search_seconds`` counts the search alone. The improved search polishes its result; on
-    graphs of at most ``SMALL_GRAPH_OPS`` planned operators it also polishes the thesis's
-    result and the data-parallel plan and keeps the cheapest of the three. The data-parallel
+    ``search_seconds`` counts the search alone. The improved search polishes its result and
+    the data-parallel plan (and, on graphs of at most ``SMALL_GRAPH_OPS`` planned operators,
+    the thesis's result; and any ``hints``, plans of the same graph and machine schedule such as
+    the one before a what-if change, so that a faster machine never gets a slower plan than
+    the hint) and keeps the cheapest. The data-parallel
     plan (if given) is returned unchanged when nothing beats it, and the notes say so.
     """
     start = time.perf_counter()
@@ -414,8 +419,11 @@ def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
         starts = [strategies]
         if len(cm.planned) <= SMALL_GRAPH_OPS:
             starts.append(DRecSearch(cm).run(False))
-            if data_parallel is not None:
-                starts.append(dict(data_parallel))
+        if data_parallel is not None:
+            starts.append(dict(data_parallel))
+        for hint in hints or []:  # e.g. the plan of the machine before a what-if change
+            if set(hint) == set(cm.planned) and all(cm.assignment(n, s) is not None for n, s in hint.items()):
+                starts.append(dict(hint))
         polished = [polish(search, s) for s in starts]
         costs = [cm.total_seconds(s) for s in polished]
         strategies = block_optimise(cm, polished[costs.index(min(costs))], [BLOCK_BUDGET_VARIABLES])
