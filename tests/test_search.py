@@ -233,3 +233,20 @@ def test_drec_plus_is_never_worse_than_data_parallel(cm):
     drec_plus = cm.total_seconds(search(cm, "drec+").strategies)
     dp = cm.total_seconds(data_parallel_strategies(cm))
     assert drec_plus <= dp * (1 + REL)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_drec_plus_never_worse_than_a_hint(data):
+    """A what-if re-plan starts from the plan it had: drec+ never returns something slower."""
+    cm = mlp_cm(widths=tuple(data.draw(st.lists(st.sampled_from([8, 32, 128]), min_size=2, max_size=4))),
+                batch=data.draw(st.sampled_from([4, 16, 64])), machine=models.two_level())
+    rng = data.draw(st.randoms(use_true_random=False))
+    hint = {}
+    for n in cm.planned:  # a random valid plan
+        s = ()
+        for _ in cm.cuts:
+            s = s + (rng.choice(cm.candidates(n, s)),)
+        hint[n] = s
+    plan = search(cm, "drec+", hints=[hint])
+    assert cm.total_seconds(plan.strategies) <= cm.total_seconds(hint) * (1 + 1e-12)
