@@ -718,19 +718,17 @@ class _Builder:
         return dims, in_axes, out_axes, flops, {}
 
     def _opaque(self, in_shapes, out_shapes):
-        dims, in_axes, out_axes = {}, [], []
-        for k, s in enumerate(in_shapes):
+        """Every axis of every tensor its own unsplittable dim: the operator can only be replicated."""
+        dims: dict[str, int] = {}
+
+        def own(prefix, shapes):
             axes = []
-            for a, size in enumerate(s):
-                dims[f"i{k}_{a}"] = size
-                axes.append((f"i{k}_{a}",))
-            in_axes.append(axes)
-        for k, s in enumerate(out_shapes):
-            axes = []
-            for a, size in enumerate(s):
-                dims[f"o{k}_{a}"] = size
-                axes.append((f"o{k}_{a}",))
-            out_axes.append(axes)
+            for k, s in enumerate(shapes):
+                names = [f"{prefix}{k}_{a}" for a in range(len(s))]
+                dims.update(zip(names, s))
+                axes.append([(n,) for n in names])
+            return axes
+        in_axes, out_axes = own("i", in_shapes), own("o", out_shapes)
         return dims, in_axes, out_axes, 0, {"fixed": set(dims), "kind": OpKind.OPAQUE}
 
     def _source(self, in_shapes, out_shapes):
