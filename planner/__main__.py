@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .onnx_import import MAX_BINDING, ModelImportError, import_model
+from .onnx_import import ModelImportError, binding_value, import_model
 
 
 class UsageError(Exception):
@@ -25,12 +25,9 @@ def parse_bindings(items: list[str] | None) -> dict[str, int]:
         if not sep or not name.strip():
             raise UsageError(f"--bind {item!r}: expected NAME=VALUE, e.g. --bind batch=32")
         try:
-            number = int(value)
-        except ValueError:
-            raise UsageError(f"--bind {item!r}: the value must be a positive integer, e.g. --bind {name}=32") from None
-        if not 1 <= number <= MAX_BINDING:
-            raise UsageError(f"--bind {item!r}: the value must be a positive integer (at most {MAX_BINDING:,}), "
-                             f"e.g. --bind {name}=32")
+            number = binding_value(value)
+        except ValueError as exc:
+            raise UsageError(f"--bind {item!r}: the value {exc}, e.g. --bind {name}=32") from None
         if name.strip() in out:
             raise UsageError(f"--bind {name.strip()} is given twice; give each dimension once")
         out[name.strip()] = number

@@ -37,7 +37,7 @@ from .cost import PRECISION_BYTES, CostModel, Plan, PlanError
 from .ir import OperatorGraph, OpKind, TensorRole
 from .machine import Machine, MachineError, load_preset, preset_paths
 from .memory import OPTIMIZERS
-from .onnx_import import ModelImportError, import_model, load_model_proto, model_sha256, symbolic_dims
+from .onnx_import import ModelImportError, binding_value, import_model, load_model_proto, model_sha256, symbolic_dims
 from .report import op_cuts, op_splits, plan_to_json
 from .units import format_bytes, format_seconds
 
@@ -411,12 +411,9 @@ def decode_bindings(text: str) -> dict[str, int]:
         if not sep or not name:
             raise ValueError(f"bind={text!r}: write NAME:VALUE pairs separated by commas, e.g. batch:32,seq:128")
         try:
-            number = int(value)
-        except ValueError:
-            raise ValueError(f"bind={text!r}: {name} must be a positive integer, e.g. {name}:32") from None
-        if number < 1:
-            raise ValueError(f"bind={text!r}: {name} must be a positive integer, e.g. {name}:32")
-        out[name] = number
+            out[name] = binding_value(value)
+        except ValueError as exc:
+            raise ValueError(f"bind={text!r}: {name} {exc}, e.g. {name}:32") from None
     return out
 
 

@@ -25,6 +25,17 @@ from .ir import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, 
 MAX_BINDING = 2**40  # a symbolic dimension bound above this is a typo, and overflows int64 FLOPs
 
 
+def binding_value(text: str) -> int:
+    """A symbolic dimension's value as typed by a user; ValueError says what is expected."""
+    try:
+        number = int(text)
+    except (TypeError, ValueError):
+        number = 0
+    if not 1 <= number <= MAX_BINDING:
+        raise ValueError(f"must be a positive integer (at most {MAX_BINDING:,})")
+    return number
+
+
 class ModelImportError(ValueError):
     """The model cannot be imported or planned; the message says why and how to fix it."""
 
@@ -788,20 +799,7 @@ class _Builder:
         dilations = list(attrs.get("dilations", [1] * nsp))
         ks = list(w[2:])
         c_per_group = w[1]
-        oc_per_group = w[0] // group
-        dims = {"n": x[0]}
-        ch_in, ch_out = ("ic",), ("oc",)
-        if group > 1:
-            dims["g"] = group
-            ch_in, ch_out = ("g", "ic"), ("g", "oc")
-        dims["oc"] = oc_per_group
-        dims["ic"] = c_per_group
-        sp = [f"o{i}" for i in range(nsp)]
-        kr = [f"r{i}" for i in range(nsp)]
-        for i in range(nsp):
-            dims[sp[i]] = y[2 + i]
-        for i in range(nsp):
-            dims[kr[i]] = ks[i]
+        dims, ch_in, ch_out, sp, kr = _conv_dims(x[0], group, c_per_group, w[0] // group, "o", y[2:], ks)
         halo = {sp[i]: max(0, (ks[i] - 1) * dilations[i] + 1 - strides[i]) for i in range(nsp)}
         x_axes = [("n",), ch_in] + [(s,) for s in sp]
         w_axes = [ch_out, ("ic",)] + [(r,) for r in kr]
@@ -817,19 +815,7 @@ class _Builder:
         group = int(attrs.get("group", 1))
         nsp = len(x) - 2
         ks = list(w[2:])
-        dims = {"n": x[0]}
-        ch_in, ch_out = ("ic",), ("oc",)
-        if group > 1:
-            dims["g"] = group
-            ch_in, ch_out = ("g", "ic"), ("g", "oc")
-        dims["ic"] = x[1] // group
-        dims["oc"] = w[1]
-        sp = [f"i{i}" for i in range(nsp)]
-        kr = [f"r{i}" for i in range(nsp)]
-        for i in range(nsp):
-            dims[sp[i]] = x[2 + i]
-        for i in range(nsp):
-            dims[kr[i]] = ks[i]
+        dims, ch_in, ch_out, sp, kr = _conv_dims(x[0], group, x[1] // group, w[1], "i", x[2:], ks)
         x_axes = [("n",), ch_in] + [(s,) for s in sp]
         w_axes = [ch_in, ("oc",)] + [(r,) for r in kr]
         y_axes = [("n",), ch_out] + [(s,) for s in sp]
@@ -1167,6 +1153,23 @@ class _Builder:
         if name not in self.const_values:
             raise _NodeError(f"needs the constant value of '{name}', which is computed at run time")
         return self.const_values[name]
+
+
+def _conv_dims(batch, group, ic, oc, spatial_prefix, spatial, kernel):
+    """The iteration space shared by Conv and ConvTranspose: n, (g,) channels per group, one dim
+    per spatial axis (``o*`` for a convolution's output, ``i*`` for a transposed one's input) and
+    one per kernel axis. Returns dims and the axis tuples of the input and output channels."""
+    dims = {"n": batch}
+    ch_in, ch_out = ("ic",), ("oc",)
+    if group > 1:
+        dims["g"] = group
+        ch_in, ch_out = ("g", "ic"), ("g", "oc")
+    sp = [f"{spatial_prefix}{i}" for i in range(len(spatial))]
+    kr = [f"r{i}" for i in range(len(kernel))]
+    dims.update(oc=oc, ic=ic)
+    dims.update(zip(sp, spatial))
+    dims.update(zip(kr, kernel))
+    return dims, ch_in, ch_out, sp, kr
 
 
 def _axiswise(data, other, axis, prefix):

@@ -108,3 +108,15 @@ def two_level(node_arity: int = 2, gpu_arity: int = 2, b0: float = B0, l0: float
 def one_level(p: int, bandwidth: float = B1, latency: float = L1, flops: float = F,
               memory: float = MEMORY) -> Machine:
     return Machine(f"flat{p}", Device("dev", flops, memory), (Level("gpu", p, bandwidth, latency),))
+
+
+def run_cli(argv, capsys):
+    """``python -m planner`` in-process: (exit code, stdout, stderr); argparse errors exit via SystemExit."""
+    from planner.__main__ import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -23,7 +23,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from planner.__main__ import main
+import models  # tests/models.py
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((REPO / "sample_models").glob("*.onnx"))
@@ -64,14 +64,7 @@ def model_path(tmp_path_factory) -> Path:
     return path
 
 
-def run(argv, capsys):
-    """main(argv) in-process: (exit code, stdout, stderr); argparse errors exit via SystemExit."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = models.run_cli
 
 
 def run_subprocess(*args, cwd=REPO):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.__main__ import main
+import models  # tests/models.py
 
 REPO = Path(__file__).resolve().parents[1]
 MLP = str(REPO / "sample_models" / "mlp.onnx")
@@ -28,14 +28,7 @@ OP_KEYS = {"name", "op_type", "dims", "splits", "cuts", "cost_seconds"}
 TERMS = ("compute", "communication", "redistribution")
 
 
-def run(argv, capsys):
-    """main(argv) in-process: (exit code, stdout, stderr); argparse errors exit via SystemExit."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = models.run_cli
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ import pytest
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.__main__ import main
 from planner.export import ExportError, apply_dtensor_plan, export_plan, parse_placement, tuple_literal
 from planner.onnx_import import import_model
 
@@ -292,13 +291,7 @@ def test_apply_checks_the_format_and_the_mesh(chain):
 
 # ---- the command line --------------------------------------------------------------------------
 
-def run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = models.run_cli
 
 
 def test_cli_export_round_trip(tmp_path, capsys):
