@@ -34,6 +34,17 @@ def parse_bindings(items: list[str] | None) -> dict[str, int]:
     return out
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1, with a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give one >= 1, e.g. 4") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1, e.g. 4")
+    return value
+
+
 def _write_json(path: str | None, data: dict) -> None:
     if path:
         try:
@@ -92,11 +103,16 @@ def _machine(path: str):
     return load_machine(path)
 
 
-def _options(args):
+def _options(args, algorithm: str | None = None):
     from .api import PlanOptions
 
     return PlanOptions(mode=args.mode, precision=args.precision, optimizer=args.optimizer,
-                       algorithm=getattr(args, "algorithm", "drec+"))
+                       algorithm=algorithm or getattr(args, "algorithm", "drec+"),
+                       pipeline_stages=getattr(args, "pipeline_stages", None),
+                       micro_batches=getattr(args, "micro_batches", None),
+                       interleave=getattr(args, "interleave", None) or 1,
+                       recompute=getattr(args, "recompute", None), zero=getattr(args, "zero", None),
+                       overlap_gradient_sync=bool(getattr(args, "overlap_gradient_sync", False)))
 
 
 def _print_result(result, label: str) -> None:
@@ -104,15 +120,32 @@ def _print_result(result, label: str) -> None:
 
     s = result.cost.seconds()
     mem = result.memory
+    sched = result.schedule
     print(f"model        {label} ({result.graph.parameter_count:,} parameters)")
     print(f"machine      {result.machine.summary()}")
     print(f"algorithm    {result.plan.algorithm} ({result.options.mode}), search {format_seconds(result.plan.search_seconds)}")
-    print(f"iteration    {format_seconds(s['total'])}  = compute {format_seconds(s['compute'])}"
-          f" + communication {format_seconds(s['communication'])} + redistribution {format_seconds(s['redistribution'])}")
+    if result.pipelined:
+        levels = ", ".join(sorted(set(sched.boundary_levels))) or "none"
+        print(f"pipeline     {sched.stages} stage(s) (sends over: {levels}), {sched.micro_batches} micro-batch(es) "
+              f"of {sched.micro_batch_size}, interleave {sched.interleave}; each stage on "
+              f"{result.split.stage_machine.summary()}")
+        print(f"micro-batch  {format_seconds(max(sched.stage_seconds))} in the slowest stage = compute {format_seconds(s['compute'])}"
+              f" + communication {format_seconds(s['communication'])} + redistribution {format_seconds(s['redistribution'])}"
+              " (whole graph, one stage machine)")
+        print(f"iteration    {format_seconds(result.total_seconds)} = {sched.micro_batches} x slowest stage + bubble "
+              f"{format_seconds(sched.bubble_seconds)} + gradient sync {format_seconds(max(sched.gradient_sync_seconds))}")
+    else:
+        print(f"iteration    {format_seconds(s['total'])}  = compute {format_seconds(s['compute'])}"
+              f" + communication {format_seconds(s['communication'])} + redistribution {format_seconds(s['redistribution'])}")
+    if result.options.mode == "train":
+        tf = sched.tflops_per_device()
+        print(f"throughput   {tf['model']:.1f} TFLOP/s per device (model), {tf['hardware']:.1f} (hardware, "
+              f"recomputation {sched.recompute}); ZeRO stage {sched.zero}")
     print(f"data parallel {format_seconds(result.data_parallel_seconds)}: speed-up over pure data parallel "
           f"{result.speedup_over_data_parallel:.2f}x")
     fit = "fits" if mem.fits else f"does NOT fit: {format_bytes(mem.shortfall_bytes)} short"
-    print(f"memory       {format_bytes(mem.peak)} per device of {format_bytes(mem.capacity)} ({fit})")
+    where = f" (stage {[m.peak for m in sched.memory].index(mem.peak)}, the fullest)" if sched.stages > 1 else ""
+    print(f"memory       {format_bytes(mem.peak)} per device of {format_bytes(mem.capacity)}{where} ({fit})")
     for note in result.notes:
         print(f"note         {note}")
 
@@ -129,20 +162,35 @@ def cmd_plan(args) -> int:
     return 0
 
 
+HAND_MADE = ("tp", "pp", "dp", "micro_batch_size", "global_batch")
+
+
 def cmd_evaluate(args) -> int:
     from .api import evaluate_plan
     from .onnx_import import model_sha256
     from .report import plan_to_json
 
+    given = [k for k in HAND_MADE if getattr(args, k) is not None]
+    if args.plan is None:
+        if len(given) != len(HAND_MADE):
+            missing = ", ".join("--" + k.replace("_", "-") for k in HAND_MADE if getattr(args, k) is None)
+            raise UsageError("give a plan file (--plan PLAN.json) or a hand-made configuration: "
+                             f"--tp T --pp P --dp D --micro-batch-size b --global-batch B (missing: {missing})")
+        return _evaluate_hand_made(args)
+    if given or args.pipeline_stages or args.micro_batches:
+        raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--micro-batch-size/--global-batch "
+                         "(or drop --plan to evaluate a hand-made configuration)")
     data = _read_plan(args.plan)
     recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
     notes = []
-    for key in ("mode", "precision", "optimizer"):  # the plan's own settings, unless overridden
-        given = getattr(args, key)
+    for key in ("mode", "precision", "optimizer", "recompute", "zero", "interleave"):  # the plan's own settings,
+        given = getattr(args, key)                                                      # unless overridden
         if given is None:
             setattr(args, key, recorded.get(key) if key in recorded else _EVALUATE_DEFAULTS[key])
         elif key in recorded and recorded[key] != given:
             notes.append(f"--{key} {given} overrides the plan file's {recorded[key]}")
+    for key in ("pipeline_stages", "micro_batches", "overlap_gradient_sync"):  # a pipelined plan stays pipelined
+        setattr(args, key, recorded.get(key) or getattr(args, key, None))
     if not args.bind and isinstance(data.get("bindings"), dict):
         args.bind = [f"{k}={v}" for k, v in data["bindings"].items()]
     graph = _load(args)
@@ -153,7 +201,28 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-_EVALUATE_DEFAULTS = {"mode": "train", "precision": None, "optimizer": "adam"}
+_EVALUATE_DEFAULTS = {"mode": "train", "precision": None, "optimizer": "adam", "recompute": None, "zero": None,
+                      "interleave": 1}
+
+
+def _evaluate_hand_made(args) -> int:
+    from .configure import evaluate_configuration
+    from .onnx_import import model_sha256
+    from .report import plan_to_json
+
+    for key, value in _EVALUATE_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    graph = _load(args)
+    if graph.batch_symbol and graph.batch_symbol not in parse_bindings(args.bind):
+        # the batch dimension is bound by the configuration; only the others need --bind
+        graph = import_model(args.model, {**parse_bindings(args.bind), graph.batch_symbol: args.micro_batch_size})
+    result = evaluate_configuration(graph, _machine(args.machine), args.tp, args.pp, args.dp, args.micro_batch_size,
+                                    args.global_batch, _options(args, algorithm="megatron"))
+    _print_result(result, Path(args.model).name)
+    bindings = {**parse_bindings(args.bind), **result.graph.bindings}
+    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), bindings))
+    return 0
 
 
 def _read_plan(path: str) -> dict:
@@ -250,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_strip_weights)
 
     from .api import ALGORITHMS, DEFAULT_ALGORITHM
-    from .cost import MODES, PRECISION_BYTES
+    from .cost import MODES, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES
     from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS
 
     def planning_args(sp, defaults=True):
@@ -264,16 +333,42 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--optimizer", choices=list(OPTIMIZERS), default=DEFAULT_OPTIMIZER if defaults else None,
                         help=f"optimizer state in memory (default {DEFAULT_OPTIMIZER})")
 
+    def memory_args(sp):
+        sp.add_argument("--interleave", type=positive_int, metavar="V",
+                        help="model chunks per device (interleaved 1F1B schedule; needs stages; default 1)")
+        sp.add_argument("--recompute", choices=list(RECOMPUTE),
+                        help="activation recomputation: " + "; ".join(f"{k}: {v}" for k, v in RECOMPUTE.items())
+                             + " (plan default: the least that fits; evaluate default: none)")
+        sp.add_argument("--zero", type=int, choices=list(ZERO_STAGES),
+                        help="ZeRO stage of the data-parallel groups: " + "; ".join(f"{k}: {v}" for k, v in ZERO_STAGES.items())
+                             + " (plan default: the lowest that fits; evaluate default: 0)")
+        sp.add_argument("--overlap-gradient-sync", action="store_true",
+                        help="hide the gradient all-reduce behind the last backward pass (as far as it lasts)")
+
     sp = sub.add_parser("plan", help="search a parallel plan and print its cost")
     planning_args(sp)
     sp.add_argument("--algorithm", choices=list(ALGORITHMS), default=DEFAULT_ALGORITHM,
                     help="; ".join(f"{k}: {v}" for k, v in ALGORITHMS.items()))
+    sp.add_argument("--pipeline-stages", type=positive_int, metavar="N",
+                    help="pipeline stages over the outermost machine levels (default: drec/drec+ try the counts "
+                         "that make sense; other algorithms 1)")
+    sp.add_argument("--micro-batches", type=positive_int, metavar="M",
+                    help="micro-batches per iteration; must divide the batch (default: chosen with the stages)")
+    memory_args(sp)
     sp.set_defaults(func=cmd_plan)
 
-    sp = sub.add_parser("evaluate", help="score a plan written by hand or by another tool")
+    sp = sub.add_parser("evaluate", help="score a plan file, or a hand-made tensor x pipeline x data configuration")
     planning_args(sp, defaults=False)
-    sp.add_argument("--plan", required=True, metavar="PLAN.json",
+    sp.add_argument("--plan", metavar="PLAN.json",
                     help='{"ops": [{"name": ..., "cuts": [[level, dim, factor], ...]} or {"name": ..., "splits": {dim: f}}]}')
+    hand = sp.add_argument_group("hand-made configuration (transformers; instead of --plan)")
+    hand.add_argument("--tp", type=positive_int, metavar="T", help="tensor-parallel size (innermost devices)")
+    hand.add_argument("--pp", type=positive_int, metavar="P", help="pipeline stages (outermost devices)")
+    hand.add_argument("--dp", type=positive_int, metavar="D", help="data-parallel size; T x P x D = devices")
+    hand.add_argument("--micro-batch-size", type=positive_int, metavar="b", help="samples per micro-batch per data-parallel rank")
+    hand.add_argument("--global-batch", type=positive_int, metavar="B", help="samples per iteration; B / (b x D) micro-batches")
+    sp.set_defaults(pipeline_stages=None, micro_batches=None)
+    memory_args(hand)
     sp.set_defaults(func=cmd_evaluate)
 
     from .export import FORMATS, MESH_MODES

@@ -12,14 +12,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from .cost import CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy, check_mode_and_precision
+from .cost import (RECOMPUTE, ZERO_STAGES, CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy,
+                   check_memory_options, check_mode_and_precision)
 from .ir import OperatorGraph, OpKind
 from .machine import Machine
-from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_device
+from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport
 from .onnx_import import require_bound
 from .search.data_parallel import data_parallel_strategies, plan_data_parallel
 from .search.drec import DRecSearch, plan_drec
 from .search.megatron import plan_megatron
+from .search.pipeline import ConfigError, CutPoints, MachineSplit, PipelineSchedule, cut_points, price_schedule, \
+    split_machine
 
 ALGORITHMS: dict[str, str] = {
     "drec+": "improved D-Rec (default): the thesis's search plus re-sweeps, whole-cut candidates and a local polish",
@@ -39,12 +42,28 @@ class PlanOptions:
     precision:  bytes of float tensors: ``fp32``, ``bf16`` or ``fp16``; None keeps the ONNX type.
     optimizer:  ``adam`` or ``sgd``: sets the optimizer state in memory (train mode only).
     algorithm:  one of :data:`ALGORITHMS`.
+    pipeline_stages: stages over the outermost machine levels. None lets ``drec``/``drec+`` try the
+                counts that make sense (training only); the other algorithms use 1.
+    micro_batches: micro-batches per iteration (the batch dimension must divide by it). None: 1
+                without stages, otherwise enough to fill the stage's data-parallel width.
+    interleave: model chunks per device (the interleaved 1F1B schedule); needs stages.
+    recompute:  ``none``, ``selective`` or ``full`` (:data:`planner.cost.RECOMPUTE`); None: the
+                least recomputation that fits in memory.
+    zero:       ZeRO stage 0, 1 or 3 for the data-parallel groups; None: the lowest that fits.
+    overlap_gradient_sync: hide the gradient all-reduce behind the last backward pass, as far
+                as that pass lasts.
     """
 
     mode: str = "train"
     precision: str | None = None
     optimizer: str = DEFAULT_OPTIMIZER
     algorithm: str = DEFAULT_ALGORITHM
+    pipeline_stages: int | None = None
+    micro_batches: int | None = None
+    interleave: int = 1
+    recompute: str | None = None
+    zero: int | None = None
+    overlap_gradient_sync: bool = False
 
     def __post_init__(self) -> None:
         check_mode_and_precision(self.mode, self.precision)
@@ -52,6 +71,20 @@ class PlanOptions:
             raise OptionsError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.algorithm not in ALGORITHMS:
             raise OptionsError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {self.algorithm!r}")
+        for name in ("pipeline_stages", "micro_batches", "interleave"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise OptionsError(f"{name} must be a whole number >= 1, not {value!r}")
+        check_memory_options(self.recompute or "none", 0 if self.zero is None else self.zero, 1)
+        if not isinstance(self.overlap_gradient_sync, bool):
+            raise OptionsError(f"overlap_gradient_sync must be true or false, not {self.overlap_gradient_sync!r}")
+        if self.mode == "infer" and ((self.pipeline_stages or 1) > 1 or (self.micro_batches or 1) > 1):
+            raise OptionsError("pipeline stages and micro-batches are for training (--mode train)")
+
+    @property
+    def searches_configuration(self) -> bool:
+        """Whether some of stages, micro-batches, recomputation and ZeRO are left to the search."""
+        return self.mode == "train" and (None in (self.pipeline_stages, self.micro_batches, self.recompute, self.zero))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,23 +99,37 @@ class PlanResult:
     options: PlanOptions
     cost_model: CostModel
     plan: Plan
-    cost: PlanCost
-    memory: MemoryReport
+    cost: PlanCost  # one micro-batch on one stage machine
+    schedule: PipelineSchedule
+    split: MachineSplit
     data_parallel_seconds: float
     notes: list[str] = field(default_factory=list)
+    tried: list[dict] = field(default_factory=list)  # the configurations the search priced
+
+    @property
+    def memory(self) -> MemoryReport:
+        """The stage that needs the most memory per device."""
+        return self.schedule.worst_memory
 
     @property
     def total_seconds(self) -> float:
-        return self.cost.total_seconds
+        """One iteration (the whole batch): all micro-batches, the bubble and the gradient sync."""
+        return self.schedule.iteration_seconds
+
+    @property
+    def pipelined(self) -> bool:
+        return self.schedule.stages > 1 or self.schedule.micro_batches > 1
 
     @property
     def speedup_over_data_parallel(self) -> float:
         return self.data_parallel_seconds / self.total_seconds if self.total_seconds > 0 else math.inf
 
 
-def cost_model_for(graph: OperatorGraph, machine: Machine, options: PlanOptions) -> CostModel:
+def cost_model_for(graph: OperatorGraph, machine: Machine, options: PlanOptions, recompute: str | None = None,
+                   zero: int | None = None, micro_batches: int = 1) -> CostModel:
     require_bound(graph)
-    return CostModel(graph, machine, options.mode, options.precision)
+    return CostModel(graph, machine, options.mode, options.precision, recompute or options.recompute or "none",
+                     options.zero or 0 if zero is None else zero, micro_batches)
 
 
 def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None] | None = None,
@@ -105,19 +152,27 @@ def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None]
     raise OptionsError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
 
 
-def result_for(cm: CostModel, plan: Plan, options: PlanOptions, notes: list[str] | None = None) -> PlanResult:
-    """Score a plan with the shared evaluator, with memory and the data-parallel baseline."""
-    cost = cm.evaluate(plan.strategies)
-    dp = cm.total_seconds(data_parallel_strategies(cm))
-    memory = memory_per_device(cm, plan.strategies, options.optimizer)
-    return PlanResult(cm.graph, cm.machine, options, cm, plan, cost, memory, dp, list(plan.notes) + list(notes or []))
+def result_for(cm: CostModel, plan: Plan, options: PlanOptions, notes: list[str] | None = None,
+               split: MachineSplit | None = None, data_parallel_seconds: float | None = None,
+               points: CutPoints | None = None) -> PlanResult:
+    """Score a plan with the shared evaluator: the schedule (one stage and one micro-batch unless
+    ``split`` and ``cm.micro_batches`` say otherwise), memory and the data-parallel baseline."""
+    split = split or split_machine(cm.machine, 1)
+    schedule = price_schedule(cm, plan.strategies, split, cm.micro_batches, options.interleave, options.optimizer,
+                              options.overlap_gradient_sync, points)
+    if data_parallel_seconds is None:
+        data_parallel_seconds = cm.total_seconds(data_parallel_strategies(cm))
+    return PlanResult(cm.graph, split.machine, options, cm, plan, cm.evaluate(plan.strategies), schedule, split,
+                      data_parallel_seconds, list(plan.notes) + list(notes or []))
 
 
 def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | None = None,
                progress: Callable[[float, str], None] | None = None) -> PlanResult:
-    options = options or PlanOptions()
-    cm = cost_model_for(graph, machine, options)
-    return result_for(cm, search(cm, options.algorithm, progress), options)
+    """Plan a model: with D-Rec, over the stage counts, micro-batches, recomputation and ZeRO
+    stages the options leave open (:mod:`planner.configure`); otherwise as the options fix them."""
+    from .configure import plan_configurations
+
+    return plan_configurations(graph, machine, options or PlanOptions(), progress)
 
 
 # ---- plans written elsewhere -------------------------------------------------------------
@@ -272,8 +327,19 @@ def _schedule(cm: CostModel) -> str:
 def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: PlanOptions | None = None) -> PlanResult:
     """Score a plan written by hand or by another tool (see :func:`strategies_from_json`)."""
     options = options or PlanOptions()
-    cm = cost_model_for(graph, machine, options)
+    require_bound(graph)
+    split = split_machine(machine, options.pipeline_stages or 1)
+    micro_batches = options.micro_batches or 1
+    stage_graph = graph
+    if micro_batches > 1:
+        batch = graph.bindings.get(graph.batch_symbol) if graph.batch_symbol else None
+        if batch is None or batch % micro_batches:
+            raise ConfigError(f"{micro_batches} micro-batches do not divide the batch ({graph.batch_symbol}={batch})")
+        stage_graph = graph.with_batch(batch // micro_batches)
+    cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)
     start = time.perf_counter()
     strategies, notes = strategies_from_json(cm, data)
     plan = Plan(strategies, str(data.get("algorithm", "user plan")), time.perf_counter() - start)
-    return result_for(cm, plan, options, notes)
+    whole = cost_model_for(graph, machine, options) if cm.machine is not machine or stage_graph is not graph else cm
+    return result_for(cm, plan, options, notes, split=split,
+                      data_parallel_seconds=whole.total_seconds(data_parallel_strategies(whole)))

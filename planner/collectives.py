@@ -44,22 +44,54 @@ def all_reduce(size_bytes: float, f: int) -> tuple[float, int]:
 
 
 def hierarchical_all_reduce(size_bytes: float, groups: dict[int, int]) -> Traffic:
-    """All-reduce over a group that spans several machine levels (``{level: factor}``).
+    """All-reduce over a group that spans several machine levels (``{level: factor}``)."""
+    return hierarchical_collectives(size_bytes, groups, 2)
+
+
+def hierarchical_collectives(size_bytes: float, groups: dict[int, int], collectives: int) -> Traffic:
+    """Reduce-scatters and all-gathers over a group that spans several machine levels.
 
     Recursively: reduce-scatter on the innermost level, all-reduce the remaining shard of
     ``S/f_inner`` bytes on the outer levels, all-gather back on the innermost level. The
     innermost level therefore carries ``2(f-1)/f * S`` bytes in two supersteps, and each outer
     level the same formula on a shard already divided by every inner factor. With one level this
     is exactly :func:`all_reduce`.
+
+    ``collectives`` counts the reduce-scatters and all-gathers over the same group: 2 for an
+    all-reduce; ZeRO stage 3 does one reduce-scatter of the gradient and an all-gather of the
+    parameter before each pass that reads it (forward, backward, and the recomputed forward), so
+    3 or 4. Each one costs ``(f-1)/f`` of the shard at each level, in one superstep.
     """
     traffic: Traffic = {}
     shard = size_bytes
     for level in sorted((lv for lv, f in groups.items() if f > 1), reverse=True):  # innermost first
         f = groups[level]
-        nbytes, steps = all_reduce(shard, f)
-        _add(traffic, level, nbytes, steps)
+        nbytes, steps = all_gather(shard, f)
+        _add(traffic, level, collectives * nbytes, collectives * steps)
         shard /= f
     return traffic
+
+
+def flat_collectives(size_bytes: float, groups: dict[int, int], collectives: int) -> Traffic:
+    """Reduce-scatters and all-gathers run as one flat ring over the whole group.
+
+    Every device moves ``(f-1)/f`` of the tensor per collective, ``f`` the whole group's size,
+    and the ring is as fast as the slowest level it crosses (the outermost), so all of it is
+    charged there. This is how ZeRO-3 implementations gather each parameter (one collective over
+    the data-parallel group); ``bench/validate_megatron.py`` compares it with measurements.
+    """
+    size = 1
+    for f in groups.values():
+        size *= f
+    if size <= 1:
+        return {}
+    nbytes, steps = all_gather(size_bytes, size)
+    return {min(lv for lv, f in groups.items() if f > 1): (collectives * nbytes, collectives * steps)}
+
+
+def point_to_point(nbytes: float) -> tuple[float, int]:
+    """A pipeline stage sends ``nbytes`` to the next stage's matching device: one superstep."""
+    return nbytes, 1
 
 
 def halo_exchange(row_bytes: float, halo_rows: int) -> tuple[float, int]:

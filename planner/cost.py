@@ -18,6 +18,7 @@ the dimension split at that cut, or None. A dimension with several atomic factor
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .collectives import halo_exchange, hierarchical_all_reduce
+from .collectives import flat_collectives, halo_exchange, hierarchical_all_reduce, hierarchical_collectives
 from .ir import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from .machine import Machine
 
@@ -35,6 +36,17 @@ if TYPE_CHECKING:
 Strategy = tuple  # tuple[str | None, ...], one entry per machine cut
 MODES = ("train", "infer")
 PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+RECOMPUTE = {
+    "none": "keep every activation the backward pass needs",
+    "selective": "do not keep the outputs of weight-free operators (attention scores, softmax, "
+                 "element-wise): recompute them in the backward pass",
+    "full": "keep only each pipeline stage's layer inputs; recompute the whole forward pass",
+}
+ZERO_STAGES = {
+    0: "every data-parallel replica keeps its own optimizer state",
+    1: "optimizer state sharded over the data-parallel group (same traffic as an all-reduce)",
+    3: "parameters, gradients and optimizer state sharded; parameters all-gathered before each pass",
+}
 
 
 class OptionsError(ValueError):
@@ -47,6 +59,15 @@ def check_mode_and_precision(mode: str, precision: str | None) -> None:
     if precision is not None and precision not in PRECISION_BYTES:
         raise OptionsError(f"precision must be one of {', '.join(PRECISION_BYTES)} (or unset for the model's own "
                          f"element types), not {precision!r}")
+
+
+def check_memory_options(recompute: str, zero: int, micro_batches: int) -> None:
+    if recompute not in RECOMPUTE:
+        raise OptionsError(f"recompute must be one of {', '.join(RECOMPUTE)}, not {recompute!r}")
+    if isinstance(zero, bool) or zero not in ZERO_STAGES:
+        raise OptionsError(f"zero must be one of {', '.join(map(str, ZERO_STAGES))} (the ZeRO stage), not {zero!r}")
+    if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) or micro_batches < 1:
+        raise OptionsError(f"micro_batches must be a whole number >= 1, not {micro_batches!r}")
 
 
 class PlanError(ValueError):
@@ -109,6 +130,15 @@ class Basis:
         return subs
 
 
+def _larger(a, b):
+    """``max`` for numbers, ``sympy.Max`` for formulas (the roofline of a symbolic operator)."""
+    if isinstance(a, (int, float, np.floating)) and isinstance(b, (int, float, np.floating)):
+        return max(a, b)
+    import sympy
+
+    return sympy.Max(a, b)
+
+
 def _sym_name(name: str) -> str:
     return "".join(c for c in name if c.isalnum()) or "l"
 
@@ -125,6 +155,7 @@ class _Use:
     itemsize: int
     numel_over_dims: float  # tensor numel / product of the sizes of the dims indexing it
     grad_allreduce: bool  # an input whose gradient is all-reduced when it is replicated
+    is_parameter: bool
 
 
 @dataclass
@@ -135,12 +166,17 @@ class _OpInfo:
     splittable: frozenset[str]
     flops_per_point: float  # flops / prod(dim sizes), so that flops stay symbolic
     halo: dict[str, tuple[int, int]]  # spatial dim -> (halo rows, size of the input axis it indexes)
+    has_parameters: bool
 
 
 @dataclass
 class OpCost:
+    """``gradient_sync`` is the part of ``communication`` that happens once per iteration (the
+    all-reduce of parameter gradients) rather than once per micro-batch."""
+
     compute: np.ndarray
     communication: np.ndarray
+    gradient_sync: np.ndarray
 
 
 @dataclass
@@ -163,6 +199,7 @@ class PlanCost:
     compute: dict[str, np.ndarray]
     communication: dict[str, np.ndarray]
     redistribution: dict[str, np.ndarray]
+    gradient_sync: dict[str, np.ndarray] = field(default_factory=dict)  # part of communication
 
     def term_seconds(self, term: str) -> float:
         return sum(self.basis.time(v) for v in getattr(self, term).values())
@@ -206,14 +243,24 @@ class CostModel:
 
     ``mode`` is ``train`` (forward + backward) or ``infer``; ``precision`` overrides the bytes of
     float tensors (``fp32``, ``bf16``, ``fp16``), otherwise the ONNX element type counts.
+    ``recompute`` (:data:`RECOMPUTE`) adds the recomputed forward passes to compute and to the
+    forward collectives; ``zero`` (:data:`ZERO_STAGES`) at stage 3 replaces the gradient
+    all-reduce by per-micro-batch parameter all-gathers and a gradient reduce-scatter; with
+    ``micro_batches`` > 1 the graph is one micro-batch and the search weighs the once-per-iteration
+    gradient all-reduce by ``1/micro_batches``.
     """
 
-    def __init__(self, graph: OperatorGraph, machine: Machine, mode: str = "train", precision: str | None = None):
+    def __init__(self, graph: OperatorGraph, machine: Machine, mode: str = "train", precision: str | None = None,
+                 recompute: str = "none", zero: int = 0, micro_batches: int = 1):
         check_mode_and_precision(mode, precision)
         self.graph = graph
         self.machine = machine
         self.mode = mode
         self.precision = precision
+        self._set_memory_options(recompute, zero, micro_batches)
+        bandwidth = machine.device.memory_bandwidth_Bps
+        # FLOP-equivalents of one byte of memory traffic: the roofline in the 1/F coordinate
+        self.flops_per_memory_byte = machine.device.effective_flops / bandwidth if bandwidth else 0.0
         self.basis = Basis(machine)
         self.cuts = machine.cuts()
         self.cut_factor = [c.factor for c in self.cuts]
@@ -225,15 +272,30 @@ class CostModel:
         self.in_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
         for e in self.edges:
             self.in_edges[e.consumer].append(e)
-        self._op_cache: dict = {}
         self._assign_cache: dict = {}
         self._redist_cache: dict = {}
         self._redist_time_cache: dict = {}
         self._layout_cache: dict = {}
         self._candidates_cache: dict = {}
-        self._op_seconds_cache: dict = {}
         self._gaps = [lv.gap_s_per_byte for lv in machine.levels]
         self._latencies = [lv.latency_s for lv in machine.levels]
+
+    def _set_memory_options(self, recompute: str, zero: int, micro_batches: int) -> None:
+        check_memory_options(recompute, zero, micro_batches)
+        self.recompute = recompute if self.mode == "train" else "none"
+        self.zero = zero if self.mode == "train" else 0
+        self.micro_batches = micro_batches
+        self._op_cache: dict = {}
+        self._op_seconds_cache: dict = {}
+
+    def variant(self, recompute: str, zero: int, micro_batches: int) -> CostModel:
+        """The same graph and machine with other recomputation, ZeRO or micro-batch settings.
+
+        Shares everything that does not depend on them (operator tables, layouts, redistribution
+        prices), so re-pricing one plan under several memory options costs little."""
+        other = copy.copy(self)
+        other._set_memory_options(recompute, zero, micro_batches)
+        return other
 
     # -- set-up --
     def tensor_itemsize(self, name: str) -> int:
@@ -252,7 +314,8 @@ class CostModel:
                 prod_dims = math.prod(op.dims[d] for d in dims) or 1
                 grad = (not is_output and self.mode == "train" and t.requires_grad)
                 uses.append(_Use(use.tensor, is_output, dims, self._flat_map(op, use, t),
-                                 float(t.numel * itemsize), itemsize, t.numel / prod_dims, grad))
+                                 float(t.numel * itemsize), itemsize, t.numel / prod_dims, grad,
+                                 t.role is TensorRole.PARAMETER))
         splittable = frozenset(op.splittable_dims()) if op.kind is not OpKind.OPAQUE else frozenset()
         points = math.prod(op.dims.values()) or 1
         sig = op.signature(self.graph.tensors) + f"|{self.mode}|{self.precision}"
@@ -264,7 +327,15 @@ class CostModel:
                 axis = next((a for a, dims in enumerate(x.axes) if dim in dims), None)
                 if rows > 0 and axis is not None:
                     halo[dim] = (rows, shape[axis])
-        return _OpInfo(op, sig, uses, splittable, op.flops / points, halo)
+        has_parameters = any(u.is_parameter and not u.is_output for u in uses)
+        return _OpInfo(op, sig, uses, splittable, op.flops / points, halo, has_parameters)
+
+    def recomputed(self, name: str) -> bool:
+        """Whether the backward pass recomputes this operator's forward (see :data:`RECOMPUTE`)."""
+        return self._recomputes(self.info[name])
+
+    def _recomputes(self, info: _OpInfo) -> bool:
+        return self.recompute == "full" or (self.recompute == "selective" and not info.has_parameters)
 
     @staticmethod
     def _flat_map(op: Operator, use: TensorUse, tensor) -> dict[tuple[str, int], int]:
@@ -381,28 +452,33 @@ class CostModel:
         hit = self._op_seconds_cache.get(key)
         if hit is None:
             c = self.op_cost(name, strategy)
-            hit = self._op_seconds_cache[key] = self.basis.time(c.compute + c.communication)
+            # per micro-batch, with the once-per-iteration gradient all-reduce spread over them
+            amortised = c.compute + c.communication - (1 - 1 / self.micro_batches) * c.gradient_sync
+            hit = self._op_seconds_cache[key] = self.basis.time(amortised)
         return hit
 
     def _op_cost(self, info: _OpInfo, strategy: Strategy, size_of, flops, zero=None) -> OpCost:
         """Compute, collective and halo terms of one operator under one (prefix) strategy.
 
         Written against ``size_of`` so that the same code yields numbers or sympy formulas.
+        Compute is the roofline: the larger of the FLOPs and the memory traffic (in
+        FLOP-equivalents, when the device has a memory bandwidth), once per pass.
         """
         d_levels = self.num_levels
-        compute = self.basis.zero() if zero is None else zero()
-        comm = self.basis.zero() if zero is None else zero()
+        vector = (lambda: self.basis.zero()) if zero is None else zero
+        compute, comm, grad_sync = vector(), vector(), vector()
         split = {}
         for t, dim in enumerate(strategy):
             if dim is not None:
                 split[dim] = split.get(dim, 1) * self.cut_factor[t]
         total_split = math.prod(split.values()) if split else 1
-        compute[0] = (3 if self.mode == "train" else 1) * flops / total_split
+        recomputed = self._recomputes(info)  # never in inference: recompute is "none" there
+        passes = 1 if self.mode != "train" else (4 if recomputed else 3)
 
-        def add(traffic):
+        def add(vec, traffic):
             for level, (nbytes, steps) in traffic.items():
-                comm[1 + level] += nbytes
-                comm[1 + d_levels + level] += steps
+                vec[1 + level] += nbytes
+                vec[1 + d_levels + level] += steps
 
         def local_bytes(use: _Use):
             size = use.itemsize * use.numel_over_dims
@@ -410,12 +486,31 @@ class CostModel:
                 size *= size_of(d)
             return size / math.prod(split.get(d, 1) for d in use.dims)
 
+        work = flops / total_split
+        if self.flops_per_memory_byte:
+            traffic = sum(local_bytes(u) for u in info.uses) * self.flops_per_memory_byte
+            work = _larger(work, traffic)
+        compute[0] = passes * work
+
         for use in info.uses:
             groups: dict[int, int] = {}
             for t in self._partial_cuts(info, use, strategy):
                 groups[self.cut_level[t]] = groups.get(self.cut_level[t], 1) * self.cut_factor[t]
-            if groups:
-                add(hierarchical_all_reduce(local_bytes(use), groups))
+            if not groups:
+                continue
+            if use.is_output:  # partial sums, all-reduced again when the forward is recomputed
+                traffic = hierarchical_collectives(local_bytes(use), groups, 4 if recomputed else 2)
+                add(comm, traffic)
+            elif use.is_parameter and self.zero == 3:
+                # all-gather the parameter for the forward pass and again for the backward pass
+                # (whose recomputed forward runs just before it and uses the same gather), and
+                # reduce-scatter its gradient: three flat collectives over the data-parallel group
+                add(comm, flat_collectives(local_bytes(use), groups, 3))
+            else:
+                traffic = hierarchical_all_reduce(local_bytes(use), groups)
+                add(comm, traffic)
+                if use.is_parameter:
+                    add(grad_sync, traffic)
         for dim, (rows, axis_size) in info.halo.items():
             if dim not in split:
                 continue
@@ -425,9 +520,9 @@ class CostModel:
             level = min(self.cut_level[t] for t, d in enumerate(strategy) if d == dim)
             row_bytes = local_bytes(x) / (axis_size / split[dim])
             nbytes, steps = halo_exchange(row_bytes, rows)
-            passes = 2 if x.grad_allreduce else 1
-            add({level: (passes * nbytes, passes * steps)})
-        return OpCost(compute, comm)
+            exchanges = (2 if x.grad_allreduce else 1) + (1 if recomputed else 0)
+            add(comm, {level: (exchanges * nbytes, exchanges * steps)})
+        return OpCost(compute, comm, grad_sync)
 
     def partial_cuts(self, name: str, use_index: int, strategy: Strategy) -> list[int]:
         """The cuts whose split leaves this tensor a partial sum to all-reduce: for an output,
@@ -554,18 +649,25 @@ class CostModel:
     def evaluate(self, plan: dict[str, Strategy]) -> PlanCost:
         """Cost of a plan: per operator compute and communication, redistribution per consumer."""
         full = self.complete(plan)
-        compute, comm, redist = {}, {}, {}
+        compute, comm, redist, grad_sync = {}, {}, {}, {}
         for name in self.planned:
             c = self.op_cost(name, full[name])
             compute[name] = c.compute
             comm[name] = c.communication
+            grad_sync[name] = c.gradient_sync
             redist[name] = self.basis.zero()
         for e in self.edges:
             redist[e.consumer] = redist[e.consumer] + self.edge_cost(e, full[e.producer], full[e.consumer])
-        return PlanCost(self.basis, self.mode, compute, comm, redist)
+        return PlanCost(self.basis, self.mode, compute, comm, redist, grad_sync)
 
     def total_seconds(self, plan: dict[str, Strategy]) -> float:
-        return self.evaluate(plan).total_seconds
+        """Seconds per micro-batch, the gradient all-reduce spread over the micro-batches (the
+        search objective; with one micro-batch, the plan's whole cost)."""
+        cost = self.evaluate(plan)
+        if self.micro_batches == 1:
+            return cost.total_seconds
+        sync = sum(self.basis.time(v) for v in cost.gradient_sync.values())
+        return cost.total_seconds - (1 - 1 / self.micro_batches) * sync
 
     def evaluate_prefix(self, strategies: dict[str, Strategy]) -> float:
         """Seconds of a partial plan whose strategies all cover the same first cuts (search only)."""

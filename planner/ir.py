@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -145,6 +146,19 @@ class OperatorGraph:
     unbound_dims: list[str] = field(default_factory=list)
     unsupported_op_types: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    bindings: dict[str, int] = field(default_factory=dict)  # symbolic dim -> value it was imported with
+    batch_symbol: str | None = None  # the symbolic dim on axis 0 of the first data input
+    # re-imports the same model with other bindings (set by the ONNX importer)
+    reimport: Callable[[dict[str, int]], OperatorGraph] | None = field(default=None, repr=False)
+
+    def with_batch(self, value: int) -> OperatorGraph:
+        """The same model with its batch dimension bound to ``value`` (e.g. one micro-batch)."""
+        if value == self.bindings.get(self.batch_symbol):
+            return self
+        if self.batch_symbol is None or self.reimport is None:
+            raise ValueError("micro-batches need a model whose first input has a symbolic batch dimension "
+                             "(axis 0 named, e.g. 'batch'); export the model with a dynamic batch axis")
+        return self.reimport({**self.bindings, self.batch_symbol: value})
 
     def build_edges(self) -> None:
         g = nx.DiGraph()

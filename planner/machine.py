@@ -69,7 +69,8 @@ class MachineError(ValueError):
 _EXPECTED = {
     "machine": "a mapping with keys name, device, levels, e.g. machines/dgx_a100.yaml",
     "name": "a non-empty string naming the machine, e.g. 'dgx_a100'",
-    "device": "a mapping with keys name, peak_flops, memory_bytes[, compute_efficiency], "
+    "device": "a mapping with keys name, peak_flops, memory_bytes[, compute_efficiency, "
+    "memory_bandwidth_Bps], "
     "e.g. {name: A100, peak_flops: 312e12, memory_bytes: 80e9}",
     "levels": "a non-empty list of levels, outermost first, "
     "e.g. [{name: node, arity: 2, bandwidth_Bps: 25e9, latency_s: 1e-5}]",
@@ -80,6 +81,8 @@ _EXPECTED = {
     "memory_bytes": "a positive number of bytes, e.g. 80e9",
     "compute_efficiency": "a number in (0, 1], the fraction of peak FLOP/s that large kernels "
     "reach, e.g. 0.6",
+    "memory_bandwidth_Bps": "a positive number of bytes per second between the device and its "
+    "memory (HBM), e.g. 2.039e12 for an A100 80GB; leave it out to price every operator by its FLOPs",
     "level.name": "a non-empty string naming the level, e.g. 'node' or 'gpu'",
     "arity": f"a whole number of children per parent, from 1 to {MAX_DEVICES}, e.g. 8",
     "bandwidth_Bps": "a positive number of bytes per second (per device, per direction), "
@@ -88,7 +91,7 @@ _EXPECTED = {
 }
 
 _MACHINE_KEYS = ("name", "device", "levels")
-_DEVICE_KEYS = ("name", "peak_flops", "memory_bytes", "compute_efficiency")
+_DEVICE_KEYS = ("name", "peak_flops", "memory_bytes", "compute_efficiency", "memory_bandwidth_Bps")
 _DEVICE_REQUIRED = ("name", "peak_flops", "memory_bytes")
 _LEVEL_KEYS = ("name", "arity", "bandwidth_Bps", "latency_s")
 
@@ -266,12 +269,16 @@ class Device:
 
     ``compute_efficiency`` derates the datasheet peak to what large kernels actually reach, so
     that compute and communication are compared on a realistic footing; 1.0 means "use peak".
+    ``memory_bandwidth_Bps`` (optional) lets operators that move more bytes than they compute
+    (norms, softmax, element-wise) be priced by their memory traffic: the roofline takes the
+    larger of the two times. Without it every operator is priced by its FLOPs alone.
     """
 
     name: str
     peak_flops: float  # FLOP/s
     memory_bytes: float
     compute_efficiency: float = 1.0  # in (0, 1]: fraction of peak large kernels reach
+    memory_bandwidth_Bps: float | None = None  # device memory (HBM) bytes per second
 
     def __post_init__(self) -> None:
         self._validate("Device")
@@ -288,6 +295,9 @@ class Device:
         if eff > 1:
             raise _fail(f"{path}.compute_efficiency", "compute_efficiency", eff, "must be <= 1")
         _set(self, "compute_efficiency", eff)
+        if self.memory_bandwidth_Bps is not None:
+            _set(self, "memory_bandwidth_Bps", _positive_invertible(
+                self.memory_bandwidth_Bps, f"{path}.memory_bandwidth_Bps", "memory_bandwidth_Bps"))
         if not math.isfinite(1.0 / self.effective_flops):
             raise _fail(
                 f"{path}.peak_flops", "peak_flops", self.peak_flops, "too small: 1/F overflows"
@@ -451,9 +461,13 @@ class Machine:
         return Machine.from_dict(data)
 
     def with_device(self, **changes: Any) -> Machine:
-        """A copy with device fields changed (e.g. another efficiency), fully validated."""
+        """A copy with device fields changed (e.g. another efficiency), fully validated.
+
+        ``memory_bandwidth_Bps=None`` removes the memory bandwidth (FLOPs-only pricing)."""
         data = self.to_dict()
         data["device"].update(changes)
+        if data["device"].get("memory_bandwidth_Bps", 0) is None:
+            del data["device"]["memory_bandwidth_Bps"]
         return Machine.from_dict(data)
 
     # -- serialisation --------------------------------------------------------------------------
@@ -467,6 +481,8 @@ class Machine:
                 "peak_flops": self.device.peak_flops,
                 "memory_bytes": self.device.memory_bytes,
                 "compute_efficiency": self.device.compute_efficiency,
+                **({"memory_bandwidth_Bps": self.device.memory_bandwidth_Bps}
+                   if self.device.memory_bandwidth_Bps is not None else {}),
             },
             "levels": [
                 {
@@ -494,8 +510,9 @@ class Machine:
             "peak_flops": _positive(dev["peak_flops"], "device.peak_flops", "peak_flops"),
             "memory_bytes": _positive(dev["memory_bytes"], "device.memory_bytes", "memory_bytes"),
         }
-        if "compute_efficiency" in dev:
-            device_fields["compute_efficiency"] = dev["compute_efficiency"]
+        for optional in ("compute_efficiency", "memory_bandwidth_Bps"):
+            if optional in dev:
+                device_fields[optional] = dev[optional]
         try:
             device = Device(**device_fields)
         except MachineError as exc:
@@ -584,6 +601,8 @@ class Machine:
         if self.device.compute_efficiency != 1.0:
             specs.append(f"{self.device.compute_efficiency:.0%} efficiency")
         specs.append(_binary(self.device.memory_bytes))
+        if self.device.memory_bandwidth_Bps is not None:
+            specs.append(_si(self.device.memory_bandwidth_Bps, "B/s"))
         return (
             f"{parts} = {n} device{'' if n == 1 else 's'} of {self.device.name} "
             f"({', '.join(specs)})"

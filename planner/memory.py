@@ -64,13 +64,59 @@ def _local_bytes(cm: CostModel, name: str, use_index: int, strategy: Strategy) -
     return use.nbytes / split
 
 
-def memory_per_device(cm: CostModel, plan: dict[str, Strategy], optimizer: str = DEFAULT_OPTIMIZER) -> MemoryReport:
-    full = cm.complete(plan)
+def stored_activations(cm: CostModel, full: dict[str, Strategy], ops: list[str]) -> dict[str, float]:
+    """Local bytes of every activation the backward pass of ``ops`` reads, one micro-batch.
+
+    Outputs that need a gradient are kept, and float data inputs (for the first layer's weight
+    gradient); under selective recomputation the outputs of recomputed operators are not.
+    """
     tensors = cm.graph.tensors
-    param_bytes: dict[str, float] = {}
-    activation_bytes: dict[str, float] = {}
+    kept: dict[str, float] = {}
+    for name in ops:
+        dropped = cm.recompute == "selective" and cm.recomputed(name)
+        for i, use in enumerate(cm.info[name].uses):
+            role = tensors[use.tensor].role
+            if use.is_output and role is TensorRole.ACTIVATION and tensors[use.tensor].requires_grad:
+                if not dropped:
+                    kept[use.tensor] = _local_bytes(cm, name, i, full[name])
+            elif role is TensorRole.INPUT and not use.is_output and tensors[use.tensor].is_float:
+                kept[use.tensor] = max(kept.get(use.tensor, 0.0), _local_bytes(cm, name, i, full[name]))
+    return kept
+
+
+def _segment_inputs(cm: CostModel, full: dict[str, Strategy], segment: list[str]) -> float:
+    """Bytes of the activations a segment reads from outside it: what full recomputation keeps."""
+    inside = set(segment)
+    tensors = cm.graph.tensors
+    seen: dict[str, float] = {}
+    for name in segment:
+        for i, use in enumerate(cm.info[name].uses):
+            t = tensors[use.tensor]
+            if use.is_output or t.role not in (TensorRole.ACTIVATION, TensorRole.INPUT) or t.producer in inside:
+                continue
+            seen[use.tensor] = max(seen.get(use.tensor, 0.0), _local_bytes(cm, name, i, full[name]))
+    return sum(seen.values())
+
+
+def memory_per_device(cm: CostModel, plan: dict[str, Strategy], optimizer: str = DEFAULT_OPTIMIZER,
+                      segments: list[list[str]] | None = None, in_flight: float = 1.0) -> MemoryReport:
+    """Memory of one device holding ``segments`` (consecutive groups of operators, e.g. the layers
+    of one pipeline stage; default: the whole graph as one segment).
+
+    ``in_flight`` micro-batches have their activations kept at once (1F1B keeps up to the number
+    of stages after this one). Under full recomputation only each segment's inputs are kept per
+    micro-batch, plus the activations of one segment while it is recomputed. ZeRO (``cm.zero``)
+    divides optimizer state (stage 1) or everything of a parameter (stage 3) by the size of the
+    group its gradient is all-reduced over.
+    """
+    if segments is None:
+        segments = [list(cm.planned)]
+    ops = [n for seg in segments for n in seg]
+    full = {n: tuple(plan.get(n, cm.replicated())) for n in ops}
+    tensors = cm.graph.tensors
+    param_bytes: dict[str, tuple[float, int]] = {}  # tensor -> (local bytes, data-parallel group size)
     working_set = 0.0
-    for name in cm.planned:
+    for name in ops:
         info = cm.info[name]
         op_total = 0.0
         for i, use in enumerate(info.uses):
@@ -78,21 +124,26 @@ def memory_per_device(cm: CostModel, plan: dict[str, Strategy], optimizer: str =
             role = tensors[use.tensor].role
             if role is TensorRole.PARAMETER and not use.is_output:
                 # a parameter read in several layouts is stored at its largest local size
-                param_bytes[use.tensor] = max(param_bytes.get(use.tensor, 0.0), local)
+                group = math.prod(cm.cut_factor[t] for t in cm.partial_cuts(name, i, full[name]))
+                if local > param_bytes.get(use.tensor, (0.0, 1))[0]:
+                    param_bytes[use.tensor] = (local, group)
             if role in (TensorRole.ACTIVATION, TensorRole.INPUT):
                 op_total += local
-                if use.is_output and tensors[use.tensor].requires_grad:
-                    activation_bytes[use.tensor] = local
-                elif role is TensorRole.INPUT and tensors[use.tensor].is_float:
-                    # a float data input is kept for the first layer's weight gradient
-                    activation_bytes[use.tensor] = max(activation_bytes.get(use.tensor, 0.0), local)
         working_set = max(working_set, op_total)
-    params = sum(param_bytes.values())
     capacity = cm.machine.device.memory_bytes
     if cm.mode == "infer":
-        return MemoryReport(params, 0.0, 0.0, working_set, capacity)
-    state = 0.0
-    for tname, local in param_bytes.items():
+        return MemoryReport(sum(b for b, _ in param_bytes.values()), 0.0, 0.0, working_set, capacity)
+    params = grads = state = 0.0
+    for tname, (local, group) in param_bytes.items():
         itemsize = cm.tensor_itemsize(tname)
-        state += local / itemsize * optimizer_bytes_per_parameter(optimizer, itemsize)
-    return MemoryReport(params, params, state, sum(activation_bytes.values()), capacity)
+        shard = group if cm.zero == 3 else 1
+        params += local / shard
+        grads += local / shard
+        state += local / itemsize * optimizer_bytes_per_parameter(optimizer, itemsize) / (group if cm.zero else 1)
+    if cm.recompute == "full":
+        kept = sum(_segment_inputs(cm, full, seg) for seg in segments)
+        recomputing = max(sum(stored_activations(cm, full, seg).values()) for seg in segments)
+        activations = in_flight * kept + recomputing
+    else:
+        activations = in_flight * sum(stored_activations(cm, full, ops).values())
+    return MemoryReport(params, grads, state, activations, capacity)

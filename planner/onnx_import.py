@@ -255,7 +255,21 @@ def import_model(
             "check it with onnx.checker.check_model or export it again"
         ) from None
     graph.unbound_dims = unbound
+    graph.bindings = dict(bindings)
+    graph.batch_symbol = batch_symbol(model)
+    graph.reimport = lambda new_bindings: import_model(model, new_bindings, name)
     return graph
+
+
+def batch_symbol(model: onnx.ModelProto) -> str | None:
+    """The symbolic dimension on axis 0 of the first data input: the batch, by convention."""
+    inits = {i.name for i in model.graph.initializer}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        return dims[0].dim_param or None if len(dims) and dims[0].HasField("dim_param") else None
+    return None
 
 
 def require_bound(graph: OperatorGraph) -> None:

@@ -27,7 +27,8 @@ def op_cuts(result: PlanResult, name: str) -> list[list]:
 
 def plan_to_json(result: PlanResult, model_label: str | None = None, model_sha256: str | None = None,
                  bindings: dict[str, int] | None = None) -> dict:
-    """The documented JSON schema (README, "Plan JSON")."""
+    """The documented JSON schema (README, "Plan JSON"). ``cost_seconds`` and the operators'
+    costs are for one micro-batch on one stage machine; ``iteration_seconds`` is the whole batch."""
     cm = result.cost_model
     seconds = result.cost.seconds()
     mem = result.memory
@@ -52,6 +53,10 @@ def plan_to_json(result: PlanResult, model_label: str | None = None, model_sha25
         "bindings": dict(bindings or {}),
         "devices": result.machine.num_devices,
         "search_seconds": result.plan.search_seconds,
+        "iteration_seconds": result.total_seconds,
+        "tflops_per_device": result.schedule.tflops_per_device(),
+        "pipeline": result.schedule.to_dict(),
+        "stage_machine": result.split.stage_machine.to_dict(),
         "cost_seconds": seconds,
         "cost_seconds_by_level": result.cost.by_level(),
         "memory_bytes_per_device": {

@@ -41,7 +41,9 @@ def _linear_layers(cm: CostModel) -> dict[str, str]:
     return roles
 
 
-def plan_megatron(cm: CostModel) -> Plan:
+def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) -> Plan:
+    """``tensor_levels``: the machine levels used for tensor parallelism (default: the innermost
+    level with more than one device); the other levels split the batch."""
     start = time.perf_counter()
     g = cm.graph
     if not any(g.operators[n].op_type == "Softmax" for n in cm.planned):
@@ -55,6 +57,7 @@ def plan_megatron(cm: CostModel) -> Plan:
         return Plan({n: cm.replicated() for n in cm.planned}, "megatron", time.perf_counter() - start,
                     ["the machine has a single device: nothing to split"])
     inner = split_levels[-1]  # the innermost level that has more than one device
+    tensor = frozenset([inner]) if tensor_levels is None else tensor_levels
     batch = g.batch_dims()
     search = DRecSearch(cm)
     strategies: dict[str, Strategy] = {n: () for n in cm.planned}
@@ -66,7 +69,7 @@ def plan_megatron(cm: CostModel) -> Plan:
                 continue
             if op.kind is OpKind.OPAQUE:
                 choice = None
-            elif cut.level < inner:
+            elif cut.level not in tensor:
                 choice = batch.get(n)
             elif n in roles:
                 choice = roles[n]
@@ -83,6 +86,7 @@ def plan_megatron(cm: CostModel) -> Plan:
                 strategies[n] = strategies[n][:t] + (search.choose(n, strategies, decided, t, True),)
                 decided.add(n)
         search.propagate(strategies, t, decided)
-    return Plan(strategies, "megatron", time.perf_counter() - start,
-                [f"tensor parallel over the {cm.machine.levels[inner].name} level "
-                 f"({cm.machine.levels[inner].arity}-way), data parallel across the outer levels"])
+    names = [f"{cm.machine.levels[i].name} ({cm.machine.levels[i].arity}-way)" for i in sorted(tensor)]
+    note = (f"tensor parallel over the {', '.join(names)} level(s), data parallel across the others" if names
+            else "no tensor parallelism: data parallel on every level")
+    return Plan(strategies, "megatron", time.perf_counter() - start, [note])

@@ -1,0 +1,130 @@
+"""Predicted against measured: Table 2 of Narayanan et al., "Efficient Large-Scale Language Model
+Training on GPU Clusters Using Megatron-LM" (SC21).
+
+    python bench/validate_megatron.py [--machine machines/selene.yaml] [--json OUT.json]
+
+Every row is a hand-made configuration priced by ``python -m planner evaluate --tp --pp --dp``:
+GPT-3 175B (96 layers, hidden 12288, 96 heads, sequence 2048, vocabulary 51200) and the 530B
+model (105 layers, hidden 20480, 128 heads), with PTD-P (tensor 8 x pipeline 12 or 35) or ZeRO-3
+data parallelism, bf16, Adam, full activation recomputation (as in the paper). The machine is
+Selene: DGX A100 80GB nodes, 8 HDR InfiniBand adapters per node (machines/selene.yaml). TFLOP/s
+are counted as the paper counts them, recomputation included:
+``96 B s l h^2 (1 + s/(6h) + V/(16 l h))`` FLOPs per iteration, over iteration time and GPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from planner.api import PlanOptions  # noqa: E402
+from planner.configure import evaluate_configuration  # noqa: E402
+from planner.machine import load_machine  # noqa: E402
+from planner.onnx_import import import_model  # noqa: E402
+from sample_models.synthetic import gpt_decoder  # noqa: E402
+
+SEQ = 2048
+VOCAB = 51200
+MODELS = {  # name -> (layers, hidden, heads)
+    "175B": (96, 12288, 96),
+    "530B": (105, 20480, 128),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    scheme: str  # "PTD-P" or "ZeRO-3"
+    gpus: int
+    tensor: int
+    pipeline: int
+    micro_batch: int
+    batch: int
+    measured_tflops: float
+
+    @property
+    def data(self) -> int:
+        return self.gpus // (self.tensor * self.pipeline)
+
+
+ROWS = [
+    Row("175B", "PTD-P", 384, 8, 12, 1, 1536, 153),
+    Row("175B", "PTD-P", 768, 8, 12, 1, 1536, 149),
+    Row("175B", "PTD-P", 1536, 8, 12, 1, 1536, 141),
+    Row("175B", "ZeRO-3", 384, 1, 1, 4, 1536, 144),
+    Row("175B", "ZeRO-3", 768, 1, 1, 2, 1536, 88),
+    Row("175B", "ZeRO-3", 1536, 1, 1, 1, 1536, 44),
+    Row("530B", "PTD-P", 560, 8, 35, 1, 2240, 171),
+    Row("530B", "PTD-P", 1120, 8, 35, 1, 2240, 167),
+    Row("530B", "PTD-P", 2240, 8, 35, 1, 2240, 159),
+    Row("530B", "ZeRO-3", 640, 1, 1, 4, 2560, 138),
+    Row("530B", "ZeRO-3", 1120, 1, 1, 2, 2240, 98),
+    Row("530B", "ZeRO-3", 2240, 1, 1, 1, 2240, 48),
+]
+
+
+def paper_flops(batch: int, layers: int, hidden: int) -> float:
+    """FLOPs per iteration as the paper counts them (its equation 3, recomputation included)."""
+    return 96 * batch * SEQ * layers * hidden**2 * (1 + SEQ / (6 * hidden) + VOCAB / (16 * layers * hidden))
+
+
+def predict(row: Row, machine_path: Path, models: dict) -> dict:
+    layers, hidden, heads = MODELS[row.model]
+    if row.model not in models:
+        proto = gpt_decoder(layers, hidden, heads, 4 * hidden, VOCAB, SEQ)
+        models[row.model] = import_model(proto, {"batch": 1, "seq": SEQ}, name=f"gpt_{row.model}")
+    nodes = row.gpus // 8
+    machine = load_machine(machine_path)
+    machine = machine.with_level(0, arity=nodes)
+    options = PlanOptions(algorithm="megatron", precision="bf16", recompute="full", zero=3 if row.scheme == "ZeRO-3" else 0)
+    result = evaluate_configuration(models[row.model], machine, row.tensor, row.pipeline, row.data, row.micro_batch,
+                                    row.batch, options)
+    predicted = paper_flops(row.batch, layers, hidden) / (result.total_seconds * row.gpus) / 1e12
+    return {
+        "model": row.model, "scheme": row.scheme, "gpus": row.gpus,
+        "config": f"t{row.tensor} p{row.pipeline} d{row.data} b{row.micro_batch}",
+        "measured_tflops": row.measured_tflops, "predicted_tflops": predicted,
+        "error": predicted / row.measured_tflops - 1,
+        "iteration_seconds": result.total_seconds, "bubble_seconds": result.schedule.bubble_seconds,
+        "memory_gib": result.memory.peak / 2**30, "fits": result.memory.fits,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--machine", type=Path, default=ROOT / "machines" / "selene.yaml")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    models: dict = {}
+    rows = [predict(row, args.machine, models) for row in ROWS]
+    print(f"{'model':5s} {'scheme':7s} {'GPUs':>5} {'config':16s} {'measured':>9} {'predicted':>9} {'error':>7} "
+          f"{'iteration':>10} {'memory':>10}")
+    for r in rows:
+        print(f"{r['model']:5s} {r['scheme']:7s} {r['gpus']:>5} {r['config']:16s} {r['measured_tflops']:>9.0f} "
+              f"{r['predicted_tflops']:>9.1f} {r['error']:>+7.1%} {r['iteration_seconds']:>9.2f}s "
+              f"{r['memory_gib']:>6.1f} GiB{'' if r['fits'] else ' (does not fit)'}")
+    worst = max(abs(r["error"]) for r in rows)
+    ranking = []
+    for model in MODELS:
+        for hybrid, zero in zip([r for r in rows if r["model"] == model and r["scheme"] == "PTD-P"],
+                                [r for r in rows if r["model"] == model and r["scheme"] == "ZeRO-3"]):
+            measured = hybrid["measured_tflops"] > zero["measured_tflops"]
+            predicted = hybrid["predicted_tflops"] > zero["predicted_tflops"]
+            ranking.append(measured == predicted)
+    print(f"worst error {worst:.1%}; median |error| {sorted(abs(r['error']) for r in rows)[len(rows) // 2]:.1%}; "
+          f"hybrid vs ZeRO-3 ranked right in {sum(ranking)} of {len(ranking)} pairs; {time.perf_counter() - start:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,468 @@
+"""Pipeline stages over the outermost machine levels: where to cut, and what the schedule costs.
+
+A 3-D plan puts consecutive groups of operators (stages) on disjoint groups of devices along the
+outermost machine level(s); every stage is the same sub-machine (the machine is symmetric), and
+D-Rec plans the operators on it, on the levels the stages do not use. A batch is processed as
+``m`` micro-batches in the 1F1B schedule:
+
+* per micro-batch, stage ``s`` takes ``t_s``: its operators' compute, collectives and
+  redistributions under the stage plan, plus the point-to-point sends of activations to the next
+  stage and of their gradients to the previous one, over the level the stage boundary crosses;
+* the iteration takes ``(m + (P-1)/v) * max_s t_s``: ``m`` slots of the slowest stage plus the
+  fill-and-drain bubble of ``(P-1)/v`` slots (``v`` model chunks per device with the interleaved
+  schedule, which sends ``v`` times as many activations), then the once-per-iteration gradient
+  all-reduce of the slowest stage (partly hidden behind the last backward pass when overlap is on);
+* stage ``s`` keeps the activations of ``min(m, P - s)`` micro-batches (the first stage the most).
+
+The stage boundaries are chosen by dynamic programming over the cut points (the places where the
+fewest activations cross, e.g. between transformer layers) to minimise the slowest stage.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..collectives import point_to_point
+from ..cost import CostModel, OptionsError, Strategy
+from ..machine import Level, Machine
+from ..memory import MemoryReport, memory_per_device
+
+MAX_CUT_POINTS = 600  # the DP is O(stages x points^2); beyond this, every k-th point is kept
+
+
+class ConfigError(OptionsError):
+    """A (pipeline, data, tensor) configuration that does not fit the machine or the model."""
+
+
+# ---- how the stages and the parallel dimensions occupy the machine -----------------------------
+
+@dataclass(frozen=True)
+class MachineSplit:
+    """A machine divided into ``stages`` identical stage machines along its outermost levels.
+
+    ``pipeline`` lists ``(level index, factor)`` outermost first; their product is the number of
+    stages. ``tensor_levels`` are the stage machine's levels that a hand-made configuration uses
+    for tensor parallelism (empty when D-Rec decides).
+    """
+
+    machine: Machine
+    stage_machine: Machine
+    pipeline: tuple[tuple[int, int], ...]
+    tensor_levels: frozenset[int] = frozenset()
+
+    @property
+    def stages(self) -> int:
+        return math.prod(f for _, f in self.pipeline)
+
+    def _digits(self, stage: int) -> list[int]:
+        digits = []
+        for _, f in reversed(self.pipeline):  # least significant (innermost) first
+            digits.append(stage % f)
+            stage //= f
+        return digits[::-1]
+
+    def crossing_level(self, a: int, b: int) -> Level:
+        """The machine level whose links carry traffic between stages ``a`` and ``b``: the
+        outermost pipeline level at which their positions differ."""
+        for (level, _), da, db in zip(self.pipeline, self._digits(a), self._digits(b)):
+            if da != db:
+                return self.machine.levels[level]
+        raise ConfigError(f"stages {a} and {b} are the same stage")
+
+
+def split_machine(machine: Machine, stages: int, tensor: int = 1, data: int | None = None) -> MachineSplit:
+    """Stages take the outermost devices, tensor parallelism the innermost, data the rest.
+
+    A count takes whole levels while it is a multiple of their arity, then a divisor of the next
+    level (so 35 stages x 9 data-parallel groups can share 315 nodes). The stage machine keeps the
+    remaining part of each level with the level's bandwidth and latency; a level shared by data
+    and tensor parallelism becomes two levels, ``name (data)`` outside ``name (tensor)``.
+    """
+    for label, value in (("pipeline stages", stages), ("tensor-parallel size", tensor)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{label} must be a whole number >= 1, not {value!r}")
+    arities = [lv.arity for lv in machine.levels]
+    shape = " x ".join(f"{lv.arity} {lv.name}" for lv in machine.levels)
+    p = _take(arities, stages, outermost_first=True, what=f"{stages} pipeline stages", shape=shape,
+              where="stages take the outermost levels")
+    rest = [a // q for a, q in zip(arities, p)]
+    t = _take(rest, tensor, outermost_first=False, what=f"tensor parallelism of {tensor}", shape=shape,
+              where="tensor-parallel ranks take the innermost devices")
+    d = [a // q for a, q in zip(rest, t)]
+    if data is not None and math.prod(d) != data:
+        raise ConfigError(f"tensor x pipeline x data = {tensor} x {stages} x {data} = {tensor * stages * data}, but "
+                          f"the machine has {machine.num_devices} devices ({shape}): the product must equal it")
+    levels: list[Level] = []
+    tensor_levels = set()
+    for lv, dl, tl in zip(machine.levels, d, t):
+        shared = dl > 1 and tl > 1
+        for role, f in (("data", dl), ("tensor", tl)):
+            if f > 1:
+                if role == "tensor":
+                    tensor_levels.add(len(levels))
+                name = f"{lv.name} ({role})" if shared else lv.name
+                levels.append(Level(name, f, lv.bandwidth_Bps, lv.latency_s))
+    if not levels:  # one device per stage
+        inner = machine.levels[-1]
+        levels.append(Level(inner.name, 1, inner.bandwidth_Bps, inner.latency_s))
+    stage_machine = Machine(machine.name if stages == 1 else f"{machine.name} / {stages} stages",
+                            machine.device, tuple(levels))
+    pipeline = tuple((i, q) for i, q in enumerate(p) if q > 1)
+    return MachineSplit(machine, stage_machine, pipeline, frozenset(tensor_levels))
+
+
+def _take(arities: list[int], count: int, outermost_first: bool, what: str, shape: str, where: str) -> list[int]:
+    taken = [1] * len(arities)
+    left = count
+    order = range(len(arities)) if outermost_first else reversed(range(len(arities)))
+    for i in order:
+        if left == 1:
+            break
+        if left % arities[i] == 0:
+            taken[i], left = arities[i], left // arities[i]
+        elif arities[i] % left == 0:
+            taken[i], left = left, 1
+        else:
+            break
+    if left != 1:
+        raise ConfigError(f"{what} does not fit the machine ({shape}): {where}, whole levels first and then a "
+                          "divisor of the next level; choose a count built that way")
+    return taken
+
+
+def stage_counts(machine: Machine) -> list[int]:
+    """Every number of stages :func:`split_machine` accepts with no tensor parallelism."""
+    counts = []
+    for n in range(1, machine.num_devices + 1):
+        if machine.num_devices % n == 0:
+            try:
+                split_machine(machine, n)
+            except ConfigError:
+                continue
+            counts.append(n)
+    return counts
+
+
+# ---- where the stages can be cut ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class CutPoints:
+    """Positions in the planned operators' topological order where a stage may end.
+
+    A position ``k`` cuts between ``order[k-1]`` and ``order[k]``; the candidates are the
+    positions crossed by the fewest activations (between layers). ``segments`` are the operator
+    runs between consecutive candidates: the units stages are made of.
+    """
+
+    order: tuple[str, ...]
+    positions: tuple[int, ...]  # 0 < k < n, ascending
+
+    @property
+    def bounds(self) -> list[int]:
+        return [0, *self.positions, len(self.order)]
+
+    def segments(self) -> list[list[str]]:
+        b = self.bounds
+        return [list(self.order[b[i]:b[i + 1]]) for i in range(len(b) - 1)]
+
+
+def per_sample_edges(cm: CostModel) -> list:
+    """The edges whose tensor depends on the data (a stage sends it once per micro-batch).
+
+    A tensor computed from parameters alone (the transposed embedding of a tied output layer)
+    is the same for every micro-batch: the stage that reads it keeps its own copy instead.
+    """
+    batch = cm.graph.batch_dims()
+    return [e for e in cm.edges if batch.get(e.producer) is not None]
+
+
+def cut_points(cm: CostModel) -> CutPoints:
+    order = list(cm.planned)
+    index = {n: i for i, n in enumerate(order)}
+    n = len(order)
+    count = np.zeros(n + 1, dtype=np.int64)
+    last_use: dict[str, int] = {}
+    edges = per_sample_edges(cm)
+    for e in edges:
+        last_use[e.tensor] = max(last_use.get(e.tensor, -1), index[e.consumer])
+    for e in edges:
+        if e.tensor in last_use:
+            first, last = index[e.producer] + 1, last_use.pop(e.tensor)
+            count[first:last + 1] += 1  # crossing positions first..last
+    interior = count[1:n]
+    if len(interior) == 0:
+        return CutPoints(tuple(order), ())
+    fewest = interior.min()
+    positions = [k for k in range(1, n) if count[k] == fewest]
+    if len(positions) > MAX_CUT_POINTS:
+        step = math.ceil(len(positions) / MAX_CUT_POINTS)
+        positions = positions[::step]
+    return CutPoints(tuple(order), tuple(positions))
+
+
+def balance_stages(weights: list[float], parts: int, boundary_cost: list[float] | None = None) -> list[int]:
+    """Split ``weights`` (one per segment) into ``parts`` contiguous non-empty groups minimising
+    the heaviest group, a group's weight being its sum plus ``boundary_cost[i]`` for each boundary
+    ``i`` (between segments ``i-1`` and ``i``) at its ends. Returns the start segment of each group.
+
+    Dynamic programming: ``best[j][k]`` is the lightest heaviest-group over the first ``k``
+    segments in ``j`` groups; ``best[j][k] = min_i max(best[j-1][i], load(i, k))``.
+    """
+    n = len(weights)
+    if parts < 1 or parts > n:
+        raise ConfigError(f"cannot make {parts} stages from {n} segment(s) between cut points: the model can be "
+                          f"cut into at most {n} stages")
+    bc = np.zeros(n + 1) if boundary_cost is None else np.concatenate([[0.0], np.asarray(boundary_cost[1:], float), [0.0]])
+    prefix = np.concatenate([[0.0], np.cumsum(weights)])
+    best = prefix[1:].copy() + bc[1:]  # one group over segments [0, k), k = 1..n
+    best = np.concatenate([[math.inf], best])
+    choice = [np.zeros(n + 1, dtype=np.int64)]
+    for _ in range(2, parts + 1):
+        new = np.full(n + 1, math.inf)
+        arg = np.zeros(n + 1, dtype=np.int64)
+        for k in range(1, n + 1):
+            i = np.arange(1, k)
+            if len(i) == 0:
+                continue
+            load = prefix[k] - prefix[i] + bc[i] + bc[k]
+            cand = np.maximum(best[i], load)
+            j = int(np.argmin(cand))
+            new[k], arg[k] = cand[j], i[j]
+        best = new
+        choice.append(arg)
+    starts = []
+    k = n
+    for j in range(parts - 1, 0, -1):
+        k = int(choice[j][k])
+        starts.append(k)
+    return [0, *reversed(starts)]
+
+
+# ---- the schedule and its price ------------------------------------------------------------------
+
+@dataclass
+class PipelineSchedule:
+    """A priced 3-D schedule; seconds per micro-batch unless named per iteration."""
+
+    stages: int
+    micro_batches: int
+    interleave: int
+    micro_batch_size: int  # the batch one micro-batch binds (over the whole stage)
+    recompute: str
+    zero: int
+    stage_of_op: dict[str, int]
+    stage_seconds: list[float]  # one micro-batch through each stage, forward and backward, sends included
+    compute_seconds: list[float]
+    send_seconds: list[float]  # point-to-point sends per micro-batch
+    gradient_sync_seconds: list[float]  # once per iteration, exposed part
+    boundary_levels: list[str]
+    memory: list[MemoryReport]
+    bubble_seconds: float
+    iteration_seconds: float
+    model_flops: float  # forward + backward FLOPs of the model, per iteration
+    hardware_flops: float  # every FLOP executed per iteration, recomputation included
+    devices: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def worst_memory(self) -> MemoryReport:
+        return max(self.memory, key=lambda m: m.peak)
+
+    @property
+    def fits(self) -> bool:
+        return all(m.fits for m in self.memory)
+
+    def tflops_per_device(self) -> dict[str, float]:
+        per = self.iteration_seconds * self.devices * 1e12
+        return {"model": self.model_flops / per, "hardware": self.hardware_flops / per}
+
+    def to_dict(self) -> dict:
+        return {
+            "stages": self.stages,
+            "micro_batches": self.micro_batches,
+            "interleave": self.interleave,
+            "micro_batch_size": self.micro_batch_size,
+            "recompute": self.recompute,
+            "zero": self.zero,
+            "bubble_seconds": self.bubble_seconds,
+            "stage_seconds": list(self.stage_seconds),
+            "send_seconds": list(self.send_seconds),
+            "gradient_sync_seconds": list(self.gradient_sync_seconds),
+            "boundary_levels": list(self.boundary_levels),
+            "stage_memory_bytes": [m.peak for m in self.memory],
+            "stage_of_op": dict(self.stage_of_op),
+        }
+
+
+@dataclass
+class StageAssignment:
+    """Which operators each device of the pipeline holds: chunk ``c`` of ``P * v`` on device
+    ``c mod P``; ``starts`` are the segment indices where chunks begin."""
+
+    stages: int
+    interleave: int
+    starts: list[int]
+    stage_of_op: dict[str, int]
+    stage_segments: list[list[list[str]]]
+
+
+def _check_schedule(stages: int, micro_batches: int, interleave: int) -> None:
+    for label, value in (("micro-batches", micro_batches), ("interleave", interleave)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{label} must be a whole number >= 1, not {value!r}")
+    if interleave > 1 and stages == 1:
+        raise ConfigError("interleaving needs pipeline stages: give --pipeline-stages (or --pp) > 1")
+    if interleave > 1 and micro_batches % stages:
+        raise ConfigError(f"the interleaved schedule needs the micro-batches ({micro_batches}) to be a multiple of the "
+                          f"pipeline stages ({stages})")
+
+
+def _per_op_seconds(cm: CostModel, cost) -> dict[str, float]:
+    """Per micro-batch: compute, collectives other than the gradient sync, and redistribution."""
+    basis = cm.basis
+    return {n: basis.time(cost.compute[n] + cost.communication[n] - cost.gradient_sync[n] + cost.redistribution[n])
+            for n in cm.planned}
+
+
+def assign_stages(cm: CostModel, strategies: dict[str, Strategy], split: MachineSplit, interleave: int = 1,
+                  points: CutPoints | None = None, cost=None) -> StageAssignment:
+    """Balance the chunks by dynamic programming on the plan's per-micro-batch operator times,
+    counting the sends at each boundary (over the outermost pipeline level)."""
+    stages = split.stages
+    full = cm.complete(strategies)
+    cost = cost or cm.evaluate(full)
+    points = points or cut_points(cm)
+    segments = points.segments()
+    chunks = stages * interleave
+    per_op = _per_op_seconds(cm, cost)
+    if chunks > 1:
+        crossing = _crossing_bytes(cm, full, points)
+        outer = split.machine.levels[split.pipeline[0][0]]
+        send_weight = [_send_seconds(crossing[i], outer) for i in range(len(segments))]
+        starts = balance_stages([sum(per_op[n] for n in seg) for seg in segments], chunks, send_weight)
+    else:
+        starts = [0]
+    bounds = starts + [len(segments)]
+    stage_of_op: dict[str, int] = {}
+    stage_segments: list[list[list[str]]] = [[] for _ in range(stages)]
+    for c in range(chunks):
+        for seg in segments[bounds[c]:bounds[c + 1]]:
+            stage_segments[c % stages].append(seg)
+            for n in seg:
+                stage_of_op[n] = c % stages
+    return StageAssignment(stages, interleave, starts, stage_of_op, stage_segments)
+
+
+def stage_memory(cm: CostModel, strategies: dict[str, Strategy], assignment: StageAssignment, micro_batches: int,
+                 optimizer: str = "adam") -> list[MemoryReport]:
+    """Memory per device of each stage under 1F1B: stage ``s`` keeps ``min(m, P - s)`` micro-batches
+    of activations; with ``v`` chunks per device the first stage holds ``(1 + (P-1)/(P v)) P``
+    (Korthikanti et al., 2022), and the later ones proportionally fewer."""
+    stages, v = assignment.stages, assignment.interleave
+    reports = []
+    for s in range(stages):
+        in_flight = min(micro_batches, stages - s)
+        if v > 1:
+            in_flight = min(micro_batches, (stages - s) * (1 + (stages - 1) / (stages * v)))
+        reports.append(memory_per_device(cm, strategies, optimizer, assignment.stage_segments[s], in_flight))
+    return reports
+
+
+def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: MachineSplit, micro_batches: int,
+                   interleave: int = 1, optimizer: str = "adam", overlap_gradient_sync: bool = False,
+                   points: CutPoints | None = None, assignment: StageAssignment | None = None) -> PipelineSchedule:
+    """Price the 1F1B schedule of a plan (``cm`` prices one micro-batch on ``split.stage_machine``);
+    the stages are balanced for this plan unless an ``assignment`` is given."""
+    stages = split.stages
+    _check_schedule(stages, micro_batches, interleave)
+    full = cm.complete(strategies)
+    cost = cm.evaluate(full)
+    basis = cm.basis
+    points = points or cut_points(cm)
+    assignment = assignment or assign_stages(cm, full, split, interleave, points, cost)
+    stage_of_op, starts = assignment.stage_of_op, assignment.starts
+    chunks = stages * interleave
+    per_op = _per_op_seconds(cm, cost)
+
+    # point-to-point: chunk c sends its last activations forward to chunk c+1 and gradients back
+    sends = [0.0] * stages
+    boundary_levels = []
+    crossing = _crossing_bytes(cm, full, points) if chunks > 1 else {}
+    for c in range(1, chunks):
+        a, b = (c - 1) % stages, c % stages
+        level = split.crossing_level(a, b)
+        if c < stages:
+            boundary_levels.append(level.name)
+        nbytes_fwd, nbytes_bwd = crossing[starts[c]]
+        sends[a] += _level_seconds(level, nbytes_fwd)
+        sends[b] += _level_seconds(level, nbytes_bwd)
+
+    compute = [0.0] * stages
+    grad = [0.0] * stages
+    backward = [0.0] * stages
+    for n in cm.planned:
+        s = stage_of_op[n]
+        compute[s] += per_op[n]
+        grad[s] += basis.time(cost.gradient_sync[n])
+        if cm.mode == "train":  # the backward share of the compute: 2 of 3 passes (of 4 when recomputed)
+            backward[s] += basis.time(cost.compute[n]) * 2 / (4 if cm.recomputed(n) else 3)
+    exposed = [max(0.0, g - b) if overlap_gradient_sync else g for g, b in zip(grad, backward)]
+    stage_seconds = [c + s for c, s in zip(compute, sends)]
+    slowest = max(stage_seconds)
+    bubble = (stages - 1) / interleave * slowest
+    iteration = micro_batches * slowest + bubble + max(exposed)
+    memory = stage_memory(cm, full, assignment, micro_batches, optimizer)
+
+    forward_flops = cm.graph.flops_forward
+    recomputed_flops = sum(cm.graph.operators[n].flops for n in cm.planned if cm.recomputed(n))
+    per_mb_model = (3 if cm.mode == "train" else 1) * forward_flops
+    per_mb_hardware = per_mb_model + recomputed_flops
+    batch = cm.graph.bindings.get(cm.graph.batch_symbol, 0) if cm.graph.batch_symbol else 0
+    return PipelineSchedule(stages, micro_batches, interleave, batch, cm.recompute, cm.zero, stage_of_op,
+                            stage_seconds, compute, sends, exposed, boundary_levels, memory, bubble, iteration,
+                            per_mb_model * micro_batches, per_mb_hardware * micro_batches,
+                            split.machine.num_devices)
+
+
+def _level_seconds(level: Level, nbytes: float) -> float:
+    if nbytes <= 0:
+        return 0.0
+    h, steps = point_to_point(nbytes)
+    return h * level.gap_s_per_byte + steps * level.latency_s
+
+
+def _send_seconds(pair: tuple[float, float], level: Level | None) -> float:
+    """Forward plus backward send time of a boundary, for the balancing DP."""
+    if level is None:
+        return 0.0
+    return _level_seconds(level, pair[0]) + _level_seconds(level, pair[1])
+
+
+def _crossing_bytes(cm: CostModel, full: dict[str, Strategy], points: CutPoints) -> dict[int, tuple[float, float]]:
+    """Per segment index ``i`` (the boundary before segment ``i``): the local bytes one device
+    sends forward (activations) and backward (their gradients), in the producer's layout."""
+    order = points.order
+    index = {n: i for i, n in enumerate(order)}
+    bounds = points.bounds
+    seg_of = np.searchsorted(np.asarray(bounds[1:]), np.arange(len(order)), side="right")
+    fwd = np.zeros(len(bounds))
+    bwd = np.zeros(len(bounds))
+    counted: set[tuple[str, int]] = set()
+    for e in per_sample_edges(cm):
+        a, b = seg_of[index[e.producer]], seg_of[index[e.consumer]]
+        if a == b:
+            continue
+        split = math.prod(cm.cut_factor[t] for t, x in enumerate(cm.layout(e.producer, e.out_index, full[e.producer]))
+                          if x >= 0)
+        local = e.nbytes / split
+        for boundary in range(a + 1, b + 1):  # the tensor is relayed through every boundary it spans
+            if (e.tensor, boundary) in counted:
+                continue
+            counted.add((e.tensor, boundary))
+            fwd[boundary] += local
+            if cm.mode == "train" and e.requires_grad:
+                bwd[boundary] += local
+    return {i: (float(fwd[i]), float(bwd[i])) for i in range(len(bounds))}
