@@ -175,8 +175,15 @@ def per_sample_edges(cm: CostModel) -> list:
     A tensor computed from parameters alone (the transposed embedding of a tied output layer)
     is the same for every micro-batch: the stage that reads it keeps its own copy instead.
     """
-    batch = cm.graph.batch_dims()
-    return [e for e in cm.edges if batch.get(e.producer) is not None]
+    graph = cm.graph
+    data_ops = set()
+    reached = set(graph.inputs)
+    for name in graph.topological_order():
+        op = graph.operators[name]
+        if any(u.tensor in reached for u in op.inputs):
+            data_ops.add(name)
+            reached.update(u.tensor for u in op.outputs)
+    return [e for e in cm.edges if e.producer in data_ops]
 
 
 def cut_points(cm: CostModel) -> CutPoints:
