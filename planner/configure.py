@@ -10,6 +10,7 @@ keeps the fastest one that fits, or, when nothing fits, the one that comes close
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -141,7 +142,8 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     tried.
 
     Stage counts are screened with the thesis's D-Rec, in increasing order, until a configuration
-    fits and a larger count is slower even without memory limits.
+    fits and a larger count is slower than a smaller one, both without memory limits (so both
+    before recomputation and ZeRO: the bubble and the sends only grow from there).
     The winner is then planned again with the requested algorithm.
     """
     require_bound(graph)
@@ -150,6 +152,7 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     candidates = _stage_candidates(machine, options, state.batch)
     screen = "drec" if len(candidates) > 1 and options.algorithm == "drec+" else options.algorithm
     best: PlanResult | None = None
+    best_unconstrained = math.inf
     lightest = None  # (stages, least memory per device seen with them), ZeRO-3 aside
     for i, stages in enumerate(candidates):
         if lightest and stages > 1 and lightest[1] * lightest[0] / stages > SKIP_MARGIN * machine.device.memory_bytes:
@@ -158,13 +161,15 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
         if outcome is None:
             break
         result, unconstrained = outcome
+        improved = best is None or _better(result, best)
+        if improved:
+            best = result
+        elif best.memory.fits and unconstrained >= best_unconstrained:
+            break  # more stages only add bubble and sends from here
+        best_unconstrained = min(best_unconstrained, unconstrained)
         peaks = [r.memory.peak for r in state.tried if r.schedule.stages == stages and r.schedule.zero != 3]
         if peaks and not result.memory.fits:
             lightest = (stages, min(peaks))
-        if best is None or _better(result, best):
-            best = result
-        elif best.memory.fits and unconstrained >= best.total_seconds:
-            break  # more stages only add bubble and sends from here
     assert best is not None
     if screen != options.algorithm:  # plan the winner again with the full algorithm
         final = state.run(best.schedule.stages, options.algorithm, 1.0)
@@ -207,17 +212,26 @@ def _notes(best: PlanResult, tried: list[PlanResult]) -> list[str]:
 # ---- hand-made configurations -------------------------------------------------------------------
 
 def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, pipeline: int, data: int,
-                           micro_batch_size: int, global_batch_size: int, options: PlanOptions | None = None
-                           ) -> PlanResult:
+                           micro_batch_size: int, global_batch_size: int, options: PlanOptions | None = None,
+                           graphs: dict[int, OperatorGraph] | None = None,
+                           data_parallel_seconds: float | None = None) -> PlanResult:
     """Price a Megatron-style configuration: tensor parallelism (column- then row-parallel linear
     layers) over the innermost ``tensor`` devices, ``data`` replicas, ``pipeline`` stages outermost.
 
     Each data-parallel replica processes ``micro_batch_size`` samples per micro-batch, so the
     graph is bound to ``micro_batch_size * data`` (one micro-batch of a whole stage), and there
     are ``global_batch_size / (micro_batch_size * data)`` micro-batches per iteration (gradient
-    accumulation when ``pipeline`` is 1).
+    accumulation when ``pipeline`` is 1). ``graphs`` caches the model per batch binding across
+    calls; ``data_parallel_seconds`` is the baseline if already known.
     """
     options = options or PlanOptions(algorithm="megatron")
+    graphs = {} if graphs is None else graphs
+
+    def bound(batch: int) -> OperatorGraph:
+        if batch not in graphs:
+            graphs[batch] = graph.with_batch(batch)
+        return graphs[batch]
+
     require_bound(graph)
     for label, value in (("--tp", tensor), ("--pp", pipeline), ("--dp", data), ("--micro-batch-size", micro_batch_size),
                          ("--global-batch", global_batch_size)):
@@ -235,9 +249,10 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
                           "micro-batch size; export it with a dynamic batch axis")
     micro_batches = global_batch_size // per_step
     split = split_machine(machine, pipeline, tensor=tensor, data=data)
-    whole = cost_model_for(graph.with_batch(global_batch_size), machine, options)
-    dp_seconds = whole.total_seconds(data_parallel_strategies(whole))
-    stage_graph = graph.with_batch(per_step)
+    if data_parallel_seconds is None:
+        whole = cost_model_for(bound(global_batch_size), machine, options)
+        data_parallel_seconds = whole.total_seconds(data_parallel_strategies(whole))
+    stage_graph = bound(per_step)
     start = time.perf_counter()
     cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)
     plan = plan_megatron(cm, tensor_levels=split.tensor_levels)
@@ -245,8 +260,47 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     plan.search_seconds = time.perf_counter() - start
     result = result_for(cm, plan, replace(options, pipeline_stages=pipeline, micro_batches=micro_batches,
                                           recompute=cm.recompute, zero=cm.zero),
-                        split=split, data_parallel_seconds=dp_seconds)
+                        split=split, data_parallel_seconds=data_parallel_seconds)
     result.notes.append(f"{micro_batches} micro-batch(es) of {micro_batch_size} sample(s) per data-parallel rank; "
                         f"iteration {format_seconds(result.total_seconds)}")
     return result
 
+
+
+def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batch_size: int,
+                             options: PlanOptions | None = None, tensor_sizes=(1, 2, 4, 8),
+                             micro_batch_sizes=(1, 2, 4), progress: Progress = None) -> list[PlanResult]:
+    """Every hand-made (tensor, pipeline, data, micro-batch size) configuration the machine and
+    the batch allow, each with the least recomputation and ZeRO stage that fit (the memory
+    ladder; ZeRO-3 without stages only), fastest first (those that fit before the others)."""
+    options = options or PlanOptions(algorithm="megatron", recompute="none", zero=0)
+    graphs: dict[int, OperatorGraph] = {}
+    whole = cost_model_for(graph.with_batch(global_batch_size), machine, options)
+    dp_seconds = whole.total_seconds(data_parallel_strategies(whole))
+    layouts = []
+    for tensor in tensor_sizes:
+        for pipeline in stage_counts(machine):
+            if machine.num_devices % (tensor * pipeline):
+                continue
+            data = machine.num_devices // (tensor * pipeline)
+            for b in micro_batch_sizes:
+                if global_batch_size % (b * data) == 0:
+                    layouts.append((tensor, pipeline, data, b))
+    results = []
+    for i, (tensor, pipeline, data, b) in enumerate(layouts):
+        if progress:
+            progress(i / len(layouts), f"tensor {tensor} x pipeline {pipeline} x data {data}, micro-batch {b}")
+        try:
+            first = evaluate_configuration(graph, machine, tensor, pipeline, data, b, global_batch_size,
+                                           replace(options, recompute="none", zero=0), graphs, dp_seconds)
+        except ConfigError:
+            continue  # e.g. tensor ranks that straddle a level, or more stages than layers
+        result = first
+        for recompute, zero in _ladder(replace(options, recompute=None, zero=None), pipeline)[1:]:
+            if result.memory.fits:
+                break
+            chosen = replace(first.options, recompute=recompute, zero=zero)
+            result = result_for(first.cost_model.variant(recompute, zero, first.schedule.micro_batches), first.plan,
+                                chosen, split=first.split, data_parallel_seconds=dp_seconds)
+        results.append(result)
+    return sorted(results, key=lambda r: (not r.memory.fits, r.total_seconds))

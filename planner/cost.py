@@ -276,6 +276,7 @@ class CostModel:
         self._redist_cache: dict = {}
         self._redist_time_cache: dict = {}
         self._layout_cache: dict = {}
+        self._local_bytes_cache: dict = {}
         self._candidates_cache: dict = {}
         self._gaps = [lv.gap_s_per_byte for lv in machine.levels]
         self._latencies = [lv.latency_s for lv in machine.levels]
@@ -433,6 +434,17 @@ class CostModel:
             flat = info.uses[use_index].flat
             hit = tuple(-1 if a is None else flat.get(a, -1) for a in assign)
             self._layout_cache[key] = hit
+        return hit
+
+    def local_bytes(self, name: str, use_index: int, strategy: Strategy) -> float:
+        """Bytes of one of the operator's tensors that each device holds under ``strategy``."""
+        info = self.info[name]
+        key = (info.signature, use_index, strategy)
+        hit = self._local_bytes_cache.get(key)
+        if hit is None:
+            use = info.uses[use_index]
+            split = math.prod(self.cut_factor[t] for t, d in enumerate(strategy) if d is not None and d in use.dims)
+            hit = self._local_bytes_cache[key] = use.nbytes / split
         return hit
 
     # -- operator cost --

@@ -58,12 +58,6 @@ def optimizer_bytes_per_parameter(optimizer: str, param_itemsize: int) -> int:
     return state + (4 if param_itemsize < 4 else 0)
 
 
-def _local_bytes(cm: CostModel, name: str, use_index: int, strategy: Strategy) -> float:
-    use = cm.info[name].uses[use_index]
-    split = math.prod(cm.cut_factor[t] for t, d in enumerate(strategy) if d is not None and d in use.dims)
-    return use.nbytes / split
-
-
 def stored_activations(cm: CostModel, full: dict[str, Strategy], ops: list[str]) -> dict[str, float]:
     """Local bytes of every activation the backward pass of ``ops`` reads, one micro-batch.
 
@@ -78,9 +72,9 @@ def stored_activations(cm: CostModel, full: dict[str, Strategy], ops: list[str])
             role = tensors[use.tensor].role
             if use.is_output and role is TensorRole.ACTIVATION and tensors[use.tensor].requires_grad:
                 if not dropped:
-                    kept[use.tensor] = _local_bytes(cm, name, i, full[name])
+                    kept[use.tensor] = cm.local_bytes(name, i, full[name])
             elif role is TensorRole.INPUT and not use.is_output and tensors[use.tensor].is_float:
-                kept[use.tensor] = max(kept.get(use.tensor, 0.0), _local_bytes(cm, name, i, full[name]))
+                kept[use.tensor] = max(kept.get(use.tensor, 0.0), cm.local_bytes(name, i, full[name]))
     return kept
 
 
@@ -94,7 +88,7 @@ def _segment_inputs(cm: CostModel, full: dict[str, Strategy], segment: list[str]
             t = tensors[use.tensor]
             if use.is_output or t.role not in (TensorRole.ACTIVATION, TensorRole.INPUT) or t.producer in inside:
                 continue
-            seen[use.tensor] = max(seen.get(use.tensor, 0.0), _local_bytes(cm, name, i, full[name]))
+            seen[use.tensor] = max(seen.get(use.tensor, 0.0), cm.local_bytes(name, i, full[name]))
     return sum(seen.values())
 
 
@@ -120,7 +114,7 @@ def memory_per_device(cm: CostModel, plan: dict[str, Strategy], optimizer: str =
         info = cm.info[name]
         op_total = 0.0
         for i, use in enumerate(info.uses):
-            local = _local_bytes(cm, name, i, full[name])
+            local = cm.local_bytes(name, i, full[name])
             role = tensors[use.tensor].role
             if role is TensorRole.PARAMETER and not use.is_output:
                 # a parameter read in several layouts is stored at its largest local size
