@@ -74,6 +74,7 @@ def is_prime(n: int) -> bool:
 EXPECTED_PRESETS = {
     "dgx_a100": 8,  # 8 gpus
     "dgx_a100_64nodes": 512,  # 64 x 8
+    "selene": 384,  # 48 x 8
     "h100_cluster": 256,  # 32 x 8
     "v100_8": 8,  # 8 gpus
     "ascend910_16x8": 128,  # 16 x 8
