@@ -453,11 +453,18 @@ def cost_model_from_plan(plan: dict, graph) -> tuple[CostModel, dict[str, Strate
     if not isinstance(plan, dict) or "machine" not in plan or not isinstance(plan.get("ops"), list):
         raise ExportError('a plan file must be the JSON of "python -m planner plan --json": it needs '
                           '"machine" and "ops"')
-    machine = Machine.from_dict(plan["machine"])
+    # a pipelined plan's layouts are for one stage's devices and one micro-batch
+    machine = Machine.from_dict(plan.get("stage_machine") or plan["machine"])
+    pipeline = plan.get("pipeline") if isinstance(plan.get("pipeline"), dict) else {}
+    if (pipeline.get("micro_batches") or 1) > 1 and isinstance(pipeline.get("micro_batch_size"), int):
+        graph = graph.with_batch(pipeline["micro_batch_size"])
     opts = plan.get("options") or {}
     options = PlanOptions(mode=plan.get("mode", opts.get("mode", "train")), precision=opts.get("precision"))
     cm = cost_model_for(graph, machine, options)
     strategies, notes = strategies_from_json(cm, plan)
+    if (pipeline.get("stages") or 1) > 1:
+        notes.insert(0, f"a {pipeline['stages']}-stage pipeline: the layouts are for the devices of one stage "
+                        f"({machine.num_devices}) and one micro-batch; stage_of_op says which stage runs each operator")
     return cm, strategies, notes
 
 
@@ -467,6 +474,9 @@ def export_plan(plan: dict, graph, fmt: str = "dtensor", mesh: str = "cuts") -> 
     meta = {"model": plan.get("model", graph.name), "algorithm": plan.get("algorithm")}
     out = export_strategies(cm, strategies, fmt, mesh, meta)
     out["notes"] = notes + out["notes"]
+    pipeline = plan.get("pipeline") if isinstance(plan.get("pipeline"), dict) else {}
+    if (pipeline.get("stages") or 1) > 1:
+        out["stage_of_op"] = pipeline.get("stage_of_op", {})
     return out
 
 

@@ -104,3 +104,17 @@ def test_bad_pipeline_options_say_what_to_fix(machine_file, capsys, args, messag
     code, _, err = run(["plan", GPT2, "--machine", machine_file, "--bind", "batch=8", "--bind", "seq=128", *args], capsys)
     assert code == 2
     assert message in err and "Traceback" not in err
+
+
+def test_export_of_a_pipelined_plan_is_per_stage(machine_file, tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    code, _, err = run(["plan", GPT2, "--machine", machine_file, "--bind", "batch=8", "--bind", "seq=128",
+                        "--pipeline-stages", "2", "--micro-batches", "4", "--json", out], capsys)
+    assert code == 0, err
+    exported = tmp_path / "dtensor.json"
+    code, _, err = run(["export", out, "--format", "dtensor", "--model", GPT2, "--out", exported], capsys)
+    assert code == 0, err
+    data = json.loads(exported.read_text())
+    assert data["devices"] == 4  # one stage: the 4 GPUs of a node
+    assert set(data["stage_of_op"].values()) == {0, 1}
+    assert "2-stage pipeline" in data["notes"][0]
