@@ -129,9 +129,11 @@ def _print_result(result, label: str) -> None:
         print(f"pipeline     {sched.stages} stage(s) (sends over: {levels}), {sched.micro_batches} micro-batch(es) "
               f"of {sched.micro_batch_size}, interleave {sched.interleave}; each stage on "
               f"{result.split.stage_machine.summary()}")
-        print(f"micro-batch  {format_seconds(max(sched.stage_seconds))} in the slowest stage = compute {format_seconds(s['compute'])}"
-              f" + communication {format_seconds(s['communication'])} + redistribution {format_seconds(s['redistribution'])}"
-              " (whole graph, one stage machine)")
+        slowest = sched.stage_seconds.index(max(sched.stage_seconds))
+        print(f"micro-batch  {format_seconds(sched.stage_seconds[slowest])} in the slowest stage ({slowest}; sends "
+              f"{format_seconds(sched.send_seconds[slowest])}); the whole graph on one stage machine: compute "
+              f"{format_seconds(s['compute'])} + communication {format_seconds(s['communication'])} + redistribution "
+              f"{format_seconds(s['redistribution'])}")
         print(f"iteration    {format_seconds(result.total_seconds)} = {sched.micro_batches} x slowest stage + bubble "
               f"{format_seconds(sched.bubble_seconds)} + gradient sync {format_seconds(max(sched.gradient_sync_seconds))}")
     else:

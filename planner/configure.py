@@ -45,13 +45,14 @@ def _largest_divisor_at_most(n: int, limit: int) -> int:
 
 def default_micro_batches(stage_machine: Machine, stages: int, batch: int) -> int:
     """Micro-batches per iteration: a micro-batch just large enough to spread over the stage's
-    outer levels (the innermost level is left to operator parallelism), and at least
-    ``MIN_MICRO_BATCHES_PER_STAGE`` micro-batches per stage."""
+    outer levels (the innermost level is left to operator parallelism; all of the stage's devices
+    when it has a single level), and at least ``MIN_MICRO_BATCHES_PER_STAGE`` per stage."""
     if stages == 1:
         return 1
     cap = max(1, batch // (MIN_MICRO_BATCHES_PER_STAGE * stages))
-    outer = stage_machine.num_devices // stage_machine.levels[-1].arity
-    return batch // _largest_divisor_at_most(batch, min(outer, cap))
+    split_levels = [lv for lv in stage_machine.levels if lv.arity > 1]
+    width = stage_machine.num_devices // (split_levels[-1].arity if len(split_levels) > 1 else 1)
+    return batch // _largest_divisor_at_most(batch, min(width, cap))
 
 
 def _ladder(options: PlanOptions, stages: int) -> list[tuple[str, int]]:
