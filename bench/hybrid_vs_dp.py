@@ -1,5 +1,8 @@
 """Where the hybrid plan should beat pure data parallelism: predicted iteration time and memory.
 
+``drec+`` also chooses pipeline stages, micro-batches, recomputation and ZeRO (keeping the fastest
+configuration that fits); ``data_parallel`` is plain data parallelism, as it is.
+
     python bench/hybrid_vs_dp.py
 
 Cases: VGG-16 (batch 64) on 2 nodes x 8 A100 with 10 Gb/s between the nodes, and the GPT-3
@@ -26,13 +29,18 @@ CASES = [
 
 
 def main() -> int:
-    print(f"{'model':10s} {'devices':>7} {'algorithm':14s} {'iteration':>10} {'speed-up':>8} {'memory/device':>14} fits")
+    print(f"{'model':10s} {'devices':>7} {'algorithm':14s} {'iteration':>10} {'speed-up':>8} {'memory/device':>14} fits  "
+          "configuration")
     for name, binds, machine, precision in CASES:
         graph = import_model(ROOT / "sample_models" / f"{name}.onnx", binds)
         for algo in ("drec+", "data_parallel"):
             r = plan_model(graph, machine, PlanOptions(algorithm=algo, precision=precision))
+            s = r.schedule
+            config = (f"{s.stages} stage(s) x {s.micro_batches} micro-batch(es), recompute {s.recompute}, "
+                      f"ZeRO {s.zero}")
             print(f"{name:10s} {machine.num_devices:>7} {algo:14s} {format_seconds(r.total_seconds):>10} "
-                  f"{r.speedup_over_data_parallel:>7.2f}x {format_bytes(r.memory.peak):>14} {r.memory.fits}")
+                  f"{r.speedup_over_data_parallel:>7.2f}x {format_bytes(r.memory.peak):>14} {str(r.memory.fits):5s} "
+                  f"{config}")
     return 0
 
 
