@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from planner import explorer as ex
+from planner import timeline
 from planner.machine import MachineError, load_preset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -448,3 +449,45 @@ def test_run_it_section(monkeypatch):
     assert_clean(at)
     assert calls
     assert any("Numerics match in 1 of 2 runs" in s.value and "on 2 of 3 operators" in s.value for s in at.success)
+
+
+# ---- the 1F1B timeline --------------------------------------------------------------------
+
+def slot_table(slots) -> dict:
+    return {(s.kind[0].upper(), s.micro_batch, s.stage): (s.start, s.end) for s in slots}
+
+
+def test_1f1b_order_warm_up_steady_cool_down():
+    assert timeline.one_f_one_b_order(2, 3, 0) == [("forward", 0), ("forward", 1), ("backward", 0), ("forward", 2),
+                                                   ("backward", 1), ("backward", 2)]
+    assert timeline.one_f_one_b_order(2, 3, 1) == [("forward", 0), ("backward", 0), ("forward", 1), ("backward", 1),
+                                                   ("forward", 2), ("backward", 2)]
+    # fewer micro-batches than the warm-up wants: every forward first
+    assert timeline.one_f_one_b_order(4, 2, 0) == [("forward", 0), ("forward", 1), ("backward", 0), ("backward", 1)]
+
+
+def test_1f1b_timeline_two_stages_three_micro_batches_by_hand():
+    # forward 1, backward 2 on both stages. Stage 0 runs F0 F1 B0 F2 B1 B2, stage 1 F0 B0 F1 B1 F2 B2;
+    # F_i on stage 1 waits for F_i on stage 0, B_i on stage 0 for B_i on stage 1.
+    slots = timeline.simulate_1f1b([1.0, 1.0], [2.0, 2.0], 3)
+    assert slot_table(slots) == {
+        ("F", 0, 0): (0, 1), ("F", 1, 0): (1, 2), ("F", 0, 1): (1, 2), ("B", 0, 1): (2, 4),
+        ("B", 0, 0): (4, 6), ("F", 1, 1): (4, 5), ("B", 1, 1): (5, 7), ("F", 2, 0): (6, 7),
+        ("F", 2, 1): (7, 8), ("B", 1, 0): (7, 9), ("B", 2, 1): (8, 10), ("B", 2, 0): (10, 12)}
+    assert max(s.end for s in slots) == 12 == (3 + 2 - 1) * (1 + 2)  # (m + P - 1)(f + b)
+    # a slower second stage (forward 2, backward 4): stage 0 waits for it
+    slots = timeline.simulate_1f1b([1.0, 2.0], [2.0, 4.0], 3)
+    assert slot_table(slots) == {
+        ("F", 0, 0): (0, 1), ("F", 1, 0): (1, 2), ("F", 0, 1): (1, 3), ("B", 0, 1): (3, 7),
+        ("B", 0, 0): (7, 9), ("F", 1, 1): (7, 9), ("B", 1, 1): (9, 13), ("F", 2, 0): (9, 10),
+        ("F", 2, 1): (13, 15), ("B", 1, 0): (13, 15), ("B", 2, 1): (15, 19), ("B", 2, 0): (19, 21)}
+
+
+@pytest.mark.parametrize("stages,micro_batches", [(1, 1), (1, 4), (2, 1), (3, 7), (4, 4), (8, 3)])
+def test_1f1b_timeline_matches_the_priced_formula_when_stages_are_equal(stages, micro_batches):
+    slots = timeline.simulate_1f1b([1.0] * stages, [2.0] * stages, micro_batches)
+    assert len(slots) == 2 * stages * micro_batches
+    assert max(s.end for s in slots) == pytest.approx((micro_batches + stages - 1) * 3.0)
+    for stage in range(stages):  # a stage never runs two passes at once
+        mine = sorted((s.start, s.end) for s in slots if s.stage == stage)
+        assert all(a[1] <= b[0] for a, b in zip(mine, mine[1:]))
