@@ -33,12 +33,14 @@ import plotly.graph_objects as go
 
 from . import __version__
 from .api import ALGORITHMS, PlanOptions, PlanResult, cost_model_for, evaluate_plan, result_for, search
-from .cost import PRECISION_BYTES, CostModel, Plan, PlanError
+from .configure import plan_configurations
+from .cost import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, CostModel, OptionsError, Plan, PlanError
 from .ir import OperatorGraph, OpKind, TensorRole
 from .machine import Machine, MachineError, load_preset, preset_paths
 from .memory import OPTIMIZERS
 from .onnx_import import ModelImportError, binding_value, import_model, load_model_proto, model_sha256, symbolic_dims
 from .report import op_cuts, op_splits, plan_to_json
+from .search.pipeline import split_machine, stage_counts
 from .units import format_bytes, format_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +52,8 @@ DEFAULT_MACHINE = "dgx_a100_64nodes"
 DEFAULT_OPTIONS = PlanOptions()
 
 MODES = ("train", "infer")
+#: What the sidebar and the URL show for an option left to the configuration search (None).
+AUTO = "auto"
 PRECISIONS = (None, "fp32", "bf16", "fp16")
 COMPARE_ALGORITHMS = ("drec+", "drec", "data_parallel", "megatron", "exact")
 
@@ -186,6 +190,18 @@ def bindings_key(bindings: dict[str, int]) -> tuple:
     return tuple(sorted((str(k), int(v)) for k, v in bindings.items()))
 
 
+def options_key(options: PlanOptions) -> tuple:
+    """Every option, so that a new field of PlanOptions can never make two plans share a key."""
+    return tuple(sorted(options.to_dict().items()))
+
+
+def searches_configurations(options: PlanOptions) -> bool:
+    """Whether a plan goes through the configuration search (stages x micro-batches x
+    recomputation x ZeRO): when the options leave one of them open, or fix a pipeline or
+    several micro-batches (which only that search knows how to plan)."""
+    return options.searches_configuration or (options.pipeline_stages or 1) > 1 or (options.micro_batches or 1) > 1
+
+
 class _LRU:
     """Least recently used entries go first once there are more than ``size`` of them or, with a
     ``weight`` function, once their total weight passes ``max_weight`` (the newest always stays)."""
@@ -287,20 +303,30 @@ class PlanCache:
     # -- plans --
     def cost_model(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine,
                    options: PlanOptions) -> CostModel:
-        key = ("cm", source.sha256, bindings_key(bindings), machine_key(machine), options.mode, options.precision)
+        key = ("cm", source.sha256, bindings_key(bindings), machine_key(machine), options.mode, options.precision,
+               options.recompute, options.zero)
         return self._memo(self._cms, key, lambda: cost_model_for(graph, machine, options))
 
     @staticmethod
     def _result_key(source, bindings, machine, options) -> tuple:
-        return ("result", source.sha256, bindings_key(bindings), machine_key(machine), options.mode,
-                options.precision, options.optimizer, options.algorithm)
+        return ("result", source.sha256, bindings_key(bindings), machine_key(machine), options_key(options))
 
     def result(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine, options: PlanOptions,
                progress: Progress = None) -> PlanResult:
-        """The plan of one algorithm (raises the planner's ValueError subclasses unchanged)."""
+        """The plan of one algorithm (raises the planner's ValueError subclasses unchanged).
+
+        Through the configuration search when :func:`searches_configurations`; otherwise the one
+        configuration the options fix is planned here, drec+ also starting from the plans of
+        what-if variants of the machine (:meth:`_hints`), which that search does not take.
+        """
         key = self._result_key(source, bindings, machine, options)
 
         def compute():
+            if searches_configurations(options):
+                if options.algorithm == "exact":  # the search runs it unguarded, on one stage machine
+                    stage_machine = split_machine(machine, options.pipeline_stages or 1).stage_machine
+                    require_exact_feasible(self.cost_model(source, bindings, graph, stage_machine, options))
+                return plan_configurations(graph, machine, options, progress)
             cm = self.cost_model(source, bindings, graph, machine, options)
             if options.algorithm == "exact":
                 plan = plan_exact_guarded(cm)
@@ -381,19 +407,24 @@ def exact_feasible(cm: CostModel, limit: int = EXACT_UI_MAX_STRATEGIES) -> bool:
     return True
 
 
-def plan_exact_guarded(cm: CostModel) -> Plan:
-    """The exact optimum when the graph is small enough for a page, else ExactTooLargeForUI.
+def require_exact_feasible(cm: CostModel) -> None:
+    """Raise ExactTooLargeForUI unless the graph is small enough for the exact search on a page.
 
     ``planner.search.exact.plan_exact`` lists every strategy of every operator before it checks
     its bound; on a CNN over 512 devices that list alone exhausts memory. Counting first is cheap.
     """
-    from .search.exact import plan_exact
-
     if not exact_feasible(cm):
         raise ExactTooLargeForUI(
             f"too large for this graph: more than {EXACT_UI_MAX_STRATEGIES:,} strategies (the page's bound) over "
             f"{len(cm.planned)} operators on {cm.machine.num_devices} devices; the exact search is for small "
             "graphs and machines (e.g. the mlp sample on dgx_a100)")
+
+
+def plan_exact_guarded(cm: CostModel) -> Plan:
+    """The exact optimum when the graph is small enough for a page, else ExactTooLargeForUI."""
+    from .search.exact import plan_exact
+
+    require_exact_feasible(cm)
     return plan_exact(cm, time_limit_s=EXACT_UI_TIME_LIMIT_S)
 
 
@@ -438,11 +469,56 @@ def encode_url_state(model: ModelSource, bindings: dict[str, int], machine: Mach
         "precision": options.precision or "model",
         "optimizer": options.optimizer,
     }
+    for param, name in PIPELINE_URL_PARAMS.items():
+        value = getattr(options, name)
+        if value != getattr(DEFAULT_OPTIONS, name):
+            params[param] = option_text(value)
     if machine_preset is not None:
         params["machine"] = machine_preset
     else:
         params["machine_json"] = json.dumps(machine.to_dict(), separators=(",", ":"))
     return params
+
+
+#: The pipeline and memory options in the URL (written only when they differ from the
+#: defaults): parameter -> PlanOptions field.
+PIPELINE_URL_PARAMS = {"stages": "pipeline_stages", "micro_batches": "micro_batches", "interleave": "interleave",
+                       "recompute": "recompute", "zero": "zero", "overlap": "overlap_gradient_sync"}
+
+
+def option_text(value) -> str:
+    """An option as the URL and the sidebar write it: ``auto`` for None, ``true``/``false``."""
+    if value is None:
+        return AUTO
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_pipeline_option(param: str, text: str):
+    """A pipeline or memory option from the URL; ValueError says what it may be."""
+    name = PIPELINE_URL_PARAMS[param]
+    default = getattr(DEFAULT_OPTIONS, name)
+    if text == AUTO and default is None:
+        return None
+    if name == "recompute":
+        if text in RECOMPUTE:
+            return text
+        allowed = f"one of {AUTO}, {', '.join(RECOMPUTE)}"
+    elif name == "zero":
+        if text in {str(z) for z in ZERO_STAGES}:
+            return int(text)
+        allowed = f"one of {AUTO}, {', '.join(map(str, ZERO_STAGES))}"
+    elif name == "overlap_gradient_sync":
+        if text in ("true", "false"):
+            return text == "true"
+        allowed = "true or false"
+    else:
+        try:
+            return binding_value(text)
+        except ValueError:
+            allowed = ("auto or " if default is None else "") + "a whole number >= 1"
+    raise ValueError(f"{param}={text!r} is not {allowed}; using {option_text(default)}")
 
 
 def decode_url_state(params: dict[str, str]) -> tuple[UrlState, list[str]]:
@@ -492,7 +568,19 @@ def decode_url_state(params: dict[str, str]) -> tuple[UrlState, list[str]]:
             opts["precision"] = precision
         else:
             problems.append(f"precision={precision!r} is not one of model, {', '.join(PRECISION_BYTES)}; using the model's")
-    state.options = PlanOptions(**opts)
+    pipeline = {}
+    for param, name in PIPELINE_URL_PARAMS.items():
+        value = get(param)
+        if value is not None:
+            try:
+                pipeline[name] = parse_pipeline_option(param, value)
+            except ValueError as exc:
+                problems.append(str(exc))
+    try:
+        state.options = PlanOptions(**opts, **pipeline)
+    except OptionsError as exc:  # each is valid alone, not together (stages with mode=infer)
+        problems.append(f"{exc}: the link's pipeline and memory options are not used")
+        state.options = PlanOptions(**opts)
     return state, problems
 
 
@@ -1312,7 +1400,8 @@ def memory_table(result: PlanResult) -> pd.DataFrame:
 # ---- overriding one operator, and comparing plans --------------------------------------------
 
 def with_override(result: PlanResult, name: str, strategy: tuple) -> PlanResult:
-    """The same plan with one operator's strategy replaced, scored by the shared evaluator."""
+    """The same plan with one operator's strategy replaced, scored by the shared evaluator in the
+    same configuration (the stages are balanced again for the changed plan)."""
     cm = result.cost_model
     if cm.assignment(name, tuple(strategy)) is None:
         raise PlanError(f"{name}: the split {list(strategy)} does not divide the operator's dimensions; "
@@ -1320,7 +1409,7 @@ def with_override(result: PlanResult, name: str, strategy: tuple) -> PlanResult:
     strategies = dict(result.plan.strategies)
     strategies[name] = tuple(strategy)
     plan = Plan(strategies, f"{result.plan.algorithm} with {name} overridden", 0.0)
-    return result_for(cm, plan, result.options)
+    return result_for(cm, plan, result.options, split=result.split, data_parallel_seconds=result.data_parallel_seconds)
 
 
 def plan_diff(a: PlanResult, b: PlanResult, label_a: str = "current", label_b: str = "other") -> pd.DataFrame:

@@ -451,7 +451,61 @@ def test_run_it_section(monkeypatch):
     assert any("Numerics match in 1 of 2 runs" in s.value and "on 2 of 3 operators" in s.value for s in at.success)
 
 
-# ---- the 1F1B timeline --------------------------------------------------------------------
+# ---- pipelined plans: URL, cache, the 1F1B timeline ---------------------------------------
+
+PIPELINED = dict(model="gpt2_small", bind="batch:8,seq:64", machine="dgx_a100")  # small and quick to plan
+
+
+def test_url_round_trip_of_the_pipeline_options():
+    src = ex.sample_source("mlp")
+    m = load_preset("dgx_a100")
+    opts = ex.PlanOptions(pipeline_stages=2, micro_batches=8, interleave=2, recompute="full", zero=3,
+                          overlap_gradient_sync=True)
+    params = ex.encode_url_state(src, {"batch": 64}, m, "dgx_a100", opts)
+    state, problems = ex.decode_url_state(params)
+    assert not problems and state.options == opts
+    defaults = ex.encode_url_state(src, {"batch": 64}, m, "dgx_a100", ex.PlanOptions())
+    assert not set(ex.PIPELINE_URL_PARAMS) & set(defaults)
+    assert ex.decode_url_state({"stages": "auto", "zero": "auto"})[0].options == ex.PlanOptions()
+
+
+def test_bad_pipeline_options_in_the_url_are_reported():
+    state, problems = ex.decode_url_state({"stages": "many", "micro_batches": "0", "interleave": "-1",
+                                           "recompute": "most", "zero": "2", "overlap": "maybe"})
+    assert state.options == ex.PlanOptions()
+    assert len(problems) == 6
+    for word in ("stages='many'", "micro_batches='0'", "interleave='-1'", "recompute='most'", "zero='2'",
+                 "overlap='maybe'"):
+        assert any(p.startswith(word) for p in problems), (word, problems)
+    state, problems = ex.decode_url_state({"mode": "infer", "stages": "2"})
+    assert state.options == ex.PlanOptions(mode="infer")
+    assert len(problems) == 1 and "for training" in problems[0] and "not used" in problems[0]
+    at = run_app(**PIPELINED, stages="many", zero="2")
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    assert "stages='many'" in warnings and "zero='2'" in warnings
+    assert ctx(at).result is not None
+
+
+def test_the_cache_keeps_configurations_apart():
+    c = ex.PlanCache()
+    src = ex.sample_source("gpt2_small")
+    b = {"batch": 8, "seq": 64}
+    g = c.graph(src, b)
+    m = load_preset("dgx_a100")
+    fixed = ex.PlanOptions(pipeline_stages=1, micro_batches=1, recompute="none", zero=0)
+    assert not ex.searches_configurations(fixed) and ex.searches_configurations(ex.PlanOptions())
+    assert ex.searches_configurations(ex.options_with(fixed, micro_batches=2))
+    one = c.result(src, b, g, m, fixed)
+    assert one.tried == [] and not one.pipelined  # the single-configuration path
+    piped = c.result(src, b, g, m, ex.options_with(fixed, pipeline_stages=2, micro_batches=4))
+    assert piped.schedule.stages == 2 and len(piped.tried) == 1
+    assert c.has_result(src, b, m, fixed) and not c.has_result(src, b, m, ex.options_with(fixed, zero=1))
+    # overriding an operator keeps the plan's configuration
+    op = next(n for n in piped.cost_model.planned if piped.plan.strategies[n] != piped.cost_model.replicated())
+    alt = ex.with_override(piped, op, piped.cost_model.replicated())
+    assert (alt.schedule.stages, alt.schedule.micro_batches) == (2, 4) and alt.total_seconds != piped.total_seconds
+
 
 def slot_table(slots) -> dict:
     return {(s.kind[0].upper(), s.micro_batch, s.stage): (s.start, s.end) for s in slots}
