@@ -1,7 +1,8 @@
 """The explorer: ``streamlit run app.py``.
 
 This file holds the navigation and the shared sidebar (what is in use: model, bound dimensions,
-machine, mode, precision, optimizer, algorithm), keeps that state in the URL, and plans once per
+machine, mode, precision, optimizer, algorithm, and the pipeline and memory options: stages,
+micro-batches, recomputation, ZeRO, interleaving, gradient-sync overlap), keeps that state in the URL, and plans once per
 run through a cache keyed by the model's sha256, the machine and the options. Each page in
 ``pages/`` calls :func:`page_context` for the result and draws; the helpers live in
 ``planner/explorer.py``.
@@ -20,7 +21,7 @@ from streamlit import config as st_config
 from planner import __version__
 from planner import explorer as ex
 from planner.api import ALGORITHMS, PlanOptions
-from planner.cost import PRECISION_BYTES
+from planner.cost import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError
 from planner.machine import Machine, MachineError, load_preset
 from planner.memory import OPTIMIZERS
 from planner.onnx_import import ModelImportError
@@ -88,12 +89,16 @@ def _sync_binding(dim: str, key: str) -> None:
 
 
 def _sync_option(field: str, key: str) -> None:
+    """Apply a sidebar option; options that do not go together (pipeline stages in inference)
+    keep the options in use and leave a message for the sidebar."""
     value = st.session_state.get(key)
-    if value is None:  # a segmented control can be deselected: keep the option
+    if value is None and field == "mode":  # a segmented control can be deselected: keep the option
         return
-    if field == "precision" and value == "model":
-        value = None
-    st.session_state.options = ex.options_with(st.session_state.options, **{field: value})
+    try:
+        st.session_state.options = ex.options_with(st.session_state.options,
+                                                   **{field: ex.option_from_widget(field, value)})
+    except OptionsError as exc:
+        st.session_state.option_error = f"Not changed: {exc}."
 
 
 def _sidebar(cache: ex.PlanCache) -> tuple[list[str], str | None]:
@@ -135,7 +140,56 @@ def _sidebar(cache: ex.PlanCache) -> tuple[list[str], str | None]:
                  help="bytes of float tensors; onnx keeps the types of the ONNX file")
     c2.selectbox("Optimizer", list(OPTIMIZERS), key="sb_optimizer", on_change=_sync_option,
                  args=("optimizer", "sb_optimizer"), help="sets the optimizer state in memory (train mode)")
+    _pipeline_options(options)
+    if ss.get("option_error"):
+        sb.error(ss.pop("option_error"))
     return dims, model_error
+
+
+def _or_auto(value):
+    """A selectbox's value for an option the search may choose (None)."""
+    return ex.AUTO if value is None else value
+
+
+def _pipeline_options(options: PlanOptions) -> None:
+    """Stages, micro-batches, recomputation, ZeRO, interleaving and overlap: ``auto`` leaves one to
+    the configuration search (drec and drec+; the other algorithms take 1 stage, no recomputation
+    and ZeRO 0). A combination that does not fit the model or the machine is reported by the
+    planner, on the page."""
+    ss = st.session_state
+    for key, value in (("sb_stages", _or_auto(options.pipeline_stages)), ("sb_micro_batches", options.micro_batches),
+                       ("sb_recompute", _or_auto(options.recompute)), ("sb_zero", _or_auto(options.zero)),
+                       ("sb_interleave", options.interleave), ("sb_overlap", options.overlap_gradient_sync)):
+        ss[key] = value
+    infer = options.mode == "infer"
+    box = st.sidebar.expander("Pipeline and memory", icon=":material/view_timeline:")
+    if infer:
+        box.caption("for training: an inference pass is planned as one stage and one micro-batch")
+    (stages, micro), (recompute, zero), (interleave, _) = (box.columns(2) for _ in range(3))
+    stages.selectbox("Pipeline stages", ex.stage_choices(ss.machine, options.pipeline_stages), key="sb_stages",
+                     format_func=str, on_change=_sync_option, args=("pipeline_stages", "sb_stages"), disabled=infer,
+                     help="consecutive layers on disjoint groups of devices along the outermost machine levels; "
+                          "auto: drec and drec+ try the counts the machine allows and keep the fastest that fits "
+                          "in memory")
+    micro.number_input("Micro-batches", min_value=1, step=1, value=None, placeholder=ex.AUTO, key="sb_micro_batches",
+                       on_change=_sync_option, args=("micro_batches", "sb_micro_batches"), disabled=infer,
+                       help="per iteration, in the 1F1B schedule; must divide the batch. Empty: auto (1 without "
+                            "stages, else enough to fill the pipeline)")
+    recompute.selectbox("Recompute", [ex.AUTO, *RECOMPUTE], key="sb_recompute", on_change=_sync_option,
+                        args=("recompute", "sb_recompute"), disabled=infer,
+                        help="\n\n".join([f"**{ex.AUTO}**: the least that fits in memory"]
+                                          + [f"**{k}**: {v}" for k, v in RECOMPUTE.items()]))
+    zero.selectbox("ZeRO", [ex.AUTO, *ZERO_STAGES], key="sb_zero", format_func=str, on_change=_sync_option,
+                   args=("zero", "sb_zero"), disabled=infer,
+                   help="\n\n".join([f"**{ex.AUTO}**: the lowest stage that fits in memory"]
+                                     + [f"**{k}**: {v}" for k, v in ZERO_STAGES.items()]))
+    interleave.number_input("Interleave", min_value=1, step=1, key="sb_interleave", on_change=_sync_option,
+                            args=("interleave", "sb_interleave"), disabled=infer,
+                            help="model chunks per device (interleaved 1F1B: a smaller bubble, more sends); needs a "
+                                 "fixed number of stages > 1 whose multiple the micro-batches are")
+    box.toggle("Overlap the gradient sync", key="sb_overlap", on_change=_sync_option,
+               args=("overlap_gradient_sync", "sb_overlap"), disabled=infer,
+               help="hide the gradient all-reduce behind the last backward pass, as far as that pass lasts")
 
 
 def _context(cache: ex.PlanCache, dims: list[str], model_error: str | None) -> ex.Context:
@@ -156,13 +210,15 @@ def _context(cache: ex.PlanCache, dims: list[str], model_error: str | None) -> e
     if not ctx.graph.planned_operators():
         ctx.plan_error = "the model has no operator to plan (only constants and shape arithmetic)"
         return ctx
-    label = f"Planning {ctx.source.label} on {ctx.machine.num_devices:,} devices with {options.algorithm}..."
+    label = f"Planning {ctx.source.label} on {ctx.machine.num_devices:,} devices with {options.algorithm}" + (
+        " (stages, micro-batches, recomputation, ZeRO)..." if ex.searches_configurations(options) else "...")
     with st.spinner(label):
         bar = st.progress(0.0, text=label)
         try:
             ctx.result = ctx.plan(progress=lambda f, msg: bar.progress(min(max(float(f), 0.0), 1.0), text=msg))
-        except Exception as exc:  # noqa: BLE001 - PlanError, NotATransformerError, ... and planner bugs
+        except Exception as exc:  # noqa: BLE001 - PlanError, NotATransformerError, ConfigError, ... and planner bugs
             ctx.plan_error = ex.error_text(options.algorithm, exc)
+            ctx.plan_fix = ex.what_to_change(exc)
         finally:
             bar.empty()
     return ctx
@@ -229,7 +285,7 @@ def planned_page(title: str) -> ex.Context:
     ctx = page_context()
     st.title(title)
     if ctx.model_error or ctx.plan_error:
-        st.error(ctx.model_error or f"No plan: {ctx.plan_error}. Pick another algorithm in the sidebar.")
+        st.error(ctx.model_error or ctx.no_plan)
         st.stop()
     return ctx
 

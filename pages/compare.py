@@ -79,7 +79,7 @@ except MachineError as exc:
     st.stop()
 
 if ctx.plan_error:
-    st.error(f"No plan: {ctx.plan_error}. Pick another algorithm in the sidebar.")
+    st.error(ctx.no_plan)
     st.stop()
 r = ctx.result
 try:

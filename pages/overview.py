@@ -14,7 +14,7 @@ if ctx.model_error:
     st.page_link("pages/model.py", label="Choose another model or fix the bindings on the Model page", icon=":material/schema:")
     st.stop()
 if ctx.plan_error:
-    st.error(f"No plan: {ctx.plan_error}. Pick another algorithm in the sidebar.")
+    st.error(ctx.no_plan)
     st.stop()
 
 r = ctx.result

@@ -1735,10 +1735,16 @@ class Context:
     result: PlanResult | None = None
     model_error: str | None = None
     plan_error: str | None = None
+    plan_fix: str = ""  # where to change something when there is no plan (see what_to_change)
 
     @property
     def meta(self) -> ReportMeta:
         return ReportMeta(self.source, self.bindings, self.machine_label)
+
+    @property
+    def no_plan(self) -> str:
+        """What a page shows instead of the plan: the planner's message and what to change."""
+        return f"No plan: {self.plan_error}. {self.plan_fix}"
 
     def plan(self, machine: Machine | None = None, options: PlanOptions | None = None,
              progress: Progress = None) -> PlanResult:
@@ -1750,9 +1756,32 @@ class Context:
 
 
 def options_with(options: PlanOptions, **changes) -> PlanOptions:
+    """The options with some fields changed (OptionsError if they do not go together)."""
     data = options.to_dict()
     data.update(changes)
     return PlanOptions(**data)
+
+
+def option_from_widget(name: str, value):
+    """A sidebar widget's value as the PlanOptions field ``name``: ``auto`` (and the precision's
+    ``model``) is None, which leaves it to the search (or to the model's element types)."""
+    return None if value == AUTO or (name == "precision" and value == "model") else value
+
+
+def stage_choices(machine: Machine, current: int | None) -> list:
+    """The sidebar's pipeline stages: auto, every count the machine splits into, and the count in
+    use if the machine does not allow it (a link or an earlier machine: planning says why)."""
+    counts = stage_counts(machine)
+    return [AUTO, *counts, *([current] if current is not None and current not in counts else [])]
+
+
+def what_to_change(exc: Exception) -> str:
+    """Where a failed plan can be fixed: a configuration the options fix that does not fit the
+    model or the machine (an OptionsError) is changed in the pipeline options, anything else by
+    choosing another algorithm."""
+    if isinstance(exc, OptionsError):
+        return "Change the pipeline and memory options in the sidebar."
+    return "Pick another algorithm in the sidebar."
 
 
 

@@ -451,9 +451,67 @@ def test_run_it_section(monkeypatch):
     assert any("Numerics match in 1 of 2 runs" in s.value and "on 2 of 3 operators" in s.value for s in at.success)
 
 
-# ---- pipelined plans: URL, cache, the 1F1B timeline ---------------------------------------
+# ---- pipelined plans: sidebar, URL, cache, the 1F1B timeline ------------------------------
 
 PIPELINED = dict(model="gpt2_small", bind="batch:8,seq:64", machine="dgx_a100")  # small and quick to plan
+
+
+def test_sidebar_pipeline_options_and_their_errors():
+    at = run_app(**PIPELINED)
+    assert_clean(at)
+    assert at.selectbox(key="sb_stages").options == ["auto", "1", "2", "4", "8"]
+    at.selectbox(key="sb_stages").select(2).run()
+    at.number_input(key="sb_micro_batches").set_value(4).run()
+    at.selectbox(key="sb_recompute").select("selective").run()
+    at.selectbox(key="sb_zero").select(1).run()
+    at.toggle(key="sb_overlap").set_value(True).run()
+    assert_clean(at)
+    c = ctx(at)
+    assert c.options == ex.PlanOptions(pipeline_stages=2, micro_batches=4, recompute="selective", zero=1,
+                                       overlap_gradient_sync=True)
+    s = c.result.schedule
+    assert (s.stages, s.micro_batches, s.recompute, s.zero) == (2, 4, "selective", 1)
+    assert {k: at.query_params[k] for k in ("stages", "micro_batches", "recompute", "zero", "overlap")} == \
+        {"stages": "2", "micro_batches": "4", "recompute": "selective", "zero": "1", "overlap": "true"}
+    # a micro-batch count that does not divide the batch (8): the planner's message, no traceback
+    at.number_input(key="sb_micro_batches").set_value(3).run()
+    assert not at.exception
+    assert any("3 micro-batches do not divide the batch" in e.value and "pipeline and memory options" in e.value
+               for e in at.error)
+    goto(at, "strategy")
+    assert not at.exception and at.error
+    # interleaving without a fixed number of stages
+    at.number_input(key="sb_micro_batches").set_value(None).run()
+    at.selectbox(key="sb_stages").select("auto").run()
+    at.number_input(key="sb_interleave").set_value(2).run()
+    assert not at.exception
+    assert any("interleaving needs pipeline stages" in e.value for e in at.error)
+    # stages in inference: the option is refused in the sidebar and the options in use stay
+    at.number_input(key="sb_interleave").set_value(1).run()
+    at.selectbox(key="sb_stages").select(2).run()
+    at.segmented_control(key="sb_mode").set_value("infer").run()
+    assert not at.exception
+    assert any(e.value.startswith("Not changed: pipeline stages and micro-batches are for training")
+               for e in at.sidebar.error)
+    assert ctx(at).options.mode == "train" and ctx(at).options.pipeline_stages == 2
+    # back to auto: the options are the defaults again and the URL carries none of them
+    at.selectbox(key="sb_stages").select("auto").run()
+    at.selectbox(key="sb_recompute").select("auto").run()
+    at.selectbox(key="sb_zero").select("auto").run()
+    at.toggle(key="sb_overlap").set_value(False).run()
+    assert_clean(at)
+    assert ctx(at).options == ex.DEFAULT_OPTIONS
+    assert not {"stages", "micro_batches", "recompute", "zero", "overlap", "interleave"} & set(at.query_params)
+
+
+def test_a_stage_count_the_machine_does_not_allow_is_an_error_not_a_crash():
+    at = run_app(**PIPELINED, stages="3")  # 8 GPUs cannot be cut into 3 stages
+    assert not at.exception
+    assert "3" in at.selectbox(key="sb_stages").options
+    assert any("3 pipeline stages does not fit the machine" in e.value for e in at.error)
+    for page in ("strategy", "cost", "compare"):
+        goto(at, page)
+        assert not at.exception and at.error
 
 
 def test_url_round_trip_of_the_pipeline_options():
