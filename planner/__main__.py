@@ -127,7 +127,7 @@ def _print_result(result, label: str) -> None:
     if result.pipelined:
         levels = ", ".join(sorted(set(sched.boundary_levels))) or "none"
         print(f"pipeline     {sched.stages} stage(s) (sends over: {levels}), {sched.micro_batches} micro-batch(es) "
-              f"of {sched.micro_batch_size}, interleave {sched.interleave}; each stage on "
+              f"of {sched.micro_batch_size} sample(s) per stage, interleave {sched.interleave}; each stage on "
               f"{result.split.stage_machine.summary()}")
         slowest = sched.stage_seconds.index(max(sched.stage_seconds))
         print(f"micro-batch  {format_seconds(sched.stage_seconds[slowest])} in the slowest stage ({slowest}; sends "
@@ -179,7 +179,7 @@ def cmd_evaluate(args) -> int:
             raise UsageError("give a plan file (--plan PLAN.json) or a hand-made configuration: "
                              f"--tp T --pp P --dp D --micro-batch-size b --global-batch B (missing: {missing})")
         return _evaluate_hand_made(args)
-    if given or args.pipeline_stages or args.micro_batches:
+    if given:
         raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--micro-batch-size/--global-batch "
                          "(or drop --plan to evaluate a hand-made configuration)")
     data = _read_plan(args.plan)
@@ -222,7 +222,8 @@ def _evaluate_hand_made(args) -> int:
     result = evaluate_configuration(graph, _machine(args.machine), args.tp, args.pp, args.dp, args.micro_batch_size,
                                     args.global_batch, _options(args, algorithm="megatron"))
     _print_result(result, Path(args.model).name)
-    bindings = {**parse_bindings(args.bind), **result.graph.bindings}
+    # the file records the whole batch, so that evaluate --plan prices the same iteration
+    bindings = {**parse_bindings(args.bind), **result.graph.bindings, graph.batch_symbol: args.global_batch}
     _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), bindings))
     return 0
 
@@ -369,7 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
     hand.add_argument("--dp", type=positive_int, metavar="D", help="data-parallel size; T x P x D = devices")
     hand.add_argument("--micro-batch-size", type=positive_int, metavar="b", help="samples per micro-batch per data-parallel rank")
     hand.add_argument("--global-batch", type=positive_int, metavar="B", help="samples per iteration; B / (b x D) micro-batches")
-    sp.set_defaults(pipeline_stages=None, micro_batches=None)
     memory_args(hand)
     sp.set_defaults(func=cmd_evaluate)
 

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from .cost import (RECOMPUTE, ZERO_STAGES, CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy,
-                   check_memory_options, check_mode_and_precision)
+from .cost import (CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy, check_memory_options,
+                   check_mode_and_precision)
 from .ir import OperatorGraph, OpKind
 from .machine import Machine
 from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport
@@ -21,8 +21,7 @@ from .onnx_import import require_bound
 from .search.data_parallel import data_parallel_strategies, plan_data_parallel
 from .search.drec import DRecSearch, plan_drec
 from .search.megatron import plan_megatron
-from .search.pipeline import ConfigError, CutPoints, MachineSplit, PipelineSchedule, cut_points, price_schedule, \
-    split_machine
+from .search.pipeline import CutPoints, MachineSplit, PipelineSchedule, micro_batch_graph, price_schedule, split_machine
 
 ALGORITHMS: dict[str, str] = {
     "drec+": "improved D-Rec (default): the thesis's search plus re-sweeps, whole-cut candidates and a local polish",
@@ -160,8 +159,12 @@ def result_for(cm: CostModel, plan: Plan, options: PlanOptions, notes: list[str]
     split = split or split_machine(cm.machine, 1)
     schedule = price_schedule(cm, plan.strategies, split, cm.micro_batches, options.interleave, options.optimizer,
                               options.overlap_gradient_sync, points)
-    if data_parallel_seconds is None:
-        data_parallel_seconds = cm.total_seconds(data_parallel_strategies(cm))
+    if data_parallel_seconds is None:  # the baseline of a plain plan: same graph and machine
+        if split.stages > 1 or cm.micro_batches > 1:
+            raise ValueError("result_for needs data_parallel_seconds (the whole batch on the whole machine) "
+                             "for a pipelined plan")
+        plain = cm.variant("none", 0, 1)
+        data_parallel_seconds = plain.total_seconds(data_parallel_strategies(plain))
     return PlanResult(cm.graph, split.machine, options, cm, plan, cm.evaluate(plan.strategies), schedule, split,
                       data_parallel_seconds, list(plan.notes) + list(notes or []))
 
@@ -330,16 +333,11 @@ def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: P
     require_bound(graph)
     split = split_machine(machine, options.pipeline_stages or 1)
     micro_batches = options.micro_batches or 1
-    stage_graph = graph
-    if micro_batches > 1:
-        batch = graph.bindings.get(graph.batch_symbol) if graph.batch_symbol else None
-        if batch is None or batch % micro_batches:
-            raise ConfigError(f"{micro_batches} micro-batches do not divide the batch ({graph.batch_symbol}={batch})")
-        stage_graph = graph.with_batch(batch // micro_batches)
+    stage_graph = micro_batch_graph(graph, micro_batches)
     cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)
     start = time.perf_counter()
     strategies, notes = strategies_from_json(cm, data)
     plan = Plan(strategies, str(data.get("algorithm", "user plan")), time.perf_counter() - start)
-    whole = cost_model_for(graph, machine, options) if cm.machine is not machine or stage_graph is not graph else cm
+    whole = cost_model_for(graph, machine, options, "none", 0)
     return result_for(cm, plan, options, notes, split=split,
                       data_parallel_seconds=whole.total_seconds(data_parallel_strategies(whole)))

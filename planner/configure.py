@@ -10,7 +10,7 @@ keeps the fastest one that fits, or, when nothing fits, the one that comes close
 
 from __future__ import annotations
 
-import math
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,7 +21,8 @@ from .machine import Machine
 from .onnx_import import require_bound
 from .search.data_parallel import data_parallel_strategies
 from .search.megatron import plan_megatron
-from .search.pipeline import ConfigError, assign_stages, cut_points, split_machine, stage_counts, stage_memory
+from .cost import RECOMPUTE
+from .search.pipeline import ConfigError, cut_points, micro_batch_graph, split_machine, stage_counts, stage_memory
 from .units import format_bytes, format_seconds
 
 Progress = Callable[[float, str], None] | None
@@ -33,10 +34,6 @@ MEMORY_LADDER = (("none", 0), ("none", 1), ("selective", 1), ("full", 1), ("full
 MIN_MICRO_BATCHES_PER_STAGE = 4  # keeps the 1F1B bubble (P-1)/m under a quarter of an iteration
 SEARCHED_ALGORITHMS = ("drec", "drec+")
 SKIP_MARGIN = 1.25  # a stage count is skipped when memory scaled from fewer stages exceeds capacity by this
-
-
-def global_batch(graph: OperatorGraph) -> int | None:
-    return graph.bindings.get(graph.batch_symbol) if graph.batch_symbol else None
 
 
 def _largest_divisor_at_most(n: int, limit: int) -> int:
@@ -55,22 +52,67 @@ def default_micro_batches(stage_machine: Machine, stages: int, batch: int) -> in
     return batch // _largest_divisor_at_most(batch, min(width, cap))
 
 
+def memory_ladder(recompute: str | None, zero: int | None, stages: int) -> list[tuple[str, int]]:
+    """The (recomputation, ZeRO) rungs to climb until a plan fits, in order of increasing time;
+    a fixed value (not None) keeps its place, so fixing one of the two climbs the other alone.
+    ZeRO-3 is tried without pipeline stages only: with stages it would gather every parameter
+    again for each of the many micro-batches."""
+    if recompute is None and zero is None:
+        return [(r, z) for r, z in MEMORY_LADDER if z != 3 or stages == 1]
+    zeros = [zero] if zero is not None else [z for z in (0, 1, 3) if z != 3 or stages == 1]
+    recomputes = [recompute] if recompute is not None else list(RECOMPUTE)
+    return [(r, z) for r in recomputes for z in zeros]  # one of the two lists has a single entry
+
+
 def _ladder(options: PlanOptions, stages: int) -> list[tuple[str, int]]:
-    """The memory ladder the options leave open. ZeRO-3 is tried without pipeline stages only:
-    with stages it would gather every parameter again for each of the many micro-batches."""
-    return [(r, z) for r, z in MEMORY_LADDER
-            if (options.recompute is None or r == options.recompute)
-            and (z == options.zero if options.zero is not None else z != 3 or stages == 1)] \
-        or [(options.recompute or "none", options.zero or 0)]
+    """Only the searching algorithms climb; the others keep no recomputation and ZeRO 0 unless told."""
+    if options.mode != "train" or options.algorithm not in SEARCHED_ALGORITHMS:
+        return [(options.recompute or "none", options.zero or 0)]
+    return memory_ladder(options.recompute, options.zero, stages)
+
+
+def climb_memory_ladder(first: PlanResult, ladder: list[tuple[str, int]], data_parallel_seconds: float,
+                        tried: list[PlanResult] | None = None) -> PlanResult:
+    """From a configuration priced on the ladder's first rung, the first rung whose memory fits
+    (or the last): the same plan and stages, re-priced. Memory is checked on the first rung's
+    stage assignment, and only the rung chosen is priced in full."""
+    result = first
+    cm, plan, m = first.cost_model, first.plan, first.schedule.micro_batches
+    for recompute, zero in ladder[1:]:
+        if result.memory.fits:
+            break
+        variant = cm.variant(recompute, zero, m)
+        if (recompute, zero) != ladder[-1] and not all(
+                r.fits for r in stage_memory(variant, plan.strategies, first.schedule.assignment, m,
+                                             first.options.optimizer)):
+            continue
+        result = result_for(variant, plan, replace(first.options, recompute=recompute, zero=zero), split=first.split,
+                            data_parallel_seconds=data_parallel_seconds)
+        if tried is not None:
+            tried.append(result)
+    return result
 
 
 def _stage_candidates(machine: Machine, options: PlanOptions, batch: int | None) -> list[int]:
+    """Stage counts to try: up to the number of devices outside the innermost level (stages over
+    the outer levels), at least 2 when interleaving is asked for."""
     if options.pipeline_stages is not None:
         return [options.pipeline_stages]
     if options.algorithm not in SEARCHED_ALGORITHMS or options.mode != "train" or batch is None:
         return [1]
     outer_devices = machine.num_devices // machine.levels[-1].arity
-    return [p for p in stage_counts(machine) if p <= max(1, outer_devices)]
+    lowest = 2 if options.interleave > 1 else 1
+    return [p for p in stage_counts(machine) if lowest <= p <= max(1, outer_devices)]
+
+
+def _coarse(counts: list[int]) -> list[int]:
+    """Every count at least twice the previous one kept (1, 2, 4, 8, ... of 1, 2, 3, 4, 6, 8, ...),
+    the largest always: the scan's first pass; the neighbours of the best are tried after."""
+    kept = []
+    for p in counts:
+        if not kept or p >= 2 * kept[-1] or p == counts[-1]:
+            kept.append(p)
+    return kept
 
 
 class _Search:
@@ -78,19 +120,15 @@ class _Search:
 
     def __init__(self, graph: OperatorGraph, machine: Machine, options: PlanOptions, progress: Progress):
         self.graph, self.machine, self.options, self.progress = graph, machine, options, progress
-        self.batch = global_batch(graph)
-        self.graphs = {self.batch: graph} if self.batch else {}
-        base = cost_model_for(graph, machine, options)
+        self.batch = graph.batch_size
+        self.graphs = {1: graph}  # micro-batch count -> graph bound to one micro-batch
+        base = cost_model_for(graph, machine, options, "none", 0)
         self.dp_seconds = base.total_seconds(data_parallel_strategies(base))
         self.tried: list[PlanResult] = []
 
     def micro_batches(self, split) -> int:
         if self.options.micro_batches is not None:
-            m = self.options.micro_batches
-            if m > 1 and (self.batch is None or self.batch % m):
-                raise ConfigError(f"{m} micro-batches do not divide the batch ({self.graph.batch_symbol}="
-                                  f"{self.batch}); choose a divisor of it")
-            return m
+            return self.options.micro_batches
         return default_micro_batches(split.stage_machine, split.stages, self.batch) if self.batch else 1
 
     def run(self, stages: int, algorithm: str, fraction: float = 0.0) -> tuple[PlanResult, float] | None:
@@ -99,9 +137,9 @@ class _Search:
         None if the model cannot be cut into that many stages."""
         split = split_machine(self.machine, stages)
         m = self.micro_batches(split)
-        g = self.graphs.get(self.batch // m) if self.batch else self.graph
-        if g is None:
-            g = self.graphs[self.batch // m] = self.graph.with_batch(self.batch // m)
+        if m not in self.graphs:
+            self.graphs[m] = micro_batch_graph(self.graph, m)
+        g = self.graphs[m]
 
         def report(f, message):
             if self.progress:
@@ -111,28 +149,13 @@ class _Search:
         cm = cost_model_for(g, split.stage_machine, self.options, *ladder[0], micro_batches=m)
         plan = search(cm, algorithm, report)
         points = cut_points(cm)
-        if stages > len(points.segments()):
-            if self.options.pipeline_stages is not None:
-                raise ConfigError(f"the model can be cut into at most {len(points.segments())} stages, not {stages}")
-            return None
-        # memory decides the rung (on the first rung's stages); only the chosen rung is priced
+        if stages * self.options.interleave > len(points.segments()) and self.options.pipeline_stages is None:
+            return None  # more stages than layers; a fixed count gets assign_stages' message
         unconstrained = result_for(cm, plan, replace(self.options, pipeline_stages=stages, micro_batches=m,
                                                      recompute=ladder[0][0], zero=ladder[0][1]),
                                    split=split, data_parallel_seconds=self.dp_seconds, points=points)
         self.tried.append(unconstrained)
-        result = unconstrained
-        assignment = assign_stages(cm, plan.strategies, split, self.options.interleave, points)
-        for recompute, zero in ladder[1:]:
-            if result.memory.fits:
-                break
-            variant = cm.variant(recompute, zero, m)
-            if not all(r.fits for r in stage_memory(variant, plan.strategies, assignment, m, self.options.optimizer)) \
-                    and (recompute, zero) != ladder[-1]:
-                continue
-            chosen = replace(self.options, pipeline_stages=stages, micro_batches=m, recompute=recompute, zero=zero)
-            result = result_for(variant, plan, chosen, split=split, data_parallel_seconds=self.dp_seconds,
-                                points=points)
-            self.tried.append(result)
+        result = climb_memory_ladder(unconstrained, ladder, self.dp_seconds, self.tried)
         first = unconstrained.total_seconds
         return result, first
 
@@ -152,30 +175,41 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     state = _Search(graph, machine, options, progress)
     candidates = _stage_candidates(machine, options, state.batch)
     screen = "drec" if len(candidates) > 1 and options.algorithm == "drec+" else options.algorithm
-    best: PlanResult | None = None
-    best_unconstrained = math.inf
+    results: dict[int, PlanResult] = {}
     lightest = None  # (stages, least memory per device seen with them), ZeRO-3 aside
-    for i, stages in enumerate(candidates):
-        if lightest and stages > 1 and lightest[1] * lightest[0] / stages > SKIP_MARGIN * machine.device.memory_bytes:
-            continue  # memory per device falls about as 1/stages: this count cannot fit either
-        outcome = state.run(stages, screen, i / len(candidates))
-        if outcome is None:
-            break
-        result, unconstrained = outcome
-        improved = best is None or _better(result, best)
-        if improved:
-            best = result
-        elif best.memory.fits and unconstrained >= best_unconstrained:
-            break  # more stages only add bubble and sends from here
-        best_unconstrained = min(best_unconstrained, unconstrained)
-        peaks = [r.memory.peak for r in state.tried if r.schedule.stages == stages and r.schedule.zero != 3]
-        if peaks and not result.memory.fits:
-            lightest = (stages, min(peaks))
-    assert best is not None
-    if screen != options.algorithm:  # plan the winner again with the full algorithm
+
+    def leading() -> PlanResult | None:
+        ranked = sorted(results.values(), key=functools.cmp_to_key(lambda a, b: -1 if _better(a, b) else 1))
+        return ranked[0] if ranked else None
+
+    def scan(counts: list[int]) -> None:
+        nonlocal lightest
+        for i, stages in enumerate(counts):
+            if stages in results:
+                continue
+            if lightest and stages > lightest[0] and lightest[1] * lightest[0] / stages > SKIP_MARGIN * machine.device.memory_bytes:
+                continue  # memory per device falls about as 1/stages: this count cannot fit either
+            outcome = state.run(stages, screen, i / len(candidates))
+            if outcome is None:
+                return
+            result, unconstrained = outcome
+            leader = leading()
+            results[stages] = result
+            if leader is not None and leader.memory.fits and unconstrained >= leader.total_seconds:
+                return  # even before recomputation and ZeRO this count is slower: more only add bubble
+            peaks = [r.memory.peak for r in state.tried if r.schedule.stages == stages and r.schedule.zero != 3]
+            if peaks and min(peaks) > machine.device.memory_bytes:
+                lightest = (stages, min(peaks))
+
+    scan(_coarse(candidates))
+    winner = leading().schedule.stages
+    i = candidates.index(winner)
+    scan([p for p in candidates[max(0, i - 1):i + 2] if p != winner])  # the neighbours the first pass skipped
+    best = leading()
+    if screen != options.algorithm:  # plan the winner again with the algorithm asked for
         final = state.run(best.schedule.stages, options.algorithm, 1.0)
-        if final is not None and (_better(final[0], best) or final[0].memory.fits == best.memory.fits):
-            best = final[0] if _better(final[0], best) else best
+        if final is not None and not _better(best, final[0]):
+            best = final[0]
     best.plan.search_seconds = time.perf_counter() - start
     best.notes.extend(_notes(best, state.tried))
     best.tried = [_row(r) for r in state.tried]
@@ -202,8 +236,14 @@ def _notes(best: PlanResult, tried: list[PlanResult]) -> list[str]:
     notes = []
     if len(tried) > 1:
         fitting = sum(r.memory.fits for r in tried)
-        notes.append(f"tried {len(tried)} configurations (stages x micro-batches x recomputation x ZeRO), "
-                     f"{fitting} fit in memory; kept the fastest that fits")
+        kept = "kept the fastest that fits" if fitting else "none fits"
+        notes.append(f"priced {len(tried)} configurations (stages x micro-batches x recomputation x ZeRO), "
+                     f"{fitting} fit in memory; {kept}")
+    s = best.schedule
+    if s.stages > 1 and s.micro_batches == 1:
+        notes.append(f"{s.stages} stages with one micro-batch run one after the other (the bubble is "
+                     f"{(s.stages - 1) / s.stages:.0%} of the iteration): the model has no symbolic batch "
+                     "dimension to split into micro-batches")
     if not best.memory.fits:
         notes.append(f"no configuration tried fits in memory; this one comes closest "
                      f"({format_bytes(best.memory.peak)} per device of {format_bytes(best.memory.capacity)})")
@@ -251,7 +291,7 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     micro_batches = global_batch_size // per_step
     split = split_machine(machine, pipeline, tensor=tensor, data=data)
     if data_parallel_seconds is None:
-        whole = cost_model_for(bound(global_batch_size), machine, options)
+        whole = cost_model_for(bound(global_batch_size), machine, options, "none", 0)
         data_parallel_seconds = whole.total_seconds(data_parallel_strategies(whole))
     stage_graph = bound(per_step)
     start = time.perf_counter()
@@ -276,7 +316,7 @@ def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batc
     ladder; ZeRO-3 without stages only), fastest first (those that fit before the others)."""
     options = options or PlanOptions(algorithm="megatron", recompute="none", zero=0)
     graphs: dict[int, OperatorGraph] = {}
-    whole = cost_model_for(graph.with_batch(global_batch_size), machine, options)
+    whole = cost_model_for(graph.with_batch(global_batch_size), machine, options, "none", 0)
     dp_seconds = whole.total_seconds(data_parallel_strategies(whole))
     layouts = []
     for tensor in tensor_sizes:
@@ -296,12 +336,5 @@ def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batc
                                            replace(options, recompute="none", zero=0), graphs, dp_seconds)
         except ConfigError:
             continue  # e.g. tensor ranks that straddle a level, or more stages than layers
-        result = first
-        for recompute, zero in _ladder(replace(options, recompute=None, zero=None), pipeline)[1:]:
-            if result.memory.fits:
-                break
-            chosen = replace(first.options, recompute=recompute, zero=zero)
-            result = result_for(first.cost_model.variant(recompute, zero, first.schedule.micro_batches), first.plan,
-                                chosen, split=first.split, data_parallel_seconds=dp_seconds)
-        results.append(result)
+        results.append(climb_memory_ladder(first, memory_ladder(None, None, pipeline), dp_seconds))
     return sorted(results, key=lambda r: (not r.memory.fits, r.total_seconds))

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 Strategy = tuple  # tuple[str | None, ...], one entry per machine cut
 MODES = ("train", "infer")
 PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+GATHERS = ("Gather", "GatherElements", "GatherND")  # read only the rows they output
 RECOMPUTE = {
     "none": "keep every activation the backward pass needs",
     "selective": "do not keep the outputs of weight-free operators (attention scores, softmax, "
@@ -500,7 +501,9 @@ class CostModel:
 
         work = flops / total_split
         if self.flops_per_memory_byte:
-            traffic = sum(local_bytes(u) for u in info.uses) * self.flops_per_memory_byte
+            # a gather reads only the rows it outputs, not its whole table (input 0)
+            moved = info.uses[1:] if info.op.op_type in GATHERS else info.uses
+            traffic = sum(local_bytes(u) for u in moved) * self.flops_per_memory_byte
             work = _larger(work, traffic)
         compute[0] = passes * work
 

@@ -151,6 +151,11 @@ class OperatorGraph:
     # re-imports the same model with other bindings (set by the ONNX importer)
     reimport: Callable[[dict[str, int]], OperatorGraph] | None = field(default=None, repr=False)
 
+    @property
+    def batch_size(self) -> int | None:
+        """The value the batch dimension is bound to (None without a symbolic batch)."""
+        return self.bindings.get(self.batch_symbol) if self.batch_symbol else None
+
     def with_batch(self, value: int) -> OperatorGraph:
         """The same model with its batch dimension bound to ``value`` (e.g. one micro-batch)."""
         if value == self.bindings.get(self.batch_symbol):

@@ -118,3 +118,19 @@ def test_export_of_a_pipelined_plan_is_per_stage(machine_file, tmp_path, capsys)
     assert data["devices"] == 4  # one stage: the 4 GPUs of a node
     assert set(data["stage_of_op"].values()) == {0, 1}
     assert "2-stage pipeline" in data["notes"][0]
+
+
+def test_hand_made_with_data_parallelism_round_trips_through_evaluate(machine_file, tmp_path, capsys):
+    # tensor 4 inside a node, 2 data-parallel replicas across the nodes, 2 micro-batches of 2 per
+    # replica: the file records the whole batch (8), so evaluate --plan prices the same iteration
+    out = tmp_path / "hand.json"
+    code, _, err = run(["evaluate", GPT2, "--machine", machine_file, "--bind", "seq=128", "--tp", "4", "--pp", "1",
+                        "--dp", "2", "--micro-batch-size", "2", "--global-batch", "8", "--json", out], capsys)
+    assert code == 0, err
+    data = json.loads(out.read_text())
+    assert data["bindings"]["batch"] == 8
+    assert (data["pipeline"]["micro_batches"], data["pipeline"]["micro_batch_size"]) == (2, 4)
+    again = tmp_path / "again.json"
+    code, _, err = run(["evaluate", GPT2, "--machine", machine_file, "--plan", out, "--json", again], capsys)
+    assert code == 0, err
+    assert json.loads(again.read_text())["iteration_seconds"] == pytest.approx(data["iteration_seconds"], rel=1e-9)

@@ -47,8 +47,9 @@ def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) ->
     start = time.perf_counter()
     g = cm.graph
     if not any(g.operators[n].op_type == "Softmax" for n in cm.planned):
-        raise NotATransformerError("the graph does not look like a transformer: it has no attention Softmax; "
-                                   "use --algorithm drec+ or data_parallel")
+        raise NotATransformerError("the graph does not look like a transformer: it has no attention Softmax, and "
+                                   "Megatron-style tensor parallelism (--algorithm megatron, evaluate --tp) needs one; "
+                                   "plan the model with --algorithm drec+ or data_parallel instead")
     roles = _linear_layers(cm)
     if len(roles) < 2:
         raise NotATransformerError("the graph does not look like a transformer: fewer than two linear layers with weights")

@@ -11,7 +11,8 @@ D-Rec plans the operators on it, on the levels the stages do not use. A batch is
 * the iteration takes ``(m + (P-1)/v) * max_s t_s``: ``m`` slots of the slowest stage plus the
   fill-and-drain bubble of ``(P-1)/v`` slots (``v`` model chunks per device with the interleaved
   schedule, which sends ``v`` times as many activations), then the once-per-iteration gradient
-  all-reduce of the slowest stage (partly hidden behind the last backward pass when overlap is on);
+  all-reduce, the longest of the stages' (partly hidden behind the last backward pass when
+  overlap is on);
 * stage ``s`` keeps the activations of ``min(m, P - s)`` micro-batches (the first stage the most).
 
 The stage boundaries are chosen by dynamic programming over the cut points (the places where the
@@ -146,6 +147,19 @@ def stage_counts(machine: Machine) -> list[int]:
     return counts
 
 
+def micro_batch_graph(graph, micro_batches: int):
+    """The model bound to one of ``micro_batches`` micro-batches of its batch."""
+    if micro_batches == 1:
+        return graph
+    if graph.batch_size is None:
+        raise ConfigError(f"{micro_batches} micro-batches need a model whose first input has a symbolic batch "
+                          "dimension (axis 0 named, e.g. 'batch'); this one has a fixed batch: use 1 micro-batch")
+    if graph.batch_size % micro_batches:
+        raise ConfigError(f"{micro_batches} micro-batches do not divide the batch ({graph.batch_symbol}="
+                          f"{graph.batch_size}); choose a divisor of it")
+    return graph.with_batch(graph.batch_size // micro_batches)
+
+
 # ---- where the stages can be cut ----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -169,41 +183,51 @@ class CutPoints:
         return [list(self.order[b[i]:b[i + 1]]) for i in range(len(b) - 1)]
 
 
+def data_dependent_ops(graph) -> set[str]:
+    """Operators whose outputs depend on the data inputs (everything but weight arithmetic)."""
+    reached = set(graph.inputs)
+    found = set()
+    for name in graph.topological_order():
+        op = graph.operators[name]
+        if any(u.tensor in reached for u in op.inputs):
+            found.add(name)
+            reached.update(u.tensor for u in op.outputs)
+    return found
+
+
 def per_sample_edges(cm: CostModel) -> list:
     """The edges whose tensor depends on the data (a stage sends it once per micro-batch).
 
     A tensor computed from parameters alone (the transposed embedding of a tied output layer)
-    is the same for every micro-batch: the stage that reads it keeps its own copy instead.
+    is the same for every micro-batch: the stage that reads it computes it itself (see
+    :func:`assign_stages`).
     """
-    graph = cm.graph
-    data_ops = set()
-    reached = set(graph.inputs)
-    for name in graph.topological_order():
-        op = graph.operators[name]
-        if any(u.tensor in reached for u in op.inputs):
-            data_ops.add(name)
-            reached.update(u.tensor for u in op.outputs)
+    data_ops = data_dependent_ops(cm.graph)
     return [e for e in cm.edges if e.producer in data_ops]
 
 
 def cut_points(cm: CostModel) -> CutPoints:
+    """Cut where the fewest activations cross, not counting the ones that cross a third of the
+    graph or more (an attention mask read by every layer): they cross every cut alike."""
     order = list(cm.planned)
     index = {n: i for i, n in enumerate(order)}
     n = len(order)
-    count = np.zeros(n + 1, dtype=np.int64)
     last_use: dict[str, int] = {}
     edges = per_sample_edges(cm)
     for e in edges:
         last_use[e.tensor] = max(last_use.get(e.tensor, -1), index[e.consumer])
-    for e in edges:
-        if e.tensor in last_use:
-            first, last = index[e.producer] + 1, last_use.pop(e.tensor)
-            count[first:last + 1] += 1  # crossing positions first..last
-    interior = count[1:n]
-    if len(interior) == 0:
+    spans = {e.tensor: (index[e.producer] + 1, last_use[e.tensor]) for e in edges}
+    if n < 2:
         return CutPoints(tuple(order), ())
-    fewest = interior.min()
-    positions = [k for k in range(1, n) if count[k] == fewest]
+    for long_lived in (n / 3, math.inf):
+        count = np.zeros(n + 1, dtype=np.int64)
+        for first, last in spans.values():
+            if last - first < long_lived:
+                count[first:last + 1] += 1  # crossing positions first..last
+        interior = count[1:n]
+        positions = [k for k in range(1, n) if count[k] == interior.min()]
+        if len(positions) >= 2 or long_lived == math.inf:
+            break
     if len(positions) > MAX_CUT_POINTS:
         step = math.ceil(len(positions) / MAX_CUT_POINTS)
         positions = positions[::step]
@@ -262,7 +286,7 @@ class PipelineSchedule:
     zero: int
     stage_of_op: dict[str, int]
     stage_seconds: list[float]  # one micro-batch through each stage, forward and backward, sends included
-    compute_seconds: list[float]
+    work_seconds: list[float]  # compute, collectives and redistribution, without the sends
     send_seconds: list[float]  # point-to-point sends per micro-batch
     gradient_sync_seconds: list[float]  # once per iteration, exposed part
     boundary_levels: list[str]
@@ -272,7 +296,7 @@ class PipelineSchedule:
     model_flops: float  # forward + backward FLOPs of the model, per iteration
     hardware_flops: float  # every FLOP executed per iteration, recomputation included
     devices: int
-    notes: list[str] = field(default_factory=list)
+    assignment: StageAssignment | None = field(default=None, repr=False)  # which device holds what
 
     @property
     def worst_memory(self) -> MemoryReport:
@@ -335,18 +359,25 @@ def _per_op_seconds(cm: CostModel, cost) -> dict[str, float]:
 
 
 def assign_stages(cm: CostModel, strategies: dict[str, Strategy], split: MachineSplit, interleave: int = 1,
-                  points: CutPoints | None = None, cost=None) -> StageAssignment:
+                  points: CutPoints | None = None, cost=None, crossing=None) -> StageAssignment:
     """Balance the chunks by dynamic programming on the plan's per-micro-batch operator times,
-    counting the sends at each boundary (over the outermost pipeline level)."""
+    counting the sends at each boundary (over the outermost pipeline level).
+
+    Operators computing from parameters alone (a tied embedding's transpose) run on the stage of
+    their first consumer, which then holds its own copy of the parameter, as Megatron-LM keeps
+    the word embeddings on both the first and the last stage."""
     stages = split.stages
     full = cm.complete(strategies)
     cost = cost or cm.evaluate(full)
     points = points or cut_points(cm)
     segments = points.segments()
     chunks = stages * interleave
+    if chunks > len(segments):
+        what = f"{stages} stages x {interleave} chunks = {chunks} chunks" if interleave > 1 else f"{stages} stages"
+        raise ConfigError(f"cannot make {what}: the model can be cut into at most {len(segments)} (between its layers)")
     per_op = _per_op_seconds(cm, cost)
     if chunks > 1:
-        crossing = _crossing_bytes(cm, full, points)
+        crossing = crossing or _crossing_bytes(cm, full, points)
         outer = split.machine.levels[split.pipeline[0][0]]
         send_weight = [_send_seconds(crossing[i], outer) for i in range(len(segments))]
         starts = balance_stages([sum(per_op[n] for n in seg) for seg in segments], chunks, send_weight)
@@ -354,12 +385,21 @@ def assign_stages(cm: CostModel, strategies: dict[str, Strategy], split: Machine
         starts = [0]
     bounds = starts + [len(segments)]
     stage_of_op: dict[str, int] = {}
-    stage_segments: list[list[list[str]]] = [[] for _ in range(stages)]
     for c in range(chunks):
         for seg in segments[bounds[c]:bounds[c + 1]]:
-            stage_segments[c % stages].append(seg)
             for n in seg:
                 stage_of_op[n] = c % stages
+    if stages > 1:
+        data_ops = data_dependent_ops(cm.graph)
+        graph = cm.graph.graph
+        for n in reversed(points.order):  # consumers first, so chains of weight arithmetic follow
+            users = [stage_of_op[u] for u in graph.successors(n) if u in stage_of_op]
+            if n not in data_ops and users:
+                stage_of_op[n] = min(users)
+    stage_segments: list[list[list[str]]] = [[] for _ in range(stages)]
+    for seg in segments:
+        for s in sorted({stage_of_op[n] for n in seg}):
+            stage_segments[s].append([n for n in seg if stage_of_op[n] == s])
     return StageAssignment(stages, interleave, starts, stage_of_op, stage_segments)
 
 
@@ -389,15 +429,15 @@ def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: Machin
     cost = cm.evaluate(full)
     basis = cm.basis
     points = points or cut_points(cm)
-    assignment = assignment or assign_stages(cm, full, split, interleave, points, cost)
-    stage_of_op, starts = assignment.stage_of_op, assignment.starts
     chunks = stages * interleave
+    crossing = _crossing_bytes(cm, full, points) if chunks > 1 else {}
+    assignment = assignment or assign_stages(cm, full, split, interleave, points, cost, crossing)
+    stage_of_op, starts = assignment.stage_of_op, assignment.starts
     per_op = _per_op_seconds(cm, cost)
 
     # point-to-point: chunk c sends its last activations forward to chunk c+1 and gradients back
     sends = [0.0] * stages
     boundary_levels = []
-    crossing = _crossing_bytes(cm, full, points) if chunks > 1 else {}
     for c in range(1, chunks):
         a, b = (c - 1) % stages, c % stages
         level = split.crossing_level(a, b)
@@ -407,17 +447,17 @@ def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: Machin
         sends[a] += _level_seconds(level, nbytes_fwd)
         sends[b] += _level_seconds(level, nbytes_bwd)
 
-    compute = [0.0] * stages
+    work = [0.0] * stages
     grad = [0.0] * stages
     backward = [0.0] * stages
     for n in cm.planned:
         s = stage_of_op[n]
-        compute[s] += per_op[n]
+        work[s] += per_op[n]
         grad[s] += basis.time(cost.gradient_sync[n])
         if cm.mode == "train":  # the backward share of the compute: 2 of 3 passes (of 4 when recomputed)
             backward[s] += basis.time(cost.compute[n]) * 2 / (4 if cm.recomputed(n) else 3)
     exposed = [max(0.0, g - b) if overlap_gradient_sync else g for g, b in zip(grad, backward)]
-    stage_seconds = [c + s for c, s in zip(compute, sends)]
+    stage_seconds = [w + s for w, s in zip(work, sends)]
     slowest = max(stage_seconds)
     bubble = (stages - 1) / interleave * slowest
     iteration = micro_batches * slowest + bubble + max(exposed)
@@ -427,11 +467,10 @@ def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: Machin
     recomputed_flops = sum(cm.graph.operators[n].flops for n in cm.planned if cm.recomputed(n))
     per_mb_model = (3 if cm.mode == "train" else 1) * forward_flops
     per_mb_hardware = per_mb_model + recomputed_flops
-    batch = cm.graph.bindings.get(cm.graph.batch_symbol, 0) if cm.graph.batch_symbol else 0
-    return PipelineSchedule(stages, micro_batches, interleave, batch, cm.recompute, cm.zero, stage_of_op,
-                            stage_seconds, compute, sends, exposed, boundary_levels, memory, bubble, iteration,
+    return PipelineSchedule(stages, micro_batches, interleave, cm.graph.batch_size or 0, cm.recompute, cm.zero, stage_of_op,
+                            stage_seconds, work, sends, exposed, boundary_levels, memory, bubble, iteration,
                             per_mb_model * micro_batches, per_mb_hardware * micro_batches,
-                            split.machine.num_devices)
+                            split.machine.num_devices, assignment)
 
 
 def _level_seconds(level: Level, nbytes: float) -> float:
@@ -441,10 +480,8 @@ def _level_seconds(level: Level, nbytes: float) -> float:
     return h * level.gap_s_per_byte + steps * level.latency_s
 
 
-def _send_seconds(pair: tuple[float, float], level: Level | None) -> float:
+def _send_seconds(pair: tuple[float, float], level: Level) -> float:
     """Forward plus backward send time of a boundary, for the balancing DP."""
-    if level is None:
-        return 0.0
     return _level_seconds(level, pair[0]) + _level_seconds(level, pair[1])
 
 
