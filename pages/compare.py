@@ -96,7 +96,7 @@ w[1].metric("Predicted iteration time", ex.format_seconds(alt.total_seconds),
             delta_color="inverse")
 w[2].metric("Speed-up over pure data parallel", ex.format_speedup(alt.speedup_over_data_parallel))
 changed = sum(1 for n in alt.cost_model.planned if alt.plan.strategies.get(n) != r.plan.strategies.get(n)) \
-    if what_if.cuts() == m.cuts() else None
+    if alt.cost_model.machine.cuts() == r.cost_model.machine.cuts() else None  # the cuts of one stage
 w[3].metric("Operators whose split changed", "n/a (other cuts)" if changed is None else f"{changed:,}")
 st.caption(f"Strategy by level: {ex.strategy_shape(alt)} (current: {ex.strategy_shape(r)}) · search "
            f"{ex.format_seconds(alt.plan.search_seconds)}")

@@ -1,5 +1,6 @@
-"""Cost: one operator's cost formula for each candidate split, D-Rec's decisions for it, and
-where the plan's time and memory go."""
+"""Cost: one operator's cost formula for each candidate split, D-Rec's decisions for it, where
+the plan's time and memory go (the iteration's schedule and each pipeline stage), and the
+configurations the search tried."""
 
 import streamlit as st
 
@@ -55,6 +56,20 @@ else:
                  | {"chosen": st.column_config.CheckboxColumn("chosen")})
 
 st.subheader("Where the time goes")
+sched = r.schedule
+if r.pipelined:
+    st.markdown(f"**One iteration**: {ex.headline(r)['breakdown']}")
+    st.plotly_chart(ex.iteration_figure(r), key="co_iteration")
+    st.caption("Every slot of the 1F1B schedule takes the slowest stage's time; the bubble is the pipeline filling "
+               f"and draining ((P-1)/v = {sched.stages - 1}/{sched.interleave} slots); the gradient all-reduce runs "
+               "once per iteration, after the last backward pass. Below, the operators' costs are per micro-batch, "
+               "each on its stage's devices.")
+if sched.stages > 1:
+    st.markdown("**Each stage, per micro-batch**")
+    st.plotly_chart(ex.stage_time_figure(r), key="co_stages")
+    stages = ex.stage_table(r)
+    st.dataframe(stages, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.4g") for c in stages.columns if "(µs)" in c or "(GiB)" in c})
 left, right = st.columns([3, 2])
 with left:
     top = st.slider("Operators shown", 5, min(100, len(ops)) if len(ops) > 5 else 5, min(25, len(ops)), key="co_top",
@@ -63,6 +78,16 @@ with left:
 with right:
     st.markdown("**Per machine level**")
     st.plotly_chart(ex.level_cost_figure(r), key="co_levels")
-    st.markdown("**Memory per device**")
+    st.markdown("**Memory per device**" + (" (the fullest stage)" if sched.stages > 1 else ""))
     st.plotly_chart(ex.memory_figure(r), key="co_mem")
     st.dataframe(ex.memory_table(r), hide_index=True, column_config={"GiB": st.column_config.NumberColumn(format="%.4g")})
+
+if r.tried:
+    st.subheader("Configurations tried")
+    st.caption("Each configuration the search priced (stages x micro-batches x recomputation x ZeRO); it keeps the "
+               "fastest that fits in memory. Leave options on auto in the sidebar to let it choose them.")
+    tried = ex.tried_table(r)
+    st.dataframe(tried, hide_index=True, column_config={
+        "iteration (ms)": st.column_config.NumberColumn(format="%.4g"),
+        "memory per device (GiB)": st.column_config.NumberColumn(format="%.3g"),
+        "in use": st.column_config.CheckboxColumn("in use")})

@@ -20,15 +20,20 @@ if ctx.plan_error:
 r = ctx.result
 h = ex.headline(r)
 mem = r.memory
-c = st.columns([0.8, 1.1, 1.5, 1.2, 0.9])
+staged = r.schedule.stages > 1
+c = st.columns([0.8, 1.1, 1.4, 1.0, 1.2, 0.9])
 c[0].metric("Devices", f"{h['devices']:,}", help=ctx.machine.summary())
-c[1].metric("Predicted iteration time", h["iteration"],
-            help=f"compute {h['compute']} + communication {h['communication']} + redistribution {h['redistribution']}")
+c[1].metric("Predicted iteration time", h["iteration"], help=h["breakdown"])
 c[2].metric("Speed-up over pure data parallel", h["speedup"], help=f"pure data parallel: {h['data_parallel']}")
-c[3].metric("Memory per device", f"{ex.gib(mem.peak):.3g} GiB",
-            delta=f"of {ex.gib(mem.capacity):.3g} GiB: " + ("fits" if h["fits"] else f"{h['shortfall']} short"),
+c[3].metric("TFLOP/s per device", f"{h['tflops_model']:.3g}",
+            help=f"the model's FLOPs per iteration over the iteration time and the devices; counting recomputed "
+                 f"FLOPs too (hardware): {h['tflops_hardware']:.3g}")
+c[4].metric("Memory per device", f"{ex.gib(mem.peak):.3g} GiB",
+            delta=f"of {ex.gib(mem.capacity):.3g} GiB: " + ("fits" if h["fits"] else f"{h['shortfall']} short")
+            + (f" (stage {h['fullest_stage']}, the fullest)" if staged else ""),
             delta_color="green" if h["fits"] else "red", delta_arrow="off")
-c[4].metric("Search time", h["search"], help=f"{r.plan.algorithm}, {len(r.cost_model.planned)} operators planned")
+c[5].metric("Search time", h["search"], help=f"{r.plan.algorithm}, {len(r.cost_model.planned)} operators planned")
+st.caption(f"Configuration: {h['configuration']}")
 
 st.markdown(ex.explanation(r, ctx.source.label))
 for note in r.notes:
@@ -37,9 +42,14 @@ for note in r.notes:
 left, right = st.columns(2)
 with left:
     st.subheader("Where the time goes")
-    st.plotly_chart(ex.level_cost_figure(r), key="ov_levels")
+    if r.pipelined:
+        st.plotly_chart(ex.iteration_figure(r), key="ov_iteration")
+        st.caption("One iteration: the micro-batches through the slowest stage, the pipeline's bubble and the "
+                   "gradient sync; the Cost page has each stage, the Strategy page the schedule.")
+    else:
+        st.plotly_chart(ex.level_cost_figure(r), key="ov_levels")
 with right:
-    st.subheader("Memory per device")
+    st.subheader("Memory per device" + (" (fullest stage)" if staged else ""))
     st.plotly_chart(ex.memory_figure(r), key="ov_memory")
     st.caption(f"Strategy by level: {ex.strategy_shape(r)}")
 

@@ -1,5 +1,5 @@
-"""Strategy: the per-operator plan, a heatmap by machine cut, the graph coloured by split,
-overriding one operator, and comparing with an uploaded plan."""
+"""Strategy: the per-operator plan, a heatmap by machine cut, the graph coloured by split, the
+pipeline stages and their 1F1B schedule, overriding one operator, and comparing with an uploaded plan."""
 
 import hashlib
 
@@ -7,6 +7,7 @@ import streamlit as st
 
 import app
 from planner import explorer as ex
+from planner import timeline
 from planner.cost import PlanError
 
 ctx: ex.Context = app.planned_page("Strategy")
@@ -15,7 +16,7 @@ r = ctx.result
 g = ctx.graph
 h = ex.headline(r)
 st.caption(f"{r.plan.algorithm} on {h['devices']:,} devices: {h['iteration']} per iteration, "
-           f"{h['speedup']} over pure data parallel · strategy by level: {ex.strategy_shape(r)}")
+           f"{h['speedup']} over pure data parallel · strategy by level: {ex.strategy_shape(r)} · {h['configuration']}")
 
 table = ex.strategy_table(r)
 layers = ex.layers_of(g)
@@ -32,7 +33,8 @@ shown = ex.filter_table(table, types, kinds, text, layer_range)
 
 tab_table, tab_heat, tab_graph = st.tabs(["Table", "Heatmap by machine cut", "Graph coloured by split"])
 with tab_table:
-    st.caption(f"{len(shown):,} of {len(table):,} planned operators; cost columns in µs per iteration")
+    st.caption(f"{len(shown):,} of {len(table):,} planned operators; cost columns in µs {ex.cost_unit(r)}"
+               + (", each operator on its stage's devices" if r.schedule.stages > 1 else ""))
     fmt = {c: st.column_config.NumberColumn(format="%.4g") for c in table.columns if c.endswith("(µs)")}
     st.dataframe(shown, hide_index=True, height=380, column_config=fmt)
 with tab_heat:
@@ -51,6 +53,26 @@ with tab_graph:
     st.caption(f"{ex.VIEW_MODES[view.mode]} ({len(vg.nodes)} nodes; collapsed layers take the split of their "
                "heaviest operator); change the view on the Model page")
     st.plotly_chart(ex.graph_figure(g, vg, "strategy", r), key="st_graph")
+
+# ---- pipeline stages ----
+st.subheader("Pipeline stages")
+sched = r.schedule
+if sched.stages == 1:
+    st.info("The plan has one stage: every device holds the whole model"
+            + (f", and each iteration runs {sched.micro_batches} micro-batches, accumulating the gradients."
+               if sched.micro_batches > 1 else ".")
+            + " Set the pipeline stages in the sidebar to see a pipelined plan.")
+else:
+    st.caption(f"{sched.stages} stages of {r.split.stage_machine.summary()}; stage boundaries cross the "
+               f"{', '.join(dict.fromkeys(sched.boundary_levels))} level"
+               + (f"; with {sched.interleave} chunks per device a device holds several runs of layers"
+                  if sched.interleave > 1 else ""))
+    st.markdown("**The stage of each layer**")
+    st.plotly_chart(ex.stage_layer_figure(r), key="st_stage_layers")
+    st.markdown("**The 1F1B schedule**")
+    tl = timeline.plan_timeline(r)
+    st.plotly_chart(timeline.timeline_figure(tl), key="st_timeline")
+    st.caption(timeline.timeline_caption(tl))
 
 # ---- override one operator ----
 st.subheader("Override one operator's split")
@@ -91,7 +113,7 @@ if up is not None:
     raw = up.getvalue()
     try:
         data = ex.read_plan_json(raw)
-        other = ctx.cache.evaluate(ctx.source, ctx.bindings, g, ctx.machine, ctx.options, data,
+        other = ctx.cache.evaluate(ctx.source, ctx.bindings, g, ctx.machine, r.options, data,  # r's configuration
                                    hashlib.sha256(raw).hexdigest())
     except Exception as exc:  # noqa: BLE001 - ValueError (the file's fault) or a planner bug
         st.error(f"{up.name}: {exc}" if isinstance(exc, ValueError) else f"{up.name}: {ex.error_text('evaluate', exc)}")

@@ -1073,13 +1073,29 @@ def graph_figure(graph: OperatorGraph, view: ViewGraph, color_by: str = "kind", 
 # ---- the plan as tables ----------------------------------------------------------------------
 
 def headline(result: PlanResult) -> dict:
-    """The Overview's figures, as numbers and as text."""
+    """The Overview's figures, as numbers and as text. The iteration is the whole batch; compute,
+    communication and redistribution are one micro-batch's (the whole iteration without a
+    pipeline or micro-batches)."""
     s = result.cost.seconds()
     mem = result.memory
+    sched = result.schedule
+    flops = sched.tflops_per_device()
+    if result.pipelined:
+        breakdown = (f"{sched.micro_batches} micro-batches x slowest stage {format_seconds(max(sched.stage_seconds))} "
+                     f"+ bubble {format_seconds(sched.bubble_seconds)} + gradient sync "
+                     f"{format_seconds(max(sched.gradient_sync_seconds))}")
+    else:
+        breakdown = (f"compute {format_seconds(s['compute'])} + communication {format_seconds(s['communication'])} "
+                     f"+ redistribution {format_seconds(s['redistribution'])}")
     return {
         "devices": result.machine.num_devices,
-        "iteration_seconds": s["total"],
-        "iteration": format_seconds(s["total"]),
+        "iteration_seconds": result.total_seconds,
+        "iteration": format_seconds(result.total_seconds),
+        "breakdown": breakdown,
+        "configuration": configuration_label(result),
+        "tflops_model": flops["model"],
+        "tflops_hardware": flops["hardware"],
+        "fullest_stage": fullest_stage(result),
         "speedup": format_speedup(result.speedup_over_data_parallel),
         "data_parallel": format_seconds(result.data_parallel_seconds),
         "memory": f"{format_bytes(mem.peak)} / {format_bytes(mem.capacity)}",
@@ -1098,26 +1114,31 @@ def explanation(result: PlanResult, model_label: str) -> str:
     total = s["total"] or 1.0
     mode = "one training iteration (forward, backward and the gradient all-reduces)" if result.options.mode == "train" \
         else "one inference pass (forward only)"
-    advice = "lower the batch" + (" or use a 16-bit precision" if result.options.precision in (None, "fp32") else "")
+    advice = "lower the batch" + (", use a 16-bit precision" if result.options.precision in (None, "fp32") else "") \
+        + " or leave pipeline stages, recomputation and ZeRO on auto in the sidebar so that the search can trade " \
+          "time for memory"
     fit = ("fits in each device's memory" if h["fits"] else
-           f"does **not** fit in each device's memory: {h['shortfall']} short ({advice}; the planner does not "
-           "yet trade time for memory)")
+           f"does **not** fit in each device's memory: {h['shortfall']} short ({advice})")
+    who = f"the fullest stage (stage {h['fullest_stage']})" if result.schedule.stages > 1 else "the plan"
     used = distinct_workers(result)
     replicas = ("" if used == h["devices"] else
                 f" Only {used:,} of the {h['devices']:,} devices do distinct work: at the other cuts of the machine "
                 "every operator is replicated, because splitting there would cost more in communication than it "
                 "saves (a larger batch or faster links change that; try the Compare page's what-if).")
+    split = (f"{s['compute'] / total:.0%} compute, {s['communication'] / total:.0%} communication inside operators "
+             f"(all-reduces of partial sums and gradients) and {s['redistribution'] / total:.0%} redistribution between "
+             "operators whose layouts differ")
+    time_text = f"**{h['iteration']}** is the predicted time of {mode}: {split}. "
+    if result.pipelined:
+        time_text = pipeline_explanation(result, split)
     return (
         f"The planner chose, for every operator of **{model_label}**, how to split it across the "
         f"**{h['devices']:,} devices** of {result.machine.name} with **{result.plan.algorithm}** in {h['search']}, "
         "without running anything: "
-        f"each choice is scored by a symbolic BSP cost model of the machine. **{h['iteration']}** is the "
-        f"predicted time of {mode}: {s['compute'] / total:.0%} compute, {s['communication'] / total:.0%} "
-        f"communication inside operators (all-reduces of partial sums and gradients) and "
-        f"{s['redistribution'] / total:.0%} redistribution between operators whose layouts differ. "
+        f"each choice is scored by a symbolic BSP cost model of the machine. {time_text}"
         f"Pure data parallelism (every device holds the whole model and takes a slice of the batch) would take "
         f"{h['data_parallel']}, so the speed-up over pure data parallel is **{h['speedup']}**. "
-        f"Per device the plan needs {format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}: it {fit}. "
+        f"Per device {who} needs {format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}: it {fit}. "
         "Predictions are model estimates for comparing strategies, not measurements."
         + (" Here no operator is split: with this batch and machine, every split would cost more in communication "
            "than it saves in compute, so each device runs the whole iteration (the others hold replicas)."
@@ -1125,11 +1146,39 @@ def explanation(result: PlanResult, model_label: str) -> str:
     )
 
 
+def pipeline_explanation(result: PlanResult, operator_split: str) -> str:
+    """The explanation's sentences on the time of a plan with stages or micro-batches."""
+    sched = result.schedule
+    slowest = max(range(sched.stages), key=lambda i: sched.stage_seconds[i])
+    t = sched.stage_seconds[slowest]
+    size = f" of {sched.micro_batch_size}" if sched.micro_batch_size else ""
+    if sched.stages > 1:
+        levels = ", ".join(dict.fromkeys(sched.boundary_levels)) or "no"
+        shape = (f"The model is cut into **{sched.stages} pipeline stages** (consecutive layers, each on "
+                 f"{result.split.stage_machine.num_devices:,} devices; activations and their gradients are sent "
+                 f"between stages over the {levels} level) and the batch into **{sched.micro_batches} micro-batches**"
+                 f"{size}, run in the 1F1B schedule"
+                 + (f" with {sched.interleave} model chunks per device" if sched.interleave > 1 else "") + ". ")
+        slots = (f"{sched.micro_batches} x the slowest stage's {format_seconds(t)} per micro-batch (stage {slowest}: "
+                 f"{format_seconds(stage_work_seconds(result)[slowest])} of operators, "
+                 f"{format_seconds(sched.send_seconds[slowest])} of sends), plus the fill-and-drain bubble of "
+                 f"{format_seconds(sched.bubble_seconds)}")
+    else:
+        shape = (f"The batch is processed as **{sched.micro_batches} micro-batches**{size}, accumulating the "
+                 "gradients, so that the gradient all-reduce happens once per iteration. ")
+        slots = f"{sched.micro_batches} x {format_seconds(t)} per micro-batch"
+    return (shape + f"**{format_seconds(result.total_seconds)}** is the predicted time of one training iteration: "
+            f"{slots}, plus the gradient all-reduce of {format_seconds(max(sched.gradient_sync_seconds))}"
+            + (" (the part the last backward pass does not hide)" if result.options.overlap_gradient_sync else "")
+            + f". Over the whole model, one micro-batch is {operator_split}. ")
+
+
 def distinct_workers(result: PlanResult) -> int:
-    """How many devices do distinct work: the product of the cuts at which some operator splits."""
+    """How many devices do distinct work: the stages times the product of the cuts of a stage
+    machine at which some operator splits."""
     cm = result.cost_model
-    return math.prod(c.factor for t, c in enumerate(cm.cuts)
-                     if any(s[t] is not None for s in result.plan.strategies.values()))
+    return result.schedule.stages * math.prod(c.factor for t, c in enumerate(cm.cuts)
+                                              if any(s[t] is not None for s in result.plan.strategies.values()))
 
 
 def cut_labels(cm: CostModel) -> list[str]:
@@ -1148,7 +1197,7 @@ def cut_labels(cm: CostModel) -> list[str]:
 
 def level_splits(result: PlanResult, name: str) -> dict[str, str]:
     """Per machine level, what the operator splits there: ``b0 x8 · n x8`` or ``—``."""
-    out: dict[str, dict[str, int]] = {lv.name: {} for lv in result.machine.levels}
+    out: dict[str, dict[str, int]] = {lv.name: {} for lv in result.cost_model.machine.levels}  # a stage's levels
     for level, dim, factor in op_cuts(result, name):
         if dim is not None:
             out[level][dim] = out[level].get(dim, 1) * factor
@@ -1156,11 +1205,12 @@ def level_splits(result: PlanResult, name: str) -> dict[str, str]:
 
 
 def strategy_table(result: PlanResult) -> pd.DataFrame:
-    """Every planned operator: its splits, its cuts per machine level and its cost (µs)."""
+    """Every planned operator: its pipeline stage (when there are several), its splits, its cuts
+    per machine level and its cost (µs, :func:`cost_unit`)."""
     graph = result.graph
     layers = layers_of(graph)
     cost = result.cost
-    levels = [lv.name for lv in result.machine.levels]
+    stage_of_op = result.schedule.stage_of_op if result.schedule.stages > 1 else None
     pos = {n: i for i, n in enumerate(graph.topological_order())}
     rows = []
     for name in result.cost_model.planned:
@@ -1168,8 +1218,9 @@ def strategy_table(result: PlanResult) -> pd.DataFrame:
         secs = cost.op_seconds(name)
         row = {
             "position": pos[name], "operator": name, "type": op.op_type, "kind": op.kind.value,
-            "layer": layers.index.get(name), "dimensions": dims_text(op.dims),
-            "split": strategy_label(result, name),
+            "layer": layers.index.get(name),
+            **({"stage": stage_of_op[name]} if stage_of_op else {}),
+            "dimensions": dims_text(op.dims), "split": strategy_label(result, name),
         }
         for lv, text in level_splits(result, name).items():
             row[f"{lv} level"] = text
@@ -1209,6 +1260,189 @@ def strategy_heatmap(result: PlanResult, names: list[str], max_rows: int = 400) 
     fig.update_layout(height=max(300, min(1200, 14 * len(names) + 120)), margin=dict(t=10, l=10, r=10, b=10),
                       yaxis=dict(autorange="reversed", tickfont=dict(size=9)), xaxis=dict(side="top"))
     return fig
+
+
+# ---- pipelined plans -------------------------------------------------------------------------
+
+def configuration_label(result: PlanResult) -> str:
+    """``4 pipeline stages x 32 micro-batches of 48 · recomputation selective · ZeRO 1``."""
+    sched = result.schedule
+    o = result.options
+    stages = f"{sched.stages} pipeline stages" if sched.stages > 1 else "1 stage"
+    if sched.interleave > 1:
+        stages += f" ({sched.interleave} chunks per device)"
+    size = f" of {sched.micro_batch_size}" if sched.micro_batch_size else ""
+    parts = [f"{stages} x {sched.micro_batches} micro-batch{'es' if sched.micro_batches > 1 else ''}{size}"]
+    if o.mode == "train":
+        parts += [f"recomputation {sched.recompute}", f"ZeRO {sched.zero}"]
+        if o.overlap_gradient_sync:
+            parts.append("gradient sync overlapped")
+    return " · ".join(parts)
+
+
+def fullest_stage(result: PlanResult) -> int:
+    """The stage whose devices need the most memory (the one ``result.memory`` reports)."""
+    peaks = [m.peak for m in result.schedule.memory]
+    return peaks.index(max(peaks))
+
+
+def slowest_stage(result: PlanResult) -> int:
+    """The stage whose per-micro-batch time sets the pace of the pipeline."""
+    times = result.schedule.stage_seconds
+    return times.index(max(times))
+
+
+def stage_work_seconds(result: PlanResult) -> list[float]:
+    """Each stage's time per micro-batch without its sends: its operators' compute, collectives
+    and redistribution (the schedule's stage time is this plus the sends)."""
+    sched = result.schedule
+    return [t - s for t, s in zip(sched.stage_seconds, sched.send_seconds)]
+
+
+def _ranges(indices: Iterable[int]) -> str:
+    """``0–3, 8, 10–11``."""
+    runs: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs)
+
+
+def stage_blocks(result: PlanResult) -> pd.DataFrame:
+    """The stage of each layer: one row per (block, stage it has operators on), blocks in
+    topological order. A block is a repeated layer (:func:`layers_of`) or a run of the operators
+    between layers; a model without repeated layers has one block per operator. A stage
+    boundary inside a layer shows as the layer on two stages."""
+    graph = result.graph
+    layers = layers_of(graph)
+    by_layer = layers.count >= 2
+    stage_of_op = result.schedule.stage_of_op
+    blocks: dict[tuple, dict[int, list[str]]] = {}  # ("layer", index) or ("run", n) -> {stage: operators}
+    runs, in_run = 0, False
+    for name in result.cost_model.planned:  # topological order
+        layer = layers.index.get(name) if by_layer else None
+        if layer is None and not (by_layer and in_run):
+            runs += 1  # a new run: after a layer, or every operator when there are no layers
+        in_run = layer is None
+        key = ("layer", layer) if layer is not None else ("run", runs)
+        blocks.setdefault(key, {}).setdefault(stage_of_op[name], []).append(name)
+    rows = []
+    for order, ((kind, index), stages) in enumerate(blocks.items()):
+        members = [n for names in stages.values() for n in names]
+        label = f"{layers.family}{index}" if kind == "layer" else \
+            members[0] + (f" (+{len(members) - 1} ops)" if len(members) > 1 else "")
+        for stage, names in sorted(stages.items()):
+            rows.append({"order": order, "block": label, "stage": stage, "operators": len(names),
+                         "GFLOP": sum(graph.operators[n].flops for n in names) / 1e9})
+    return pd.DataFrame(rows, columns=["order", "block", "stage", "operators", "GFLOP"])
+
+
+def stage_layer_figure(result: PlanResult, max_ticks: int = 24) -> go.Figure:
+    """Blocks (layers) in order on x, their pipeline stage on y: a staircase, one step per stage
+    (with interleaving, the device stages repeat)."""
+    frame = stage_blocks(result)
+    stages = result.schedule.stages
+    fig = go.Figure(go.Scatter(
+        x=frame["order"], y=frame["stage"], mode="lines+markers", line=dict(color="#BBBBBB", width=1),
+        marker=dict(color=frame["stage"], colorscale="Viridis", cmin=0, cmax=max(stages - 1, 1), size=9,
+                    symbol="square", line=dict(width=0.5, color="#333")),
+        customdata=frame[["block", "operators", "GFLOP"]].to_numpy(),
+        hovertemplate="%{customdata[0]}: stage %{y}<br>%{customdata[1]} operators, %{customdata[2]:.4g} GFLOP "
+                      "forward<extra></extra>",
+    ))
+    firsts = frame.drop_duplicates("order")
+    step = max(1, math.ceil(len(firsts) / max_ticks))
+    ticks = firsts.iloc[::step]
+    fig.update_layout(height=max(240, min(700, 14 * stages + 200)), margin=dict(t=10, l=10, r=10, b=10),
+                      xaxis=dict(title="layer (blocks in topological order)", tickvals=list(ticks["order"]),
+                                 ticktext=[str(b) for b in ticks["block"]], tickangle=-45, tickfont=dict(size=9)),
+                      yaxis=dict(title="pipeline stage", range=[stages - 0.5, -0.5], dtick=1 if stages <= 16 else None,
+                                 zeroline=False))
+    return fig
+
+
+def stage_table(result: PlanResult) -> pd.DataFrame:
+    """Per pipeline stage: what it holds, its time per micro-batch (operators and sends), its
+    exposed gradient sync per iteration and its memory per device."""
+    sched = result.schedule
+    layers = layers_of(result.graph)
+    on_stage: dict[int, list[str]] = {s: [] for s in range(sched.stages)}
+    for name, stage in sched.stage_of_op.items():
+        on_stage[stage].append(name)
+    slowest = slowest_stage(result)
+    work = stage_work_seconds(result)
+    rows = []
+    for s in range(sched.stages):
+        held = [layers.index[n] for n in on_stage[s] if n in layers.index]
+        rows.append({
+            "stage": s, "operators": len(on_stage[s]),
+            "layers": f"{layers.family}{_ranges(held)}" if held and layers.count >= 2 else "",
+            "operators (µs)": microseconds(work[s]), "sends (µs)": microseconds(sched.send_seconds[s]),
+            "per micro-batch (µs)": microseconds(sched.stage_seconds[s]),
+            "gradient sync (µs)": microseconds(sched.gradient_sync_seconds[s]),
+            "memory per device (GiB)": gib(sched.memory[s].peak), "fits": sched.memory[s].fits,
+            "slowest": s == slowest,
+        })
+    return pd.DataFrame(rows)
+
+
+_SCHEDULE_COLORS = {"operators": "#4C78A8", "sends": "#72B7B2", "bubble": "#BAB0AC", "gradient sync": "#F58518"}
+
+
+def stage_time_figure(result: PlanResult) -> go.Figure:
+    """Each stage's time per micro-batch, operators and sends stacked; the slowest is marked
+    (every slot of the pipeline takes its time)."""
+    sched = result.schedule
+    names = [f"stage {s}" for s in range(sched.stages)]
+    fig = go.Figure()
+    for label, values in (("operators", stage_work_seconds(result)), ("sends", sched.send_seconds)):
+        fig.add_trace(go.Bar(x=names, y=[microseconds(v) for v in values], name=label,
+                             marker_color=_SCHEDULE_COLORS[label]))
+    slowest = slowest_stage(result)
+    fig.add_annotation(x=names[slowest], y=microseconds(sched.stage_seconds[slowest]), text="slowest",
+                       showarrow=True, arrowhead=2, ay=-30)
+    fig.update_layout(barmode="stack", height=320, yaxis_title="µs per micro-batch", margin=dict(t=40, l=10, r=10, b=10),
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", traceorder="normal"))
+    return fig
+
+
+def iteration_figure(result: PlanResult) -> go.Figure:
+    """One iteration as one bar: micro-batches x the slowest stage (its operators and its sends),
+    the fill-and-drain bubble and the gradient sync left exposed; the parts add up to the
+    predicted iteration."""
+    sched = result.schedule
+    s = slowest_stage(result)
+    m = sched.micro_batches
+    parts = [(f"{m} x slowest stage: operators", m * stage_work_seconds(result)[s], _SCHEDULE_COLORS["operators"]),
+             (f"{m} x slowest stage: sends", m * sched.send_seconds[s], _SCHEDULE_COLORS["sends"]),
+             ("bubble", sched.bubble_seconds, _SCHEDULE_COLORS["bubble"]),
+             ("gradient sync", max(sched.gradient_sync_seconds), _SCHEDULE_COLORS["gradient sync"])]
+    fig = go.Figure()
+    for label, seconds, color in parts:
+        fig.add_trace(go.Bar(y=["iteration"], x=[seconds * 1e3], name=label, orientation="h", marker_color=color,
+                             hovertemplate=f"{label}: %{{x:.4g}} ms<extra></extra>"))
+    fig.update_layout(barmode="stack", height=200, xaxis_title="ms per iteration", margin=dict(t=10, l=10, r=10, b=10),
+                      legend=dict(orientation="h", y=-0.6, traceorder="normal"))
+    return fig
+
+
+def tried_table(result: PlanResult) -> pd.DataFrame:
+    """The configurations the search priced, the one in use marked."""
+    s = result.schedule
+    rows, marked = [], False
+    for row in result.tried:
+        chosen = (not marked and (row["stages"], row["micro_batches"], row["recompute"], row["zero"], row["algorithm"])
+                  == (s.stages, s.micro_batches, s.recompute, s.zero, result.plan.algorithm)
+                  and math.isclose(row["iteration_seconds"], result.total_seconds, rel_tol=1e-9))
+        marked = marked or chosen
+        rows.append({"stages": row["stages"], "micro-batches": row["micro_batches"],
+                     "recomputation": row["recompute"], "ZeRO": row["zero"], "algorithm": row["algorithm"],
+                     "iteration (ms)": row["iteration_seconds"] * 1e3,
+                     "memory per device (GiB)": gib(row["memory_bytes"]), "fits": row["fits"], "in use": chosen})
+    return pd.DataFrame(rows, columns=["stages", "micro-batches", "recomputation", "ZeRO", "algorithm",
+                                       "iteration (ms)", "memory per device (GiB)", "fits", "in use"])
 
 
 # ---- cost page -------------------------------------------------------------------------------
@@ -1346,14 +1580,20 @@ def op_cost_figure(result: PlanResult, top: int = 30) -> go.Figure:
     for term in ("compute", "communication", "redistribution"):
         fig.add_trace(go.Bar(y=names, x=[microseconds(cost.op_seconds(n)[term]) for n in names], name=term,
                              orientation="h", marker_color=_TERM_COLORS[term]))
-    fig.update_layout(barmode="stack", height=max(320, 18 * len(names) + 100), xaxis_title="µs per iteration",
+    fig.update_layout(barmode="stack", height=max(320, 18 * len(names) + 100), xaxis_title=f"µs {cost_unit(result)}",
                       yaxis=dict(autorange="reversed", tickfont=dict(size=10)), margin=dict(t=30, l=10, r=10, b=10),
                       legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return fig
 
 
+def cost_unit(result: PlanResult) -> str:
+    """What an operator's cost covers: the iteration, or one micro-batch on the operator's stage
+    (the operator costs of a plan with stages or micro-batches; the schedule adds the rest)."""
+    return "per micro-batch" if result.pipelined else "per iteration"
+
+
 def level_cost_figure(result: PlanResult) -> go.Figure:
-    """Communication and redistribution per machine level, with compute on the devices."""
+    """Communication and redistribution per machine level (of a stage), with compute on the devices."""
     s = result.cost.seconds()
     by_level = result.cost.by_level()
     cats = ["devices (compute)"] + [f"{lv} level" for lv in by_level]
@@ -1363,19 +1603,20 @@ def level_cost_figure(result: PlanResult) -> go.Figure:
     for term in ("communication", "redistribution"):
         fig.add_trace(go.Bar(x=cats, y=[0.0] + [microseconds(v[term]) for v in by_level.values()], name=term,
                              marker_color=_TERM_COLORS[term]))
-    fig.update_layout(barmode="stack", height=320, yaxis_title="µs per iteration", margin=dict(t=30, l=10, r=10, b=10),
+    fig.update_layout(barmode="stack", height=320, yaxis_title=f"µs {cost_unit(result)}", margin=dict(t=30, l=10, r=10, b=10),
                       legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return fig
 
 
 def memory_figure(result: PlanResult) -> go.Figure:
-    """Memory per device, stacked, against the device's capacity."""
+    """Memory per device (of the fullest stage), stacked, against the device's capacity."""
     mem = result.memory
     parts = [("parameters", mem.parameters, "#4C78A8"), ("gradients", mem.gradients, "#72B7B2"),
              ("optimizer state", mem.optimizer_state, "#EECA3B"), ("activations", mem.activations, "#F58518")]
+    row = f"stage {fullest_stage(result)}" if result.schedule.stages > 1 else "per device"
     fig = go.Figure()
     for label, value, color in parts:
-        fig.add_trace(go.Bar(y=["per device"], x=[gib(value)], name=label, orientation="h", marker_color=color,
+        fig.add_trace(go.Bar(y=[row], x=[gib(value)], name=label, orientation="h", marker_color=color,
                              hovertemplate=f"{label}: %{{x:.3g}} GiB<extra></extra>"))
     fig.add_vline(x=gib(mem.capacity), line=dict(color="#E45756" if not mem.fits else "#333", dash="dash"),
                   annotation_text=f"capacity {gib(mem.capacity):.3g} GiB", annotation_position="top")
@@ -1449,9 +1690,11 @@ def read_plan_json(data: bytes) -> dict:
 def compare_row(algorithm: str, result: PlanResult | None, error: str | None = None) -> dict:
     if result is None:
         return {"algorithm": algorithm, "iteration (ms)": None, "speed-up over data parallel": None,
-                "memory per device (GiB)": None, "fits": None, "search (s)": None, "note": error or ""}
+                "configuration": None, "memory per device (GiB)": None, "fits": None, "search (s)": None,
+                "note": error or ""}
     return {"algorithm": algorithm, "iteration (ms)": result.total_seconds * 1e3,
             "speed-up over data parallel": result.speedup_over_data_parallel,
+            "configuration": configuration_label(result),
             "memory per device (GiB)": gib(result.memory.peak), "fits": result.memory.fits,
             "search (s)": result.plan.search_seconds, "note": "; ".join(result.notes)[:200]}
 
@@ -1503,7 +1746,8 @@ def what_if_machine(machine: Machine, bandwidths_GBps: dict[int, float], latenci
 
 
 def strategy_shape(result: PlanResult) -> str:
-    """What kind of parallelism the plan uses per level: data, model, data+model, or none.
+    """What kind of parallelism the plan uses: the pipeline stages, then per level of a stage:
+    data, model, data+model, or none.
 
     A cut counts as data parallel when an operator splits its batch dimension there; weighted by
     the operators' FLOPs so that a cheap bias add does not name a level.
@@ -1514,8 +1758,8 @@ def strategy_shape(result: PlanResult) -> str:
     heavy = sorted((n for n in cm.planned if graph.operators[n].kind is OpKind.COMPUTE),
                    key=lambda n: -graph.operators[n].flops)
     total = sum(graph.operators[n].flops for n in heavy) or 1.0
-    parts = []
-    for li, lv in enumerate(result.machine.levels):
+    parts = [f"pipeline: {result.schedule.stages} stages"] if result.schedule.stages > 1 else []
+    for li, lv in enumerate(cm.machine.levels):
         cuts = [t for t, c in enumerate(cm.cuts) if c.level == li]
         if not cuts:
             continue
@@ -1614,7 +1858,7 @@ def report_stamp(result: PlanResult, meta: ReportMeta) -> list[tuple[str, str]]:
         ("bound dimensions", encode_bindings(meta.bindings) or "none"),
         ("machine", f"{meta.machine_label}: {result.machine.summary()}"),
         ("mode", o.mode), ("algorithm", o.algorithm), ("precision", o.precision or "as in the model"),
-        ("optimizer", o.optimizer),
+        ("optimizer", o.optimizer), ("configuration", configuration_label(result)),
         ("command", reproduce_command(result, meta)),
     ]
 
@@ -1629,6 +1873,15 @@ def reproduce_command(result: PlanResult, meta: ReportMeta) -> str:
     parts += [f"--mode {o.mode}", f"--algorithm {o.algorithm}", f"--optimizer {o.optimizer}"]
     if o.precision:
         parts.append(f"--precision {o.precision}")
+    # the configuration the result has (the search's choice, when the options left it open)
+    for flag, value in (("--pipeline-stages", o.pipeline_stages), ("--micro-batches", o.micro_batches),
+                        ("--recompute", o.recompute), ("--zero", o.zero)):
+        if value is not None:
+            parts.append(f"{flag} {value}")
+    if o.interleave > 1:
+        parts.append(f"--interleave {o.interleave}")
+    if o.overlap_gradient_sync:
+        parts.append("--overlap-gradient-sync")
     return " ".join(parts)
 
 
@@ -1649,24 +1902,30 @@ def _md_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
 
 
 def report_tables(result: PlanResult) -> dict[str, pd.DataFrame]:
-    s = result.cost.seconds()
+    h = headline(result)
+    stage = f" (stage {h['fullest_stage']}, the fullest)" if result.schedule.stages > 1 else ""
     summary = pd.DataFrame([
         {"figure": "devices", "value": f"{result.machine.num_devices:,}"},
-        {"figure": "predicted iteration", "value": format_seconds(s["total"])},
-        {"figure": "compute / communication / redistribution",
-         "value": f"{format_seconds(s['compute'])} / {format_seconds(s['communication'])} / {format_seconds(s['redistribution'])}"},
-        {"figure": "pure data parallel", "value": format_seconds(result.data_parallel_seconds)},
-        {"figure": "speed-up over pure data parallel", "value": format_speedup(result.speedup_over_data_parallel)},
-        {"figure": "memory per device", "value": f"{format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}"
-                                                 + ("" if result.memory.fits else f" (does NOT fit: {format_bytes(result.memory.shortfall_bytes)} short)")},
-        {"figure": "search time", "value": format_seconds(result.plan.search_seconds)},
+        {"figure": "configuration", "value": h["configuration"]},
+        {"figure": "predicted iteration", "value": f"{h['iteration']} = {h['breakdown']}"},
+        {"figure": "compute / communication / redistribution" + (" (one micro-batch)" if result.pipelined else ""),
+         "value": f"{h['compute']} / {h['communication']} / {h['redistribution']}"},
+        {"figure": "TFLOP/s per device (model / hardware)", "value": f"{h['tflops_model']:.4g} / {h['tflops_hardware']:.4g}"},
+        {"figure": "pure data parallel", "value": h["data_parallel"]},
+        {"figure": "speed-up over pure data parallel", "value": h["speedup"]},
+        {"figure": "memory per device" + stage, "value": f"{format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}"
+                                                         + ("" if h["fits"] else f" (does NOT fit: {h['shortfall']} short)")},
+        {"figure": "search time", "value": h["search"]},
     ])
     levels = pd.DataFrame([{"level": lv, "communication (µs)": microseconds(v["communication"]),
                             "redistribution (µs)": microseconds(v["redistribution"])}
                            for lv, v in result.cost.by_level().items()])
     ops = strategy_table(result)
     ops = ops[ops["kind"] == OpKind.COMPUTE.value].drop(columns=["position", "kind"])
-    return {"summary": summary, "levels": levels, "memory": memory_table(result), "operators": ops}
+    tables = {"summary": summary, "levels": levels, "memory": memory_table(result), "operators": ops}
+    if result.schedule.stages > 1:
+        tables["stages"] = stage_table(result)
+    return tables
 
 
 def report_markdown(result: PlanResult, meta: ReportMeta) -> str:
@@ -1674,6 +1933,7 @@ def report_markdown(result: PlanResult, meta: ReportMeta) -> str:
     out = [f"# Parallel plan: {meta.model.label} on {result.machine.name}", ""]
     out += [f"- **{k}**: `{v}`" for k, v in report_stamp(result, meta)]
     out += ["", "## Headline", "", _md_table(t["summary"]), "", explanation(result, meta.model.label), "",
+            *(["## Pipeline stages", "", _md_table(t["stages"]), ""] if "stages" in t else []),
             "## Communication per machine level", "", _md_table(t["levels"]), "",
             "## Memory per device", "", _md_table(t["memory"]), "",
             "## Machine (YAML, SI units)", "", "```yaml", result.machine.to_yaml().rstrip(), "```", "",
@@ -1703,6 +1963,7 @@ def report_html(result: PlanResult, meta: ReportMeta) -> str:
         f"<table>{stamp}</table>",
         "<h2>Headline</h2>", t["summary"].to_html(index=False, escape=True),
         f"<p>{html.escape(explanation(result, meta.model.label)).replace('**', '')}</p>",
+        *(["<h2>Pipeline stages</h2>", t["stages"].to_html(index=False, float_format="%.4g")] if "stages" in t else []),
         "<h2>Communication per machine level</h2>", t["levels"].to_html(index=False, float_format="%.4g"),
         "<h2>Memory per device</h2>", t["memory"].to_html(index=False, float_format="%.4g"),
         *parts,

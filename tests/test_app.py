@@ -47,6 +47,11 @@ def ctx(at: AppTest) -> ex.Context:
     return at.session_state["_ctx"]
 
 
+def chart_keys(at: AppTest) -> set[str]:
+    """The keys of the plotly charts on the page (an element id ends with ``-<key>``)."""
+    return {e.proto.id.rsplit("-", 1)[-1] for e in at.get("plotly_chart")}
+
+
 # ---- every page with the default sample ---------------------------------------------------
 
 def test_first_load_shows_a_real_plan():
@@ -92,6 +97,8 @@ def test_pages_show_their_content():
     assert {"Plan JSON", "Report (HTML)", "Report (Markdown)", "Machine YAML"} <= set(labels)
     goto(at, "strategy")
     assert any("split" in (d.value.columns if d.value is not None else []) for d in at.dataframe)
+    assert any(i.value.startswith("The plan has one stage") for i in at.info)  # no pipeline figures
+    assert not {"st_stage_layers", "st_timeline"} & chart_keys(at)
 
 
 # ---- the model: samples, uploads, bindings ------------------------------------------------
@@ -451,9 +458,37 @@ def test_run_it_section(monkeypatch):
     assert any("Numerics match in 1 of 2 runs" in s.value and "on 2 of 3 operators" in s.value for s in at.success)
 
 
-# ---- pipelined plans: sidebar, URL, cache, the 1F1B timeline ------------------------------
+# ---- pipelined plans: sidebar, URL, Strategy and Cost pages, the 1F1B timeline ------------
 
 PIPELINED = dict(model="gpt2_small", bind="batch:8,seq:64", machine="dgx_a100")  # small and quick to plan
+
+
+def test_a_pipelined_plan_on_every_page():
+    at = run_app(**PIPELINED, stages="2", micro_batches="4")
+    assert_clean(at)
+    r = ctx(at).result
+    assert (r.schedule.stages, r.schedule.micro_batches) == (2, 4)
+    assert metric(at, "Predicted iteration time") == ex.format_seconds(r.total_seconds)
+    assert metric(at, "TFLOP/s per device") == f"{r.schedule.tflops_per_device()['model']:.3g}"
+    assert any("2 pipeline stages x 4 micro-batches of 2" in c.value for c in at.caption)
+    goto(at, "strategy")
+    assert_clean(at)
+    table = next(d.value for d in at.dataframe if "split" in d.value.columns)
+    assert set(table["stage"]) <= {0, 1} and "stage" in table.columns
+    assert {"st_stage_layers", "st_timeline"} <= chart_keys(at)
+    assert any(c.value.startswith("Each stage's forward and backward passes") for c in at.caption)
+    goto(at, "cost")
+    assert_clean(at)
+    frames = {tuple(d.value.columns): d.value for d in at.dataframe}
+    stages = next(f for cols, f in frames.items() if "slowest" in cols)
+    assert list(stages["stage"]) == [0, 1] and stages["slowest"].sum() == 1
+    tried = next(f for cols, f in frames.items() if "in use" in cols)
+    assert tried["in use"].sum() == 1 and list(tried["stages"]) == [2]
+    assert any(m.value.startswith("**One iteration**: 4 micro-batches x slowest stage") for m in at.markdown)
+    assert {"co_iteration", "co_stages"} <= chart_keys(at)
+    for page in ("overview", "report", "compare"):
+        goto(at, page)
+        assert_clean(at)
 
 
 def test_sidebar_pipeline_options_and_their_errors():
@@ -480,9 +515,9 @@ def test_sidebar_pipeline_options_and_their_errors():
                for e in at.error)
     goto(at, "strategy")
     assert not at.exception and at.error
-    # interleaving without a fixed number of stages
+    # interleaving on one stage
     at.number_input(key="sb_micro_batches").set_value(None).run()
-    at.selectbox(key="sb_stages").select("auto").run()
+    at.selectbox(key="sb_stages").select(1).run()
     at.number_input(key="sb_interleave").set_value(2).run()
     assert not at.exception
     assert any("interleaving needs pipeline stages" in e.value for e in at.error)
@@ -603,3 +638,19 @@ def test_1f1b_timeline_matches_the_priced_formula_when_stages_are_equal(stages, 
     for stage in range(stages):  # a stage never runs two passes at once
         mine = sorted((s.start, s.end) for s in slots if s.stage == stage)
         assert all(a[1] <= b[0] for a, b in zip(mine, mine[1:]))
+
+
+def test_plan_timeline_of_a_pipelined_plan_is_truncated_and_split_by_recomputation():
+    c = ex.PlanCache()
+    src = ex.sample_source("gpt2_small")
+    b = {"batch": 64, "seq": 32}
+    g = c.graph(src, b)
+    r = c.result(src, b, g, load_preset("dgx_a100"),
+                 ex.PlanOptions(pipeline_stages=2, micro_batches=32, recompute="full", zero=0))
+    tl = timeline.plan_timeline(r, most=6)
+    assert tl.truncated and tl.micro_batches == 6 and tl.plan_micro_batches == 32
+    first = next(s for s in tl.slots if (s.stage, s.micro_batch, s.kind) == (0, 0, "forward"))
+    assert first.end - first.start == pytest.approx(r.schedule.stage_seconds[0] / 4)  # full recomputation
+    assert tl.makespan <= tl.priced_seconds * (1 + 1e-12)
+    assert "showing the schedule of 6 of the plan's 32 micro-batches" in timeline.timeline_caption(tl)
+    timeline.timeline_figure(tl).to_json()
