@@ -131,10 +131,10 @@ class _Search:
             return self.options.micro_batches
         return default_micro_batches(split.stage_machine, split.stages, self.batch) if self.batch else 1
 
-    def run(self, stages: int, algorithm: str, fraction: float = 0.0) -> tuple[PlanResult, float] | None:
+    def run(self, stages: int, algorithm: str, fraction: float = 0.0) -> tuple[PlanResult, float, float] | None:
         """Plan ``stages`` stages; returns the cheapest rung of the memory ladder that fits (or the
-        last rung) and the time of the first rung (the configuration unconstrained by memory).
-        None if the model cannot be cut into that many stages."""
+        last rung), the time of the first rung (the configuration unconstrained by memory) and the
+        least memory any rung without ZeRO-3 needs. None if the model has fewer layers than stages."""
         split = split_machine(self.machine, stages)
         m = self.micro_batches(split)
         if m not in self.graphs:
@@ -156,8 +156,16 @@ class _Search:
                                    split=split, data_parallel_seconds=self.dp_seconds, points=points)
         self.tried.append(unconstrained)
         result = climb_memory_ladder(unconstrained, ladder, self.dp_seconds, self.tried)
-        first = unconstrained.total_seconds
-        return result, first
+        return result, unconstrained.total_seconds, self._least_memory(unconstrained, ladder)
+
+    def _least_memory(self, first: PlanResult, ladder: list[tuple[str, int]]) -> float:
+        """The fullest stage's memory on the lightest rung without ZeRO-3 (which stages never use):
+        what more stages would start from."""
+        cm, plan, m = first.cost_model, first.plan, first.schedule.micro_batches
+        peaks = [max(r.peak for r in stage_memory(cm.variant(recompute, zero, m), plan.strategies,
+                                                  first.schedule.assignment, m, self.options.optimizer))
+                 for recompute, zero in ladder if zero != 3]
+        return min(peaks) if peaks else first.memory.peak
 
 
 def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOptions,
@@ -192,14 +200,13 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
             outcome = state.run(stages, screen, i / len(candidates))
             if outcome is None:
                 return
-            result, unconstrained = outcome
+            result, unconstrained, least_memory = outcome
             leader = leading()
             results[stages] = result
             if leader is not None and leader.memory.fits and unconstrained >= leader.total_seconds:
                 return  # even before recomputation and ZeRO this count is slower: more only add bubble
-            peaks = [r.memory.peak for r in state.tried if r.schedule.stages == stages and r.schedule.zero != 3]
-            if peaks and min(peaks) > machine.device.memory_bytes:
-                lightest = (stages, min(peaks))
+            if least_memory > machine.device.memory_bytes:
+                lightest = (stages, least_memory)
 
     scan(_coarse(candidates))
     winner = leading().schedule.stages

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -322,32 +323,46 @@ def refine_factors(graph: OperatorGraph) -> None:
         t.axis_factors = tuple((s,) if s > 1 else () for s in t.shape)
     for op in graph.operators.values():
         op.dim_factors = {d: ((s,) if s > 1 else ()) for d, s in op.dims.items()}
-    changed = True
-    while changed:
-        changed = False
-        for op in graph.operators.values():
-            for use in op.uses():
-                t = graph.tensors[use.tensor]
-                if t.role is TensorRole.CONSTANT:
-                    continue  # shape arithmetic: never laid out
-                axes = list(t.axis_factors)
-                for i, dims in enumerate(use.axes):
-                    if i in use.loose or i >= len(axes):
-                        continue
-                    concat = tuple(f for d in dims for f in op.dim_factors[d])
-                    if concat == axes[i]:
-                        continue
-                    refined = common_refinement(concat, axes[i])
-                    if refined is None:
-                        use.loose = use.loose | {i}
-                        continue
-                    if refined != axes[i]:
-                        axes[i] = refined
-                        changed = True
-                    if refined != concat:
-                        _assign_to_dims(op, dims, refined)
-                        changed = True
-                t.axis_factors = tuple(axes)
+    users: dict[str, list[Operator]] = {}
+    for op in graph.operators.values():
+        for use in op.uses():
+            users.setdefault(use.tensor, []).append(op)
+    # a worklist: an operator is revisited when one of its tensors' factors or its own dims change
+    pending = deque(graph.operators.values())
+    queued = {id(op) for op in pending}
+    while pending:
+        op = pending.popleft()
+        queued.discard(id(op))
+        revisit: list[Operator] = []
+        for use in op.uses():
+            t = graph.tensors[use.tensor]
+            if t.role is TensorRole.CONSTANT:
+                continue  # shape arithmetic: never laid out
+            axes = list(t.axis_factors)
+            tensor_changed = False
+            for i, dims in enumerate(use.axes):
+                if i in use.loose or i >= len(axes):
+                    continue
+                concat = tuple(f for d in dims for f in op.dim_factors[d])
+                if concat == axes[i]:
+                    continue
+                refined = common_refinement(concat, axes[i])
+                if refined is None:
+                    use.loose = use.loose | {i}
+                    continue
+                if refined != axes[i]:
+                    axes[i] = refined
+                    tensor_changed = True
+                if refined != concat:
+                    _assign_to_dims(op, dims, refined)
+                    revisit.append(op)
+            t.axis_factors = tuple(axes)
+            if tensor_changed:
+                revisit.extend(users[use.tensor])
+        for other in revisit:
+            if id(other) not in queued:
+                queued.add(id(other))
+                pending.append(other)
 
 
 def _assign_to_dims(op: Operator, dims: tuple[str, ...], refined: tuple[int, ...]) -> None:
