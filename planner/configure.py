@@ -160,12 +160,14 @@ class _Search:
 
     def _least_memory(self, first: PlanResult, ladder: list[tuple[str, int]]) -> float:
         """The fullest stage's memory on the lightest rung without ZeRO-3 (which stages never use):
-        what more stages would start from."""
+        what more stages would start from. The ladder's rungs need less and less memory, so that
+        is the last one."""
+        rungs = [rung for rung in ladder if rung[1] != 3]
+        if not rungs:
+            return first.memory.peak
         cm, plan, m = first.cost_model, first.plan, first.schedule.micro_batches
-        peaks = [max(r.peak for r in stage_memory(cm.variant(recompute, zero, m), plan.strategies,
-                                                  first.schedule.assignment, m, self.options.optimizer))
-                 for recompute, zero in ladder if zero != 3]
-        return min(peaks) if peaks else first.memory.peak
+        return max(r.peak for r in stage_memory(cm.variant(*rungs[-1], m), plan.strategies, first.schedule.assignment,
+                                                m, self.options.optimizer))
 
 
 def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOptions,
