@@ -1,9 +1,10 @@
 """The explorer in a real browser: `streamlit run app.py` driven through Debian's Chromium.
 
 Starts the server on a free port, waits for /_stcore/health, opens every page by its URL path,
-checks that no exception block is shown and that the page's headline figures appear, uploads a
-sample model through the real file uploader, and saves a screenshot of each page (into a
-temporary directory, and into $SCREENSHOT_DIR when that is set).
+checks that no exception block is shown and that the page's headline figures appear, draws a
+pipelined plan's Strategy and Cost pages (the 1F1B chart's bars), uploads a sample model through
+the real file uploader, and saves a screenshot of each page (into a temporary directory, and into
+$SCREENSHOT_DIR when that is set).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ PAGES = {
                       "Search time"]),
     "model": ("Model", ["Operators", "Parameters", "Forward FLOPs", "Graph"]),
     "machine": ("Machine", ["Levels (outermost first)", "Devices", "Download machine YAML"]),
-    "strategy": ("Strategy", ["Override one operator's split", "Compare with a plan file"]),
+    "strategy": ("Strategy", ["Pipeline stages", "The plan has one stage", "Override one operator's split",
+                              "Compare with a plan file"]),
     "cost": ("Cost", ["Cost formula per candidate split", "D-Rec's decisions for this operator", "Where the time goes"]),
     "compare": ("Compare", ["Algorithms on this model and machine", "What if the machine were different?",
                             "exact: too large for this graph"]),
@@ -169,6 +171,28 @@ def test_every_page_renders(server, browser, shots, path):
             # the shared view is in the URL
             assert "model=bert_base" in page.url and "machine=dgx_a100_64nodes" in page.url, page.url
         save(page, path or "overview", shots)
+    finally:
+        page.close()
+
+
+#: A plan with 2 pipeline stages and 4 micro-batches, small enough to plan in a second.
+PIPELINED = "model=gpt2_small&bind=batch:8,seq:64&machine=dgx_a100&stages=2&micro_batches=4"
+
+
+@pytest.mark.parametrize("path,texts", [
+    ("strategy", ["The stage of each layer", "The 1F1B schedule", "Each stage's forward and backward passes"]),
+    ("cost", ["One iteration", "Each stage, per micro-batch", "Configurations tried"]),
+])
+def test_a_pipelined_plan_renders(server, browser, shots, path, texts):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{server}/{path}?{PIPELINED}", wait_until="domcontentloaded")
+        check_page(page, path.capitalize(), texts)
+        if path == "strategy":  # the Gantt chart: a forward and a backward bar per stage and micro-batch
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .barlayer .point').length >= 16",
+                                   timeout=30_000)
+            assert page.locator(".js-plotly-plot .barlayer .point").count() == 2 * 2 * 4
+        save(page, f"{path}_pipelined", shots)
     finally:
         page.close()
 
