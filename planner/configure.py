@@ -118,8 +118,10 @@ def _coarse(counts: list[int]) -> list[int]:
 class _Search:
     """One configuration search: graphs per micro-batch size and every configuration priced."""
 
-    def __init__(self, graph: OperatorGraph, machine: Machine, options: PlanOptions, progress: Progress):
+    def __init__(self, graph: OperatorGraph, machine: Machine, options: PlanOptions, progress: Progress,
+                 hints: list[dict] | None = None):
         self.graph, self.machine, self.options, self.progress = graph, machine, options, progress
+        self.hints = list(hints or [])
         self.batch = graph.batch_size
         self.graphs = {1: graph}  # micro-batch count -> graph bound to one micro-batch
         base = cost_model_for(graph, machine, options, "none", 0)
@@ -147,7 +149,8 @@ class _Search:
 
         ladder = _ladder(self.options, stages)
         cm = cost_model_for(g, split.stage_machine, self.options, *ladder[0], micro_batches=m)
-        plan = search(cm, algorithm, report)
+        hints = [h for h in self.hints if all(len(strategy) == len(cm.cuts) for strategy in h.values())]
+        plan = search(cm, algorithm, report, hints=hints or None)
         points = cut_points(cm)
         if stages * self.options.interleave > len(points.segments()) and self.options.pipeline_stages is None:
             return None  # more stages than layers; a fixed count gets assign_stages' message
@@ -171,7 +174,7 @@ class _Search:
 
 
 def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOptions,
-                        progress: Progress = None) -> PlanResult:
+                        progress: Progress = None, hints: list[dict] | None = None) -> PlanResult:
     """The fastest configuration that fits (see the module docstring); its notes list what was
     tried.
 
@@ -182,8 +185,11 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     """
     require_bound(graph)
     start = time.perf_counter()
-    state = _Search(graph, machine, options, progress)
+    state = _Search(graph, machine, options, progress, hints)
     candidates = _stage_candidates(machine, options, state.batch)
+    if not candidates:
+        raise ConfigError(f"interleaving needs pipeline stages, and this machine ({machine.summary()}) has no "
+                          "devices outside its innermost level to put them on: set interleave to 1")
     screen = "drec" if len(candidates) > 1 and options.algorithm == "drec+" else options.algorithm
     results: dict[int, PlanResult] = {}
     lightest = None  # (stages, least memory per device seen with them), ZeRO-3 aside

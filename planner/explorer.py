@@ -316,8 +316,8 @@ class PlanCache:
         """The plan of one algorithm (raises the planner's ValueError subclasses unchanged).
 
         Through the configuration search when :func:`searches_configurations`; otherwise the one
-        configuration the options fix is planned here, drec+ also starting from the plans of
-        what-if variants of the machine (:meth:`_hints`), which that search does not take.
+        configuration the options fix is planned here. Either way drec+ also starts from the plans
+        of what-if variants of the machine (:meth:`_hints`).
         """
         key = self._result_key(source, bindings, machine, options)
 
@@ -326,7 +326,7 @@ class PlanCache:
                 if options.algorithm == "exact":  # the search runs it unguarded, on one stage machine
                     stage_machine = split_machine(machine, options.pipeline_stages or 1).stage_machine
                     require_exact_feasible(self.cost_model(source, bindings, graph, stage_machine, options))
-                return plan_configurations(graph, machine, options, progress)
+                return plan_configurations(graph, machine, options, progress, hints=self._hints(key, machine))
             cm = self.cost_model(source, bindings, graph, machine, options)
             if options.algorithm == "exact":
                 plan = plan_exact_guarded(cm)

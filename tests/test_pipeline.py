@@ -410,3 +410,16 @@ def test_a_gather_is_priced_by_the_rows_it_reads_not_its_table():
     m = Machine("m", Device("d", F, 80e9, memory_bandwidth_Bps=1e9), (Level("gpu", 1, BW, LAT),))
     cm = CostModel(models.graph_of(model), m, "train")
     assert cm.basis.time(cm.op_cost("embed", ()).compute) == pytest.approx(3 * 33_792 / 1e9)
+
+
+def test_interleaving_without_room_for_stages_says_so():
+    with pytest.raises(ConfigError, match="set interleave to 1"):
+        plan_configurations(chain(batch=16), models.one_level(8), PlanOptions(algorithm="drec", interleave=2))
+
+
+def test_a_plan_given_as_a_hint_is_never_beaten_by_a_slower_one():
+    graph = chain(layers=8, batch=16)
+    machine = nodes_machine(4, 2)
+    first = plan_configurations(graph, machine, PlanOptions())
+    again = plan_configurations(graph, machine, PlanOptions(), hints=[first.plan.strategies])
+    assert again.total_seconds <= first.total_seconds * (1 + 1e-12)
