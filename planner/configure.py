@@ -20,6 +20,7 @@ from .ir import OperatorGraph
 from .machine import Machine
 from .onnx_import import require_bound
 from .search.data_parallel import data_parallel_strategies
+from .search.drec import SMALL_GRAPH_OPS
 from .search.megatron import plan_megatron
 from .cost import RECOMPUTE
 from .search.pipeline import ConfigError, cut_points, micro_batch_graph, split_machine, stage_counts, stage_memory
@@ -178,10 +179,14 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     """The fastest configuration that fits (see the module docstring); its notes list what was
     tried.
 
-    Stage counts are screened with the thesis's D-Rec, in increasing order, until a configuration
-    fits and a larger count is slower than a smaller one, both without memory limits (so both
-    before recomputation and ZeRO: the bubble and the sends only grow from there).
-    The winner is then planned again with the requested algorithm.
+    Stage counts are screened in increasing order, first those that at least double, then the
+    neighbours of the best; a count is skipped when the lightest memory option of a smaller one,
+    scaled, is still over capacity, and the scan stops when a count is slower than the best plan
+    that fits even before any memory option (more stages only add bubble and sends). On graphs
+    of more than ``SMALL_GRAPH_OPS`` operators the screening uses the thesis's D-Rec (drec+ is
+    several times slower there) and the winner is planned again with the requested algorithm;
+    drec+ also starts from the ``hints`` (plans of the same model, e.g. before a what-if change)
+    that fit its stage machine.
     """
     require_bound(graph)
     start = time.perf_counter()
@@ -190,7 +195,9 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     if not candidates:
         raise ConfigError(f"interleaving needs pipeline stages, and this machine ({machine.summary()}) has no "
                           "devices outside its innermost level to put them on: set interleave to 1")
-    screen = "drec" if len(candidates) > 1 and options.algorithm == "drec+" else options.algorithm
+    # drec+ costs several drec runs on a big graph; on a small one it is cheap and much better
+    big = len(graph.planned_operators()) > SMALL_GRAPH_OPS
+    screen = "drec" if len(candidates) > 1 and options.algorithm == "drec+" and big else options.algorithm
     results: dict[int, PlanResult] = {}
     lightest = None  # (stages, least memory per device seen with them), ZeRO-3 aside
 
