@@ -58,9 +58,9 @@ def hierarchical_collectives(size_bytes: float, groups: dict[int, int], collecti
     is exactly :func:`all_reduce`.
 
     ``collectives`` counts the reduce-scatters and all-gathers over the same group: 2 for an
-    all-reduce; ZeRO stage 3 does one reduce-scatter of the gradient and an all-gather of the
-    parameter before each pass that reads it (forward, backward, and the recomputed forward), so
-    3 or 4. Each one costs ``(f-1)/f`` of the shard at each level, in one superstep.
+    all-reduce (a forward partial sum that is recomputed is all-reduced twice: 4). Each one costs
+    ``(f-1)/f`` of the shard at each level, in one superstep. (ZeRO-3's per-parameter gathers
+    are priced by :func:`flat_collectives` instead.)
     """
     traffic: Traffic = {}
     shard = size_bytes
