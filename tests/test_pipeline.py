@@ -13,6 +13,7 @@ import itertools
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -106,9 +107,20 @@ def test_balancing_a_hand_worked_chain():
 
 
 def test_balancing_counts_the_sends_at_each_boundary():
-    # equal layers, but cutting after the first segment costs 10: the DP cuts elsewhere
-    assert balance_stages([1, 1, 1, 1], 2, [0, 10, 0, 0]) == [0, 2]
-    assert balance_stages([1, 1, 1, 1], 2, [0, 0, 10, 0]) in ([0, 1], [0, 3])
+    # four equal segments in two stages; the first stage pays its forward send at its end,
+    # the second its backward send at its start. Sending forward over boundary 2 costs 10:
+    # cutting there makes the first stage 2 + 10, so the DP cuts at 1 (1 | 3) or 3 (3 | 1)
+    def forward_over_2_is_slow(j, first, end):
+        return np.where((j == 0) & (end == 2), 10.0, 0.0)
+
+    assert balance_stages([1, 1, 1, 1], 2, forward_over_2_is_slow) in ([0, 1], [0, 3])
+    # sending gradients back over boundary 2 costs 5, paid by the second stage: 2 | 2 would make
+    # it 7, so again 1 | 3 or 3 | 1; the same cost on the first stage's side changes nothing
+    def backward_over_2_is_slow(j, first, end):
+        return np.where((j == 1) & (first == 2), 5.0, 0.0)
+
+    assert balance_stages([1, 1, 1, 1], 2, backward_over_2_is_slow) in ([0, 1], [0, 3])
+    assert balance_stages([1, 1, 1, 1], 2, lambda j, first, end: np.where(j == 5, 5.0, 0.0)) == [0, 2]
 
 
 @settings(max_examples=60, deadline=None)

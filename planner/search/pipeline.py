@@ -22,6 +22,7 @@ fewest activations cross, e.g. between transformer layers) to minimise the slowe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -234,34 +235,36 @@ def cut_points(cm: CostModel) -> CutPoints:
     return CutPoints(tuple(order), tuple(positions))
 
 
-def balance_stages(weights: list[float], parts: int, boundary_cost: list[float] | None = None) -> list[int]:
+def balance_stages(weights: list[float], parts: int, sends: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None
+                   = None) -> list[int]:
     """Split ``weights`` (one per segment) into ``parts`` contiguous non-empty groups minimising
-    the heaviest group, a group's weight being its sum plus ``boundary_cost[i]`` for each boundary
-    ``i`` (between segments ``i-1`` and ``i``) at its ends. Returns the start segment of each group.
+    the heaviest group; returns the start segment of each group.
+
+    ``sends(j, starts, ends)`` adds, for group ``j`` over segments ``[start, end)``, the seconds
+    of its sends: the gradients back over its first boundary, the activations forward over its
+    last (see :func:`price_schedule`, which charges them the same way).
 
     Dynamic programming: ``best[j][k]`` is the lightest heaviest-group over the first ``k``
-    segments in ``j`` groups; ``best[j][k] = min_i max(best[j-1][i], load(i, k))``.
+    segments in ``j + 1`` groups; ``best[j][k] = min_i max(best[j-1][i], load_j(i, k))``.
     """
     n = len(weights)
     if parts < 1 or parts > n:
         raise ConfigError(f"cannot make {parts} stages from {n} segment(s) between cut points: the model can be "
                           f"cut into at most {n} stages")
-    bc = np.zeros(n + 1) if boundary_cost is None else np.concatenate([[0.0], np.asarray(boundary_cost[1:], float), [0.0]])
     prefix = np.concatenate([[0.0], np.cumsum(weights)])
-    best = prefix[1:].copy() + bc[1:]  # one group over segments [0, k), k = 1..n
-    best = np.concatenate([[math.inf], best])
+    ends = np.arange(1, n + 1)
+    best = np.full(n + 1, math.inf)
+    best[1:] = prefix[1:] + (sends(0, np.zeros(n, dtype=np.int64), ends) if sends else 0.0)
     choice = [np.zeros(n + 1, dtype=np.int64)]
-    for _ in range(2, parts + 1):
+    for j in range(1, parts):
         new = np.full(n + 1, math.inf)
         arg = np.zeros(n + 1, dtype=np.int64)
-        for k in range(1, n + 1):
-            i = np.arange(1, k)
-            if len(i) == 0:
-                continue
-            load = prefix[k] - prefix[i] + bc[i] + bc[k]
+        for k in range(j + 1, n + 1):
+            i = np.arange(j, k)  # the first j groups need at least j segments
+            load = prefix[k] - prefix[i] + (sends(j, i, np.full(len(i), k)) if sends else 0.0)
             cand = np.maximum(best[i], load)
-            j = int(np.argmin(cand))
-            new[k], arg[k] = cand[j], i[j]
+            m = int(np.argmin(cand))
+            new[k], arg[k] = cand[m], i[m]
         best = new
         choice.append(arg)
     starts = []
@@ -378,9 +381,19 @@ def assign_stages(cm: CostModel, strategies: dict[str, Strategy], split: Machine
     per_op = _per_op_seconds(cm, cost)
     if chunks > 1:
         crossing = crossing or _crossing_bytes(cm, full, points)
-        outer = split.machine.levels[split.pipeline[0][0]]
-        send_weight = [_send_seconds(crossing[i], outer) for i in range(len(segments))]
-        starts = balance_stages([sum(per_op[n] for n in seg) for seg in segments], chunks, send_weight)
+        forward = np.array([crossing[i][0] for i in range(len(segments))] + [0.0])  # by boundary index
+        backward = np.array([crossing[i][1] for i in range(len(segments))] + [0.0])
+        links = [split.crossing_level((c - 1) % stages, c % stages) for c in range(1, chunks)]
+
+        def sends(j, first, end):
+            total = np.zeros(len(first))
+            if j > 0:  # gradients back over the first boundary
+                total += _level_seconds(links[j - 1], backward[first])
+            if j < chunks - 1:  # activations forward over the last
+                total += _level_seconds(links[j], forward[end])
+            return total
+
+        starts = balance_stages([sum(per_op[n] for n in seg) for seg in segments], chunks, sends)
     else:
         starts = [0]
     bounds = starts + [len(segments)]
@@ -473,16 +486,12 @@ def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: Machin
                             split.machine.num_devices, assignment)
 
 
-def _level_seconds(level: Level, nbytes: float) -> float:
-    if nbytes <= 0:
-        return 0.0
-    h, steps = point_to_point(nbytes)
-    return h * level.gap_s_per_byte + steps * level.latency_s
-
-
-def _send_seconds(pair: tuple[float, float], level: Level) -> float:
-    """Forward plus backward send time of a boundary, for the balancing DP."""
-    return _level_seconds(level, pair[0]) + _level_seconds(level, pair[1])
+def _level_seconds(level: Level, nbytes):
+    """Seconds of point-to-point sends of ``nbytes`` (a number or an array) over ``level``; a
+    boundary that carries nothing costs nothing."""
+    h, steps = point_to_point(np.asarray(nbytes, dtype=float))
+    seconds = np.where(h > 0, h * level.gap_s_per_byte + steps * level.latency_s, 0.0)
+    return float(seconds) if seconds.ndim == 0 else seconds
 
 
 def _crossing_bytes(cm: CostModel, full: dict[str, Strategy], points: CutPoints) -> dict[int, tuple[float, float]]:
