@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .api import PlanOptions, PlanResult, cost_model_for, result_for, search
+from .cost import RECOMPUTE
 from .ir import OperatorGraph
 from .machine import Machine
 from .onnx_import import require_bound
 from .search.data_parallel import data_parallel_strategies
 from .search.drec import SMALL_GRAPH_OPS
 from .search.megatron import plan_megatron
-from .cost import RECOMPUTE
 from .search.pipeline import ConfigError, cut_points, micro_batch_graph, split_machine, stage_counts, stage_memory
 from .units import format_bytes, format_seconds
 
@@ -150,11 +150,11 @@ class _Search:
 
         ladder = _ladder(self.options, stages)
         cm = cost_model_for(g, split.stage_machine, self.options, *ladder[0], micro_batches=m)
-        hints = [h for h in self.hints if all(len(strategy) == len(cm.cuts) for strategy in h.values())]
-        plan = search(cm, algorithm, report, hints=hints or None)
-        points = cut_points(cm)
+        points = cut_points(cm)  # where the graph can be cut does not depend on the plan
         if stages * self.options.interleave > len(points.segments()) and self.options.pipeline_stages is None:
             return None  # more stages than layers; a fixed count gets assign_stages' message
+        hints = [h for h in self.hints if all(len(strategy) == len(cm.cuts) for strategy in h.values())]
+        plan = search(cm, algorithm, report, hints=hints or None)
         unconstrained = result_for(cm, plan, replace(self.options, pipeline_stages=stages, micro_batches=m,
                                                      recompute=ladder[0][0], zero=ladder[0][1]),
                                    split=split, data_parallel_seconds=self.dp_seconds, points=points)
