@@ -185,8 +185,9 @@ def _pipeline_options(options: PlanOptions) -> None:
                                      + [f"**{k}**: {v}" for k, v in ZERO_STAGES.items()]))
     interleave.number_input("Interleave", min_value=1, step=1, key="sb_interleave", on_change=_sync_option,
                             args=("interleave", "sb_interleave"), disabled=infer,
-                            help="model chunks per device (interleaved 1F1B: a smaller bubble, more sends); needs a "
-                                 "fixed number of stages > 1 whose multiple the micro-batches are")
+                            help="model chunks per device (interleaved 1F1B: a smaller bubble, more sends); needs "
+                                 "stages > 1 (on auto, the search tries only those), and micro-batches in multiples "
+                                 "of the stages")
     box.toggle("Overlap the gradient sync", key="sb_overlap", on_change=_sync_option,
                args=("overlap_gradient_sync", "sb_overlap"), disabled=infer,
                help="hide the gradient all-reduce behind the last backward pass, as far as that pass lasts")

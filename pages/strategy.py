@@ -113,8 +113,8 @@ if up is not None:
     raw = up.getvalue()
     try:
         data = ex.read_plan_json(raw)
-        other = ctx.cache.evaluate(ctx.source, ctx.bindings, g, ctx.machine, r.options, data,  # r's configuration
-                                   hashlib.sha256(raw).hexdigest())
+        other = ctx.cache.evaluate(ctx.source, ctx.bindings, g, ctx.machine, ex.plan_file_options(r.options, data),
+                                   data, hashlib.sha256(raw).hexdigest())
     except Exception as exc:  # noqa: BLE001 - ValueError (the file's fault) or a planner bug
         st.error(f"{up.name}: {exc}" if isinstance(exc, ValueError) else f"{up.name}: {ex.error_text('evaluate', exc)}")
     else:

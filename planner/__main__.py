@@ -143,7 +143,9 @@ def _print_result(result, label: str) -> None:
         tf = sched.tflops_per_device()
         print(f"throughput   {tf['model']:.1f} TFLOP/s per device (model), {tf['hardware']:.1f} (hardware, "
               f"recomputation {sched.recompute}); ZeRO stage {sched.zero}")
-    print(f"data parallel {format_seconds(result.data_parallel_seconds)}: speed-up over pure data parallel "
+    dp_memory = result.data_parallel_memory
+    dp_fit = f" (it does not fit: {format_bytes(dp_memory.peak)} per device)" if dp_memory and not dp_memory.fits else ""
+    print(f"data parallel {format_seconds(result.data_parallel_seconds)}{dp_fit}: speed-up over pure data parallel "
           f"{result.speedup_over_data_parallel:.2f}x")
     fit = "fits" if mem.fits else f"does NOT fit: {format_bytes(mem.shortfall_bytes)} short"
     where = f" (stage {[m.peak for m in sched.memory].index(mem.peak)}, the fullest)" if sched.stages > 1 else ""

@@ -16,7 +16,7 @@ from .cost import (CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy,
                    check_mode_and_precision)
 from .ir import OperatorGraph, OpKind
 from .machine import Machine
-from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport
+from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_device
 from .onnx_import import require_bound
 from .search.data_parallel import data_parallel_strategies, plan_data_parallel
 from .search.drec import DRecSearch, plan_drec
@@ -104,6 +104,7 @@ class PlanResult:
     data_parallel_seconds: float
     notes: list[str] = field(default_factory=list)
     tried: list[dict] = field(default_factory=list)  # the configurations the search priced
+    data_parallel_memory: MemoryReport | None = None  # per device, when the baseline was priced here
 
     @property
     def memory(self) -> MemoryReport:
@@ -153,7 +154,7 @@ def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None]
 
 def result_for(cm: CostModel, plan: Plan, options: PlanOptions, notes: list[str] | None = None,
                split: MachineSplit | None = None, data_parallel_seconds: float | None = None,
-               points: CutPoints | None = None) -> PlanResult:
+               points: CutPoints | None = None, data_parallel_memory: MemoryReport | None = None) -> PlanResult:
     """Score a plan with the shared evaluator: the schedule (one stage and one micro-batch unless
     ``split`` and ``cm.micro_batches`` say otherwise), memory and the data-parallel baseline."""
     split = split or split_machine(cm.machine, 1)
@@ -164,9 +165,16 @@ def result_for(cm: CostModel, plan: Plan, options: PlanOptions, notes: list[str]
             raise ValueError("result_for needs data_parallel_seconds (the whole batch on the whole machine) "
                              "for a pipelined plan")
         plain = cm.variant("none", 0, 1)
-        data_parallel_seconds = plain.total_seconds(data_parallel_strategies(plain))
+        data_parallel_seconds, data_parallel_memory = data_parallel_baseline(plain, options.optimizer)
     return PlanResult(cm.graph, split.machine, options, cm, plan, cm.evaluate(plan.strategies), schedule, split,
-                      data_parallel_seconds, list(plan.notes) + list(notes or []))
+                      data_parallel_seconds, list(plan.notes) + list(notes or []),
+                      data_parallel_memory=data_parallel_memory)
+
+
+def data_parallel_baseline(cm: CostModel, optimizer: str) -> tuple[float, MemoryReport]:
+    """Pure data parallelism on ``cm``'s graph and machine: its time and its memory per device."""
+    strategies = data_parallel_strategies(cm)
+    return cm.total_seconds(strategies), memory_per_device(cm, strategies, optimizer)
 
 
 def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | None = None,
@@ -338,6 +346,6 @@ def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: P
     start = time.perf_counter()
     strategies, notes = strategies_from_json(cm, data)
     plan = Plan(strategies, str(data.get("algorithm", "user plan")), time.perf_counter() - start)
-    whole = cost_model_for(graph, machine, options, "none", 0)
-    return result_for(cm, plan, options, notes, split=split,
-                      data_parallel_seconds=whole.total_seconds(data_parallel_strategies(whole)))
+    dp_seconds, dp_memory = data_parallel_baseline(cost_model_for(graph, machine, options, "none", 0), options.optimizer)
+    return result_for(cm, plan, options, notes, split=split, data_parallel_seconds=dp_seconds,
+                      data_parallel_memory=dp_memory)

@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from .api import PlanOptions, PlanResult, cost_model_for, result_for, search
+from .api import PlanOptions, PlanResult, cost_model_for, data_parallel_baseline, result_for, search
 from .cost import RECOMPUTE
 from .ir import OperatorGraph
 from .machine import Machine
+from .memory import MemoryReport
 from .onnx_import import require_bound
-from .search.data_parallel import data_parallel_strategies
 from .search.drec import SMALL_GRAPH_OPS
 from .search.megatron import plan_megatron
 from .search.pipeline import ConfigError, cut_points, micro_batch_graph, split_machine, stage_counts, stage_memory
@@ -53,14 +53,15 @@ def default_micro_batches(stage_machine: Machine, stages: int, batch: int) -> in
     return batch // _largest_divisor_at_most(batch, min(width, cap))
 
 
-def memory_ladder(recompute: str | None, zero: int | None, stages: int) -> list[tuple[str, int]]:
+def memory_ladder(recompute: str | None, zero: int | None, zero3: bool = True) -> list[tuple[str, int]]:
     """The (recomputation, ZeRO) rungs to climb until a plan fits, in order of increasing time;
     a fixed value (not None) keeps its place, so fixing one of the two climbs the other alone.
-    ZeRO-3 is tried without pipeline stages only: with stages it would gather every parameter
-    again for each of the many micro-batches."""
+    ``zero3`` False leaves ZeRO-3 out unless fixed: with pipeline stages it gathers every
+    parameter again for each of the many micro-batches, so the search tries it only without
+    stages or when the user fixed the stage count."""
     if recompute is None and zero is None:
-        return [(r, z) for r, z in MEMORY_LADDER if z != 3 or stages == 1]
-    zeros = [zero] if zero is not None else [z for z in (0, 1, 3) if z != 3 or stages == 1]
+        return [(r, z) for r, z in MEMORY_LADDER if z != 3 or zero3]
+    zeros = [zero] if zero is not None else [z for z in (0, 1, 3) if z != 3 or zero3]
     recomputes = [recompute] if recompute is not None else list(RECOMPUTE)
     return [(r, z) for r in recomputes for z in zeros]  # one of the two lists has a single entry
 
@@ -69,10 +70,10 @@ def _ladder(options: PlanOptions, stages: int) -> list[tuple[str, int]]:
     """Only the searching algorithms climb; the others keep no recomputation and ZeRO 0 unless told."""
     if options.mode != "train" or options.algorithm not in SEARCHED_ALGORITHMS:
         return [(options.recompute or "none", options.zero or 0)]
-    return memory_ladder(options.recompute, options.zero, stages)
+    return memory_ladder(options.recompute, options.zero, stages == 1 or options.pipeline_stages is not None)
 
 
-def climb_memory_ladder(first: PlanResult, ladder: list[tuple[str, int]], data_parallel_seconds: float,
+def climb_memory_ladder(first: PlanResult, ladder: list[tuple[str, int]],
                         tried: list[PlanResult] | None = None) -> PlanResult:
     """From a configuration priced on the ladder's first rung, the first rung whose memory fits
     (or the last): the same plan and stages, re-priced. Memory is checked on the first rung's
@@ -88,7 +89,8 @@ def climb_memory_ladder(first: PlanResult, ladder: list[tuple[str, int]], data_p
                                              first.options.optimizer)):
             continue
         result = result_for(variant, plan, replace(first.options, recompute=recompute, zero=zero), split=first.split,
-                            data_parallel_seconds=data_parallel_seconds)
+                            data_parallel_seconds=first.data_parallel_seconds,
+                            data_parallel_memory=first.data_parallel_memory)
         if tried is not None:
             tried.append(result)
     return result
@@ -125,21 +127,46 @@ class _Search:
         self.hints = list(hints or [])
         self.batch = graph.batch_size
         self.graphs = {1: graph}  # micro-batch count -> graph bound to one micro-batch
-        base = cost_model_for(graph, machine, options, "none", 0)
-        self.dp_seconds = base.total_seconds(data_parallel_strategies(base))
+        self.dp_seconds, self.dp_memory = data_parallel_baseline(cost_model_for(graph, machine, options, "none", 0),
+                                                                 options.optimizer)
         self.tried: list[PlanResult] = []
 
-    def micro_batches(self, split) -> int:
+    def micro_batch_counts(self, split) -> list[int]:
+        """The default count; on small graphs (cheap to plan) also one micro-batch per iteration,
+        which, with stages, is layer-wise model parallelism: no bubble to fill, but no per
+        micro-batch overheads either, and a stage's gradient all-reduce spans fewer devices."""
         if self.options.micro_batches is not None:
-            return self.options.micro_batches
-        return default_micro_batches(split.stage_machine, split.stages, self.batch) if self.batch else 1
+            return [self.options.micro_batches]
+        if not self.batch:
+            return [1]
+        default = default_micro_batches(split.stage_machine, split.stages, self.batch)
+        small = len(self.graph.planned_operators()) <= 2 * SMALL_GRAPH_OPS
+        counts = sorted({default, 1}) if small and split.stages > 1 else [default]
+        if self.options.interleave > 1:  # the interleaved schedule runs whole rounds of P micro-batches
+            counts = [m for m in counts if m % split.stages == 0]
+            if not counts and self.options.pipeline_stages is not None:
+                raise ConfigError(f"the interleaved schedule needs micro-batches in multiples of the {split.stages} "
+                                  "stages: give the number of micro-batches")
+        return counts
 
     def run(self, stages: int, algorithm: str, fraction: float = 0.0) -> tuple[PlanResult, float, float] | None:
-        """Plan ``stages`` stages; returns the cheapest rung of the memory ladder that fits (or the
-        last rung), the time of the first rung (the configuration unconstrained by memory) and the
-        least memory any rung without ZeRO-3 needs. None if the model has fewer layers than stages."""
+        """Plan ``stages`` stages with each micro-batch count worth trying; returns the best result
+        (on each, the cheapest rung of the memory ladder that fits, or the last), the least time of
+        the first rungs (unconstrained by memory) and the least memory a rung without ZeRO-3 needs.
+        None if the model has fewer layers than stages."""
         split = split_machine(self.machine, stages)
-        m = self.micro_batches(split)
+        outcomes = [self._run(split, m, algorithm, fraction) for m in self.micro_batch_counts(split)]
+        outcomes = [o for o in outcomes if o is not None]
+        if not outcomes:
+            return None
+        best = outcomes[0][0]
+        for result, _, _ in outcomes[1:]:
+            if _better(result, best):
+                best = result
+        return best, min(o[1] for o in outcomes), min(o[2] for o in outcomes)
+
+    def _run(self, split, m: int, algorithm: str, fraction: float) -> tuple[PlanResult, float, float] | None:
+        stages = split.stages
         if m not in self.graphs:
             self.graphs[m] = micro_batch_graph(self.graph, m)
         g = self.graphs[m]
@@ -155,11 +182,14 @@ class _Search:
             return None  # more stages than layers; a fixed count gets assign_stages' message
         hints = [h for h in self.hints if all(len(strategy) == len(cm.cuts) for strategy in h.values())]
         plan = search(cm, algorithm, report, hints=hints or None)
+        if stages > 1:  # the search's own notes are about the plan of one stage
+            plan.notes = [f"inside each stage: {note}" for note in plan.notes]
         unconstrained = result_for(cm, plan, replace(self.options, pipeline_stages=stages, micro_batches=m,
                                                      recompute=ladder[0][0], zero=ladder[0][1]),
-                                   split=split, data_parallel_seconds=self.dp_seconds, points=points)
+                                   split=split, data_parallel_seconds=self.dp_seconds, points=points,
+                                   data_parallel_memory=self.dp_memory)
         self.tried.append(unconstrained)
-        result = climb_memory_ladder(unconstrained, ladder, self.dp_seconds, self.tried)
+        result = climb_memory_ladder(unconstrained, ladder, self.tried)
         return result, unconstrained.total_seconds, self._least_memory(unconstrained, ladder)
 
     def _least_memory(self, first: PlanResult, ladder: list[tuple[str, int]]) -> float:
@@ -193,8 +223,9 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     state = _Search(graph, machine, options, progress, hints)
     candidates = _stage_candidates(machine, options, state.batch)
     if not candidates:
-        raise ConfigError(f"interleaving needs pipeline stages, and this machine ({machine.summary()}) has no "
-                          "devices outside its innermost level to put them on: set interleave to 1")
+        raise ConfigError(f"interleaving needs pipeline stages, and the search puts stages only across the levels "
+                          f"outside the innermost one, which this machine ({machine.summary()}) does not have: "
+                          "give the number of stages, or set interleave to 1")
     # drec+ costs several drec runs on a big graph; on a small one it is cheap and much better
     big = len(graph.planned_operators()) > SMALL_GRAPH_OPS
     screen = "drec" if len(candidates) > 1 and options.algorithm == "drec+" and big else options.algorithm
@@ -263,9 +294,10 @@ def _notes(best: PlanResult, tried: list[PlanResult]) -> list[str]:
                      f"{fitting} fit in memory; {kept}")
     s = best.schedule
     if s.stages > 1 and s.micro_batches == 1:
+        why = ("the model has no symbolic batch dimension to split into micro-batches" if best.graph.batch_size is None
+               else "still the fastest configuration tried")
         notes.append(f"{s.stages} stages with one micro-batch run one after the other (the bubble is "
-                     f"{(s.stages - 1) / s.stages:.0%} of the iteration): the model has no symbolic batch "
-                     "dimension to split into micro-batches")
+                     f"{(s.stages - 1) / s.stages:.0%} of the iteration): {why}")
     if not best.memory.fits:
         notes.append(f"no configuration tried fits in memory; this one comes closest "
                      f"({format_bytes(best.memory.peak)} per device of {format_bytes(best.memory.capacity)})")
@@ -277,7 +309,7 @@ def _notes(best: PlanResult, tried: list[PlanResult]) -> list[str]:
 def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, pipeline: int, data: int,
                            micro_batch_size: int, global_batch_size: int, options: PlanOptions | None = None,
                            graphs: dict[int, OperatorGraph] | None = None,
-                           data_parallel_seconds: float | None = None) -> PlanResult:
+                           data_parallel: tuple[float, MemoryReport] | None = None) -> PlanResult:
     """Price a Megatron-style configuration: tensor parallelism (column- then row-parallel linear
     layers) over the innermost ``tensor`` devices, ``data`` replicas, ``pipeline`` stages outermost.
 
@@ -285,7 +317,7 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     graph is bound to ``micro_batch_size * data`` (one micro-batch of a whole stage), and there
     are ``global_batch_size / (micro_batch_size * data)`` micro-batches per iteration (gradient
     accumulation when ``pipeline`` is 1). ``graphs`` caches the model per batch binding across
-    calls; ``data_parallel_seconds`` is the baseline if already known.
+    calls; ``data_parallel`` is the baseline's time and memory if already known.
     """
     options = options or PlanOptions(algorithm="megatron")
     graphs = {} if graphs is None else graphs
@@ -312,9 +344,9 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
                           "micro-batch size; export it with a dynamic batch axis")
     micro_batches = global_batch_size // per_step
     split = split_machine(machine, pipeline, tensor=tensor, data=data)
-    if data_parallel_seconds is None:
-        whole = cost_model_for(bound(global_batch_size), machine, options, "none", 0)
-        data_parallel_seconds = whole.total_seconds(data_parallel_strategies(whole))
+    if data_parallel is None:
+        data_parallel = data_parallel_baseline(cost_model_for(bound(global_batch_size), machine, options, "none", 0),
+                                               options.optimizer)
     stage_graph = bound(per_step)
     start = time.perf_counter()
     cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)
@@ -323,11 +355,10 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     plan.search_seconds = time.perf_counter() - start
     result = result_for(cm, plan, replace(options, pipeline_stages=pipeline, micro_batches=micro_batches,
                                           recompute=cm.recompute, zero=cm.zero),
-                        split=split, data_parallel_seconds=data_parallel_seconds)
+                        split=split, data_parallel_seconds=data_parallel[0], data_parallel_memory=data_parallel[1])
     result.notes.append(f"{micro_batches} micro-batch(es) of {micro_batch_size} sample(s) per data-parallel rank; "
                         f"iteration {format_seconds(result.total_seconds)}")
     return result
-
 
 
 def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batch_size: int,
@@ -338,8 +369,9 @@ def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batc
     ladder; ZeRO-3 without stages only), fastest first (those that fit before the others)."""
     options = options or PlanOptions(algorithm="megatron", recompute="none", zero=0)
     graphs: dict[int, OperatorGraph] = {}
-    whole = cost_model_for(graph.with_batch(global_batch_size), machine, options, "none", 0)
-    dp_seconds = whole.total_seconds(data_parallel_strategies(whole))
+    graphs[global_batch_size] = graph.with_batch(global_batch_size)
+    baseline = data_parallel_baseline(cost_model_for(graphs[global_batch_size], machine, options, "none", 0),
+                                      options.optimizer)
     layouts = []
     for tensor in tensor_sizes:
         for pipeline in stage_counts(machine):
@@ -355,8 +387,8 @@ def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batc
             progress(i / len(layouts), f"tensor {tensor} x pipeline {pipeline} x data {data}, micro-batch {b}")
         try:
             first = evaluate_configuration(graph, machine, tensor, pipeline, data, b, global_batch_size,
-                                           replace(options, recompute="none", zero=0), graphs, dp_seconds)
+                                           replace(options, recompute="none", zero=0), graphs, baseline)
         except ConfigError:
             continue  # e.g. tensor ranks that straddle a level, or more stages than layers
-        results.append(climb_memory_ladder(first, memory_ladder(None, None, pipeline), dp_seconds))
+        results.append(climb_memory_ladder(first, memory_ladder(None, None, pipeline == 1)))
     return sorted(results, key=lambda r: (not r.memory.fits, r.total_seconds))

@@ -193,14 +193,21 @@ class Edge:
 
 @dataclass
 class PlanCost:
-    """A plan's cost: vectors per operator and term, and their times on the machine."""
+    """A plan's cost for one micro-batch: vectors per operator and term, and their times.
+
+    ``communication`` includes each operator's share of the gradient all-reduce, which happens
+    once per iteration: ``gradient_sync / micro_batches`` (all of it with one micro-batch), so
+    that every figure here, per operator, per level or in total, is per micro-batch.
+    ``gradient_sync`` holds the whole once-per-iteration all-reduce.
+    """
 
     basis: Basis
     mode: str
     compute: dict[str, np.ndarray]
     communication: dict[str, np.ndarray]
     redistribution: dict[str, np.ndarray]
-    gradient_sync: dict[str, np.ndarray] = field(default_factory=dict)  # part of communication
+    gradient_sync: dict[str, np.ndarray] = field(default_factory=dict)
+    micro_batches: int = 1
 
     def term_seconds(self, term: str) -> float:
         return sum(self.basis.time(v) for v in getattr(self, term).values())
@@ -665,24 +672,21 @@ class CostModel:
         """Cost of a plan: per operator compute and communication, redistribution per consumer."""
         full = self.complete(plan)
         compute, comm, redist, grad_sync = {}, {}, {}, {}
+        spread = 1 - 1 / self.micro_batches  # the gradient sync's share a micro-batch does not pay
         for name in self.planned:
             c = self.op_cost(name, full[name])
             compute[name] = c.compute
-            comm[name] = c.communication
+            comm[name] = c.communication - spread * c.gradient_sync if spread else c.communication
             grad_sync[name] = c.gradient_sync
             redist[name] = self.basis.zero()
         for e in self.edges:
             redist[e.consumer] = redist[e.consumer] + self.edge_cost(e, full[e.producer], full[e.consumer])
-        return PlanCost(self.basis, self.mode, compute, comm, redist, grad_sync)
+        return PlanCost(self.basis, self.mode, compute, comm, redist, grad_sync, self.micro_batches)
 
     def total_seconds(self, plan: dict[str, Strategy]) -> float:
         """Seconds per micro-batch, the gradient all-reduce spread over the micro-batches (the
         search objective; with one micro-batch, the plan's whole cost)."""
-        cost = self.evaluate(plan)
-        if self.micro_batches == 1:
-            return cost.total_seconds
-        sync = sum(self.basis.time(v) for v in cost.gradient_sync.values())
-        return cost.total_seconds - (1 - 1 / self.micro_batches) * sync
+        return self.evaluate(plan).total_seconds
 
     def evaluate_prefix(self, strategies: dict[str, Strategy]) -> float:
         """Seconds of a partial plan whose strategies all cover the same first cuts (search only)."""

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import networkx as nx
@@ -366,6 +366,27 @@ class PlanCache:
         key = ("sweep", tuple(counts)) + self._result_key(source, bindings, machine, options)[1:]
         with self._lock:
             return self._sweeps.get(key)
+
+
+CONFIGURATION_OPTIONS = ("pipeline_stages", "micro_batches", "interleave", "recompute", "zero", "overlap_gradient_sync")
+
+
+def plan_file_options(current: PlanOptions, data: dict) -> PlanOptions:
+    """The options to score an uploaded plan with: its own configuration (stages, micro-batches,
+    recomputation, ZeRO), as the plan JSON records it, else the current plan's. A plan made for
+    one stage stays one stage whatever the current plan uses."""
+    recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
+    if not recorded:
+        return current
+    changes = {k: recorded.get(k) for k in CONFIGURATION_OPTIONS if k in recorded}
+    changes.setdefault("pipeline_stages", 1)
+    changes.setdefault("micro_batches", 1)
+    changes["interleave"] = changes.get("interleave") or 1
+    changes["overlap_gradient_sync"] = bool(changes.get("overlap_gradient_sync", False))
+    try:
+        return replace(current, **changes)
+    except ValueError as exc:
+        raise ValueError(f"the plan file's options are not valid: {exc}") from None
 
 
 # ---- the exact search, guarded -------------------------------------------------------------
@@ -1097,7 +1118,9 @@ def headline(result: PlanResult) -> dict:
         "tflops_hardware": flops["hardware"],
         "fullest_stage": fullest_stage(result),
         "speedup": format_speedup(result.speedup_over_data_parallel),
-        "data_parallel": format_seconds(result.data_parallel_seconds),
+        "data_parallel": format_seconds(result.data_parallel_seconds) + (
+            f" (does not fit: {format_bytes(result.data_parallel_memory.peak)} per device)"
+            if result.data_parallel_memory is not None and not result.data_parallel_memory.fits else ""),
         "memory": f"{format_bytes(mem.peak)} / {format_bytes(mem.capacity)}",
         "fits": mem.fits,
         "shortfall": format_bytes(mem.shortfall_bytes),
@@ -1114,9 +1137,12 @@ def explanation(result: PlanResult, model_label: str) -> str:
     total = s["total"] or 1.0
     mode = "one training iteration (forward, backward and the gradient all-reduces)" if result.options.mode == "train" \
         else "one inference pass (forward only)"
+    fixed = [name for name, value in (("pipeline stages", result.options.pipeline_stages),
+                                      ("recomputation", result.options.recompute), ("ZeRO", result.options.zero))
+             if value is not None]
     advice = "lower the batch" + (", use a 16-bit precision" if result.options.precision in (None, "fp32") else "") \
-        + " or leave pipeline stages, recomputation and ZeRO on auto in the sidebar so that the search can trade " \
-          "time for memory"
+        + (f" or set {', '.join(fixed)} back to auto in the sidebar so that the search can trade time for memory"
+           if fixed else " or use a machine with more devices or memory: the search found nothing that fits")
     fit = ("fits in each device's memory" if h["fits"] else
            f"does **not** fit in each device's memory: {h['shortfall']} short ({advice})")
     who = f"the fullest stage (stage {h['fullest_stage']})" if result.schedule.stages > 1 else "the plan"
@@ -1137,7 +1163,10 @@ def explanation(result: PlanResult, model_label: str) -> str:
         "without running anything: "
         f"each choice is scored by a symbolic BSP cost model of the machine. {time_text}"
         f"Pure data parallelism (every device holds the whole model and takes a slice of the batch) would take "
-        f"{h['data_parallel']}, so the speed-up over pure data parallel is **{h['speedup']}**. "
+        f"{h['data_parallel']}, so the speed-up over pure data parallel is **{h['speedup']}**"
+        + (f" (but pure data parallelism does not fit: it needs {format_bytes(result.data_parallel_memory.peak)} per "
+           "device). " if result.data_parallel_memory is not None and not result.data_parallel_memory.fits else ". ")
+        + 
         f"Per device {who} needs {format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}: it {fit}. "
         "Predictions are model estimates for comparing strategies, not measurements."
         + (" Here no operator is split: with this batch and machine, every split would cost more in communication "

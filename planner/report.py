@@ -71,6 +71,7 @@ def plan_to_json(result: PlanResult, model_label: str | None = None, model_sha25
         "fits_in_memory": mem.fits,
         "memory_shortfall_bytes": mem.shortfall_bytes,
         "data_parallel_cost_seconds": result.data_parallel_seconds,
+        "data_parallel_fits_in_memory": result.data_parallel_memory.fits if result.data_parallel_memory else None,
         "speedup_over_data_parallel": result.speedup_over_data_parallel if math.isfinite(result.speedup_over_data_parallel) else None,
         "notes": list(result.notes),
         "ops": ops,

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from planner import explorer as ex
 from planner import timeline
+from planner.api import PlanOptions
 from planner.machine import MachineError, load_preset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,8 +98,9 @@ def test_pages_show_their_content():
     assert {"Plan JSON", "Report (HTML)", "Report (Markdown)", "Machine YAML"} <= set(labels)
     goto(at, "strategy")
     assert any("split" in (d.value.columns if d.value is not None else []) for d in at.dataframe)
-    assert any(i.value.startswith("The plan has one stage") for i in at.info)  # no pipeline figures
-    assert not {"st_stage_layers", "st_timeline"} & chart_keys(at)
+    # the default plan uses pipeline stages (4 x 1 micro-batch on BERT-base, batch 256, 512 GPUs)
+    assert ctx(at).result.schedule.stages > 1
+    assert {"st_stage_layers", "st_timeline"} <= chart_keys(at)
 
 
 # ---- the model: samples, uploads, bindings ------------------------------------------------
@@ -654,3 +656,16 @@ def test_plan_timeline_of_a_pipelined_plan_is_truncated_and_split_by_recomputati
     assert tl.makespan <= tl.priced_seconds * (1 + 1e-12)
     assert "showing the schedule of 6 of the plan's 32 micro-batches" in timeline.timeline_caption(tl)
     timeline.timeline_figure(tl).to_json()
+
+
+def test_a_plan_file_is_scored_with_its_own_configuration():
+    current = PlanOptions(pipeline_stages=4, micro_batches=1, recompute="none", zero=0)
+    one_stage = {"options": {"pipeline_stages": 1, "micro_batches": 1, "recompute": "full", "zero": 1}}
+    got = ex.plan_file_options(current, one_stage)
+    assert (got.pipeline_stages, got.micro_batches, got.recompute, got.zero) == (1, 1, "full", 1)
+    older = {"options": {"mode": "train"}}  # written before stages existed: one stage, one micro-batch
+    got = ex.plan_file_options(current, older)
+    assert (got.pipeline_stages, got.micro_batches) == (1, 1)
+    assert ex.plan_file_options(current, {}) == current
+    with pytest.raises(ValueError, match="options are not valid"):
+        ex.plan_file_options(current, {"options": {"zero": 2}})

@@ -37,7 +37,7 @@ PAGES = {
                       "Search time"]),
     "model": ("Model", ["Operators", "Parameters", "Forward FLOPs", "Graph"]),
     "machine": ("Machine", ["Levels (outermost first)", "Devices", "Download machine YAML"]),
-    "strategy": ("Strategy", ["Pipeline stages", "The plan has one stage", "Override one operator's split",
+    "strategy": ("Strategy", ["Pipeline stages", "Override one operator's split",
                               "Compare with a plan file"]),
     "cost": ("Cost", ["Cost formula per candidate split", "D-Rec's decisions for this operator", "Where the time goes"]),
     "compare": ("Compare", ["Algorithms on this model and machine", "What if the machine were different?",

@@ -369,11 +369,11 @@ def test_search_is_as_fast_as_every_stage_count_tried_one_by_one(memory):
 
 
 def test_memory_ladder_climbs_what_is_left_open():
-    assert memory_ladder(None, None, 1) == [("none", 0), ("none", 1), ("selective", 1), ("full", 1), ("full", 3)]
-    assert memory_ladder(None, None, 4) == [("none", 0), ("none", 1), ("selective", 1), ("full", 1)]
-    assert memory_ladder(None, 0, 4) == [("none", 0), ("selective", 0), ("full", 0)]
-    assert memory_ladder("full", None, 1) == [("full", 0), ("full", 1), ("full", 3)]
-    assert memory_ladder("selective", 3, 2) == [("selective", 3)]
+    assert memory_ladder(None, None) == [("none", 0), ("none", 1), ("selective", 1), ("full", 1), ("full", 3)]
+    assert memory_ladder(None, None, zero3=False) == [("none", 0), ("none", 1), ("selective", 1), ("full", 1)]
+    assert memory_ladder(None, 0, zero3=False) == [("none", 0), ("selective", 0), ("full", 0)]
+    assert memory_ladder("full", None) == [("full", 0), ("full", 1), ("full", 3)]
+    assert memory_ladder("selective", 3, zero3=False) == [("selective", 3)]
 
 
 def test_bert_is_cut_between_layers_despite_its_attention_mask():

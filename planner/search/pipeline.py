@@ -355,10 +355,12 @@ def _check_schedule(stages: int, micro_batches: int, interleave: int) -> None:
 
 
 def _per_op_seconds(cm: CostModel, cost) -> dict[str, float]:
-    """Per micro-batch: compute, collectives other than the gradient sync, and redistribution."""
+    """Per micro-batch: compute, collectives other than the gradient sync (whose share
+    ``cost.communication`` includes), and redistribution."""
     basis = cm.basis
-    return {n: basis.time(cost.compute[n] + cost.communication[n] - cost.gradient_sync[n] + cost.redistribution[n])
-            for n in cm.planned}
+    share = 1 / cost.micro_batches
+    return {n: basis.time(cost.compute[n] + cost.communication[n] - share * cost.gradient_sync[n]
+                          + cost.redistribution[n]) for n in cm.planned}
 
 
 def assign_stages(cm: CostModel, strategies: dict[str, Strategy], split: MachineSplit, interleave: int = 1,
