@@ -158,15 +158,16 @@ def result_for(cm: CostModel, plan: Plan, options: PlanOptions, notes: list[str]
     """Score a plan with the shared evaluator: the schedule (one stage and one micro-batch unless
     ``split`` and ``cm.micro_batches`` say otherwise), memory and the data-parallel baseline."""
     split = split or split_machine(cm.machine, 1)
+    cost = cm.evaluate(plan.strategies)
     schedule = price_schedule(cm, plan.strategies, split, cm.micro_batches, options.interleave, options.optimizer,
-                              options.overlap_gradient_sync, points)
+                              options.overlap_gradient_sync, points, cost=cost)
     if data_parallel_seconds is None:  # the baseline of a plain plan: same graph and machine
         if split.stages > 1 or cm.micro_batches > 1:
             raise ValueError("result_for needs data_parallel_seconds (the whole batch on the whole machine) "
                              "for a pipelined plan")
         plain = cm.variant("none", 0, 1)
         data_parallel_seconds, data_parallel_memory = data_parallel_baseline(plain, options.optimizer)
-    return PlanResult(cm.graph, split.machine, options, cm, plan, cm.evaluate(plan.strategies), schedule, split,
+    return PlanResult(cm.graph, split.machine, options, cm, plan, cost, schedule, split,
                       data_parallel_seconds, list(plan.notes) + list(notes or []),
                       data_parallel_memory=data_parallel_memory)
 

@@ -107,20 +107,25 @@ def test_balancing_a_hand_worked_chain():
 
 
 def test_balancing_counts_the_sends_at_each_boundary():
-    # four equal segments in two stages; the first stage pays its forward send at its end,
-    # the second its backward send at its start. Sending forward over boundary 2 costs 10:
-    # cutting there makes the first stage 2 + 10, so the DP cuts at 1 (1 | 3) or 3 (3 | 1)
-    def forward_over_2_is_slow(j, first, end):
-        return np.where((j == 0) & (end == 2), 10.0, 0.0)
+    # four equal segments in two stages; the first stage pays its forward send at its end (by
+    # boundary: 0..4), the second its backward send at its start.
+    none = np.zeros(5)
+
+    def forward_over_2_is_slow(j):  # cutting at 2 makes the first stage 2 + 10: cut at 1 or 3
+        return (none, np.array([0, 0, 10.0, 0, 0])) if j == 0 else (none, none)
 
     assert balance_stages([1, 1, 1, 1], 2, forward_over_2_is_slow) in ([0, 1], [0, 3])
-    # sending gradients back over boundary 2 costs 5, paid by the second stage: 2 | 2 would make
-    # it 7, so again 1 | 3 or 3 | 1; the same cost on the first stage's side changes nothing
-    def backward_over_2_is_slow(j, first, end):
-        return np.where((j == 1) & (first == 2), 5.0, 0.0)
+
+    def backward_over_2_is_slow(j):  # the second stage would pay 5 at boundary 2: cut at 1 or 3
+        return (np.array([0, 0, 5.0, 0, 0]), none) if j == 1 else (none, none)
 
     assert balance_stages([1, 1, 1, 1], 2, backward_over_2_is_slow) in ([0, 1], [0, 3])
-    assert balance_stages([1, 1, 1, 1], 2, lambda j, first, end: np.where(j == 5, 5.0, 0.0)) == [0, 2]
+
+    def backward_over_1_is_slow(j):  # cutting at 1 makes the second stage 3 + 5: 2 | 2 is best
+        return (np.array([0, 5.0, 0, 0, 0]), none) if j == 1 else (none, none)
+
+    assert balance_stages([1, 1, 1, 1], 2, backward_over_1_is_slow) == [0, 2]
+    assert balance_stages([3, 1, 1, 1], 2, backward_over_1_is_slow) == [0, 2]  # 4 | 2 beats 3 | 3 + 5
 
 
 @settings(max_examples=60, deadline=None)

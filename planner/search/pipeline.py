@@ -235,43 +235,41 @@ def cut_points(cm: CostModel) -> CutPoints:
     return CutPoints(tuple(order), tuple(positions))
 
 
-def balance_stages(weights: list[float], parts: int, sends: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None
-                   = None) -> list[int]:
+def balance_stages(weights: list[float], parts: int,
+                   sends: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None) -> list[int]:
     """Split ``weights`` (one per segment) into ``parts`` contiguous non-empty groups minimising
     the heaviest group; returns the start segment of each group.
 
-    ``sends(j, starts, ends)`` adds, for group ``j`` over segments ``[start, end)``, the seconds
-    of its sends: the gradients back over its first boundary, the activations forward over its
-    last (see :func:`price_schedule`, which charges them the same way).
+    ``sends(j)`` gives group ``j``'s send seconds by boundary (index ``i`` = before segment
+    ``i``, ``0..n``): what it pays when a boundary is its first (the gradients sent back) and
+    when it is its last (the activations sent forward), as :func:`price_schedule` charges them.
 
     Dynamic programming: ``best[j][k]`` is the lightest heaviest-group over the first ``k``
-    segments in ``j + 1`` groups; ``best[j][k] = min_i max(best[j-1][i], load_j(i, k))``.
+    segments in ``j + 1`` groups; ``best[j][k] = min_i max(best[j-1][i], load_j(i, k))``,
+    computed for all ``i < k`` at once.
     """
     n = len(weights)
     if parts < 1 or parts > n:
         raise ConfigError(f"cannot make {parts} stages from {n} segment(s) between cut points: the model can be "
                           f"cut into at most {n} stages")
+    no_sends = (np.zeros(n + 1), np.zeros(n + 1))
     prefix = np.concatenate([[0.0], np.cumsum(weights)])
-    ends = np.arange(1, n + 1)
-    best = np.full(n + 1, math.inf)
-    best[1:] = prefix[1:] + (sends(0, np.zeros(n, dtype=np.int64), ends) if sends else 0.0)
+    best = prefix + (sends(0) if sends else no_sends)[1]
+    best[0] = math.inf  # a group is never empty
     choice = [np.zeros(n + 1, dtype=np.int64)]
+    i, k = np.arange(n + 1)[:, None], np.arange(n + 1)[None, :]
     for j in range(1, parts):
-        new = np.full(n + 1, math.inf)
-        arg = np.zeros(n + 1, dtype=np.int64)
-        for k in range(j + 1, n + 1):
-            i = np.arange(j, k)  # the first j groups need at least j segments
-            load = prefix[k] - prefix[i] + (sends(j, i, np.full(len(i), k)) if sends else 0.0)
-            cand = np.maximum(best[i], load)
-            m = int(np.argmin(cand))
-            new[k], arg[k] = cand[m], i[m]
-        best = new
+        start_cost, end_cost = sends(j) if sends else no_sends
+        load = prefix[k] - prefix[i] + start_cost[i] + end_cost[k]  # [i, k]: group j over [i, k)
+        cand = np.where(i < k, np.maximum(best[i], load), math.inf)
+        arg = np.argmin(cand, axis=0)
+        best = cand[arg, np.arange(n + 1)]
         choice.append(arg)
     starts = []
-    k = n
+    k_end = n
     for j in range(parts - 1, 0, -1):
-        k = int(choice[j][k])
-        starts.append(k)
+        k_end = int(choice[j][k_end])
+        starts.append(k_end)
     return [0, *reversed(starts)]
 
 
@@ -386,14 +384,11 @@ def assign_stages(cm: CostModel, strategies: dict[str, Strategy], split: Machine
         forward = np.array([crossing[i][0] for i in range(len(segments))] + [0.0])  # by boundary index
         backward = np.array([crossing[i][1] for i in range(len(segments))] + [0.0])
         links = [split.crossing_level((c - 1) % stages, c % stages) for c in range(1, chunks)]
+        nothing = np.zeros(len(segments) + 1)
 
-        def sends(j, first, end):
-            total = np.zeros(len(first))
-            if j > 0:  # gradients back over the first boundary
-                total += _level_seconds(links[j - 1], backward[first])
-            if j < chunks - 1:  # activations forward over the last
-                total += _level_seconds(links[j], forward[end])
-            return total
+        def sends(j):  # chunk j: gradients back over its first boundary, activations forward over its last
+            return (_level_seconds(links[j - 1], backward) if j > 0 else nothing,
+                    _level_seconds(links[j], forward) if j < chunks - 1 else nothing)
 
         starts = balance_stages([sum(per_op[n] for n in seg) for seg in segments], chunks, sends)
     else:
@@ -435,13 +430,15 @@ def stage_memory(cm: CostModel, strategies: dict[str, Strategy], assignment: Sta
 
 def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: MachineSplit, micro_batches: int,
                    interleave: int = 1, optimizer: str = "adam", overlap_gradient_sync: bool = False,
-                   points: CutPoints | None = None, assignment: StageAssignment | None = None) -> PipelineSchedule:
+                   points: CutPoints | None = None, assignment: StageAssignment | None = None,
+                   cost=None) -> PipelineSchedule:
     """Price the 1F1B schedule of a plan (``cm`` prices one micro-batch on ``split.stage_machine``);
-    the stages are balanced for this plan unless an ``assignment`` is given."""
+    the stages are balanced for this plan unless an ``assignment`` is given; ``cost`` is the
+    plan's :class:`PlanCost` if already evaluated."""
     stages = split.stages
     _check_schedule(stages, micro_batches, interleave)
     full = cm.complete(strategies)
-    cost = cm.evaluate(full)
+    cost = cost or cm.evaluate(full)
     basis = cm.basis
     points = points or cut_points(cm)
     chunks = stages * interleave
