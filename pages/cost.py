@@ -13,9 +13,10 @@ r = ctx.result
 cm = r.cost_model
 ops = sorted(cm.planned, key=lambda n: -sum(r.cost.op_seconds(n).values()))
 op = st.selectbox("Operator (costliest first)", ops, key="co_op")
-o = ctx.graph.operators[op]
+o = r.graph.operators[op]  # as planned: bound to one micro-batch when there are several
 st.caption(f"{o.op_type} ({o.kind.value}) · dimensions {ex.dims_text(o.dims)} · "
-           f"{ex.format_flop_count(o.flops)} forward · plan: {ex.strategy_label(r, op)}")
+           f"{ex.format_flop_count(o.flops)} forward{' per micro-batch' if r.schedule.micro_batches > 1 else ''} · "
+           f"plan: {ex.strategy_label(r, op)}")
 
 st.subheader("Cost formula per candidate split")
 st.markdown(
