@@ -94,9 +94,11 @@ def _sync_option(field: str, key: str) -> None:
     value = st.session_state.get(key)
     if value is None and field == "mode":  # a segmented control can be deselected: keep the option
         return
+    changes = {field: ex.option_from_widget(field, value)}
+    if changes == {"mode": "infer"}:  # an inference pass is planned as one stage and one micro-batch
+        changes.update(pipeline_stages=None, micro_batches=None, interleave=1)
     try:
-        st.session_state.options = ex.options_with(st.session_state.options,
-                                                   **{field: ex.option_from_widget(field, value)})
+        st.session_state.options = ex.options_with(st.session_state.options, **changes)
     except OptionsError as exc:
         st.session_state.option_error = f"Not changed: {exc}."
 

@@ -523,14 +523,14 @@ def test_sidebar_pipeline_options_and_their_errors():
     at.number_input(key="sb_interleave").set_value(2).run()
     assert not at.exception
     assert any("interleaving needs pipeline stages" in e.value for e in at.error)
-    # stages in inference: the option is refused in the sidebar and the options in use stay
+    # switching to inference with stages set: inference is one stage, so the stages go back to auto
     at.number_input(key="sb_interleave").set_value(1).run()
     at.selectbox(key="sb_stages").select(2).run()
     at.segmented_control(key="sb_mode").set_value("infer").run()
-    assert not at.exception
-    assert any(e.value.startswith("Not changed: pipeline stages and micro-batches are for training")
-               for e in at.sidebar.error)
-    assert ctx(at).options.mode == "train" and ctx(at).options.pipeline_stages == 2
+    assert not at.exception and not at.sidebar.error
+    assert ctx(at).options.mode == "infer" and ctx(at).options.pipeline_stages is None
+    assert ctx(at).result.schedule.stages == 1
+    at.segmented_control(key="sb_mode").set_value("train").run()
     # back to auto: the options are the defaults again and the URL carries none of them
     at.selectbox(key="sb_stages").select("auto").run()
     at.selectbox(key="sb_recompute").select("auto").run()
