@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from .cost import (CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy, check_memory_options,
-                   check_mode_and_precision)
+from .cost import (CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy, check_counts,
+                   check_memory_options, check_mode_and_precision)
 from .ir import OperatorGraph, OpKind
 from .machine import Machine
 from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_device
@@ -70,10 +70,8 @@ class PlanOptions:
             raise OptionsError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.algorithm not in ALGORITHMS:
             raise OptionsError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {self.algorithm!r}")
-        for name in ("pipeline_stages", "micro_batches", "interleave"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise OptionsError(f"{name} must be a whole number >= 1, not {value!r}")
+        check_counts({name: getattr(self, name) for name in ("pipeline_stages", "micro_batches", "interleave")
+                      if getattr(self, name) is not None})
         check_memory_options(self.recompute or "none", 0 if self.zero is None else self.zero, 1)
         if not isinstance(self.overlap_gradient_sync, bool):
             raise OptionsError(f"overlap_gradient_sync must be true or false, not {self.overlap_gradient_sync!r}")

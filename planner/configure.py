@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .api import PlanOptions, PlanResult, cost_model_for, data_parallel_baseline, result_for, search
-from .cost import RECOMPUTE
+from .cost import RECOMPUTE, check_counts
 from .ir import OperatorGraph
 from .machine import Machine
 from .memory import MemoryReport
@@ -328,10 +328,8 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
         return graphs[batch]
 
     require_bound(graph)
-    for label, value in (("--tp", tensor), ("--pp", pipeline), ("--dp", data), ("--micro-batch-size", micro_batch_size),
-                         ("--global-batch", global_batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{label} must be a whole number >= 1, not {value!r}")
+    check_counts({"--tp": tensor, "--pp": pipeline, "--dp": data, "--micro-batch-size": micro_batch_size,
+                  "--global-batch": global_batch_size}, ConfigError)
     if tensor * pipeline * data != machine.num_devices:
         raise ConfigError(f"--tp x --pp x --dp = {tensor} x {pipeline} x {data} = {tensor * pipeline * data}, but the "
                           f"machine has {machine.num_devices} devices: the product must equal the device count")

@@ -62,13 +62,19 @@ def check_mode_and_precision(mode: str, precision: str | None) -> None:
                          f"element types), not {precision!r}")
 
 
+def check_counts(counts: dict[str, object], error: type[OptionsError] = OptionsError) -> None:
+    """Each value must be a whole number >= 1 (not a bool); the message names it by its key."""
+    for label, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise error(f"{label} must be a whole number >= 1, not {value!r}")
+
+
 def check_memory_options(recompute: str, zero: int, micro_batches: int) -> None:
     if recompute not in RECOMPUTE:
         raise OptionsError(f"recompute must be one of {', '.join(RECOMPUTE)}, not {recompute!r}")
     if isinstance(zero, bool) or zero not in ZERO_STAGES:
         raise OptionsError(f"zero must be one of {', '.join(map(str, ZERO_STAGES))} (the ZeRO stage), not {zero!r}")
-    if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) or micro_batches < 1:
-        raise OptionsError(f"micro_batches must be a whole number >= 1, not {micro_batches!r}")
+    check_counts({"micro_batches": micro_batches})
 
 
 class PlanError(ValueError):

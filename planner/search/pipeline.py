@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..collectives import point_to_point
-from ..cost import CostModel, OptionsError, Strategy
+from ..cost import CostModel, OptionsError, Strategy, check_counts
 from ..machine import Level, Machine
 from ..memory import MemoryReport, memory_per_device
 
@@ -83,9 +83,7 @@ def split_machine(machine: Machine, stages: int, tensor: int = 1, data: int | No
     remaining part of each level with the level's bandwidth and latency; a level shared by data
     and tensor parallelism becomes two levels, ``name (data)`` outside ``name (tensor)``.
     """
-    for label, value in (("pipeline stages", stages), ("tensor-parallel size", tensor)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{label} must be a whole number >= 1, not {value!r}")
+    check_counts({"pipeline stages": stages, "tensor-parallel size": tensor}, ConfigError)
     arities = [lv.arity for lv in machine.levels]
     shape = " x ".join(f"{lv.arity} {lv.name}" for lv in machine.levels)
     p = _take(arities, stages, outermost_first=True, what=f"{stages} pipeline stages", shape=shape,
@@ -342,9 +340,7 @@ class StageAssignment:
 
 
 def _check_schedule(stages: int, micro_batches: int, interleave: int) -> None:
-    for label, value in (("micro-batches", micro_batches), ("interleave", interleave)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{label} must be a whole number >= 1, not {value!r}")
+    check_counts({"micro-batches": micro_batches, "interleave": interleave}, ConfigError)
     if interleave > 1 and stages == 1:
         raise ConfigError("interleaving needs pipeline stages: give --pipeline-stages (or --pp) > 1")
     if interleave > 1 and micro_batches % stages:
