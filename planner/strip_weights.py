@@ -24,6 +24,8 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
+from .tied_weights import fold_transposed_copies
+
 INLINE_MAX_ELEMENTS = 1024  # integer/bool initializers smaller than this stay inline
 
 # Bits per element of each fixed-size tensor type (sub-byte types are packed).
@@ -123,9 +125,14 @@ def strip_weights(model: onnx.ModelProto, location: str) -> onnx.ModelProto:
     elements, loses its data and gets ``external_data`` = (location, offset, length) with
     running offsets.  Small integer/bool initializers keep their data.  String tensors and
     sparse initializers are left as they are.  The input model is not modified.
+
+    First, an initializer that is exactly the transpose of another (the exporters' constant-folded
+    ``Transpose`` of a tied embedding) becomes a ``Transpose`` node of the original, so that the
+    tied weight is stored, and counted, once (see ``planner.tied_weights``).
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    fold_transposed_copies(out)
     _strip_graph(out.graph, location, 0)  # model-local functions are left as they are
     return out
 
