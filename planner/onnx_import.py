@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
+from .buffers import non_parameter_initializers
 from .ir import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, common_refinement, refine_factors
 
 
@@ -563,13 +564,14 @@ class _Builder:
     def build(self) -> OperatorGraph:
         g = self.g
         init_names = set()
+        not_params = non_parameter_initializers(g)  # lifted buffers (rotary inv_freq), one-element scales
         for init in g.initializer:
             init_names.add(init.name)
             dtype, _ = _dtype(init.data_type)
             # A float initializer is a weight, except a rank-0 one: that is a scalar constant the
             # dynamo exporter lifts out of the code (0.5, sqrt(2), a dropout ratio), never a layer's
             # weight. (A learnable rank-0 scalar, rare, is then missed: one parameter.)
-            is_param = dtype.startswith(("float", "bfloat")) and len(init.dims) > 0
+            is_param = dtype.startswith(("float", "bfloat")) and len(init.dims) > 0 and init.name not in not_params
             role = TensorRole.PARAMETER if is_param else TensorRole.CONSTANT
             self.table.shapes[init.name] = tuple(int(x) for x in init.dims)
             self.table.dtypes[init.name] = init.data_type
