@@ -21,6 +21,7 @@ from onnx import numpy_helper, shape_inference
 
 from .buffers import non_parameter_initializers
 from .ir import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, common_refinement, refine_factors
+from .tied_weights import without_transposed_copies
 
 
 MAX_BINDING = 2**40  # a symbolic dimension bound above this is a typo, and overflows int64 FLOPs
@@ -244,6 +245,7 @@ def import_model(
     values = {**{d: 1 for d in unbound}, **bindings}
     try:
         model = _check_graph(model)
+        model = without_transposed_copies(model)  # a tied embedding exported twice (unstripped file)
         table = _infer_shapes(model, values)
         graph = _Builder(model, table, name).build()
     except ModelImportError:

@@ -95,4 +95,15 @@ def fold_transposed_copies(model: onnx.ModelProto) -> list[tuple[str, str]]:
     return pairs
 
 
+def without_transposed_copies(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` itself if no initializer is the transpose of another, else a folded copy
+    (for importing an export whose weights were not stripped)."""
+    if not transposed_copies(model.graph):
+        return model
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    fold_transposed_copies(folded)
+    return folded
+
+
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}
