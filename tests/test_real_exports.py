@@ -1,0 +1,216 @@
+"""The real-export corpus (tests/real_exports.py) planned with the default command.
+
+Each model is planned as ``python -m planner plan MODEL --machine machines/<preset>.yaml --bind
+batch=B --bind seq=S`` would plan it (the CLI's own argument parser, loader and options, then
+``plan_model``), on three presets at a large and a small batch: no traceback, no empty stage,
+memory and cost finite. One real subprocess per family runs the command itself. For each family
+the two exporters must agree on parameters and FLOPs within 1% and on the data-parallel baseline
+within 5%, and the parameters must be torch's own count (``named_parameters``).
+
+Failures caused by issue 10's known defects, not fixed on this branch, are ``xfail(strict=True)``
+naming the item: the marker turns into a failure the moment the fix lands.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxscript")
+pytest.importorskip("transformers")
+
+from real_exports import (  # noqa: E402
+    EXAMPLE_SEQ, EXPORTERS, FAMILIES, HF_FAMILIES, ONNX_FAMILIES, QUANT_K, QUANT_N, TORCH_FAMILIES, Corpus,
+)
+
+from planner.__main__ import _load, _machine, _options, build_parser  # noqa: E402
+from planner.api import plan_model  # noqa: E402
+from planner.ir import TensorRole  # noqa: E402
+from planner.onnx_import import import_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ("dgx_a100", "a100_2x8_slow", "dgx_a100_64nodes")  # 8, 16 and 512 devices
+BATCHES = (512, 16)
+SEQ = 128
+TWO_EXPORTERS = HF_FAMILIES + TORCH_FAMILIES
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    c = Corpus(tmp_path_factory.mktemp("real_exports"))
+    yield c
+    print(f"\nreal-export corpus: {len(c._exports)} exports in {c.seconds:.1f} s")
+
+
+def _xfail(reason: str):
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
+ITEM1 = "issue 10 item 1: cut points among weight-only operators, empty stage, max() of an empty sequence"
+ITEM5 = "issue 10 item 5: quantised (INT8/INT4) weights feeding DequantizeLinear are not parameters"
+ITEM8 = "issue 10 item 8: Gather priced 1 FLOP per element, GatherND 0 (the MoE exports differ)"
+ITEM3 = "issue 10 item 3: the batch is lost through the flattened (seq*batch) axis of nn.MultiheadAttention"
+
+ITEM1_TIED = ITEM1 + " (the Transpose of the tied embedding)"
+ITEM1_QUANT = ITEM1 + " (DequantizeLinear of the weight; issue 10 item 5 too)"
+# (family, exporter, preset, batch) -> reason, as measured: every preset but the one-level dgx_a100.
+PLAN_XFAIL: dict[tuple, str] = {
+    (family, exporter, preset, batch): ITEM1_QUANT if family in ONNX_FAMILIES else ITEM1_TIED
+    for family, exporters in (("gpt2", EXPORTERS), ("t5", EXPORTERS), ("quant_int8", ("onnx",)), ("quant_int4", ("onnx",)))
+    for exporter in exporters for preset in ("a100_2x8_slow", "dgx_a100_64nodes") for batch in BATCHES
+}
+
+
+def _plan_cases():
+    for family in FAMILIES:
+        for exporter in (("onnx",) if family in ONNX_FAMILIES else EXPORTERS):
+            for preset in PRESETS:
+                for batch in BATCHES:
+                    marks = [_xfail(PLAN_XFAIL[(family, exporter, preset, batch)])] \
+                        if (family, exporter, preset, batch) in PLAN_XFAIL else []
+                    yield pytest.param(family, exporter, preset, batch, marks=marks,
+                                       id=f"{family}-{exporter}-{preset}-b{batch}")
+
+
+_PLANS: dict[tuple, object] = {}
+
+
+def _plan(corpus: Corpus, family: str, exporter: str, preset: str, batch: int, seq: int = SEQ):
+    """The default plan command's result (computed once per session)."""
+    key = (family, exporter, preset, batch, seq)
+    if key not in _PLANS:
+        export = corpus.get(family, exporter)
+        argv = ["plan", str(export.path), "--machine", str(ROOT / "machines" / f"{preset}.yaml")]
+        for name, value in export.bindings(batch, seq).items():
+            argv += ["--bind", f"{name}={value}"]
+        args = build_parser().parse_args(argv)
+        _PLANS[key] = plan_model(_load(args), _machine(args.machine), _options(args))
+    return _PLANS[key]
+
+
+@pytest.mark.parametrize("family,exporter,preset,batch", list(_plan_cases()))
+def test_default_plan(corpus, family, exporter, preset, batch):
+    result = _plan(corpus, family, exporter, preset, batch)
+    sched = result.schedule
+    assert math.isfinite(result.total_seconds) and result.total_seconds > 0
+    assert math.isfinite(result.data_parallel_seconds) and result.data_parallel_seconds > 0
+    assert math.isfinite(result.memory.peak) and result.memory.peak > 0
+    if sched.stages > 1:
+        working = {name for name, op in result.graph.operators.items() if op.flops > 0}
+        used = {stage for name, stage in sched.stage_of_op.items() if name in working}
+        assert used == set(range(sched.stages)), f"stages without a computing operator: {set(range(sched.stages)) - used}"
+
+
+SUBPROCESS_XFAIL = {"gpt2": ITEM1_TIED, "t5": ITEM1_TIED, "quant_int8": ITEM1_QUANT, "quant_int4": ITEM1_QUANT}
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, marks=[_xfail(SUBPROCESS_XFAIL[f])] if f in SUBPROCESS_XFAIL else [])
+                                    for f in FAMILIES])
+def test_default_command_in_a_subprocess(corpus, family):
+    """The issue's command itself: 512 devices, batch 512; exit 0 and no traceback."""
+    exporter = "onnx" if family in ONNX_FAMILIES else "dynamo"
+    export = corpus.get(family, exporter)
+    cmd = [sys.executable, "-m", "planner", "plan", str(export.path), "--machine",
+           str(ROOT / "machines" / "dgx_a100_64nodes.yaml")]
+    for name, value in export.bindings(512, SEQ).items():
+        cmd += ["--bind", f"{name}={value}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "iteration" in proc.stdout and "memory" in proc.stdout
+
+
+# ---- the two exporters agree, and agree with torch --------------------------------------------
+
+def _graph(corpus, family, exporter, batch=4, seq=SEQ):
+    export = corpus.get(family, exporter)
+    return import_model(export.path, export.bindings(batch, seq))
+
+
+@pytest.mark.parametrize("family", TWO_EXPORTERS)
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_parameters_are_torchs_count(corpus, family, exporter):
+    """Tied weights (GPT-2's and T5's lm_head) once, lifted buffers (Llama's inv_freq, the
+    attention scale) not at all: exactly ``sum(p.numel() for p in module.parameters())``."""
+    export = corpus.get(family, exporter)
+    assert _graph(corpus, family, exporter).parameter_count == export.torch_parameters
+
+
+def test_gpt2_parameters_by_hand(corpus):
+    """GPT-2, vocabulary 96, hidden 32, MLP 80, 64 positions, 2 layers, lm_head tied to wte:
+    wte 96*32 + wpe 64*32 = 5120; per layer ln_1, ln_2 4*32 = 128, c_attn 32*96 + 96 = 3168,
+    attn c_proj 32*32 + 32 = 1056, c_fc 32*80 + 80 = 2640, mlp c_proj 80*32 + 32 = 2592 -> 9584;
+    ln_f 64. Total 5120 + 2*9584 + 64 = 24352 (the tied lm_head adds nothing)."""
+    assert corpus.get("gpt2", "torchscript").torch_parameters == 24352
+    for exporter in EXPORTERS:
+        assert _graph(corpus, "gpt2", exporter).parameter_count == 24352
+
+
+NOT_LISTED_GELU = ("not in issue 10: the TorchScript export's GELU is Div, Erf, Add, Mul (4 FLOPs per element), "
+                   "the dynamo export's one Gelu operator counts 1")
+AGREE_XFAIL = {("mixtral", "flops"): ITEM8, ("vit", "flops"): NOT_LISTED_GELU,
+               ("gpt2", "data_parallel"): ITEM1_TIED, ("t5", "data_parallel"): ITEM1_TIED,
+               ("mha_batch_first", "data_parallel"): ITEM3, ("mha_seq_first", "data_parallel"): ITEM3}
+
+
+# The TorchScript exporter bakes the example sequence length (8) into nn.MultiheadAttention's key
+# reshape although the sequence axis is declared dynamic: that file computes garbage (onnx's
+# reference evaluator refuses it) at any other length. So the exporters are compared there.
+AGREE_SEQ = {family: EXAMPLE_SEQ for family in TORCH_FAMILIES}
+
+
+def _agree_cases(what):
+    for family in TWO_EXPORTERS:
+        reason = AGREE_XFAIL.get((family, what))
+        yield pytest.param(family, marks=[_xfail(reason)] if reason else [], id=family)
+
+
+def _relative(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(a), abs(b))
+
+
+@pytest.mark.parametrize("family", list(_agree_cases("parameters")))
+def test_exporters_agree_on_parameters(corpus, family):
+    a, b = (_graph(corpus, family, e, seq=AGREE_SEQ.get(family, SEQ)).parameter_count for e in EXPORTERS)
+    assert _relative(a, b) <= 0.01
+
+
+@pytest.mark.parametrize("family", list(_agree_cases("flops")))
+def test_exporters_agree_on_flops(corpus, family):
+    a, b = (_graph(corpus, family, e, seq=AGREE_SEQ.get(family, SEQ)).summary()["flops_forward"] for e in EXPORTERS)
+    assert _relative(a, b) <= 0.01
+
+
+@pytest.mark.parametrize("family", list(_agree_cases("data_parallel")))
+def test_exporters_agree_on_data_parallel_baseline(corpus, family):
+    a, b = (_plan(corpus, family, e, "dgx_a100_64nodes", 512, AGREE_SEQ.get(family, SEQ)).data_parallel_seconds
+            for e in EXPORTERS)
+    assert _relative(a, b) <= 0.05
+
+
+# ---- quantised weights --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", [pytest.param(f, marks=[_xfail(ITEM5)]) for f in ONNX_FAMILIES])
+def test_quantised_weights_are_parameters(corpus, family):
+    """k*n quantised weights + n scales + n biases = 64*48 + 48 + 48 = 3168."""
+    graph = _graph(corpus, family, "onnx")
+    assert graph.parameter_count == QUANT_K * QUANT_N + 2 * QUANT_N == 3168
+
+
+def test_corpus_exports_are_stripped_and_symbolic(corpus):
+    """Every weight is a reference to an absent file, and the file keeps its symbolic dimensions."""
+    for family in ("gpt2", "vit"):
+        for exporter in EXPORTERS:
+            export = corpus.get(family, exporter)
+            model = onnx.load(str(export.path), load_external_data=False)
+            weights = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 2]
+            assert weights and all(i.data_location == onnx.TensorProto.EXTERNAL and not i.raw_data for i in weights)
+            graph = import_model(export.path)
+            assert set(graph.unbound_dims) == set(export.symbols)
+            assert any(t.role is TensorRole.PARAMETER for t in graph.tensors.values())
