@@ -21,6 +21,7 @@ from .onnx_import import require_bound
 from .search.data_parallel import data_parallel_strategies, plan_data_parallel
 from .search.drec import DRecSearch, plan_drec
 from .search.megatron import plan_megatron
+from .search.vocab import pad_as_recorded
 from .search.pipeline import CutPoints, MachineSplit, PipelineSchedule, micro_batch_graph, price_schedule, split_machine
 
 ALGORITHMS: dict[str, str] = {
@@ -340,7 +341,7 @@ def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: P
     require_bound(graph)
     split = split_machine(machine, options.pipeline_stages or 1)
     micro_batches = options.micro_batches or 1
-    stage_graph = micro_batch_graph(graph, micro_batches)
+    stage_graph = pad_as_recorded(micro_batch_graph(graph, micro_batches), data)
     cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)
     start = time.perf_counter()
     strategies, notes = strategies_from_json(cm, data)

@@ -23,6 +23,7 @@ from .memory import MemoryReport
 from .onnx_import import require_bound
 from .search.drec import SMALL_GRAPH_OPS
 from .search.megatron import plan_megatron
+from .search.vocab import MAKE_VOCAB_SIZE_DIVISIBLE_BY, pad_vocabulary
 from .search.pipeline import ConfigError, cut_points, micro_batch_graph, split_machine, stage_counts, stage_memory
 from .units import format_bytes, format_seconds
 
@@ -190,6 +191,10 @@ class _Search:
                 self.progress(fraction, f"{stages} stage(s), {m} micro-batch(es): {message}")
 
         ladder = _ladder(self.options, stages)
+        padding = None
+        if algorithm == "megatron":  # Megatron pads the vocabulary for its tensor-parallel size
+            inner = [lv.arity for lv in split.stage_machine.levels if lv.arity > 1]
+            g, padding = megatron_vocabulary(g, inner[-1] if inner else 1)
         cm = cost_model_for(g, split.stage_machine, self.options, *ladder[0], micro_batches=m)
         points = cut_points(cm)  # where the graph can be cut does not depend on the plan
         if stages * self.options.interleave > len(points.segments()) and self.options.pipeline_stages is None:
@@ -198,6 +203,8 @@ class _Search:
         plan = search(cm, algorithm, report, hints=hints or None)
         if stages > 1:  # the search's own notes are about the plan of one stage
             plan.notes = [f"inside each stage: {note}" for note in plan.notes]
+        if padding:
+            plan.notes.append(padding)
         unconstrained = result_for(cm, plan, replace(self.options, pipeline_stages=stages, micro_batches=m,
                                                      recompute=ladder[0][0], zero=ladder[0][1]),
                                    split=split, data_parallel_seconds=self.dp_seconds, points=points,
@@ -382,7 +389,7 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     if data_parallel is None:
         data_parallel = data_parallel_baseline(cost_model_for(bound(global_batch_size), machine, options, "none", 0),
                                                options.optimizer)
-    stage_graph = bound(per_step)
+    stage_graph, padding = megatron_vocabulary(bound(per_step), tensor)
     start = time.perf_counter()
     cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)
     plan = plan_megatron(cm, tensor_levels=split.tensor_levels)
@@ -391,9 +398,22 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     result = result_for(cm, plan, replace(options, pipeline_stages=pipeline, micro_batches=micro_batches,
                                           recompute=cm.recompute, zero=cm.zero),
                         split=split, data_parallel_seconds=data_parallel[0], data_parallel_memory=data_parallel[1])
+    if padding:
+        result.notes.append(padding)
     result.notes.append(f"{micro_batches} micro-batch(es) of {micro_batch_size} sample(s) per data-parallel rank; "
                         f"iteration {format_seconds(result.total_seconds)}")
     return result
+
+
+def megatron_vocabulary(graph: OperatorGraph, tensor: int) -> tuple[OperatorGraph, str | None]:
+    """The graph with Megatron's padded vocabulary for ``tensor``-way tensor parallelism, and the
+    note that says so (None when the vocabulary needs no padding)."""
+    padded_graph, vocab, padded = pad_vocabulary(graph, tensor)
+    if padded == vocab:
+        return graph, None
+    return padded_graph, (f"vocabulary padded from {vocab:,} to {padded:,} tokens (a multiple of "
+                          f"{MAKE_VOCAB_SIZE_DIVISIBLE_BY} x tensor-parallel size {tensor}, Megatron-LM's "
+                          "--make-vocab-size-divisible-by); the padded size is what is priced")
 
 
 def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batch_size: int,
