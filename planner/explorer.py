@@ -40,7 +40,7 @@ from .limits import check_binding_product, quote
 from .machine import Machine, MachineError, load_preset, preset_paths
 from .memory import OPTIMIZERS
 from .onnx_import import ModelImportError, binding_value, import_model, load_model_proto, model_sha256, symbolic_dims
-from .planfile import check_plan_bounds
+from .planfile import check_plan_bounds, check_plan_fields
 from .report import op_cuts, op_splits, plan_to_json
 from .search.pipeline import split_machine, stage_counts
 from .units import format_bytes, format_seconds
@@ -1717,7 +1717,7 @@ def read_plan_json(data: bytes) -> dict:
     if not isinstance(plan, dict) or not isinstance(plan.get("ops"), list):
         raise ValueError('the plan file must be a JSON object with a list "ops" (the schema of '
                          "`python -m planner plan --json`)")
-    return plan
+    return check_plan_fields(plan, "the plan file")
 
 
 # ---- comparisons, what-if and sweeps --------------------------------------------------------

@@ -358,3 +358,14 @@ def test_app_reports_unknown_bind_names_and_a_100_kb_value():
     assert any("'sequ'" in w and "does not have" in w for w in warnings), warnings
     assert any("100,000 characters" in w for w in warnings) and all(len(w) < 400 for w in warnings)
     assert at.session_state["_ctx"].bindings == {"batch": 16}
+
+
+def test_uploaded_plan_json_is_bounded_and_checked_by_field():
+    from planner.explorer import read_plan_json
+
+    with pytest.raises(ValueError, match="100,000 deep, more than the 32 allowed"):
+        read_plan_json(nested(100_000).encode())
+    with pytest.raises(ValueError, match=r"the plan file: options\.interleave"):
+        read_plan_json(json.dumps({"ops": [], "options": {"interleave": 0}}).encode())
+    with pytest.raises(ValueError, match=r"the plan file: bindings\.batch"):
+        read_plan_json(json.dumps({"ops": [], "bindings": {"batch": "many"}}).encode())
