@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from .onnx_guard import check_regular_file
 from .onnx_import import ModelImportError, binding_value, import_model
 
 
@@ -54,8 +55,7 @@ def _write_json(path: str | None, data: dict) -> None:
 
 
 def _load(args) -> "OperatorGraph":  # noqa: F821
-    if not Path(args.model).is_file():
-        raise UsageError(f"model file not found: {args.model}")
+    check_regular_file(args.model, UsageError)
     return import_model(args.model, parse_bindings(args.bind))
 
 
@@ -251,8 +251,7 @@ def cmd_export(args) -> int:
     plan = _read_plan(args.plan)
     if args.model:
         model = Path(args.model)
-        if not model.is_file():
-            raise UsageError(f"model file not found: {args.model}")
+        check_regular_file(model, UsageError)
     else:
         model = find_model(plan, args.plan)
         if model is None:
