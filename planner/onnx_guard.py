@@ -107,6 +107,52 @@ def node_tensors_allowed(node: onnx.NodeProto, limit: int = FOLD_MAX_ELEMENTS) -
     return True
 
 
+# Operators whose output, when ONNX cannot tell its shape, is still no larger than a small multiple
+# of their inputs: they may be evaluated on small inputs (NonZero, Unique... in shape arithmetic).
+_BOUNDED_BY_INPUT = {"NonZero", "Unique", "Compress", "Slice", "Gather", "GatherElements", "GatherND", "Squeeze",
+                     "Unsqueeze", "Reshape", "Flatten", "Identity", "Cast", "Concat", "Split", "Transpose", "Shape",
+                     "Size", "Where", "ReduceSum", "ReduceProd", "ReduceMax", "ReduceMin", "ReduceMean"}
+
+
+def evaluation_allowed(node: onnx.NodeProto, args: list, opsets: dict[str, int], limit: int = FOLD_MAX_ELEMENTS) -> bool:
+    """May ONNX's reference implementation run ``node`` on the values ``args`` (positional, None
+    for an omitted input)? Only if its tensor attributes pass the gate and ONNX's shape inference,
+    given these very values, says every output has at most ``limit`` elements - never a shape
+    claimed by the file's value_info, which may lie (a Range "of shape [1]" from 0 to 10**12).
+    """
+    if not node_tensors_allowed(node, limit):
+        return False
+    if any(a is not None and np.asarray(a).size > limit for a in args):
+        return False
+    from onnx import shape_inference
+
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opsets.get("", 1), "")
+        types, data = {}, {}
+        for name, value in zip(node.input, args):
+            if name and value is not None:
+                value = np.asarray(value)
+                types[name] = onnx.helper.make_tensor_type_proto(onnx.helper.np_dtype_to_tensor_dtype(value.dtype),
+                                                                 list(value.shape))
+                data[name] = numpy_helper.from_array(value, name)
+        out = shape_inference.infer_node_outputs(schema, node, types, data,
+                                                 opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])
+    except Exception:  # noqa: BLE001 - no schema or an inference error: do not evaluate
+        return False
+    for o in node.output:
+        if not o:
+            continue
+        tp = out.get(o)
+        dims = list(tp.tensor_type.shape.dim) if tp is not None and tp.tensor_type.HasField("shape") else None
+        if dims is None or not all(d.HasField("dim_value") for d in dims):
+            if node.op_type in _BOUNDED_BY_INPUT:
+                continue
+            return False
+        if math.prod(d.dim_value for d in dims) > limit:
+            return False
+    return True
+
+
 # ---- neutralising external data --------------------------------------------------------------
 
 def _strip(tensor: onnx.TensorProto) -> None:

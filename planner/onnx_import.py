@@ -445,14 +445,14 @@ def _propagate(model: onnx.ModelProto, types: dict[str, onnx.TypeProto]) -> dict
                         and (outs[0] not in types or _static_shape(types[outs[0]]) is None)):
                     types[outs[0]] = types[ins[0]]  # contrib norms and activations keep the shape
             if (not domain and node.op_type not in _NO_FOLD and ins and all(i in known for i in ins)
-                    and onnx_guard.node_tensors_allowed(node, FOLD_MAX_ELEMENTS)
                     and all(o in types and (s := _static_shape(types[o])) is not None
                             and math.prod(s) <= FOLD_MAX_ELEMENTS for o in outs)):
                 # positional: an omitted optional input ("") stays in its place as None
                 args = [known[i] if i else None for i in node.input]
                 while args and args[-1] is None:
                     args.pop()
-                results = _evaluate(node, args, opsets.get("", 17))
+                allowed = onnx_guard.evaluation_allowed(node, args, opsets, FOLD_MAX_ELEMENTS)
+                results = _evaluate(node, args, opsets.get("", 17)) if allowed else None
                 if results is not None:
                     for o, r in zip(outs, results):
                         if r is not None and np.asarray(r).size <= FOLD_MAX_ELEMENTS:

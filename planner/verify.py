@@ -466,7 +466,7 @@ def build_program(cm, strategies, model_proto, layouts: dict[str, OpLayout] | No
     import numpy as np
     import onnx
 
-    from .onnx_guard import VERIFY_MAX_ELEMENTS, node_tensors_allowed, tensor_values
+    from .onnx_guard import VERIFY_MAX_ELEMENTS, evaluation_allowed, tensor_values
     from .onnx_import import _evaluate, _operator_names, _opset
 
     def _gated(tensor, where):
@@ -501,9 +501,10 @@ def build_program(cm, strategies, model_proto, layouts: dict[str, OpLayout] | No
         if node.op_type == "Constant":
             values = [_gated(next(a.t for a in node.attribute if a.name == "value"), name)]
         else:
-            if not node_tensors_allowed(node, VERIFY_MAX_ELEMENTS):
-                raise VerificationError(f"static node {name} ({node.op_type}) has a tensor attribute that is not "
-                                        "stored in the file or is too large to evaluate")
+            if not evaluation_allowed(node, args, {"": opset}, VERIFY_MAX_ELEMENTS):
+                raise VerificationError(f"static node {name} ({node.op_type}) cannot be evaluated safely: a tensor "
+                                        f"attribute is not stored in the file, or an output may exceed "
+                                        f"{VERIFY_MAX_ELEMENTS:,} elements")
             values = _evaluate(node, args, opset)
         for o, v in zip(node.output, values):
             constants[o] = np.asarray(v)

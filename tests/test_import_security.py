@@ -227,3 +227,27 @@ def test_sparse_tensors_go_through_the_gate():
     assert onnx_guard.sparse_values(sparse, limit=3) is None  # 4 dense elements > 3
     from hostile_onnx import sparse_external
     assert onnx_guard.sparse_values(sparse_external("w", "/etc/passwd")) is None
+
+
+def test_a_lying_value_info_does_not_make_the_importer_evaluate_a_huge_range(monkeypatch):
+    # limit = 10**6 * 10**6 = 10**12 is computed (Mul), so it escapes the file-constant estimate, and
+    # the file claims the Range's output has shape [1]: the fold must trust ONNX's inference on the
+    # actual values (10**12 elements > 4,096), never the claim, and so never run the Range.
+    import planner.onnx_import as imp
+
+    evaluated = []
+    real = imp._evaluate
+    monkeypatch.setattr(imp, "_evaluate", lambda node, *a: evaluated.append(node.op_type) or real(node, *a))
+    inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("zero", 0), ("a", 10**6), ("b", 10**6), ("one", 1))]
+    nodes = [helper.make_node("Mul", ["a", "b"], ["lim"], name="mul"),
+             helper.make_node("Range", ["zero", "lim", "one"], ["r"], name="range"),
+             helper.make_node("Cast", ["r"], ["f"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Add", ["x", "f"], ["y"], name="add")]
+    m = model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m.graph.value_info.append(helper.make_tensor_value_info("r", TensorProto.INT64, [1]))
+    try:
+        import_model(m)
+    except ModelImportError:
+        pass
+    assert evaluated == ["Mul"]  # 10**6 * 10**6 folded (1 element); the Range never run
