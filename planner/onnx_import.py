@@ -80,6 +80,9 @@ def load_model_proto(source: bytes | str | Path) -> onnx.ModelProto:
     else:
         data = bytes(source)
         label = "the uploaded file"
+        if len(data) > onnx_guard.MAX_MODEL_BYTES:
+            raise ModelImportError(f"{label} is {len(data):,} bytes, above the bound of {onnx_guard.MAX_MODEL_BYTES:,}: "
+                                   "save the weights as external data (they are never read)")
     if not data:
         raise ModelImportError(f"{label} is empty (0 bytes): export the model again with torch.onnx.export")
     model = onnx.ModelProto()

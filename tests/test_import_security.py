@@ -251,3 +251,16 @@ def test_a_lying_value_info_does_not_make_the_importer_evaluate_a_huge_range(mon
     except ModelImportError:
         pass
     assert evaluated == ["Mul"]  # 10**6 * 10**6 folded (1 element); the Range never run
+
+
+def test_model_size_bound(monkeypatch, tmp_path):
+    blob = huge_range(5).SerializeToString()
+    monkeypatch.setattr(onnx_guard, "MAX_MODEL_BYTES", len(blob) - 1)
+    with pytest.raises(ModelImportError, match=f"the uploaded file is {len(blob):,} bytes, above the bound of {len(blob) - 1:,}"):
+        load_model_proto(blob)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(blob)
+    with pytest.raises(ModelImportError, match=f"m.onnx is {len(blob):,} bytes, above the bound"):
+        load_model_proto(path)
+    monkeypatch.setattr(onnx_guard, "MAX_MODEL_BYTES", len(blob))
+    assert load_model_proto(blob).graph.node[0].op_type == "Range"
