@@ -27,6 +27,7 @@ from functools import cached_property
 import numpy as np
 
 from .collectives import flat_collectives, halo_exchange, hierarchical_all_reduce, hierarchical_collectives
+from .gradients import consumer_counts, gradient_roots, sync_traffic, weight_only_ops
 from .ir import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from .machine import Machine
 
@@ -75,6 +76,16 @@ def check_memory_options(recompute: str, zero: int, micro_batches: int) -> None:
     if isinstance(zero, bool) or zero not in ZERO_STAGES:
         raise OptionsError(f"zero must be one of {', '.join(map(str, ZERO_STAGES))} (the ZeRO stage), not {zero!r}")
     check_counts({"micro_batches": micro_batches})
+
+
+DEFAULT_BUCKET_MB = 25.0  # PyTorch DDP's and Megatron-LM's gradient bucket
+
+
+def check_bucket_mb(bucket_mb) -> float:
+    if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not 0 <= bucket_mb < math.inf:
+        raise OptionsError(f"bucket_mb must be a number of megabytes >= 0 (0: one all-reduce per gradient tensor), "
+                           f"not {bucket_mb!r}")
+    return float(bucket_mb)
 
 
 class PlanError(ValueError):
@@ -162,7 +173,9 @@ class _Use:
     itemsize: int
     numel_over_dims: float  # tensor numel / product of the sizes of the dims indexing it
     grad_allreduce: bool  # an input whose gradient is all-reduced when it is replicated
-    is_parameter: bool
+    is_parameter: bool  # a parameter or a view of parameters (planner.gradients)
+    grad_root: str | None = None  # the parameter whose gradient it carries
+    grad_share: float = 1.0  # this use's share of that gradient's all-reduce
 
 
 @dataclass
@@ -265,8 +278,12 @@ class CostModel:
     """
 
     def __init__(self, graph: OperatorGraph, machine: Machine, mode: str = "train", precision: str | None = None,
-                 recompute: str = "none", zero: int = 0, micro_batches: int = 1):
+                 recompute: str = "none", zero: int = 0, micro_batches: int = 1, bucket_mb: float = DEFAULT_BUCKET_MB):
         check_mode_and_precision(mode, precision)
+        self.bucket_bytes = check_bucket_mb(bucket_mb) * 1e6
+        self.grad_roots = gradient_roots(graph)
+        self.weight_only = weight_only_ops(graph)
+        self._grad_consumers = consumer_counts(graph, self.grad_roots)
         self.graph = graph
         self.machine = machine
         self.mode = mode
@@ -328,12 +345,15 @@ class CostModel:
                 dims = use.dims()
                 prod_dims = math.prod(op.dims[d] for d in dims) or 1
                 grad = (not is_output and self.mode == "train" and t.requires_grad)
+                root = None if is_output else self.grad_roots.get(use.tensor)
+                share = 1.0 if root is None or op.name in self.weight_only else 1 / self._grad_consumers[root]
                 uses.append(_Use(use.tensor, is_output, dims, self._flat_map(op, use, t),
                                  float(t.numel * itemsize), itemsize, t.numel / prod_dims, grad,
-                                 t.role is TensorRole.PARAMETER))
+                                 root is not None, root, share))
         splittable = frozenset(op.splittable_dims()) if op.kind is not OpKind.OPAQUE else frozenset()
         points = math.prod(op.dims.values()) or 1
-        sig = op.signature(self.graph.tensors) + f"|{self.mode}|{self.precision}"
+        sig = (op.signature(self.graph.tensors) + f"|{self.mode}|{self.precision}|{self.bucket_bytes}|"
+               + ",".join(f"{u.is_parameter}:{u.grad_share}" for u in uses))
         halo = {}
         if op.halo and op.inputs:
             x = op.inputs[0]
@@ -533,12 +553,14 @@ class CostModel:
                 # all-gather the parameter for the forward pass and again for the backward pass
                 # (whose recomputed forward runs just before it and uses the same gather), and
                 # reduce-scatter its gradient: three flat collectives over the data-parallel group
-                add(comm, flat_collectives(local_bytes(use), groups, 3))
-            else:
-                traffic = hierarchical_all_reduce(local_bytes(use), groups)
+                add(comm, {lv: (use.grad_share * b, use.grad_share * n)
+                           for lv, (b, n) in flat_collectives(local_bytes(use), groups, 3).items()})
+            elif use.is_parameter:  # once per iteration, this use's share, latency per bucket
+                traffic = sync_traffic(local_bytes(use), groups, use.grad_share, self.bucket_bytes)
                 add(comm, traffic)
-                if use.is_parameter:
-                    add(grad_sync, traffic)
+                add(grad_sync, traffic)
+            else:
+                add(comm, hierarchical_all_reduce(local_bytes(use), groups))
         for dim, (rows, axis_size) in info.halo.items():
             if dim not in split:
                 continue
