@@ -29,6 +29,7 @@ import numpy as np
 from .collectives import flat_collectives, halo_exchange, hierarchical_all_reduce, hierarchical_collectives
 from .gradients import consumer_counts, gradient_roots, sync_traffic, weight_only_ops
 from .ir import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
+from .redistribution import charged_edges
 from .machine import Machine
 
 if TYPE_CHECKING:
@@ -642,6 +643,9 @@ class CostModel:
     def edge_cost(self, edge: Edge, producer_strategy: Strategy, consumer_strategy: Strategy) -> np.ndarray:
         la = self.layout(edge.producer, edge.out_index, producer_strategy)
         lb = self.layout(edge.consumer, edge.in_index, consumer_strategy)
+        return self._layouts_cost(edge, la, lb)
+
+    def _layouts_cost(self, edge: Edge, la: tuple, lb: tuple) -> np.ndarray:
         vec = self.basis.zero()
         self._add_redistribution(vec, edge.nbytes, la, lb)
         if self.mode == "train" and edge.requires_grad:
@@ -697,7 +701,8 @@ class CostModel:
         return full
 
     def evaluate(self, plan: dict[str, Strategy]) -> PlanCost:
-        """Cost of a plan: per operator compute and communication, redistribution per consumer."""
+        """Cost of a plan: per operator compute and communication, redistribution per consumer
+        (the first consumer of each tensor and layout pays it: planner.redistribution)."""
         full = self.complete(plan)
         compute, comm, redist, grad_sync = {}, {}, {}, {}
         spread = 1 - 1 / self.micro_batches  # the gradient sync's share a micro-batch does not pay
@@ -707,8 +712,8 @@ class CostModel:
             comm[name] = c.communication - spread * c.gradient_sync if spread else c.communication
             grad_sync[name] = c.gradient_sync
             redist[name] = self.basis.zero()
-        for e in self.edges:
-            redist[e.consumer] = redist[e.consumer] + self.edge_cost(e, full[e.producer], full[e.consumer])
+        for e, la, lb in charged_edges(self, full):  # once per (tensor, target layout)
+            redist[e.consumer] = redist[e.consumer] + self._layouts_cost(e, la, lb)
         return PlanCost(self.basis, self.mode, compute, comm, redist, grad_sync, self.micro_batches)
 
     def total_seconds(self, plan: dict[str, Strategy]) -> float:
@@ -719,8 +724,8 @@ class CostModel:
     def evaluate_prefix(self, strategies: dict[str, Strategy]) -> float:
         """Seconds of a partial plan whose strategies all cover the same first cuts (search only)."""
         total = sum(self.op_seconds(n, strategies[n]) for n in self.planned)
-        for e in self.edges:
-            total += self.edge_seconds(e, strategies[e.producer], strategies[e.consumer])
+        for e, la, lb in charged_edges(self, strategies):
+            total += self.redistribution_seconds(e.nbytes, la, lb, e.requires_grad)
         return total
 
     # -- formulas --
