@@ -118,3 +118,22 @@ def test_one_all_reduce_per_parameter_whatever_its_views(views, bucket_mb):
 def test_bucket_size_is_validated(gpt, bad):
     with pytest.raises(OptionsError, match="bucket_mb must be a number of megabytes >= 0"):
         CostModel(gpt, models.one_level(8), bucket_mb=bad)
+
+
+def test_issue_scale_gpt_data_parallel_on_one_dgx():
+    # A 1.65B-parameter GPT (24 layers, hidden 2304, FFN 9216, vocab 50,257, 1,024 positions, tied
+    # head), bf16, pure data parallel over the 8 GPUs of machines/dgx_a100.yaml (300e9 B/s, 5 us),
+    # one all-reduce per tensor: 2 * 7/8 * 2 B * 1,647,698,688 / 300e9 = 19.223 ms plus
+    # 292 tensors * 2 * 5 us = 2.92 ms -> 22.143 ms. Before, wte was all-reduced again at the
+    # lm_head (2 * 7/8 * 2 B * 50,257 * 2,304 / 300e9 + 10 us = 1.361 ms more: 23.504 ms).
+    from planner.machine import load_preset
+
+    params, tensors = gpt_parameters(24, 2304, 9216, 50257, 1024)
+    assert (params, tensors) == (1_647_698_688, 292)
+    graph = import_model(gpt_decoder(24, 2304, 24, 9216, 50257, 1024), {"batch": 8, "seq": 1024})
+    assert graph.parameter_count == params
+    cm = CostModel(graph, load_preset("dgx_a100"), "train", "bf16", bucket_mb=0)
+    cost = cm.evaluate(data_parallel_strategies(cm))
+    expected = 2 * 7 / 8 * 2 * params / 300e9 + tensors * 2 * 5e-6
+    assert cost.seconds()["communication"] == pytest.approx(expected, rel=1e-12)
+    assert expected == pytest.approx(22.143e-3, abs=1e-6)
