@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from .cost import (CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy, check_counts,
-                   check_memory_options, check_mode_and_precision)
+from .cost import (DEFAULT_BUCKET_MB, CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy, check_bucket_mb,
+                   check_counts, check_memory_options, check_mode_and_precision)
 from .ir import OperatorGraph, OpKind
 from .machine import Machine
 from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_device
@@ -52,6 +52,9 @@ class PlanOptions:
     zero:       ZeRO stage 0, 1 or 3 for the data-parallel groups; None: the lowest that fits.
     overlap_gradient_sync: hide the gradient all-reduce behind the last backward pass, as far
                 as that pass lasts.
+    bucket_mb:  gradients are all-reduced in buckets of this many megabytes (10^6 bytes), as
+                PyTorch DDP (``bucket_cap_mb``) and Megatron-LM do: latency is paid per bucket,
+                not per tensor; 0 all-reduces each gradient tensor on its own.
     """
 
     mode: str = "train"
@@ -64,6 +67,7 @@ class PlanOptions:
     recompute: str | None = None
     zero: int | None = None
     overlap_gradient_sync: bool = False
+    bucket_mb: float = DEFAULT_BUCKET_MB
 
     def __post_init__(self) -> None:
         check_mode_and_precision(self.mode, self.precision)
@@ -76,6 +80,7 @@ class PlanOptions:
         check_memory_options(self.recompute or "none", 0 if self.zero is None else self.zero, 1)
         if not isinstance(self.overlap_gradient_sync, bool):
             raise OptionsError(f"overlap_gradient_sync must be true or false, not {self.overlap_gradient_sync!r}")
+        self.bucket_mb = check_bucket_mb(self.bucket_mb)
         if self.mode == "infer" and ((self.pipeline_stages or 1) > 1 or (self.micro_batches or 1) > 1):
             raise OptionsError("pipeline stages and micro-batches are for training (--mode train)")
 
@@ -128,7 +133,7 @@ def cost_model_for(graph: OperatorGraph, machine: Machine, options: PlanOptions,
                    zero: int | None = None, micro_batches: int = 1) -> CostModel:
     require_bound(graph)
     return CostModel(graph, machine, options.mode, options.precision, recompute or options.recompute or "none",
-                     options.zero or 0 if zero is None else zero, micro_batches)
+                     options.zero or 0 if zero is None else zero, micro_batches, options.bucket_mb)
 
 
 def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None] | None = None,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..collectives import point_to_point
+from ..gradients import tied_stage_sync
 from ..cost import CostModel, OptionsError, Strategy, check_counts
 from ..machine import Level, Machine
 from ..memory import MemoryReport, memory_per_device
@@ -494,6 +495,9 @@ def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: Machin
         grad[s] += basis.time(cost.gradient_sync[n])
         if cm.mode == "train":  # the backward share of the compute: 2 of 3 passes (of 4 when recomputed)
             backward[s] += basis.time(cost.compute[n]) * 2 / (4 if cm.recomputed(n) else 3)
+    if stages > 1:  # a parameter whose consumers sit on several stages: a copy per stage, synced
+        for s, seconds in tied_stage_sync(cm, full, stage_of_op, split.crossing_level).items():
+            grad[s] += seconds
     exposed = [max(0.0, g - b) if overlap_gradient_sync else g for g, b in zip(grad, backward)]
     stage_seconds = [w + s for w, s in zip(work, sends)]
     slowest = max(stage_seconds)
