@@ -25,6 +25,7 @@ from planner.cost import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError
 from planner.machine import Machine, MachineError, load_preset
 from planner.memory import OPTIMIZERS
 from planner.onnx_import import ModelImportError
+from planner.urlparams import unknown_bindings_message
 
 @st.cache_resource(show_spinner=False)
 def plan_cache() -> ex.PlanCache:
@@ -45,6 +46,7 @@ def _init_state() -> None:
         ss.source = ex.sample_source(ex.DEFAULT_SAMPLE)
     ss.upload_bytes = None
     ss.bindings = dict(url.bindings)
+    ss.url_link_bindings = dict(url.bindings) if "bind" in st.query_params else None
     try:
         if url.machine is not None:
             ss.machine, ss.machine_label = Machine.from_dict(url.machine), "custom"
@@ -112,6 +114,9 @@ def _sidebar(cache: ex.PlanCache) -> tuple[list[str], str | None]:
         dims = cache.symbolic_dims(source, ss.upload_bytes)
     except ModelImportError as exc:
         model_error = str(exc)
+    link_bindings = ss.pop("url_link_bindings", None)
+    if link_bindings and dims and (unknown := unknown_bindings_message(link_bindings, dims)):
+        ss.url_problems = [*ss.get("url_problems", []), unknown]
     ss.bindings = ex.bindings_for(dims, ss.bindings)
     sb.markdown(f"**Model** `{source.label}`" + (" (uploaded)" if source.kind == "upload" else ""),
                 help=f"sha256 {source.sha256}")
@@ -161,7 +166,8 @@ def _pipeline_options(options: PlanOptions) -> None:
     ss = st.session_state
     for key, value in (("sb_stages", _or_auto(options.pipeline_stages)), ("sb_micro_batches", options.micro_batches),
                        ("sb_recompute", _or_auto(options.recompute)), ("sb_zero", _or_auto(options.zero)),
-                       ("sb_interleave", options.interleave), ("sb_overlap", options.overlap_gradient_sync)):
+                       ("sb_interleave", options.interleave), ("sb_overlap", options.overlap_gradient_sync),
+                       ("sb_bucket_mb", options.bucket_mb)):
         ss[key] = value
     infer = options.mode == "infer"
     box = st.sidebar.expander("Pipeline and memory", icon=":material/view_timeline:")
@@ -193,6 +199,10 @@ def _pipeline_options(options: PlanOptions) -> None:
     box.toggle("Overlap the gradient sync", key="sb_overlap", on_change=_sync_option,
                args=("overlap_gradient_sync", "sb_overlap"), disabled=infer,
                help="hide the gradient all-reduce behind the last backward pass, as far as that pass lasts")
+    box.number_input("Gradient bucket (MB)", min_value=0.0, step=5.0, key="sb_bucket_mb", on_change=_sync_option,
+                     args=("bucket_mb", "sb_bucket_mb"), disabled=infer,
+                     help="gradients are all-reduced in buckets of this many MB (10^6 bytes), latency paid per "
+                          "bucket, as PyTorch DDP's bucket_cap_mb (default 25); 0: one all-reduce per tensor")
 
 
 def _context(cache: ex.PlanCache, dims: list[str], model_error: str | None) -> ex.Context:

@@ -10,7 +10,9 @@ import json
 import sys
 from pathlib import Path
 
+from .limits import LimitError, check_binding_product, require_regular_file
 from .onnx_import import ModelImportError, binding_value, import_model
+from .planfile import plan_bindings, read_plan_file
 
 
 class UsageError(Exception):
@@ -31,7 +33,31 @@ def parse_bindings(items: list[str] | None) -> dict[str, int]:
         if name.strip() in out:
             raise UsageError(f"--bind {name.strip()} is given twice; give each dimension once")
         out[name.strip()] = number
+    check_binding_product(out, "--bind")
     return out
+
+
+def megabytes(text: str) -> float:
+    """An argparse type: a number of megabytes >= 0 (the gradient bucket)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give megabytes >= 0, e.g. 25") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a number of megabytes >= 0 (0: one all-reduce per "
+                                         "gradient tensor), e.g. 25")
+    return value
+
+
+BUCKET_HELP = ("gradient bucket in MB (10^6 bytes): gradients are all-reduced in buckets of this size, latency "
+               "paid per bucket, as PyTorch DDP's bucket_cap_mb; 0: one all-reduce per tensor")
+
+
+def _bindings(args) -> dict[str, int]:
+    """The --bind values, else the plan file's bindings (already checked, and named as the file's)."""
+    if args.bind or getattr(args, "plan_bindings", None) is None:
+        return parse_bindings(args.bind)
+    return dict(args.plan_bindings)
 
 
 def positive_int(text: str) -> int:
@@ -54,9 +80,8 @@ def _write_json(path: str | None, data: dict) -> None:
 
 
 def _load(args) -> "OperatorGraph":  # noqa: F821
-    if not Path(args.model).is_file():
-        raise UsageError(f"model file not found: {args.model}")
-    return import_model(args.model, parse_bindings(args.bind))
+    require_regular_file(args.model, "model file")
+    return import_model(args.model, _bindings(args))
 
 
 def cmd_inspect(args) -> int:
@@ -79,6 +104,7 @@ def cmd_strip_weights(args) -> int:
     from .onnx_import import load_model_proto
     from .strip_weights import strip_weights
 
+    require_regular_file(args.input, "model file")
     model = load_model_proto(args.input)
     out = Path(args.output)
     if out.exists() and out.resolve() == Path(args.input).resolve():
@@ -98,8 +124,7 @@ def cmd_strip_weights(args) -> int:
 def _machine(path: str):
     from .machine import load_machine
 
-    if not Path(path).is_file():
-        raise UsageError(f"machine file not found: {path} (presets are in machines/, e.g. machines/dgx_a100.yaml)")
+    require_regular_file(path, "machine file", " (presets are in machines/, e.g. machines/dgx_a100.yaml)")
     return load_machine(path)
 
 
@@ -112,7 +137,8 @@ def _options(args, algorithm: str | None = None):
                        micro_batches=getattr(args, "micro_batches", None),
                        interleave=getattr(args, "interleave", None) or 1,
                        recompute=getattr(args, "recompute", None), zero=getattr(args, "zero", None),
-                       overlap_gradient_sync=bool(getattr(args, "overlap_gradient_sync", False)))
+                       overlap_gradient_sync=bool(getattr(args, "overlap_gradient_sync", False)),
+                       **({} if getattr(args, "bucket_mb", None) is None else {"bucket_mb": args.bucket_mb}))
 
 
 def _print_result(result, label: str) -> None:
@@ -137,8 +163,11 @@ def _print_result(result, label: str) -> None:
         print(f"iteration    {format_seconds(result.total_seconds)} = {sched.micro_batches} x slowest stage + bubble "
               f"{format_seconds(sched.bubble_seconds)} + gradient sync {format_seconds(max(sched.gradient_sync_seconds))}")
     else:
-        print(f"iteration    {format_seconds(s['total'])}  = compute {format_seconds(s['compute'])}"
-              f" + communication {format_seconds(s['communication'])} + redistribution {format_seconds(s['redistribution'])}")
+        hidden = s["total"] - result.total_seconds  # the gradient sync the backward pass hides (overlap)
+        print(f"iteration    {format_seconds(result.total_seconds)}  = compute {format_seconds(s['compute'])}"
+              f" + communication {format_seconds(s['communication'])} + redistribution {format_seconds(s['redistribution'])}"
+              + (f" - gradient sync hidden behind the backward pass {format_seconds(hidden)}"
+                 if hidden > 1e-9 * s["total"] else ""))
     if result.options.mode == "train":
         tf = sched.tflops_per_device()
         print(f"throughput   {tf['model']:.1f} TFLOP/s per device (model), {tf['hardware']:.1f} (hardware, "
@@ -162,7 +191,7 @@ def cmd_plan(args) -> int:
     graph = _load(args)
     result = plan_model(graph, _machine(args.machine), _options(args))
     _print_result(result, Path(args.model).name)
-    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), parse_bindings(args.bind)))
+    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), _bindings(args)))
     return 0
 
 
@@ -184,29 +213,29 @@ def cmd_evaluate(args) -> int:
     if given:
         raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--micro-batch-size/--global-batch "
                          "(or drop --plan to evaluate a hand-made configuration)")
-    data = _read_plan(args.plan)
+    data = read_plan_file(args.plan)
     recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
     notes = []
-    for key in ("mode", "precision", "optimizer", "recompute", "zero", "interleave"):  # the plan's own settings,
-        given = getattr(args, key)                                                      # unless overridden
+    for key in ("mode", "precision", "optimizer", "recompute", "zero", "interleave", "bucket_mb"):  # the plan's own
+        given = getattr(args, key)                                                      # settings, unless overridden
         if given is None:
             setattr(args, key, recorded.get(key) if key in recorded else _EVALUATE_DEFAULTS[key])
         elif key in recorded and recorded[key] != given:
-            notes.append(f"--{key} {given} overrides the plan file's {recorded[key]}")
+            notes.append(f"--{key.replace('_', '-')} {given} overrides the plan file's {recorded[key]}")
     for key in ("pipeline_stages", "micro_batches", "overlap_gradient_sync"):  # a pipelined plan stays pipelined
         setattr(args, key, recorded.get(key) or getattr(args, key, None))
-    if not args.bind and isinstance(data.get("bindings"), dict):
-        args.bind = [f"{k}={v}" for k, v in data["bindings"].items()]
+    if isinstance(data.get("bindings"), dict):
+        args.plan_bindings = plan_bindings(data, f"plan file {args.plan}")
     graph = _load(args)
     result = evaluate_plan(graph, _machine(args.machine), data, _options(args))
     result.notes.extend(notes)
     _print_result(result, Path(args.model).name)
-    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), parse_bindings(args.bind)))
+    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), _bindings(args)))
     return 0
 
 
 _EVALUATE_DEFAULTS = {"mode": "train", "precision": None, "optimizer": "adam", "recompute": None, "zero": None,
-                      "interleave": 1}
+                      "interleave": 1, "bucket_mb": None}
 
 
 def _evaluate_hand_made(args) -> int:
@@ -230,38 +259,23 @@ def _evaluate_hand_made(args) -> int:
     return 0
 
 
-def _read_plan(path: str) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"plan file not found: {path}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read plan file {path}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"plan file {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"plan file {path} must hold a JSON object, like the one plan --json writes")
-    return data
-
-
 def cmd_export(args) -> int:
     from .export import export_plan, find_model
     from .onnx_import import model_sha256
 
-    plan = _read_plan(args.plan)
+    plan = read_plan_file(args.plan)
     if args.model:
-        model = Path(args.model)
-        if not model.is_file():
-            raise UsageError(f"model file not found: {args.model}")
+        model = require_regular_file(args.model, "model file")
     else:
         model = find_model(plan, args.plan)
         if model is None:
             raise UsageError(f"the plan names model {plan.get('model')!r}, which is not found (as given, next to "
                              "the plan, or in sample_models/): give it with --model MODEL.onnx")
-    bindings = {k: v for k, v in (plan.get("bindings") or {}).items() if isinstance(v, int)}
+    bindings = plan_bindings(plan, f"plan file {args.plan}")
     bindings.update(parse_bindings(args.bind))
+    check_binding_product(bindings, "the plan file's bindings with --bind")
     graph = import_model(str(model), bindings)
-    data = export_plan(plan, graph, args.format, args.mesh)
+    data = export_plan(plan, graph, args.format, args.mesh, args.bucket_mb)
     if plan.get("model_sha256") and plan["model_sha256"] != model_sha256(str(model)):
         data["notes"].insert(0, f"{model} is not the file the plan was made for (its SHA-256 differs)")
         print(f"warning: {model} is not the file the plan was made for (its SHA-256 differs)", file=sys.stderr)
@@ -337,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--precision", choices=list(PRECISION_BYTES), help="bytes of float tensors (default: the ONNX type)")
         sp.add_argument("--optimizer", choices=list(OPTIMIZERS), default=DEFAULT_OPTIMIZER if defaults else None,
                         help=f"optimizer state in memory (default {DEFAULT_OPTIMIZER})")
+        sp.add_argument("--bucket-mb", type=megabytes, metavar="MB",
+                        help=BUCKET_HELP + " (default 25" + ("" if defaults else ", or the plan file's") + ")")
 
     def memory_args(sp):
         sp.add_argument("--interleave", type=positive_int, metavar="V",
@@ -386,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mesh", choices=MESH_MODES, default="cuts",
                     help="mesh dimensions: one per prime cut (default) or one per machine level")
     sp.add_argument("--out", metavar="OUT.json", help="write the export here (default: print it)")
+    sp.add_argument("--bucket-mb", type=megabytes, metavar="MB",
+                    help=BUCKET_HELP + "; written to the export as gradient_bucket_mb (default: the plan's, or 25)")
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("verify", help="run plans on a CPU process group with DTensor; compare with the cost model")
@@ -409,7 +427,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .search.exact import SearchTooLargeError
     from .search.megatron import NotATransformerError
 
-    return (UsageError, ModelImportError, MachineError, PlanError, OptionsError, SearchTooLargeError,
+    return (UsageError, LimitError, ModelImportError, MachineError, PlanError, OptionsError, SearchTooLargeError,
             NotATransformerError, ExportError)
 
 
