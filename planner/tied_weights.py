@@ -27,6 +27,16 @@ def _looks_generated(name: str) -> bool:
     return name.startswith(_GENERATED_PREFIXES) or "." not in name
 
 
+def _has_values(init: onnx.TensorProto) -> bool:
+    """Inline data for every element (a stripped or neutralised weight has none)."""
+    if init.data_location == TensorProto.EXTERNAL or init.external_data:
+        return False
+    if init.raw_data:
+        return True
+    held = {TensorProto.FLOAT: init.float_data, TensorProto.DOUBLE: init.double_data}.get(init.data_type, init.int32_data)
+    return len(held) == int(np.prod(init.dims))
+
+
 def _digest(array: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).digest()
 
@@ -42,12 +52,16 @@ def transposed_copies(graph: onnx.GraphProto) -> list[tuple[str, str]]:
     candidates = []
     for index, init in enumerate(graph.initializer):
         if (len(init.dims) == 2 and init.dims[0] != init.dims[1] and init.data_type in _FLOAT_TYPES
-                and init.data_location != TensorProto.EXTERNAL):
+                and _has_values(init)):
             candidates.append((index, init))
     by_digest: dict[tuple, list] = {}
     arrays = {}
-    for index, init in candidates:
-        array = numpy_helper.to_array(init)
+    for index, init in list(candidates):
+        try:
+            array = numpy_helper.to_array(init)
+        except ValueError:  # data of the wrong length: not a tensor to compare
+            candidates.remove((index, init))
+            continue
         arrays[init.name] = array
         by_digest.setdefault((init.data_type, array.shape, _digest(array)), []).append((index, init.name))
     pairs = []
