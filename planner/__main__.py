@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .onnx_import import ModelImportError, binding_value, import_model
+from .units import format_bytes
 
 
 class UsageError(Exception):
@@ -65,6 +66,10 @@ def cmd_inspect(args) -> int:
     print(f"model        {s['model']}")
     print(f"operators    {s['operators']}")
     print(f"parameters   {s['parameters']:,}")
+    frozen = f" ({s['frozen_parameters']:,} quantised parameters, frozen)" if s["frozen_parameters"] else ""
+    print(f"weights      {format_bytes(s['parameter_bytes'])}{frozen}")
+    for name, shape in s["input_shapes"].items():
+        print(f"input        {name} {'x'.join(map(str, shape)) or 'scalar'}")
     print(f"FLOPs/fwd    {s['flops_forward']:.4g}")
     if s["unbound_dims"]:
         print(f"unbound dims {', '.join(s['unbound_dims'])} (taken as 1 here; bind with --bind NAME=VALUE)")

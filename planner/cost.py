@@ -315,7 +315,7 @@ class CostModel:
     # -- set-up --
     def tensor_itemsize(self, name: str) -> int:
         t = self.graph.tensors[name]
-        if self.precision and t.is_float:
+        if self.precision and t.is_float and not t.frozen:  # a quantised weight keeps its bits
             return PRECISION_BYTES[self.precision]
         return t.itemsize
 

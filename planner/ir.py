@@ -49,18 +49,19 @@ class Tensor:
     name: str
     shape: tuple[int, ...]
     dtype: str  # numpy-style name, e.g. "float32"
-    itemsize: int  # bytes per element
+    itemsize: float  # bytes per element (a fraction for sub-byte types: 0.5 for INT4)
     role: TensorRole
     producer: str | None = None  # operator name, None for inputs/initializers
     requires_grad: bool = False  # float and depends on a parameter
     axis_factors: tuple[tuple[int, ...], ...] = ()  # atomic factorisation of each axis
+    frozen: bool = False  # a quantised weight: a parameter with no gradient (planner.quantised)
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
 
     @property
-    def nbytes(self) -> int:
+    def nbytes(self) -> float:
         return self.numel * self.itemsize
 
     @property
@@ -194,7 +195,7 @@ class OperatorGraph:
         return sum(t.numel for t in self.tensors.values() if t.role is TensorRole.PARAMETER)
 
     @property
-    def parameter_bytes(self) -> int:
+    def parameter_bytes(self) -> float:
         return sum(t.nbytes for t in self.tensors.values() if t.role is TensorRole.PARAMETER)
 
     @property
@@ -219,6 +220,10 @@ class OperatorGraph:
             "operators": len(self.operators),
             "op_types": self.op_type_histogram(),
             "parameters": self.parameter_count,
+            "parameter_bytes": self.parameter_bytes,
+            "frozen_parameters": sum(t.numel for t in self.tensors.values()
+                                     if t.role is TensorRole.PARAMETER and t.frozen),
+            "input_shapes": {n: list(self.tensors[n].shape) for n in self.inputs},
             "flops_forward": self.flops_forward,
             "activation_bytes": self.activation_bytes,
             "unbound_dims": list(self.unbound_dims),

@@ -20,6 +20,7 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from .ir import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, common_refinement, refine_factors
+from .quantised import SUB_BYTE_BITS, quantised_weights
 
 
 MAX_BINDING = 2**40  # a symbolic dimension bound above this is a typo, and overflows int64 FLOPs
@@ -57,7 +58,9 @@ def _dtype_table() -> dict[int, tuple[str, int]]:
             name = "float8"
         if np_dtype.kind == "O" or np_dtype.itemsize == 0:
             continue
-        table[elem_type] = (name if name.startswith(("float", "bfloat")) else np_dtype.name, np_dtype.itemsize)
+        label = name if name.startswith(("float", "bfloat")) else np_dtype.name
+        # sub-byte types (INT4, FLOAT4E2M1, INT2, FP6) take their fraction of a byte (planner.quantised)
+        table[elem_type] = (label, SUB_BYTE_BITS[label] / 8 if label in SUB_BYTE_BITS else np_dtype.itemsize)
     return table
 
 
@@ -563,17 +566,18 @@ class _Builder:
     def build(self) -> OperatorGraph:
         g = self.g
         init_names = set()
+        quantised = quantised_weights(g)
         for init in g.initializer:
             init_names.add(init.name)
             dtype, _ = _dtype(init.data_type)
             # A float initializer is a weight, except a rank-0 one: that is a scalar constant the
             # dynamo exporter lifts out of the code (0.5, sqrt(2), a dropout ratio), never a layer's
             # weight. (A learnable rank-0 scalar, rare, is then missed: one parameter.)
-            is_param = dtype.startswith(("float", "bfloat")) and len(init.dims) > 0
+            is_param = dtype.startswith(("float", "bfloat")) and len(init.dims) > 0 or init.name in quantised
             role = TensorRole.PARAMETER if is_param else TensorRole.CONSTANT
             self.table.shapes[init.name] = tuple(int(x) for x in init.dims)
             self.table.dtypes[init.name] = init.data_type
-            self._add_tensor(init.name, role, None, "(an initializer)")
+            self._add_tensor(init.name, role, None, "(an initializer)").frozen = init.name in quantised
             if not is_param:
                 self.static.add(init.name)
                 value = _inline_value(init)
@@ -609,7 +613,7 @@ class _Builder:
 
     def _mark_requires_grad(self, graph: OperatorGraph) -> None:
         for t in self.tensors.values():
-            t.requires_grad = t.role is TensorRole.PARAMETER
+            t.requires_grad = t.role is TensorRole.PARAMETER and not t.frozen
         for name in graph.topological_order():
             op = self.operators[name]
             if op.kind is OpKind.STATIC:
