@@ -1097,7 +1097,8 @@ class _Builder:
             extra["kind"] = OpKind.COMPUTE  # a split vocabulary is a masked gather + all-reduce
         else:
             extra["fixed"] = {"v"}
-        return dims, [data_axes, idx_axes], [y_axes], math.prod(out_shapes[0]), extra
+        # data movement: priced by the bytes it moves (planner.cost's roofline), no FLOPs
+        return dims, [data_axes, idx_axes], [y_axes], 0, extra
 
     def _op_GatherElements(self, node, ins, in_shapes, out_shapes, attrs):
         data, idx = in_shapes
@@ -1110,9 +1111,8 @@ class _Builder:
         if not (len(y) == len(idx) == len(upd)):
             raise _NodeError("data, indices and updates must have the same rank")
         dims, y_axes, u_axes, fixed = _axiswise(y, idx, attrs.get("axis", 0) % len(y), "u")
-        reduction = attrs.get("reduction", b"none")
-        flops = 0 if reduction in (b"none", "none") else math.prod(upd)
-        return dims, [y_axes, u_axes, u_axes], [y_axes], flops, {"fixed": fixed}
+        # data movement (a reduction's adds included) is priced by bytes moved, not FLOPs
+        return dims, [y_axes, u_axes, u_axes], [y_axes], 0, {"fixed": fixed}
 
     def _op_ScatterND(self, node, ins, in_shapes, out_shapes, attrs):
         y, idx, upd = out_shapes[0], in_shapes[1], in_shapes[2]
