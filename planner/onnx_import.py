@@ -20,7 +20,9 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from .ir import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, common_refinement, refine_factors
+from .batch_trace import split_batch_dims
 from .quantised import SUB_BYTE_BITS, quantised_weights
+from .rebatch import STATIC_SYMBOL, RebatchError, import_rebatched, locate_batch
 
 
 MAX_BINDING = 2**40  # a symbolic dimension bound above this is a typo, and overflows int64 FLOPs
@@ -236,6 +238,11 @@ def import_model(
             raise ModelImportError(f"binding {key}={value!r} must be a positive integer (at most {MAX_BINDING:,}), "
                                    f"e.g. {key}=32")
     known = symbolic_dims(model)
+    if STATIC_SYMBOL in bindings and STATIC_SYMBOL not in known:  # --batch N on a static export
+        try:
+            return import_rebatched(model, bindings, name, import_model)
+        except RebatchError as exc:
+            raise ModelImportError(str(exc)) from None
     unknown_keys = [k for k in bindings if k not in known]
     if unknown_keys:
         hint = ", ".join(known) if known else "none: every input dimension is fixed"
@@ -259,7 +266,8 @@ def import_model(
         ) from None
     graph.unbound_dims = unbound
     graph.bindings = dict(bindings)
-    graph.batch_symbol = batch_symbol(model)
+    locate_batch(model, graph)  # planner.rebatch: the batch's symbol and its axis in each input
+    split_batch_dims(graph)
     graph.reimport = lambda new_bindings: import_model(model, new_bindings, name)
     return graph
 
