@@ -57,7 +57,21 @@ def _write_json(path: str | None, data: dict) -> None:
 def _load(args) -> "OperatorGraph":  # noqa: F821
     if not Path(args.model).is_file():
         raise UsageError(f"model file not found: {args.model}")
-    return import_model(args.model, parse_bindings(args.bind))
+    return import_model(args.model, _bindings(args.model, args))
+
+
+def _bindings(model, args, batch_only: bool = False) -> dict[str, int]:
+    """``--bind`` values with ``--batch N`` under the model's batch symbol (planner.rebatch)."""
+    from .onnx_import import load_model_proto
+    from .rebatch import RebatchError, batch_binding
+
+    bindings = {} if batch_only else parse_bindings(args.bind)
+    if getattr(args, "batch", None) is None:
+        return bindings
+    try:
+        return batch_binding(load_model_proto(model), bindings, args.batch)
+    except RebatchError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_inspect(args) -> int:
@@ -167,7 +181,7 @@ def cmd_plan(args) -> int:
     graph = _load(args)
     result = plan_model(graph, _machine(args.machine), _options(args))
     _print_result(result, Path(args.model).name)
-    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), parse_bindings(args.bind)))
+    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), _bindings(args.model, args)))
     return 0
 
 
@@ -202,11 +216,13 @@ def cmd_evaluate(args) -> int:
         setattr(args, key, recorded.get(key) or getattr(args, key, None))
     if not args.bind and isinstance(data.get("bindings"), dict):
         args.bind = [f"{k}={v}" for k, v in data["bindings"].items()]
+        if args.batch is not None:  # --batch replaces the plan file's batch
+            args.bind = [b for b in args.bind if b.partition("=")[0] not in _bindings(args.model, args, batch_only=True)]
     graph = _load(args)
     result = evaluate_plan(graph, _machine(args.machine), data, _options(args))
     result.notes.extend(notes)
     _print_result(result, Path(args.model).name)
-    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), parse_bindings(args.bind)))
+    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), _bindings(args.model, args)))
     return 0
 
 
@@ -222,15 +238,21 @@ def _evaluate_hand_made(args) -> int:
     for key, value in _EVALUATE_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.batch is not None:
+        raise UsageError("--batch does not apply to a hand-made configuration: its batch is --global-batch "
+                         "(and --micro-batch-size); drop --batch")
     graph = _load(args)
-    if graph.batch_symbol and graph.batch_symbol not in parse_bindings(args.bind):
+    from .rebatch import STATIC_SYMBOL
+
+    symbol = graph.batch_symbol or (STATIC_SYMBOL if graph.batch_axes else None)  # a static export: re-batched
+    if symbol and symbol not in parse_bindings(args.bind):
         # the batch dimension is bound by the configuration; only the others need --bind
-        graph = import_model(args.model, {**parse_bindings(args.bind), graph.batch_symbol: args.micro_batch_size})
+        graph = import_model(args.model, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
     result = evaluate_configuration(graph, _machine(args.machine), args.tp, args.pp, args.dp, args.micro_batch_size,
                                     args.global_batch, _options(args, algorithm="megatron"))
     _print_result(result, Path(args.model).name)
     # the file records the whole batch, so that evaluate --plan prices the same iteration
-    bindings = {**parse_bindings(args.bind), **result.graph.bindings, graph.batch_symbol: args.global_batch}
+    bindings = {**parse_bindings(args.bind), **result.graph.bindings, graph.batch_symbol or symbol: args.global_batch}
     _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), bindings))
     return 0
 
@@ -264,7 +286,10 @@ def cmd_export(args) -> int:
             raise UsageError(f"the plan names model {plan.get('model')!r}, which is not found (as given, next to "
                              "the plan, or in sample_models/): give it with --model MODEL.onnx")
     bindings = {k: v for k, v in (plan.get("bindings") or {}).items() if isinstance(v, int)}
-    bindings.update(parse_bindings(args.bind))
+    given = _bindings(str(model), args)
+    if args.batch is not None:  # --batch replaces the plan's batch, whatever the symbol was named there
+        bindings = {k: v for k, v in bindings.items() if k not in given}
+    bindings.update(given)
     graph = import_model(str(model), bindings)
     data = export_plan(plan, graph, args.format, args.mesh)
     if plan.get("model_sha256") and plan["model_sha256"] != model_sha256(str(model)):
@@ -318,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--bind", action="append", metavar="NAME=VALUE",
                         help="bind a symbolic input dimension, e.g. --bind batch=32 (repeatable)")
         sp.add_argument("--json", metavar="OUT.json", help="also write the result as JSON")
+        batch_arg(sp)
+
+    def batch_arg(sp):
+        sp.add_argument("--batch", type=positive_int, metavar="N",
+                        help="the batch size: binds the symbolic batch dimension, or re-binds the traced batch "
+                             "axis of a static export (shapes re-inferred)")
 
     sp = sub.add_parser("inspect", help="operator count, op types, parameters, FLOPs")
     model_args(sp)
@@ -386,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("plan", metavar="PLAN.json", help="a plan written by plan --json")
     sp.add_argument("--format", choices=FORMATS, required=True, help="dtensor, jax or mindspore")
     sp.add_argument("--model", metavar="MODEL.onnx", help="the model (default: the file the plan names)")
+    batch_arg(sp)
     sp.add_argument("--bind", action="append", metavar="NAME=VALUE",
                     help="bind a symbolic dimension (default: the plan's bindings)")
     sp.add_argument("--mesh", choices=MESH_MODES, default="cuts",

@@ -38,7 +38,8 @@ from .cost import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, CostModel, OptionsErr
 from .ir import OperatorGraph, OpKind, TensorRole
 from .machine import Machine, MachineError, load_preset, preset_paths
 from .memory import OPTIMIZERS
-from .onnx_import import ModelImportError, binding_value, import_model, load_model_proto, model_sha256, symbolic_dims
+from .onnx_import import ModelImportError, binding_value, import_model, load_model_proto, model_sha256
+from .rebatch import planning_dims
 from .report import op_cuts, op_splits, plan_to_json
 from .search.pipeline import split_machine, stage_counts
 from .units import format_bytes, format_seconds
@@ -287,7 +288,7 @@ class PlanCache:
     # -- models --
     def symbolic_dims(self, source: ModelSource, data: bytes | None = None) -> list[str]:
         def compute():
-            return symbolic_dims(load_model_proto(source.path if data is None else data))
+            return planning_dims(load_model_proto(source.path if data is None else data))  # + a static batch
         return list(self._memo(self._dims, ("dims", source.sha256), compute))
 
     def graph(self, source: ModelSource, bindings: dict[str, int], data: bytes | None = None) -> OperatorGraph:

@@ -200,3 +200,19 @@ def import_rebatched(model: onnx.ModelProto, bindings: dict[str, int], name: str
     if batch != old:
         graph.warnings.append(f"static export re-batched: input {first} axis {axis} ({old} in the file) bound to {batch}")
     return graph
+
+
+def planning_dims(model: onnx.ModelProto) -> list[str]:
+    """The dimensions a user binds to plan ``model``: its symbolic input dims, and for a static
+    export whose batch axis traces, the pseudo-dimension :data:`STATIC_SYMBOL` (the app's batch
+    field; binding it re-batches the export)."""
+    from .onnx_import import ModelImportError, import_model, symbolic_dims  # the importer uses this module
+
+    dims = symbolic_dims(model)
+    if find_batch_symbol(model) is not None or STATIC_SYMBOL in dims or not data_inputs(model):
+        return dims
+    try:
+        graph = import_model(model, {k: 1 for k in dims})
+    except ModelImportError:
+        return dims  # the import error is reported when the model is planned
+    return dims + [STATIC_SYMBOL] if graph.batch_axes else dims

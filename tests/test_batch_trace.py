@@ -142,3 +142,15 @@ def test_mha_static_export_batch_axis_is_traced(mha, batch_first):
     assert g.batch_axes == {"x": 0 if batch_first else 1}
     batch = g.batch_dims()
     assert all(batch[op] is not None for op in g.planned_operators() if is_data_dependent(g, op))
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_mha_static_export_rebatched_equals_the_dynamic_export(mha, batch_first, capsys):
+    static = import_model(mha[(batch_first, "static")], {"batch": 16})
+    dynamic = import_model(mha[(batch_first, "legacy")], {"batch": 16, "seq": S})
+    assert static.tensors["x"].shape == dynamic.tensors["x"].shape == ((16, S, E) if batch_first else (S, 16, E))
+    assert static.flops_forward == dynamic.flops_forward
+    assert static.parameter_count == dynamic.parameter_count == 4 * E * E + 4 * E + E * E + E
+    code, out, err = models.run_cli(["inspect", str(mha[(batch_first, "static")]), "--batch", "16"], capsys)
+    assert code == 0, err
+    assert f"input        x {'16x6x32' if batch_first else '6x16x32'}" in out
