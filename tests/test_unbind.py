@@ -17,7 +17,7 @@ import pytest
 
 import models  # tests/models.py
 
-DIM, HEADS = 96, 4
+DIM, HEADS = 96, 8  # 8 heads: Megatron needs the tensor size (8 GPUs) to divide them
 MACHINE = "machines/dgx_a100_64nodes.yaml"
 
 
