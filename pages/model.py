@@ -4,6 +4,7 @@ import streamlit as st
 
 import app
 from planner import explorer as ex
+from planner.safe_markdown import md_code, md_text
 from planner.onnx_import import ModelImportError
 
 ctx: ex.Context = app.page_context()
@@ -59,9 +60,9 @@ with right:
                           "`python -m planner strip-weights model.onnx small.onnx` first.")
 
 if ss.get("upload_error") and ss.get("mp_upload") is not None:
-    st.error(ss.upload_error + " — the model in use is unchanged.")
+    st.error(md_text(ss.upload_error) + " — the model in use is unchanged.")
 
-st.markdown(f"**In use:** `{ctx.source.label}` ({'sample' if ctx.source.kind == 'sample' else 'uploaded'}), "
+st.markdown(f"**In use:** {md_code(ctx.source.label)} ({'sample' if ctx.source.kind == 'sample' else 'uploaded'}), "
             f"sha256 `{ctx.source.short_sha}…`")
 
 if ctx.dims:
@@ -69,11 +70,11 @@ if ctx.dims:
     for i, dim in enumerate(ctx.dims):
         key = f"mp_bind_{dim}"
         ss[key] = ctx.bindings[dim]
-        cols[i].number_input(f"bind {dim}", min_value=1, step=1, key=key, on_change=_sync_binding, args=(dim, key),
+        cols[i].number_input(f"bind {md_text(dim)}", min_value=1, step=1, key=key, on_change=_sync_binding, args=(dim, key),
                              help="value of the symbolic input dimension (batch: the global batch)")
 
 if ctx.model_error:
-    st.error(f"{ctx.model_error}")
+    st.error(md_text(ctx.model_error))
     st.stop()
 
 g = ctx.graph
@@ -88,11 +89,11 @@ c[4].metric("Repeated layers", f"{layers.count}" if layers.count >= 2 else "none
 
 if g.unsupported_op_types:
     st.warning("Unsupported operator types (planned as replicated, costs approximate): "
-               + ", ".join(g.unsupported_op_types))
+               + md_text(", ".join(g.unsupported_op_types)))
 if g.warnings:
     with st.expander(f"{len(g.warnings)} import warning(s)"):
         for w in g.warnings:
-            st.write("- " + w)
+            st.markdown("- " + md_text(w))
 
 # ---- operator table ----
 st.subheader("Operators")
@@ -105,7 +106,7 @@ text = f3.text_input("Name contains", key="mp_text")
 layer_range = None
 if layers.count >= 2:
     lo, hi = layers.indices[0], layers.indices[-1]
-    layer_range = f4.slider(f"Layers ({layers.family}N)", lo, hi, (lo, hi), key="mp_layers")
+    layer_range = f4.slider(f"Layers ({md_text(layers.family)}N)", lo, hi, (lo, hi), key="mp_layers")
 shown = ex.filter_table(table, types, kinds, text, layer_range)
 st.caption(f"{len(shown):,} of {len(table):,} operators (shape arithmetic hidden)")
 st.dataframe(shown, hide_index=True, height=320, column_config={

@@ -40,6 +40,7 @@ from .machine import Machine, MachineError, load_preset, preset_paths
 from .memory import OPTIMIZERS
 from .onnx_import import ModelImportError, binding_value, import_model, load_model_proto, model_sha256, symbolic_dims
 from .report import op_cuts, op_splits, plan_to_json
+from .safe_markdown import md_code, md_fence, md_text, plain
 from .search.pipeline import split_machine, stage_counts
 from .units import format_bytes, format_seconds
 
@@ -1131,7 +1132,9 @@ def headline(result: PlanResult) -> dict:
     }
 
 
-def explanation(result: PlanResult, model_label: str) -> str:
+def explanation(result: PlanResult, model_label: str, markdown: bool = True) -> str:
+    """The Overview's paragraph (Markdown; with ``markdown=False`` the names are left unescaped)."""
+    esc = md_text if markdown else plain
     h = headline(result)
     s = result.cost.seconds()
     total = s["total"] or 1.0
@@ -1156,10 +1159,10 @@ def explanation(result: PlanResult, model_label: str) -> str:
              "operators whose layouts differ")
     time_text = f"**{h['iteration']}** is the predicted time of {mode}: {split}. "
     if result.pipelined:
-        time_text = pipeline_explanation(result, split)
+        time_text = pipeline_explanation(result, split, esc)
     return (
-        f"The planner chose, for every operator of **{model_label}**, how to split it across the "
-        f"**{h['devices']:,} devices** of {result.machine.name} with **{result.plan.algorithm}** in {h['search']}, "
+        f"The planner chose, for every operator of **{esc(model_label)}**, how to split it across the "
+        f"**{h['devices']:,} devices** of {esc(result.machine.name)} with **{result.plan.algorithm}** in {h['search']}, "
         "without running anything: "
         f"each choice is scored by a symbolic BSP cost model of the machine. {time_text}"
         f"Pure data parallelism (every device holds the whole model and takes a slice of the batch) would take "
@@ -1175,14 +1178,14 @@ def explanation(result: PlanResult, model_label: str) -> str:
     )
 
 
-def pipeline_explanation(result: PlanResult, operator_split: str) -> str:
+def pipeline_explanation(result: PlanResult, operator_split: str, esc: Callable = md_text) -> str:
     """The explanation's sentences on the time of a plan with stages or micro-batches."""
     sched = result.schedule
     slowest = max(range(sched.stages), key=lambda i: sched.stage_seconds[i])
     t = sched.stage_seconds[slowest]
     size = f" of {sched.micro_batch_size}" if sched.micro_batch_size else ""
     if sched.stages > 1:
-        levels = ", ".join(dict.fromkeys(sched.boundary_levels)) or "no"
+        levels = esc(", ".join(dict.fromkeys(sched.boundary_levels))) or "no"
         shape = (f"The model is cut into **{sched.stages} pipeline stages** (consecutive layers, each on "
                  f"{result.split.stage_machine.num_devices:,} devices; activations and their gradients are sent "
                  f"between stages over the {levels} level) and the batch into **{sched.micro_batches} micro-batches**"
@@ -1916,7 +1919,7 @@ def reproduce_command(result: PlanResult, meta: ReportMeta) -> str:
 
 def _md_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
     cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    lines = ["| " + " | ".join(md_text(c) for c in cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
     for row in frame.itertuples(index=False):
         cells = []
         for v in row:
@@ -1925,7 +1928,7 @@ def _md_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
             elif v is None or v is pd.NA:
                 cells.append("")
             else:
-                cells.append(str(v).replace("|", "\\|"))
+                cells.append(md_text(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -1959,17 +1962,17 @@ def report_tables(result: PlanResult) -> dict[str, pd.DataFrame]:
 
 def report_markdown(result: PlanResult, meta: ReportMeta) -> str:
     t = report_tables(result)
-    out = [f"# Parallel plan: {meta.model.label} on {result.machine.name}", ""]
-    out += [f"- **{k}**: `{v}`" for k, v in report_stamp(result, meta)]
+    out = [f"# Parallel plan: {md_text(meta.model.label)} on {md_text(result.machine.name)}", ""]
+    out += [f"- **{k}**: {md_code(v)}" for k, v in report_stamp(result, meta)]
     out += ["", "## Headline", "", _md_table(t["summary"]), "", explanation(result, meta.model.label), "",
             *(["## Pipeline stages", "", _md_table(t["stages"]), ""] if "stages" in t else []),
             "## Communication per machine level", "", _md_table(t["levels"]), "",
             "## Memory per device", "", _md_table(t["memory"]), "",
-            "## Machine (YAML, SI units)", "", "```yaml", result.machine.to_yaml().rstrip(), "```", "",
+            "## Machine (YAML, SI units)", "", md_fence(result.machine.to_yaml().rstrip(), "yaml"), "",
             f"## Compute operators ({len(t['operators'])}; the JSON lists every planned operator)", "",
             _md_table(t["operators"]), ""]
     if result.notes:
-        out += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
+        out += ["## Notes", ""] + [f"- {md_text(n)}" for n in result.notes] + [""]
     return "\n".join(out)
 
 
@@ -1991,7 +1994,7 @@ def report_html(result: PlanResult, meta: ReportMeta) -> str:
         f"<h1>Parallel plan: {html.escape(meta.model.label)} on {html.escape(result.machine.name)}</h1>",
         f"<table>{stamp}</table>",
         "<h2>Headline</h2>", t["summary"].to_html(index=False, escape=True),
-        f"<p>{html.escape(explanation(result, meta.model.label)).replace('**', '')}</p>",
+        f"<p>{html.escape(explanation(result, meta.model.label, markdown=False)).replace('**', '')}</p>",
         *(["<h2>Pipeline stages</h2>", t["stages"].to_html(index=False, float_format="%.4g")] if "stages" in t else []),
         "<h2>Communication per machine level</h2>", t["levels"].to_html(index=False, float_format="%.4g"),
         "<h2>Memory per device</h2>", t["memory"].to_html(index=False, float_format="%.4g"),
