@@ -40,6 +40,7 @@ from .machine import Machine, MachineError, load_preset, preset_paths
 from .memory import OPTIMIZERS
 from .onnx_import import ModelImportError, binding_value, import_model, load_model_proto, model_sha256, symbolic_dims
 from .report import op_cuts, op_splits, plan_to_json
+from .cache_budget import deep_size
 from .safe_markdown import md_code, md_fence, md_text, plain
 from .search.pipeline import split_machine, stage_counts
 from .units import format_bytes, format_seconds
@@ -220,10 +221,11 @@ class _LRU:
             return self.items[key][0]
         return None
 
-    def put(self, key, value) -> None:
+    def put(self, key, value, weight: float | None = None) -> None:
+        """Store ``value``; ``weight`` when already measured (outside the caller's lock)."""
         if key in self.items:
             self.total -= self.items.pop(key)[1]
-        w = float(self.weight(value)) if self.weight else 0.0
+        w = float(weight) if weight is not None else float(self.weight(value)) if self.weight else 0.0
         self.items[key] = (value, w)
         self.total += w
         while len(self.items) > 1 and (len(self.items) > self.size or self.total > self.max_weight):
@@ -234,6 +236,11 @@ class _LRU:
         return len(self.items)
 
 
+#: The byte budget of each table of the explorer's :class:`PlanCache` (one per server process).
+CACHE_BYTES = {"graphs": 64 * 2**20, "cost_models": 32 * 2**20, "results": 128 * 2**20, "sweeps": 16 * 2**20,
+               "dims": 2**20}
+
+
 class PlanCache:
     """Graphs, cost models and plan results by explicit keys (sha256, bindings, machine, options).
 
@@ -241,15 +248,17 @@ class PlanCache:
     sessions asking for the same plan wait for one computation instead of doing it twice.
     """
 
-    def __init__(self, graphs: int = 6, cost_models: int = 16, results: int = 128, sweeps: int = 16,
-                 result_operators: int = 60_000):
-        # A result keeps its cost model alive (about 22 MB for GPT-3's 3,366 operators, 7 MB for
-        # BERT-large's), so results are also bounded by their total number of planned operators.
-        self._graphs = _LRU(graphs)
-        self._dims = _LRU(64)
-        self._cms = _LRU(cost_models)
-        self._results = _LRU(results, weight=lambda r: len(r.cost_model.planned), max_weight=result_operators)
-        self._sweeps = _LRU(sweeps)
+    def __init__(self, graph_bytes: int = CACHE_BYTES["graphs"], cost_model_bytes: int = CACHE_BYTES["cost_models"],
+                 result_bytes: int = CACHE_BYTES["results"], sweep_bytes: int = CACHE_BYTES["sweeps"],
+                 dims_bytes: int = CACHE_BYTES["dims"]):
+        # Each table is bounded by the bytes its entries keep alive (planner.cache_budget.deep_size,
+        # measured once when an entry is stored), not by their number: one GPT-3 result keeps
+        # tens of MB, one MLP's a hundred KB. The newest entry always stays.
+        self._graphs = _LRU(math.inf, weight=deep_size, max_weight=graph_bytes)
+        self._dims = _LRU(math.inf, weight=deep_size, max_weight=dims_bytes)
+        self._cms = _LRU(math.inf, weight=deep_size, max_weight=cost_model_bytes)
+        self._results = _LRU(math.inf, weight=deep_size, max_weight=result_bytes)
+        self._sweeps = _LRU(math.inf, weight=deep_size, max_weight=sweep_bytes)
         self._lock = threading.Lock()
         self._key_locks: dict = {}
         self.stats = {"graph_hits": 0, "graph_misses": 0, "result_hits": 0, "result_misses": 0}
@@ -276,9 +285,17 @@ class PlanCache:
             if stat:
                 self.stats[stat + "_misses"] += 1
             value = compute()
+            weight = table.weight(value) if table.weight else None  # a walk of the value: not under the lock
             with self._lock:
-                table.put(key, value)
+                table.put(key, value, weight)
             return value
+
+    def bytes_held(self) -> dict[str, int]:
+        """The bytes each table holds, as measured when its entries were stored."""
+        with self._lock:
+            return {name: int(t.total) for name, t in (("graphs", self._graphs), ("dims", self._dims),
+                                                       ("cost_models", self._cms), ("results", self._results),
+                                                       ("sweeps", self._sweeps))}
 
     def has_result(self, source: ModelSource, bindings, machine: Machine, options: PlanOptions) -> bool:
         key = self._result_key(source, bindings, machine, options)

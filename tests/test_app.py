@@ -405,7 +405,7 @@ def test_reports_are_stamped():
 
 
 def test_plan_cache_hits_and_bounds():
-    c = ex.PlanCache(result_operators=10)  # mlp has 6 planned operators: one result at a time
+    c = ex.PlanCache(result_bytes=1)  # one result at a time (the newest always stays)
     src = ex.sample_source("mlp")
     g = c.graph(src, {"batch": 8})
     assert c.graph(src, {"batch": 8}) is g and c.stats["graph_hits"] == 1
