@@ -15,6 +15,8 @@ then builds the navigation and the context itself, so every page works however i
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 from streamlit import config as st_config
 
@@ -25,12 +27,18 @@ from planner.cost import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError
 from planner.machine import Machine, MachineError, load_preset
 from planner.memory import OPTIMIZERS
 from planner.onnx_import import ModelImportError
+from planner.plan_pool import PlanPool
 from planner.safe_markdown import md_code, md_text
 
 @st.cache_resource(show_spinner=False)
 def plan_cache() -> ex.PlanCache:
-    """One cache per server process, shared by every session (results are read-only)."""
-    return ex.PlanCache()
+    """One cache per server process, shared by every session (results are read-only), with the
+    pool of planning processes (one per core; planner/plan_pool.py). Under AppTest, or with
+    PLANNER_APP_POOL=0, plans are made on the script thread."""
+    cache = ex.PlanCache()
+    if not st_config.get_option("global.appTest") and os.environ.get("PLANNER_APP_POOL", "1") != "0":
+        cache.pool = PlanPool()
+    return cache
 
 
 def _init_state() -> None:

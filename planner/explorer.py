@@ -259,6 +259,8 @@ class PlanCache:
         self._cms = _LRU(math.inf, weight=deep_size, max_weight=cost_model_bytes)
         self._results = _LRU(math.inf, weight=deep_size, max_weight=result_bytes)
         self._sweeps = _LRU(math.inf, weight=deep_size, max_weight=sweep_bytes)
+        self._models = _LRU(math.inf, weight=len, max_weight=graph_bytes)  # uploads' weight-free bytes, for the pool
+        self.pool = None  # a planner.plan_pool.PlanPool: plans are made in its worker processes
         self._lock = threading.Lock()
         self._key_locks: dict = {}
         self.stats = {"graph_hits": 0, "graph_misses": 0, "result_hits": 0, "result_misses": 0}
@@ -315,6 +317,9 @@ class PlanCache:
             src = source.path if data is None else data
             if src is None:
                 raise ModelImportError(f"the bytes of {source.label} are no longer available: upload it again")
+            if data is not None:
+                with self._lock:
+                    self._models.put(source.sha256, data)
             return import_model(src, dict(bindings), name=source.label)
         return self._memo(self._graphs, key, compute, "graph")
 
@@ -330,26 +335,33 @@ class PlanCache:
         return ("result", source.sha256, bindings_key(bindings), machine_key(machine), options_key(options))
 
     def result(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine, options: PlanOptions,
-               progress: Progress = None) -> PlanResult:
+               progress: Progress = None, hints: list[dict] | None = None) -> PlanResult:
         """The plan of one algorithm (raises the planner's ValueError subclasses unchanged).
 
         Through the configuration search when :func:`searches_configurations`; otherwise the one
         configuration the options fix is planned here. Either way drec+ also starts from the plans
-        of what-if variants of the machine (:meth:`_hints`).
+        of what-if variants of the machine (:meth:`_hints`, or ``hints`` when given). With a
+        :attr:`pool`, the plan is made in one of its worker processes.
         """
         key = self._result_key(source, bindings, machine, options)
 
         def compute():
+            start = self._hints(key, machine) if hints is None else hints
+            if self.pool is not None:
+                with self._lock:
+                    data = None if source.path else self._models.get(source.sha256)
+                if source.path or data is not None:
+                    return self.pool.plan(source, data, bindings, graph, machine, options, start)
             if searches_configurations(options):
                 if options.algorithm == "exact":  # the search runs it unguarded, on one stage machine
                     stage_machine = split_machine(machine, options.pipeline_stages or 1).stage_machine
                     require_exact_feasible(self.cost_model(source, bindings, graph, stage_machine, options))
-                return plan_configurations(graph, machine, options, progress, hints=self._hints(key, machine))
+                return plan_configurations(graph, machine, options, progress, hints=start)
             cm = self.cost_model(source, bindings, graph, machine, options)
             if options.algorithm == "exact":
                 plan = plan_exact_guarded(cm)
             else:
-                plan = search(cm, options.algorithm, progress, hints=self._hints(key, machine))
+                plan = search(cm, options.algorithm, progress, hints=start)
             return result_for(cm, plan, options)
         return self._memo(self._results, key, compute, "result")
 
