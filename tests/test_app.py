@@ -331,12 +331,14 @@ def test_upload_a_plan_json_and_compare():
 
 
 def test_what_if_and_sweep():
-    at = run_app(model="bert_large", bind="batch:32,seq:512", machine="dgx_a100_64nodes")
+    """One small AppTest of the Compare page: a what-if slider re-plans, the sweep button sweeps
+    (the logic is tested directly below, without the app)."""
+    at = run_app(model="mlp", bind="batch:64", machine="dgx_a100", algorithm="drec")
     goto(at, "compare")
     assert_clean(at)
     before = metric(at, "Predicted iteration time")
     ver = at.session_state["machine_version"]
-    at.select_slider(key=f"wi_bw_1_{ver}").set_value(25.0).run()
+    at.select_slider(key=f"wi_bw_0_{ver}").set_value(1.0).run()
     assert_clean(at)
     assert metric(at, "Predicted iteration time") != before
     at.button(key="wi_sweep").click().run()
@@ -344,6 +346,47 @@ def test_what_if_and_sweep():
     sweep = at.dataframe[-1].value
     assert list(sweep["devices"]) == list(ex.SWEEP_DEVICE_COUNTS)
     assert sweep["iteration (ms)"].notna().all()
+
+
+def test_what_if_machine_changes_only_what_the_sliders_say():
+    m = load_preset("dgx_a100_64nodes")
+    w = ex.what_if_machine(m, {0: ex.gbps(m.levels[0].bandwidth_Bps), 1: 25.0}, {0: 3.0}, outer_arity=16)
+    assert w.levels[1].bandwidth_Bps == 25e9 and w.levels[0].bandwidth_Bps == m.levels[0].bandwidth_Bps
+    assert w.levels[0].latency_s == pytest.approx(3e-6) and w.levels[1].latency_s == m.levels[1].latency_s
+    assert w.levels[0].arity == 16 and w.num_devices == 16 * m.num_devices // m.levels[0].arity
+    assert ex.what_if_machine(m, {}, {}) == m
+
+
+def test_what_if_communication_scales_with_the_bandwidth():
+    """Without latency, a plan's communication time is bytes over bandwidth: halving every link's
+    bandwidth doubles it (the same data-parallel plan: its gradient all-reduce), compute unchanged."""
+    c = ex.PlanCache()
+    src, bindings = ex.sample_source("mlp"), {"batch": 64}
+    g = c.graph(src, bindings)
+    m = load_preset("dgx_a100")
+    fast = ex.what_if_machine(m, {0: 200.0}, {0: 0.0})
+    slow = ex.what_if_machine(m, {0: 100.0}, {0: 0.0})
+    opts = ex.PlanOptions(algorithm="data_parallel")
+    a, b = (c.result(src, bindings, g, x, opts).cost.seconds() for x in (fast, slow))
+    assert a["communication"] > 0
+    assert b["communication"] == pytest.approx(2 * a["communication"], rel=1e-9)
+    assert b["compute"] == pytest.approx(a["compute"], rel=1e-12)
+
+
+def test_device_sweep_plans_each_count_by_the_outermost_level():
+    c = ex.PlanCache()
+    src, bindings = ex.sample_source("mlp"), {"batch": 64}
+    g = c.graph(src, bindings)
+    m = load_preset("dgx_a100_64nodes")  # 64 nodes x 8 GPUs
+    opts = ex.PlanOptions(algorithm="data_parallel")
+    sweep = c.sweep(src, bindings, g, m, opts, counts=(8, 16, 64))
+    assert list(sweep["devices"]) == [8, 16, 64]
+    assert sweep["iteration (ms)"].notna().all()
+    for n, ms in zip(sweep["devices"], sweep["iteration (ms)"]):
+        machine = ex.machine_with_devices(m, n)
+        assert machine.num_devices == n
+        assert ms == pytest.approx(c.result(src, bindings, g, machine, opts).total_seconds * 1e3)
+    assert c.cached_sweep(src, bindings, m, opts, (8, 16, 64)) is sweep
 
 
 # ---- helpers of planner/explorer.py -------------------------------------------------------
