@@ -29,6 +29,7 @@ from planner.memory import OPTIMIZERS
 from planner.onnx_import import ModelImportError
 from planner.plan_pool import PlanPool
 from planner.safe_markdown import md_code, md_text
+from planner.urlparams import unknown_bindings_message
 
 @st.cache_resource(show_spinner=False)
 def plan_cache() -> ex.PlanCache:
@@ -54,6 +55,7 @@ def _init_state() -> None:
         ss.source = ex.sample_source(ex.DEFAULT_SAMPLE)
     ss.upload_bytes = None
     ss.bindings = dict(url.bindings)
+    ss.url_link_bindings = dict(url.bindings) if "bind" in st.query_params else None
     try:
         if url.machine is not None:
             ss.machine, ss.machine_label = Machine.from_dict(url.machine), "custom"
@@ -121,6 +123,9 @@ def _sidebar(cache: ex.PlanCache) -> tuple[list[str], str | None]:
         dims = cache.symbolic_dims(source, ss.upload_bytes)
     except ModelImportError as exc:
         model_error = str(exc)
+    link_bindings = ss.pop("url_link_bindings", None)
+    if link_bindings and dims and (unknown := unknown_bindings_message(link_bindings, dims)):
+        ss.url_problems = [*ss.get("url_problems", []), unknown]
     ss.bindings = ex.bindings_for(dims, ss.bindings)
     sb.markdown(f"**Model** {md_code(source.label)}" + (" (uploaded)" if source.kind == "upload" else ""),
                 help=f"sha256 {source.sha256}")

@@ -90,7 +90,7 @@ c[3].number_input("Compute efficiency", value=float(d.compute_efficiency), step=
                   key=f"mc_dev_eff_{ver}", on_change=_edit_device, args=(ver,),
                   help="fraction of peak that large kernels reach, in (0, 1]")
 if errors.get("device"):
-    st.error(errors["device"])
+    st.error(md_text(errors["device"]))
 
 # ---- levels ----
 st.subheader("Levels (outermost first)")
@@ -107,7 +107,7 @@ st.data_editor(
     },
 )
 if errors.get("levels"):
-    st.error(errors["levels"])
+    st.error(md_text(errors["levels"]))
 
 m1, m2, m3 = st.columns(3)
 m1.metric("Devices", f"{machine.num_devices:,}")

@@ -64,8 +64,8 @@ if sched.stages == 1:
                if sched.micro_batches > 1 else ".")
             + " Set the pipeline stages in the sidebar to see a pipelined plan.")
 else:
-    st.caption(f"{sched.stages} stages of {r.split.stage_machine.summary()}; stage boundaries cross the "
-               f"{', '.join(dict.fromkeys(sched.boundary_levels))} level"
+    st.caption(f"{sched.stages} stages of {md_text(r.split.stage_machine.summary())}; stage boundaries cross the "
+               f"{md_text(', '.join(dict.fromkeys(sched.boundary_levels)))} level"
                + (f"; with {sched.interleave} chunks per device a device holds several runs of layers"
                   if sched.interleave > 1 else ""))
     st.markdown("**The stage of each layer**")

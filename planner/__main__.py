@@ -10,7 +10,9 @@ import json
 import sys
 from pathlib import Path
 
+from .limits import LimitError, check_binding_product, require_regular_file
 from .onnx_import import ModelImportError, binding_value, import_model
+from .planfile import plan_bindings, read_plan_file
 
 
 class UsageError(Exception):
@@ -31,7 +33,15 @@ def parse_bindings(items: list[str] | None) -> dict[str, int]:
         if name.strip() in out:
             raise UsageError(f"--bind {name.strip()} is given twice; give each dimension once")
         out[name.strip()] = number
+    check_binding_product(out, "--bind")
     return out
+
+
+def _bindings(args) -> dict[str, int]:
+    """The --bind values, else the plan file's bindings (already checked, and named as the file's)."""
+    if args.bind or getattr(args, "plan_bindings", None) is None:
+        return parse_bindings(args.bind)
+    return dict(args.plan_bindings)
 
 
 def positive_int(text: str) -> int:
@@ -54,9 +64,8 @@ def _write_json(path: str | None, data: dict) -> None:
 
 
 def _load(args) -> "OperatorGraph":  # noqa: F821
-    if not Path(args.model).is_file():
-        raise UsageError(f"model file not found: {args.model}")
-    return import_model(args.model, parse_bindings(args.bind))
+    require_regular_file(args.model, "model file")
+    return import_model(args.model, _bindings(args))
 
 
 def cmd_inspect(args) -> int:
@@ -79,6 +88,7 @@ def cmd_strip_weights(args) -> int:
     from .onnx_import import load_model_proto
     from .strip_weights import strip_weights
 
+    require_regular_file(args.input, "model file")
     model = load_model_proto(args.input)
     out = Path(args.output)
     if out.exists() and out.resolve() == Path(args.input).resolve():
@@ -98,8 +108,7 @@ def cmd_strip_weights(args) -> int:
 def _machine(path: str):
     from .machine import load_machine
 
-    if not Path(path).is_file():
-        raise UsageError(f"machine file not found: {path} (presets are in machines/, e.g. machines/dgx_a100.yaml)")
+    require_regular_file(path, "machine file", " (presets are in machines/, e.g. machines/dgx_a100.yaml)")
     return load_machine(path)
 
 
@@ -162,7 +171,7 @@ def cmd_plan(args) -> int:
     graph = _load(args)
     result = plan_model(graph, _machine(args.machine), _options(args))
     _print_result(result, Path(args.model).name)
-    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), parse_bindings(args.bind)))
+    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), _bindings(args)))
     return 0
 
 
@@ -184,7 +193,7 @@ def cmd_evaluate(args) -> int:
     if given:
         raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--micro-batch-size/--global-batch "
                          "(or drop --plan to evaluate a hand-made configuration)")
-    data = _read_plan(args.plan)
+    data = read_plan_file(args.plan)
     recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
     notes = []
     for key in ("mode", "precision", "optimizer", "recompute", "zero", "interleave"):  # the plan's own settings,
@@ -195,13 +204,13 @@ def cmd_evaluate(args) -> int:
             notes.append(f"--{key} {given} overrides the plan file's {recorded[key]}")
     for key in ("pipeline_stages", "micro_batches", "overlap_gradient_sync"):  # a pipelined plan stays pipelined
         setattr(args, key, recorded.get(key) or getattr(args, key, None))
-    if not args.bind and isinstance(data.get("bindings"), dict):
-        args.bind = [f"{k}={v}" for k, v in data["bindings"].items()]
+    if isinstance(data.get("bindings"), dict):
+        args.plan_bindings = plan_bindings(data, f"plan file {args.plan}")
     graph = _load(args)
     result = evaluate_plan(graph, _machine(args.machine), data, _options(args))
     result.notes.extend(notes)
     _print_result(result, Path(args.model).name)
-    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), parse_bindings(args.bind)))
+    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), _bindings(args)))
     return 0
 
 
@@ -230,36 +239,21 @@ def _evaluate_hand_made(args) -> int:
     return 0
 
 
-def _read_plan(path: str) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"plan file not found: {path}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read plan file {path}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"plan file {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"plan file {path} must hold a JSON object, like the one plan --json writes")
-    return data
-
-
 def cmd_export(args) -> int:
     from .export import export_plan, find_model
     from .onnx_import import model_sha256
 
-    plan = _read_plan(args.plan)
+    plan = read_plan_file(args.plan)
     if args.model:
-        model = Path(args.model)
-        if not model.is_file():
-            raise UsageError(f"model file not found: {args.model}")
+        model = require_regular_file(args.model, "model file")
     else:
         model = find_model(plan, args.plan)
         if model is None:
             raise UsageError(f"the plan names model {plan.get('model')!r}, which is not found (as given, next to "
                              "the plan, or in sample_models/): give it with --model MODEL.onnx")
-    bindings = {k: v for k, v in (plan.get("bindings") or {}).items() if isinstance(v, int)}
+    bindings = plan_bindings(plan, f"plan file {args.plan}")
     bindings.update(parse_bindings(args.bind))
+    check_binding_product(bindings, "the plan file's bindings with --bind")
     graph = import_model(str(model), bindings)
     data = export_plan(plan, graph, args.format, args.mesh)
     if plan.get("model_sha256") and plan["model_sha256"] != model_sha256(str(model)):
@@ -409,7 +403,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .search.exact import SearchTooLargeError
     from .search.megatron import NotATransformerError
 
-    return (UsageError, ModelImportError, MachineError, PlanError, OptionsError, SearchTooLargeError,
+    return (UsageError, LimitError, ModelImportError, MachineError, PlanError, OptionsError, SearchTooLargeError,
             NotATransformerError, ExportError)
 
 

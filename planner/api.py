@@ -336,8 +336,11 @@ def _schedule(cm: CostModel) -> str:
 
 def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: PlanOptions | None = None) -> PlanResult:
     """Score a plan written by hand or by another tool (see :func:`strategies_from_json`)."""
+    from .limits import check_planning_work
+
     options = options or PlanOptions()
     require_bound(graph)
+    check_planning_work(machine.num_devices, len(graph.operators))
     split = split_machine(machine, options.pipeline_stages or 1)
     micro_batches = options.micro_batches or 1
     stage_graph = micro_batch_graph(graph, micro_batches)

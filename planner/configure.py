@@ -218,6 +218,9 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     drec+ also starts from the ``hints`` (plans of the same model, e.g. before a what-if change)
     that fit its stage machine.
     """
+    from .limits import check_planning_work
+
+    check_planning_work(machine.num_devices, len(graph.operators))
     require_bound(graph)
     start = time.perf_counter()
     state = _Search(graph, machine, options, progress, hints)

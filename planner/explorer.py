@@ -36,14 +36,17 @@ from .api import ALGORITHMS, PlanOptions, PlanResult, cost_model_for, evaluate_p
 from .configure import plan_configurations
 from .cost import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, CostModel, OptionsError, Plan, PlanError
 from .ir import OperatorGraph, OpKind, TensorRole
+from .limits import check_binding_product, quote
 from .machine import Machine, MachineError, load_preset, preset_paths
 from .memory import OPTIMIZERS
 from .onnx_import import ModelImportError, binding_value, import_model, load_model_proto, model_sha256, symbolic_dims
+from .planfile import check_plan_bounds, check_plan_fields
 from .report import op_cuts, op_splits, plan_to_json
 from .cache_budget import deep_size
 from .safe_markdown import md_code, md_fence, md_text, plain
 from .search.pipeline import split_machine, stage_counts
 from .units import format_bytes, format_seconds
+from .urlparams import bounded_url_params
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = ROOT / "sample_models"
@@ -491,11 +494,12 @@ def decode_bindings(text: str) -> dict[str, int]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition(":")
         if not sep or not name:
-            raise ValueError(f"bind={text!r}: write NAME:VALUE pairs separated by commas, e.g. batch:32,seq:128")
+            raise ValueError(f"bind={quote(text)}: write NAME:VALUE pairs separated by commas, e.g. batch:32,seq:128")
         try:
             out[name] = binding_value(value)
         except ValueError as exc:
-            raise ValueError(f"bind={text!r}: {name} {exc}, e.g. {name}:32") from None
+            raise ValueError(f"bind={quote(text)}: {quote(name, 40)[1:-1]} {exc}, e.g. batch:32") from None
+    check_binding_product(out, "bind=")
     return out
 
 
@@ -569,22 +573,23 @@ def parse_pipeline_option(param: str, text: str):
             return binding_value(text)
         except ValueError:
             allowed = ("auto or " if default is None else "") + "a whole number >= 1"
-    raise ValueError(f"{param}={text!r} is not {allowed}; using {option_text(default)}")
+    raise ValueError(f"{param}={quote(text)} is not {allowed}; using {option_text(default)}")
 
 
 def decode_url_state(params: dict[str, str]) -> tuple[UrlState, list[str]]:
     """Read the query parameters; every bad one is reported and replaced by the default."""
-    state, problems = UrlState(), []
+    state = UrlState()
+    params, problems = bounded_url_params(params)
     get = lambda k: params.get(k) if isinstance(params.get(k), str) else (params.get(k) or [None])[-1]  # noqa: E731
     model = get("model")
     if model:
         if model.startswith("upload:"):
-            problems.append(f"the link was made with an uploaded model ({model[7:]}); uploads are not part of a "
+            problems.append(f"the link was made with an uploaded model ({quote(model[7:])}); uploads are not part of a "
                             f"link: upload it again on the Model page. Showing the sample {DEFAULT_SAMPLE} meanwhile")
         elif model in sample_paths():
             state.model = model
         else:
-            problems.append(f"model={model!r} is not a sample ({', '.join(sample_paths())}); showing {DEFAULT_SAMPLE}")
+            problems.append(f"model={quote(model)} is not a sample ({', '.join(sample_paths())}); showing {DEFAULT_SAMPLE}")
     bind = get("bind")
     if bind:
         try:
@@ -603,7 +608,7 @@ def decode_url_state(params: dict[str, str]) -> tuple[UrlState, list[str]]:
         if preset in preset_paths():
             state.machine_preset = preset
         else:
-            problems.append(f"machine={preset!r} is not a preset ({', '.join(preset_paths())}); showing {DEFAULT_MACHINE}")
+            problems.append(f"machine={quote(preset)} is not a preset ({', '.join(preset_paths())}); showing {DEFAULT_MACHINE}")
     opts = {}
     for key, allowed in (("mode", MODES), ("algorithm", tuple(ALGORITHMS)), ("optimizer", tuple(OPTIMIZERS))):
         value = get(key)
@@ -612,13 +617,13 @@ def decode_url_state(params: dict[str, str]) -> tuple[UrlState, list[str]]:
         if value in allowed:
             opts[key] = value
         else:
-            problems.append(f"{key}={value!r} is not one of {', '.join(allowed)}; using the default")
+            problems.append(f"{key}={quote(value)} is not one of {', '.join(allowed)}; using the default")
     precision = get("precision")
     if precision and precision != "model":
         if precision in PRECISION_BYTES:
             opts["precision"] = precision
         else:
-            problems.append(f"precision={precision!r} is not one of model, {', '.join(PRECISION_BYTES)}; using the model's")
+            problems.append(f"precision={quote(precision)} is not one of model, {', '.join(PRECISION_BYTES)}; using the model's")
     pipeline = {}
     for param, name in PIPELINE_URL_PARAMS.items():
         value = get(param)
@@ -1733,6 +1738,7 @@ def plan_diff(a: PlanResult, b: PlanResult, label_a: str = "current", label_b: s
 
 def read_plan_json(data: bytes) -> dict:
     """Parse an uploaded plan file; ValueError with a fix-it message."""
+    check_plan_bounds(data, "the plan file")
     try:
         plan = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -1743,7 +1749,7 @@ def read_plan_json(data: bytes) -> dict:
     if not isinstance(plan, dict) or not isinstance(plan.get("ops"), list):
         raise ValueError('the plan file must be a JSON object with a list "ops" (the schema of '
                          "`python -m planner plan --json`)")
-    return plan
+    return check_plan_fields(plan, "the plan file")
 
 
 # ---- comparisons, what-if and sweeps --------------------------------------------------------

@@ -42,10 +42,9 @@ __all__ = [
     "preset_paths",
 ]
 
-#: Upper bound on the number of devices. Far beyond any real cluster, it exists so that a typo
-#: (an extra zero or two in an arity) is reported instead of making the prime factorisation of
-#: the arities, or arrays sized by the device count downstream, take forever.
-MAX_DEVICES = 2**24
+#: Upper bounds on devices and levels (planner/limits.py). Far beyond any real cluster, they
+#: exist so that a typo or a hostile file is refused before anything is built from it.
+from .limits import MAX_DEVICES, MAX_MACHINE_LEVELS  # noqa: E402
 
 #: Where the preset YAML files live: ``<repo>/machines``, found relative to this file so that it
 #: works from any working directory.
@@ -235,6 +234,12 @@ def _check_keys(data: Any, path: str, rule: str, allowed: tuple, required: tuple
     return data
 
 
+def _check_level_count(count: int) -> None:
+    if count > MAX_MACHINE_LEVELS:
+        raise MachineError(f"levels: {count:,} levels, more than the {MAX_MACHINE_LEVELS} allowed; describe the "
+                           "machine's real hierarchy (e.g. node and gpu), merging levels of arity 1")
+
+
 def _prime_factors(n: int) -> list[int]:
     """Prime factors of ``n`` in ascending order, with multiplicity (n <= MAX_DEVICES)."""
     factors = []
@@ -390,6 +395,7 @@ class Machine:
             raise _fail("Machine.levels", "levels", self.levels, "expected a tuple of Level")
         if not self.levels:
             raise _fail("Machine.levels", "levels", self.levels, "empty")
+        _check_level_count(len(self.levels))
         seen: dict[str, int] = {}
         for i, level in enumerate(self.levels):
             if not isinstance(level, Level):
@@ -524,6 +530,7 @@ class Machine:
             raise _fail("levels", "levels", raw_levels, f"{_a(raw_levels)} is not a list")
         if not raw_levels:
             raise _fail("levels", "levels", raw_levels, "empty")
+        _check_level_count(len(raw_levels))
         levels = []
         seen: dict[str, int] = {}
         total = 1
@@ -560,14 +567,9 @@ class Machine:
     def from_json(cls, text: str | bytes) -> Machine:
         if not isinstance(text, (str, bytes, bytearray)):
             raise MachineError(f"machine JSON must be text; got {_a(text)}")
-        try:
-            # NaN/Infinity are not JSON; refuse them at the parser rather than later.
-            data = json.loads(text, parse_constant=_reject_json_constant)
-        except MachineError:
-            raise
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad bytes, deep nesting
-            raise MachineError(f"invalid JSON: {exc}") from None
-        return cls.from_dict(data)
+        from .machine_text import parse_json
+
+        return cls.from_dict(parse_json(text))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
@@ -576,18 +578,9 @@ class Machine:
     def from_yaml(cls, text: str | bytes) -> Machine:
         if not isinstance(text, (str, bytes)):
             raise MachineError(f"machine YAML must be text; got {_a(text)}")
-        try:
-            data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-        except MachineError:
-            raise
-        except yaml.YAMLError as exc:
-            raise MachineError(f"invalid YAML: {exc}") from None
-        except Exception as exc:  # noqa: BLE001
-            # PyYAML's constructors raise plain built-in errors for some malformed scalars
-            # (ValueError for the date 2001-02-30, RecursionError for absurd nesting, ...).
-            # Everything coming out of the parser is a problem with the input text.
-            raise MachineError(f"invalid YAML: {type(exc).__name__}: {exc}") from None
-        return cls.from_dict(data)
+        from .machine_text import parse_yaml
+
+        return cls.from_dict(parse_yaml(text))
 
     # -- presentation ---------------------------------------------------------------------------
 
@@ -609,10 +602,6 @@ class Machine:
         )
 
 
-def _reject_json_constant(name: str) -> Any:
-    raise MachineError(f"invalid JSON: {name} is not a number JSON allows; write a finite number")
-
-
 def _si(value: float, unit: str) -> str:
     """312e12 -> '312 TFLOP/s': decimal prefixes, as datasheets quote rates."""
     for scale, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -629,33 +618,6 @@ def _binary(value: float) -> str:
     return f"{value:.4g} B"
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys.
-
-    Plain PyYAML keeps the last of two equal keys, so a file with two ``bandwidth_Bps`` lines
-    would load silently with one of them ignored.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        if isinstance(node, yaml.MappingNode):
-            seen = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    duplicate = key in seen
-                except TypeError:
-                    continue  # unhashable key: let SafeLoader report it
-                if duplicate:
-                    raise MachineError(
-                        f"{_show(key)}: duplicate key in YAML "
-                        f"(line {key_node.start_mark.line + 1}); each key may appear once"
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 # ----------------------------------------------------------------------------------------------
 # Files and presets.
 # ----------------------------------------------------------------------------------------------
@@ -667,10 +629,15 @@ def load_machine(path: str | Path) -> Machine:
     Every failure, including a missing or unreadable file, is a ``MachineError`` whose message
     starts with the path, so the user knows which file to fix.
     """
+    from .limits import MAX_MACHINE_FILE_BYTES, LimitError, read_bounded
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_bounded(path, MAX_MACHINE_FILE_BYTES, "machine file",
+                            "a machine description is a few hundred bytes (see machines/dgx_a100.yaml)").decode("utf-8")
+    except LimitError as exc:
+        raise MachineError(str(exc)) from None
+    except UnicodeDecodeError as exc:
         raise MachineError(f"{path}: cannot read machine file: {exc}") from None
     try:
         if path.suffix.lower() == ".json":

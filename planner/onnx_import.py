@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
+from . import onnx_guard, onnx_validate
 from .ir import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, common_refinement, refine_factors
 
 
@@ -74,13 +75,14 @@ def load_model_proto(source: bytes | str | Path) -> onnx.ModelProto:
     """Parse an ONNX model from bytes or a path without opening any external-data file."""
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if not path.is_file():
-            raise ModelImportError(f"model file not found: {path} (give the path of an .onnx file)")
-        data = path.read_bytes()
+        data = onnx_guard.read_regular_file(path, ModelImportError)
         label = str(path)
     else:
         data = bytes(source)
         label = "the uploaded file"
+        if len(data) > onnx_guard.MAX_MODEL_BYTES:
+            raise ModelImportError(f"{label} is {len(data):,} bytes, above the bound of {onnx_guard.MAX_MODEL_BYTES:,}: "
+                                   "save the weights as external data (they are never read)")
     if not data:
         raise ModelImportError(f"{label} is empty (0 bytes): export the model again with torch.onnx.export")
     model = onnx.ModelProto()
@@ -103,6 +105,11 @@ def _check_header(model: onnx.ModelProto, label: str) -> None:
         )
     if len(model.graph.node) == 0:
         raise ModelImportError(f"{label} has an empty graph (no operators): nothing to plan")
+    try:  # no external-data reference survives parsing; bounds are checked before any inference
+        onnx_guard.neutralise(model)
+        onnx_guard.check_limits(model, _operator_names(model.graph.node))
+    except onnx_guard.LimitError as exc:
+        raise ModelImportError(f"{label}: {exc}") from None
 
 
 def _operator_names(nodes) -> list[str]:
@@ -178,7 +185,7 @@ def _check_graph(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def model_sha256(source: bytes | str | Path) -> str:
-    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
+    data = onnx_guard.read_regular_file(Path(source), ModelImportError) if isinstance(source, (str, Path)) else bytes(source)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -244,9 +251,12 @@ def import_model(
     try:
         model = _check_graph(model)
         table = _infer_shapes(model, values)
+        onnx_validate.check_unresolved(model, _operator_names(model.graph.node), table.shapes)
         graph = _Builder(model, table, name).build()
     except ModelImportError:
         raise
+    except onnx_validate.InvalidNodeError as exc:
+        raise ModelImportError(str(exc)) from None
     except RecursionError:
         raise ModelImportError("the model is nested too deeply to import (recursion limit)") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt model must give a message, not a traceback
@@ -307,7 +317,9 @@ def _infer_shapes(model: onnx.ModelProto, values: dict[str, int]) -> _ShapeTable
         if out.type.HasField("tensor_type"):
             out.type.tensor_type.ClearField("shape")
     try:
-        inferred = shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
+        # no data propagation: ONNX's would materialise any constant-driven tensor (Range(0, 10**12)...);
+        # _propagate folds values itself, bounded by FOLD_MAX_ELEMENTS
+        inferred = shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=False)
     except Exception:  # the node-by-node pass below names the node that cannot be resolved
         inferred = m
 
@@ -334,7 +346,7 @@ def _infer_shapes(model: onnx.ModelProto, values: dict[str, int]) -> _ShapeTable
     return _ShapeTable(shapes, dtypes, folded)
 
 
-FOLD_MAX_ELEMENTS = 4096  # shape arithmetic and small constants are evaluated; nothing larger
+FOLD_MAX_ELEMENTS = onnx_guard.FOLD_MAX_ELEMENTS  # shape arithmetic and small constants are evaluated; nothing larger
 
 
 def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -404,6 +416,10 @@ def _propagate(model: onnx.ModelProto, types: dict[str, onnx.TypeProto]) -> dict
         value = _inline_value(init, FOLD_MAX_ELEMENTS)
         if value is not None:
             known[init.name] = value
+    for sparse in model.graph.sparse_initializer:
+        value = onnx_guard.sparse_values(sparse, FOLD_MAX_ELEMENTS)
+        if value is not None:
+            known[sparse.values.name] = value
     for node in model.graph.node:
         outs = [o for o in node.output if o]
         ins = [i for i in node.input if i]
@@ -438,7 +454,8 @@ def _propagate(model: onnx.ModelProto, types: dict[str, onnx.TypeProto]) -> dict
                 args = [known[i] if i else None for i in node.input]
                 while args and args[-1] is None:
                     args.pop()
-                results = _evaluate(node, args, opsets.get("", 17))
+                allowed = onnx_guard.evaluation_allowed(node, args, opsets, FOLD_MAX_ELEMENTS)
+                results = _evaluate(node, args, opsets.get("", 17)) if allowed else None
                 if results is not None:
                     for o, r in zip(outs, results):
                         if r is not None and np.asarray(r).size <= FOLD_MAX_ELEMENTS:
@@ -1223,12 +1240,7 @@ def _opset(model: onnx.ModelProto) -> int:
 
 def _inline_value(init: onnx.TensorProto, limit: int = 4096) -> np.ndarray | None:
     """The value of a small tensor stored in the model itself (never read from external data)."""
-    if init.data_location == onnx.TensorProto.EXTERNAL or math.prod(init.dims) > limit:
-        return None
-    try:
-        return numpy_helper.to_array(init)
-    except Exception:
-        return None
+    return onnx_guard.tensor_values(init, limit)
 
 
 def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:

@@ -465,9 +465,16 @@ def build_program(cm, strategies, model_proto, layouts: dict[str, OpLayout] | No
     attributes, and for each input and output the placements and the redistributions."""
     import numpy as np
     import onnx
-    from onnx import numpy_helper
 
+    from .onnx_guard import VERIFY_MAX_ELEMENTS, evaluation_allowed, tensor_values
     from .onnx_import import _evaluate, _operator_names, _opset
+
+    def _gated(tensor, where):
+        value = tensor_values(tensor, VERIFY_MAX_ELEMENTS)
+        if value is None:
+            raise VerificationError(f"the constant of {where} is not stored in the file or has more than "
+                                    f"{VERIFY_MAX_ELEMENTS:,} elements: it cannot be evaluated")
+        return value
 
     layouts = layouts or op_layouts(cm, strategies)
     dims = mesh_dims(cm, "cuts")
@@ -482,7 +489,7 @@ def build_program(cm, strategies, model_proto, layouts: dict[str, OpLayout] | No
     constants: dict[str, np.ndarray] = {}
     for init in model_proto.graph.initializer:
         if cm.graph.tensors.get(init.name) is not None and cm.graph.tensors[init.name].role is TensorRole.CONSTANT:
-            constants[init.name] = numpy_helper.to_array(init)
+            constants[init.name] = _gated(init, init.name)
     planned = set(cm.planned)
     opset = _opset(model_proto)
     for node, name in zip(model_proto.graph.node, _operator_names(model_proto.graph.node)):
@@ -492,8 +499,12 @@ def build_program(cm, strategies, model_proto, layouts: dict[str, OpLayout] | No
         if any(a is None for a, i in zip(args, node.input) if i):
             raise VerificationError(f"static node {name} ({node.op_type}) depends on a value computed at run time")
         if node.op_type == "Constant":
-            values = [numpy_helper.to_array(next(a.t for a in node.attribute if a.name == "value"))]
+            values = [_gated(next(a.t for a in node.attribute if a.name == "value"), name)]
         else:
+            if not evaluation_allowed(node, args, {"": opset}, VERIFY_MAX_ELEMENTS):
+                raise VerificationError(f"static node {name} ({node.op_type}) cannot be evaluated safely: a tensor "
+                                        f"attribute is not stored in the file, or an output may exceed "
+                                        f"{VERIFY_MAX_ELEMENTS:,} elements")
             values = _evaluate(node, args, opset)
         for o, v in zip(node.output, values):
             constants[o] = np.asarray(v)

@@ -167,7 +167,7 @@ def _empty(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("make_argv, words", [
     (lambda p, t: ["inspect", t / "missing.onnx"], ["not found", "missing.onnx"]),
-    (lambda p, t: ["inspect", t], ["not found"]),  # a directory
+    (lambda p, t: ["inspect", t], ["not a regular file", "a directory"]),  # a directory (issue 16: not "not found")
     (lambda p, t: ["inspect", _garbage(t)], ["ONNX"]),
     (lambda p, t: ["inspect", _empty(t)], ["empty", "0 bytes"]),
     (lambda p, t: ["inspect", p, "--bind", "batch"], ["NAME=VALUE", "batch"]),

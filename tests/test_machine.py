@@ -251,16 +251,16 @@ def test_constructors_validate():
     with pytest.raises(MachineError, match="duplicate"):
         Machine("m", A100, (Level("a", 2, 1e9, 0), Level("a", 2, 1e9, 0)))
     with pytest.raises(MachineError, match="devices"):
-        Machine("m", A100, (Level("a", 2**12, 1e9, 0), Level("b", 2**13, 1e9, 0)))
+        Machine("m", A100, (Level("a", 2**10, 1e9, 0), Level("b", 2**11, 1e9, 0)))
     # Integral floats are normalised; a list of levels becomes a tuple (hashable).
     level = Level("gpu", 8.0, 1e9, 0)
     assert level.arity == 8 and isinstance(level.arity, int)
     machine = Machine("m", A100, [level])
     assert isinstance(machine.levels, tuple)
-    # Exactly 2**24 devices is allowed: 24 cuts of 2.
-    big = Machine("m", A100, (Level("a", 2**12, 1e9, 0), Level("b", 2**12, 1e9, 0)))
-    assert big.num_devices == MAX_DEVICES == 16_777_216
-    assert len(big.cuts()) == 24
+    # Exactly 2**20 devices is allowed (planner/limits.py): 20 cuts of 2.
+    big = Machine("m", A100, (Level("a", 2**10, 1e9, 0), Level("b", 2**10, 1e9, 0)))
+    assert big.num_devices == MAX_DEVICES == 1_048_576
+    assert len(big.cuts()) == 20
 
 
 # ----------------------------------------------------------------------------------------------
@@ -386,11 +386,11 @@ INVALID = [
     ("arity-negative", _set(["levels", 1, "arity"], -8), "levels[1].arity"),
     ("arity-bool", _set(["levels", 1, "arity"], True), "levels[1].arity"),
     ("arity-text", _set(["levels", 1, "arity"], "eight"), "levels[1].arity"),
-    ("arity-huge", _set(["levels", 0, "arity"], 2**25), "levels[0].arity"),
-    # 2**12 nodes x 2**13 gpus = 2**25 devices: the second level pushes it over 2**24.
+    ("arity-huge", _set(["levels", 0, "arity"], 2**21), "levels[0].arity"),
+    # 2**10 nodes x 2**11 gpus = 2**21 devices: the second level pushes it over 2**20.
     (
         "too-many-devices",
-        lambda d: (_set(["levels", 0, "arity"], 2**12)(d), _set(["levels", 1, "arity"], 2**13)(d)),
+        lambda d: (_set(["levels", 0, "arity"], 2**10)(d), _set(["levels", 1, "arity"], 2**11)(d)),
         "levels[1].arity",
     ),
     ("bandwidth-zero", _set(["levels", 1, "bandwidth_Bps"], 0), "levels[1].bandwidth_Bps"),

@@ -537,7 +537,7 @@ def test_missing_file(tmp_path):
 
 
 def test_directory_is_not_a_model(tmp_path):
-    assert "not found" in _error(tmp_path)
+    assert "is not a regular file: it is a directory" in _error(tmp_path)
 
 
 def test_random_bytes(tmp_path):
