@@ -115,3 +115,22 @@ def test_the_markdown_report_renders_no_name(at):
     tokens = MD.parse(report)
     fences = [t for t in tokens if t.type == "fence"]
     assert len(fences) == 1 and "machine![i]" in fences[0].content
+
+
+def test_a_pipelined_plan_renders_no_name():
+    """The pipeline's captions (stage machine, boundary levels) with a link's level names."""
+    machine = evil_machine()
+    machine["levels"] = [{**machine["levels"][0], "name": evil("node"), "arity": 2}, *machine["levels"]]
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(model="gpt2_small", bind="batch:8,seq:64", machine_json=json.dumps(machine),
+                           stages="2", micro_batches="4", algorithm="drec")
+    at.run()
+    for page in ("overview", "strategy", "cost"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        c = at.session_state["_ctx"]
+        assert c.result is not None and c.result.schedule.stages == 2, c.plan_error
+        sources = markdown_sources(at.main) + markdown_sources(at.sidebar)
+        assert any("node!" in s.replace("\\", "") for s in sources)  # the level's name is shown
+        for src in sources:
+            check(src)
