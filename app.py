@@ -175,7 +175,8 @@ def _pipeline_options(options: PlanOptions) -> None:
     ss = st.session_state
     for key, value in (("sb_stages", _or_auto(options.pipeline_stages)), ("sb_micro_batches", options.micro_batches),
                        ("sb_recompute", _or_auto(options.recompute)), ("sb_zero", _or_auto(options.zero)),
-                       ("sb_interleave", options.interleave), ("sb_overlap", options.overlap_gradient_sync)):
+                       ("sb_interleave", options.interleave), ("sb_overlap", options.overlap_gradient_sync),
+                       ("sb_bucket_mb", options.bucket_mb)):
         ss[key] = value
     infer = options.mode == "infer"
     box = st.sidebar.expander("Pipeline and memory", icon=":material/view_timeline:")
@@ -207,6 +208,10 @@ def _pipeline_options(options: PlanOptions) -> None:
     box.toggle("Overlap the gradient sync", key="sb_overlap", on_change=_sync_option,
                args=("overlap_gradient_sync", "sb_overlap"), disabled=infer,
                help="hide the gradient all-reduce behind the last backward pass, as far as that pass lasts")
+    box.number_input("Gradient bucket (MB)", min_value=0.0, step=5.0, key="sb_bucket_mb", on_change=_sync_option,
+                     args=("bucket_mb", "sb_bucket_mb"), disabled=infer,
+                     help="gradients are all-reduced in buckets of this many MB (10^6 bytes), latency paid per "
+                          "bucket, as PyTorch DDP's bucket_cap_mb (default 25); 0: one all-reduce per tensor")
 
 
 def _context(cache: ex.PlanCache, dims: list[str], model_error: str | None) -> ex.Context:

@@ -10,6 +10,7 @@ from planner import explorer as ex
 from planner.safe_markdown import md_code, md_text
 from planner import timeline
 from planner.cost import PlanError
+from planner.override import price_override
 
 ctx: ex.Context = app.planned_page("Strategy")
 
@@ -93,19 +94,22 @@ if strategy == chosen:
     st.caption(f"This is the plan's choice ({md_text(ex.strategy_label(r, op))}). Change a cut above to see the cost move.")
 else:
     try:
-        alt = ex.with_override(r, op, strategy)
+        priced = price_override(r, op, strategy)
     except PlanError as exc:
         st.error(md_text(exc))
     else:
-        o1, o2, o3 = st.columns(3)
-        delta = alt.total_seconds - r.total_seconds
-        o1.metric("Iteration with the override", ex.format_seconds(alt.total_seconds),
-                  delta=f"{'+' if delta >= 0 else '-'}{ex.format_seconds(abs(delta))}", delta_color="inverse")
-        o2.metric("Speed-up over pure data parallel", ex.format_speedup(alt.speedup_over_data_parallel))
-        o3.metric("Memory per device", f"{ex.gib(alt.memory.peak):.3g} GiB",
-                  delta="fits" if alt.memory.fits else "does not fit", delta_color="green" if alt.memory.fits else "red",
-                  delta_arrow="off")
-        st.caption("Only this operator changed; its neighbours keep their layouts, so redistribution may appear.")
+        shown = [("stages fixed", priced.fixed), ("re-balanced", priced.rebalanced)] if priced.pipelined \
+            else [("", priced.fixed)]
+        for label, alt in shown:
+            o1, o2, o3 = st.columns(3)
+            delta = alt.total_seconds - r.total_seconds
+            o1.metric(f"Iteration with the override{f' ({label})' if label else ''}", ex.format_seconds(alt.total_seconds),
+                      delta=f"{'+' if delta >= 0 else '-'}{ex.format_seconds(abs(delta))}", delta_color="inverse")
+            o2.metric("Speed-up over pure data parallel", ex.format_speedup(alt.speedup_over_data_parallel))
+            o3.metric("Memory per device", f"{ex.gib(alt.memory.peak):.3g} GiB",
+                      delta="fits" if alt.memory.fits else "does not fit",
+                      delta_color="green" if alt.memory.fits else "red", delta_arrow="off")
+        st.caption(" ".join(priced.lines()))
 
 # ---- compare with a plan file ----
 st.subheader("Compare with a plan file")

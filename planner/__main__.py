@@ -37,6 +37,22 @@ def parse_bindings(items: list[str] | None) -> dict[str, int]:
     return out
 
 
+def megabytes(text: str) -> float:
+    """An argparse type: a number of megabytes >= 0 (the gradient bucket)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give megabytes >= 0, e.g. 25") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a number of megabytes >= 0 (0: one all-reduce per "
+                                         "gradient tensor), e.g. 25")
+    return value
+
+
+BUCKET_HELP = ("gradient bucket in MB (10^6 bytes): gradients are all-reduced in buckets of this size, latency "
+               "paid per bucket, as PyTorch DDP's bucket_cap_mb; 0: one all-reduce per tensor")
+
+
 def _bindings(args) -> dict[str, int]:
     """The --bind values, else the plan file's bindings (already checked, and named as the file's)."""
     if args.bind or getattr(args, "plan_bindings", None) is None:
@@ -121,7 +137,8 @@ def _options(args, algorithm: str | None = None):
                        micro_batches=getattr(args, "micro_batches", None),
                        interleave=getattr(args, "interleave", None) or 1,
                        recompute=getattr(args, "recompute", None), zero=getattr(args, "zero", None),
-                       overlap_gradient_sync=bool(getattr(args, "overlap_gradient_sync", False)))
+                       overlap_gradient_sync=bool(getattr(args, "overlap_gradient_sync", False)),
+                       **({} if getattr(args, "bucket_mb", None) is None else {"bucket_mb": args.bucket_mb}))
 
 
 def _print_result(result, label: str) -> None:
@@ -146,8 +163,11 @@ def _print_result(result, label: str) -> None:
         print(f"iteration    {format_seconds(result.total_seconds)} = {sched.micro_batches} x slowest stage + bubble "
               f"{format_seconds(sched.bubble_seconds)} + gradient sync {format_seconds(max(sched.gradient_sync_seconds))}")
     else:
-        print(f"iteration    {format_seconds(s['total'])}  = compute {format_seconds(s['compute'])}"
-              f" + communication {format_seconds(s['communication'])} + redistribution {format_seconds(s['redistribution'])}")
+        hidden = s["total"] - result.total_seconds  # the gradient sync the backward pass hides (overlap)
+        print(f"iteration    {format_seconds(result.total_seconds)}  = compute {format_seconds(s['compute'])}"
+              f" + communication {format_seconds(s['communication'])} + redistribution {format_seconds(s['redistribution'])}"
+              + (f" - gradient sync hidden behind the backward pass {format_seconds(hidden)}"
+                 if hidden > 1e-9 * s["total"] else ""))
     if result.options.mode == "train":
         tf = sched.tflops_per_device()
         print(f"throughput   {tf['model']:.1f} TFLOP/s per device (model), {tf['hardware']:.1f} (hardware, "
@@ -196,12 +216,12 @@ def cmd_evaluate(args) -> int:
     data = read_plan_file(args.plan)
     recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
     notes = []
-    for key in ("mode", "precision", "optimizer", "recompute", "zero", "interleave"):  # the plan's own settings,
-        given = getattr(args, key)                                                      # unless overridden
+    for key in ("mode", "precision", "optimizer", "recompute", "zero", "interleave", "bucket_mb"):  # the plan's own
+        given = getattr(args, key)                                                      # settings, unless overridden
         if given is None:
             setattr(args, key, recorded.get(key) if key in recorded else _EVALUATE_DEFAULTS[key])
         elif key in recorded and recorded[key] != given:
-            notes.append(f"--{key} {given} overrides the plan file's {recorded[key]}")
+            notes.append(f"--{key.replace('_', '-')} {given} overrides the plan file's {recorded[key]}")
     for key in ("pipeline_stages", "micro_batches", "overlap_gradient_sync"):  # a pipelined plan stays pipelined
         setattr(args, key, recorded.get(key) or getattr(args, key, None))
     if isinstance(data.get("bindings"), dict):
@@ -215,7 +235,7 @@ def cmd_evaluate(args) -> int:
 
 
 _EVALUATE_DEFAULTS = {"mode": "train", "precision": None, "optimizer": "adam", "recompute": None, "zero": None,
-                      "interleave": 1}
+                      "interleave": 1, "bucket_mb": None}
 
 
 def _evaluate_hand_made(args) -> int:
@@ -255,7 +275,7 @@ def cmd_export(args) -> int:
     bindings.update(parse_bindings(args.bind))
     check_binding_product(bindings, "the plan file's bindings with --bind")
     graph = import_model(str(model), bindings)
-    data = export_plan(plan, graph, args.format, args.mesh)
+    data = export_plan(plan, graph, args.format, args.mesh, args.bucket_mb)
     if plan.get("model_sha256") and plan["model_sha256"] != model_sha256(str(model)):
         data["notes"].insert(0, f"{model} is not the file the plan was made for (its SHA-256 differs)")
         print(f"warning: {model} is not the file the plan was made for (its SHA-256 differs)", file=sys.stderr)
@@ -331,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--precision", choices=list(PRECISION_BYTES), help="bytes of float tensors (default: the ONNX type)")
         sp.add_argument("--optimizer", choices=list(OPTIMIZERS), default=DEFAULT_OPTIMIZER if defaults else None,
                         help=f"optimizer state in memory (default {DEFAULT_OPTIMIZER})")
+        sp.add_argument("--bucket-mb", type=megabytes, metavar="MB",
+                        help=BUCKET_HELP + " (default 25" + ("" if defaults else ", or the plan file's") + ")")
 
     def memory_args(sp):
         sp.add_argument("--interleave", type=positive_int, metavar="V",
@@ -380,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mesh", choices=MESH_MODES, default="cuts",
                     help="mesh dimensions: one per prime cut (default) or one per machine level")
     sp.add_argument("--out", metavar="OUT.json", help="write the export here (default: print it)")
+    sp.add_argument("--bucket-mb", type=megabytes, metavar="MB",
+                    help=BUCKET_HELP + "; written to the export as gradient_bucket_mb (default: the plan's, or 25)")
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("verify", help="run plans on a CPU process group with DTensor; compare with the cost model")

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from .cost import (CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy, check_counts,
-                   check_memory_options, check_mode_and_precision)
+from .cost import (DEFAULT_BUCKET_MB, CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy, check_bucket_mb,
+                   check_counts, check_memory_options, check_mode_and_precision)
 from .ir import OperatorGraph, OpKind
 from .machine import Machine
 from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_device
@@ -21,6 +21,7 @@ from .onnx_import import require_bound
 from .search.data_parallel import data_parallel_strategies, plan_data_parallel
 from .search.drec import DRecSearch, plan_drec
 from .search.megatron import plan_megatron
+from .search.vocab import pad_as_recorded
 from .search.pipeline import CutPoints, MachineSplit, PipelineSchedule, micro_batch_graph, price_schedule, split_machine
 
 ALGORITHMS: dict[str, str] = {
@@ -51,6 +52,9 @@ class PlanOptions:
     zero:       ZeRO stage 0, 1 or 3 for the data-parallel groups; None: the lowest that fits.
     overlap_gradient_sync: hide the gradient all-reduce behind the last backward pass, as far
                 as that pass lasts.
+    bucket_mb:  gradients are all-reduced in buckets of this many megabytes (10^6 bytes), as
+                PyTorch DDP (``bucket_cap_mb``) and Megatron-LM do: latency is paid per bucket,
+                not per tensor; 0 all-reduces each gradient tensor on its own.
     """
 
     mode: str = "train"
@@ -63,6 +67,7 @@ class PlanOptions:
     recompute: str | None = None
     zero: int | None = None
     overlap_gradient_sync: bool = False
+    bucket_mb: float = DEFAULT_BUCKET_MB
 
     def __post_init__(self) -> None:
         check_mode_and_precision(self.mode, self.precision)
@@ -75,6 +80,7 @@ class PlanOptions:
         check_memory_options(self.recompute or "none", 0 if self.zero is None else self.zero, 1)
         if not isinstance(self.overlap_gradient_sync, bool):
             raise OptionsError(f"overlap_gradient_sync must be true or false, not {self.overlap_gradient_sync!r}")
+        self.bucket_mb = check_bucket_mb(self.bucket_mb)
         if self.mode == "infer" and ((self.pipeline_stages or 1) > 1 or (self.micro_batches or 1) > 1):
             raise OptionsError("pipeline stages and micro-batches are for training (--mode train)")
 
@@ -127,7 +133,7 @@ def cost_model_for(graph: OperatorGraph, machine: Machine, options: PlanOptions,
                    zero: int | None = None, micro_batches: int = 1) -> CostModel:
     require_bound(graph)
     return CostModel(graph, machine, options.mode, options.precision, recompute or options.recompute or "none",
-                     options.zero or 0 if zero is None else zero, micro_batches)
+                     options.zero or 0 if zero is None else zero, micro_batches, options.bucket_mb)
 
 
 def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None] | None = None,
@@ -343,7 +349,7 @@ def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: P
     check_planning_work(machine.num_devices, len(graph.operators))
     split = split_machine(machine, options.pipeline_stages or 1)
     micro_batches = options.micro_batches or 1
-    stage_graph = micro_batch_graph(graph, micro_batches)
+    stage_graph = pad_as_recorded(micro_batch_graph(graph, micro_batches), data)
     cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)
     start = time.perf_counter()
     strategies, notes = strategies_from_json(cm, data)

@@ -23,6 +23,7 @@ from .memory import MemoryReport
 from .onnx_import import require_bound
 from .search.drec import SMALL_GRAPH_OPS
 from .search.megatron import plan_megatron
+from .search.vocab import MAKE_VOCAB_SIZE_DIVISIBLE_BY, pad_vocabulary
 from .search.pipeline import ConfigError, cut_points, micro_batch_graph, split_machine, stage_counts, stage_memory
 from .units import format_bytes, format_seconds
 
@@ -70,7 +71,10 @@ def _ladder(options: PlanOptions, stages: int) -> list[tuple[str, int]]:
     """Only the searching algorithms climb; the others keep no recomputation and ZeRO 0 unless told."""
     if options.mode != "train" or options.algorithm not in SEARCHED_ALGORITHMS:
         return [(options.recompute or "none", options.zero or 0)]
-    return memory_ladder(options.recompute, options.zero, stages == 1 or options.pipeline_stages is not None)
+    # ZeRO-3 with stages gathers every parameter again for each micro-batch: the last rung, climbed
+    # only when nothing else fits, as when the stage count is fixed (so that the search never
+    # returns a plan that does not fit where fixing the stage count would give one that does)
+    return memory_ladder(options.recompute, options.zero)
 
 
 def climb_memory_ladder(first: PlanResult, ladder: list[tuple[str, int]],
@@ -130,6 +134,17 @@ class _Search:
         self.dp_seconds, self.dp_memory = data_parallel_baseline(cost_model_for(graph, machine, options, "none", 0),
                                                                  options.optimizer)
         self.tried: list[PlanResult] = []
+        self.skipped: list[int] = []  # stage counts not priced because they cannot win
+
+    def least_seconds(self, stages: int, floor: float) -> float:
+        """A lower bound on the iteration time of any plan with ``stages`` stages: the 1F1B
+        schedule takes ``m + (P-1)/v`` slots of the slowest stage, which is at least the average
+        stage, whose compute alone is at least ``floor / m`` (see :func:`_compute_floor`)."""
+        split = split_machine(self.machine, stages)
+        counts = self.micro_batch_counts(split)
+        if not counts:
+            return 0.0
+        return min(1 + (stages - 1) / (self.options.interleave * m) for m in counts) * floor
 
     def micro_batch_counts(self, split) -> list[int]:
         """The default count; on small graphs (cheap to plan) also one micro-batch per iteration,
@@ -176,6 +191,10 @@ class _Search:
                 self.progress(fraction, f"{stages} stage(s), {m} micro-batch(es): {message}")
 
         ladder = _ladder(self.options, stages)
+        padding = None
+        if algorithm == "megatron":  # Megatron pads the vocabulary for its tensor-parallel size
+            inner = [lv.arity for lv in split.stage_machine.levels if lv.arity > 1]
+            g, padding = megatron_vocabulary(g, inner[-1] if inner else 1)
         cm = cost_model_for(g, split.stage_machine, self.options, *ladder[0], micro_batches=m)
         points = cut_points(cm)  # where the graph can be cut does not depend on the plan
         if stages * self.options.interleave > len(points.segments()) and self.options.pipeline_stages is None:
@@ -184,6 +203,8 @@ class _Search:
         plan = search(cm, algorithm, report, hints=hints or None)
         if stages > 1:  # the search's own notes are about the plan of one stage
             plan.notes = [f"inside each stage: {note}" for note in plan.notes]
+        if padding:
+            plan.notes.append(padding)
         unconstrained = result_for(cm, plan, replace(self.options, pipeline_stages=stages, micro_batches=m,
                                                      recompute=ladder[0][0], zero=ladder[0][1]),
                                    split=split, data_parallel_seconds=self.dp_seconds, points=points,
@@ -193,7 +214,7 @@ class _Search:
         return result, unconstrained.total_seconds, self._least_memory(unconstrained, ladder)
 
     def _least_memory(self, first: PlanResult, ladder: list[tuple[str, int]]) -> float:
-        """The fullest stage's memory on the lightest rung without ZeRO-3 (which stages never use):
+        """The fullest stage's memory on the lightest rung without ZeRO-3 (the last resort):
         what more stages would start from. The ladder's rungs need less and less memory, so that
         is the last one."""
         rungs = [rung for rung in ladder if rung[1] != 3]
@@ -209,14 +230,17 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     """The fastest configuration that fits (see the module docstring); its notes list what was
     tried.
 
-    Stage counts are screened in increasing order, first those that at least double, then the
-    neighbours of the best; a count is skipped when the lightest memory option of a smaller one,
-    scaled, is still over capacity, and the scan stops when a count is slower than the best plan
-    that fits even before any memory option (more stages only add bubble and sends). On graphs
-    of more than ``SMALL_GRAPH_OPS`` operators the screening uses the thesis's D-Rec (drec+ is
-    several times slower there) and the winner is planned again with the requested algorithm;
-    drec+ also starts from the ``hints`` (plans of the same model, e.g. before a what-if change)
-    that fit its stage machine.
+    Every stage count is priced, those that at least double first (so that a good leader is
+    known early), then the others; a count is skipped only when it cannot win: when the lightest
+    memory option of a smaller one, scaled, is still over capacity, or when a lower bound on its
+    time (the training compute spread evenly over every device, plus its bubble) is no less
+    than the best plan that fits. The time is not unimodal in the stage count (fewer devices per
+    gradient all-reduce against more bubble and sends), so no count is skipped for being slower
+    than its neighbour. Each count is planned with the algorithm asked for, exactly as when the
+    count is fixed, so the result is never slower than fixing any count the search could choose
+    (a screening with the thesis's D-Rec followed by drec+ on the winner alone missed winners:
+    drec+ changes the ranking of the counts). drec+ also starts from the ``hints`` (plans of
+    the same model, e.g. before a what-if change) that fit its stage machine.
     """
     from .limits import check_planning_work
 
@@ -229,47 +253,58 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
         raise ConfigError(f"interleaving needs pipeline stages, and the search puts stages only across the levels "
                           f"outside the innermost one, which this machine ({machine.summary()}) does not have: "
                           "give the number of stages, or set interleave to 1")
-    # drec+ costs several drec runs on a big graph; on a small one it is cheap and much better
-    big = len(graph.planned_operators()) > SMALL_GRAPH_OPS
-    screen = "drec" if len(candidates) > 1 and options.algorithm == "drec+" and big else options.algorithm
     results: dict[int, PlanResult] = {}
     lightest = None  # (stages, least memory per device seen with them), ZeRO-3 aside
+    floor = _compute_floor(graph, machine)
+    state.skipped = []
 
-    def leading() -> PlanResult | None:
-        ranked = sorted(results.values(), key=functools.cmp_to_key(lambda a, b: -1 if _better(a, b) else 1))
-        return ranked[0] if ranked else None
+    def ranked(pool) -> list[PlanResult]:
+        return sorted(pool, key=functools.cmp_to_key(lambda a, b: -1 if _better(a, b) else 1))
+
+    def cannot_win(stages: int, leader: PlanResult | None) -> bool:
+        """Even the compute alone, perfectly balanced, with this count's bubble is no faster."""
+        if leader is None or not leader.memory.fits or len(candidates) == 1:
+            return False
+        return state.least_seconds(stages, floor) >= leader.total_seconds
 
     def scan(counts: list[int]) -> None:
         nonlocal lightest
         for i, stages in enumerate(counts):
             if stages in results:
                 continue
-            if lightest and stages > lightest[0] and lightest[1] * lightest[0] / stages > SKIP_MARGIN * machine.device.memory_bytes:
+            if lightest and stages > lightest[0] and lightest[1] * lightest[0] / stages > SKIP_MARGIN * machine.device.memory_bytes \
+                    and all(z != 3 for _, z in _ladder(options, stages)):
                 continue  # memory per device falls about as 1/stages: this count cannot fit either
-            outcome = state.run(stages, screen, i / len(candidates))
+            leader = (ranked(results.values()) or [None])[0]
+            if cannot_win(stages, leader):
+                state.skipped.append(stages)
+                continue
+            outcome = state.run(stages, options.algorithm, i / len(candidates))
             if outcome is None:
-                return
-            result, unconstrained, least_memory = outcome
-            leader = leading()
+                return  # more stages than the model has layers; larger counts neither
+            result, _, least_memory = outcome
             results[stages] = result
-            if leader is not None and leader.memory.fits and unconstrained >= leader.total_seconds:
-                return  # even before recomputation and ZeRO this count is slower: more only add bubble
             if least_memory > machine.device.memory_bytes:
                 lightest = (stages, least_memory)
 
+    # every count is priced, with the algorithm asked for (the one a fixed count uses), unless it
+    # provably cannot win; the doubling counts go first so that a good leader prunes the rest
     scan(_coarse(candidates))
-    winner = leading().schedule.stages
-    i = candidates.index(winner)
-    scan([p for p in candidates[max(0, i - 1):i + 2] if p != winner])  # the neighbours the first pass skipped
-    best = leading()
-    if screen != options.algorithm:  # plan the winner again with the algorithm asked for
-        final = state.run(best.schedule.stages, options.algorithm, 1.0)
-        if final is not None and not _better(best, final[0]):
-            best = final[0]
+    scan(candidates)
+    best = ranked(results.values())[0]
     best.plan.search_seconds = time.perf_counter() - start
-    best.notes.extend(_notes(best, state.tried))
+    best.notes.extend(_notes(best, state.tried, sorted(set(state.skipped))))
     best.tried = [_row(r) for r in state.tried]
     return best
+
+
+def _compute_floor(graph: OperatorGraph, machine: Machine) -> float:
+    """The least time the training compute of one iteration can take on the machine: 3x the
+    forward FLOPs of the planned operators, spread evenly over every device at full rate (the
+    roofline only adds to it). Valid for any plan, stage count and micro-batch count: a
+    micro-batch's FLOPs are at least the batch's divided by the micro-batch count."""
+    flops = sum(graph.operators[n].flops for n in graph.planned_operators())
+    return 3 * flops / (machine.num_devices * machine.device.effective_flops)
 
 
 def _better(a: PlanResult, b: PlanResult) -> bool:
@@ -288,17 +323,26 @@ def _row(r: PlanResult) -> dict:
             "fits": r.memory.fits}
 
 
-def _notes(best: PlanResult, tried: list[PlanResult]) -> list[str]:
+def _notes(best: PlanResult, tried: list[PlanResult], skipped: list[int] | None = None) -> list[str]:
     notes = []
     if len(tried) > 1:
         fitting = sum(r.memory.fits for r in tried)
         kept = "kept the fastest that fits" if fitting else "none fits"
         notes.append(f"priced {len(tried)} configurations (stages x micro-batches x recomputation x ZeRO), "
                      f"{fitting} fit in memory; {kept}")
+    if skipped:
+        counts = ", ".join(str(p) for p in skipped)
+        notes.append(f"not priced: {counts} stage(s), whose compute alone (spread evenly over every device) "
+                     "plus their pipeline bubble already takes longer than the plan kept")
     s = best.schedule
     if s.stages > 1 and s.micro_batches == 1:
-        why = ("the model has no symbolic batch dimension to split into micro-batches" if best.graph.batch_size is None
-               else "still the fastest configuration tried")
+        faster = [r for r in tried if r.memory.fits and r.total_seconds < best.total_seconds]
+        if best.graph.batch_size is None:
+            why = "the model has no symbolic batch dimension to split into micro-batches"
+        elif not faster:
+            why = "still the fastest configuration tried"
+        else:  # only a plan that does not fit, or one re-planned with another algorithm, was faster
+            why = "the fastest configuration kept"
         notes.append(f"{s.stages} stages with one micro-batch run one after the other (the bubble is "
                      f"{(s.stages - 1) / s.stages:.0%} of the iteration): {why}")
     if not best.memory.fits:
@@ -348,7 +392,7 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     if data_parallel is None:
         data_parallel = data_parallel_baseline(cost_model_for(bound(global_batch_size), machine, options, "none", 0),
                                                options.optimizer)
-    stage_graph = bound(per_step)
+    stage_graph, padding = megatron_vocabulary(bound(per_step), tensor)
     start = time.perf_counter()
     cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)
     plan = plan_megatron(cm, tensor_levels=split.tensor_levels)
@@ -357,9 +401,22 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     result = result_for(cm, plan, replace(options, pipeline_stages=pipeline, micro_batches=micro_batches,
                                           recompute=cm.recompute, zero=cm.zero),
                         split=split, data_parallel_seconds=data_parallel[0], data_parallel_memory=data_parallel[1])
+    if padding:
+        result.notes.append(padding)
     result.notes.append(f"{micro_batches} micro-batch(es) of {micro_batch_size} sample(s) per data-parallel rank; "
                         f"iteration {format_seconds(result.total_seconds)}")
     return result
+
+
+def megatron_vocabulary(graph: OperatorGraph, tensor: int) -> tuple[OperatorGraph, str | None]:
+    """The graph with Megatron's padded vocabulary for ``tensor``-way tensor parallelism, and the
+    note that says so (None when the vocabulary needs no padding)."""
+    padded_graph, vocab, padded = pad_vocabulary(graph, tensor)
+    if padded == vocab:
+        return graph, None
+    return padded_graph, (f"vocabulary padded from {vocab:,} to {padded:,} tokens (a multiple of "
+                          f"{MAKE_VOCAB_SIZE_DIVISIBLE_BY} x tensor-parallel size {tensor}, Megatron-LM's "
+                          "--make-vocab-size-divisible-by); the padded size is what is priced")
 
 
 def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batch_size: int,

@@ -22,13 +22,15 @@ import copy
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from functools import cached_property
 
 import numpy as np
 
+from .basis import Basis, _larger  # the basis (1/F, g_l, L_l); Basis is re-exported here
 from .collectives import flat_collectives, halo_exchange, hierarchical_all_reduce, hierarchical_collectives
+from .gradients import consumer_counts, gradient_roots, sync_traffic, weight_only_ops
 from .ir import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from .machine import Machine
+from .redistribution import charged_edges
 
 if TYPE_CHECKING:
     import sympy
@@ -77,77 +79,18 @@ def check_memory_options(recompute: str, zero: int, micro_batches: int) -> None:
     check_counts({"micro_batches": micro_batches})
 
 
+DEFAULT_BUCKET_MB = 25.0  # PyTorch DDP's and Megatron-LM's gradient bucket
+
+
+def check_bucket_mb(bucket_mb) -> float:
+    if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not 0 <= bucket_mb < math.inf:
+        raise OptionsError(f"bucket_mb must be a number of megabytes >= 0 (0: one all-reduce per gradient tensor), "
+                           f"not {bucket_mb!r}")
+    return float(bucket_mb)
+
+
 class PlanError(ValueError):
     """A plan that cannot be evaluated (unknown operator or dimension, indivisible split)."""
-
-
-# ---- the basis ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Basis:
-    """The machine's values for the symbols ``1/F, g_l, L_l`` (l = levels outermost first)."""
-
-    machine: Machine
-
-    @cached_property
-    def values(self) -> np.ndarray:
-        m = self.machine
-        return np.array(
-            [1.0 / m.device.effective_flops]
-            + [lv.gap_s_per_byte for lv in m.levels]
-            + [lv.latency_s for lv in m.levels]
-        )
-
-    @property
-    def size(self) -> int:
-        return 1 + 2 * len(self.machine.levels)
-
-    def zero(self) -> np.ndarray:
-        return np.zeros(self.size)
-
-    def time(self, vec: np.ndarray) -> float:
-        return float(vec @ self.values)
-
-    @cached_property
-    def symbols(self) -> list[sympy.Symbol]:
-        import sympy  # formulas only: keeps sympy off the planner's import path
-
-        names = []
-        for lv in self.machine.levels:  # level names differing only in punctuation stay apart
-            name = _sym_name(lv.name)
-            names.append(name if name not in names else f"{name}{len(names)}")
-        return ([sympy.Symbol("F", positive=True)]
-                + [sympy.Symbol(f"g_{{{n}}}", positive=True) for n in names]
-                + [sympy.Symbol(f"L_{{{n}}}", positive=True) for n in names])
-
-    def symbolic(self, vec) -> sympy.Expr:
-        """``w/F + sum h_l g_l + sum n_l L_l`` with the vector's coefficients."""
-        sym = self.symbols
-        expr = vec[0] / sym[0]
-        for i in range(1, len(sym)):
-            expr += vec[i] * sym[i]
-        return expr
-
-    def substitutions(self) -> dict:
-        m = self.machine
-        subs = {self.symbols[0]: m.device.effective_flops}
-        for i, lv in enumerate(m.levels):
-            subs[self.symbols[1 + i]] = lv.gap_s_per_byte
-            subs[self.symbols[1 + len(m.levels) + i]] = lv.latency_s
-        return subs
-
-
-def _larger(a, b):
-    """``max`` for numbers, ``sympy.Max`` for formulas (the roofline of a symbolic operator)."""
-    if isinstance(a, (int, float, np.floating)) and isinstance(b, (int, float, np.floating)):
-        return max(a, b)
-    import sympy
-
-    return sympy.Max(a, b)
-
-
-def _sym_name(name: str) -> str:
-    return "".join(c for c in name if c.isalnum()) or "l"
 
 
 # ---- per-operator precomputation --------------------------------------------------------
@@ -162,7 +105,9 @@ class _Use:
     itemsize: int
     numel_over_dims: float  # tensor numel / product of the sizes of the dims indexing it
     grad_allreduce: bool  # an input whose gradient is all-reduced when it is replicated
-    is_parameter: bool
+    is_parameter: bool  # a parameter or a view of parameters (planner.gradients)
+    grad_root: str | None = None  # the parameter whose gradient it carries
+    grad_share: float = 1.0  # this use's share of that gradient's all-reduce
 
 
 @dataclass
@@ -265,8 +210,12 @@ class CostModel:
     """
 
     def __init__(self, graph: OperatorGraph, machine: Machine, mode: str = "train", precision: str | None = None,
-                 recompute: str = "none", zero: int = 0, micro_batches: int = 1):
+                 recompute: str = "none", zero: int = 0, micro_batches: int = 1, bucket_mb: float = DEFAULT_BUCKET_MB):
         check_mode_and_precision(mode, precision)
+        self.bucket_bytes = check_bucket_mb(bucket_mb) * 1e6
+        self.grad_roots = gradient_roots(graph)
+        self.weight_only = weight_only_ops(graph)
+        self._grad_consumers = consumer_counts(graph, self.grad_roots)
         self.graph = graph
         self.machine = machine
         self.mode = mode
@@ -328,12 +277,15 @@ class CostModel:
                 dims = use.dims()
                 prod_dims = math.prod(op.dims[d] for d in dims) or 1
                 grad = (not is_output and self.mode == "train" and t.requires_grad)
+                root = None if is_output else self.grad_roots.get(use.tensor)
+                share = 1.0 if root is None or op.name in self.weight_only else 1 / self._grad_consumers[root]
                 uses.append(_Use(use.tensor, is_output, dims, self._flat_map(op, use, t),
                                  float(t.numel * itemsize), itemsize, t.numel / prod_dims, grad,
-                                 t.role is TensorRole.PARAMETER))
+                                 root is not None, root, share))
         splittable = frozenset(op.splittable_dims()) if op.kind is not OpKind.OPAQUE else frozenset()
         points = math.prod(op.dims.values()) or 1
-        sig = op.signature(self.graph.tensors) + f"|{self.mode}|{self.precision}"
+        sig = (op.signature(self.graph.tensors) + f"|{self.mode}|{self.precision}|{self.bucket_bytes}|"
+               + ",".join(f"{u.is_parameter}:{u.grad_share}" for u in uses))
         halo = {}
         if op.halo and op.inputs:
             x = op.inputs[0]
@@ -533,12 +485,14 @@ class CostModel:
                 # all-gather the parameter for the forward pass and again for the backward pass
                 # (whose recomputed forward runs just before it and uses the same gather), and
                 # reduce-scatter its gradient: three flat collectives over the data-parallel group
-                add(comm, flat_collectives(local_bytes(use), groups, 3))
-            else:
-                traffic = hierarchical_all_reduce(local_bytes(use), groups)
+                add(comm, {lv: (use.grad_share * b, use.grad_share * n)
+                           for lv, (b, n) in flat_collectives(local_bytes(use), groups, 3).items()})
+            elif use.is_parameter:  # once per iteration, this use's share, latency per bucket
+                traffic = sync_traffic(local_bytes(use), groups, use.grad_share, self.bucket_bytes)
                 add(comm, traffic)
-                if use.is_parameter:
-                    add(grad_sync, traffic)
+                add(grad_sync, traffic)
+            else:
+                add(comm, hierarchical_all_reduce(local_bytes(use), groups))
         for dim, (rows, axis_size) in info.halo.items():
             if dim not in split:
                 continue
@@ -620,6 +574,9 @@ class CostModel:
     def edge_cost(self, edge: Edge, producer_strategy: Strategy, consumer_strategy: Strategy) -> np.ndarray:
         la = self.layout(edge.producer, edge.out_index, producer_strategy)
         lb = self.layout(edge.consumer, edge.in_index, consumer_strategy)
+        return self._layouts_cost(edge, la, lb)
+
+    def _layouts_cost(self, edge: Edge, la: tuple, lb: tuple) -> np.ndarray:
         vec = self.basis.zero()
         self._add_redistribution(vec, edge.nbytes, la, lb)
         if self.mode == "train" and edge.requires_grad:
@@ -675,7 +632,8 @@ class CostModel:
         return full
 
     def evaluate(self, plan: dict[str, Strategy]) -> PlanCost:
-        """Cost of a plan: per operator compute and communication, redistribution per consumer."""
+        """Cost of a plan: per operator compute and communication, redistribution per consumer
+        (the first consumer of each tensor and layout pays it: planner.redistribution)."""
         full = self.complete(plan)
         compute, comm, redist, grad_sync = {}, {}, {}, {}
         spread = 1 - 1 / self.micro_batches  # the gradient sync's share a micro-batch does not pay
@@ -685,8 +643,8 @@ class CostModel:
             comm[name] = c.communication - spread * c.gradient_sync if spread else c.communication
             grad_sync[name] = c.gradient_sync
             redist[name] = self.basis.zero()
-        for e in self.edges:
-            redist[e.consumer] = redist[e.consumer] + self.edge_cost(e, full[e.producer], full[e.consumer])
+        for e, la, lb in charged_edges(self, full):  # once per (tensor, target layout)
+            redist[e.consumer] = redist[e.consumer] + self._layouts_cost(e, la, lb)
         return PlanCost(self.basis, self.mode, compute, comm, redist, grad_sync, self.micro_batches)
 
     def total_seconds(self, plan: dict[str, Strategy]) -> float:
@@ -697,8 +655,8 @@ class CostModel:
     def evaluate_prefix(self, strategies: dict[str, Strategy]) -> float:
         """Seconds of a partial plan whose strategies all cover the same first cuts (search only)."""
         total = sum(self.op_seconds(n, strategies[n]) for n in self.planned)
-        for e in self.edges:
-            total += self.edge_seconds(e, strategies[e.producer], strategies[e.consumer])
+        for e, la, lb in charged_edges(self, strategies):
+            total += self.redistribution_seconds(e.nbytes, la, lb, e.requires_grad)
         return total
 
     # -- formulas --

@@ -34,7 +34,7 @@ import plotly.graph_objects as go
 from . import __version__
 from .api import ALGORITHMS, PlanOptions, PlanResult, cost_model_for, evaluate_plan, result_for, search
 from .configure import plan_configurations
-from .cost import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, CostModel, OptionsError, Plan, PlanError
+from .cost import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, CostModel, OptionsError, Plan, PlanError, check_bucket_mb
 from .ir import OperatorGraph, OpKind, TensorRole
 from .limits import check_binding_product, quote
 from .machine import Machine, MachineError, load_preset, preset_paths
@@ -401,7 +401,8 @@ class PlanCache:
             return self._sweeps.get(key)
 
 
-CONFIGURATION_OPTIONS = ("pipeline_stages", "micro_batches", "interleave", "recompute", "zero", "overlap_gradient_sync")
+CONFIGURATION_OPTIONS = ("pipeline_stages", "micro_batches", "interleave", "recompute", "zero", "overlap_gradient_sync",
+                         "bucket_mb")
 
 
 def plan_file_options(current: PlanOptions, data: dict) -> PlanOptions:
@@ -538,7 +539,8 @@ def encode_url_state(model: ModelSource, bindings: dict[str, int], machine: Mach
 #: The pipeline and memory options in the URL (written only when they differ from the
 #: defaults): parameter -> PlanOptions field.
 PIPELINE_URL_PARAMS = {"stages": "pipeline_stages", "micro_batches": "micro_batches", "interleave": "interleave",
-                       "recompute": "recompute", "zero": "zero", "overlap": "overlap_gradient_sync"}
+                       "recompute": "recompute", "zero": "zero", "overlap": "overlap_gradient_sync",
+                       "bucket_mb": "bucket_mb"}
 
 
 def option_text(value) -> str:
@@ -568,6 +570,11 @@ def parse_pipeline_option(param: str, text: str):
         if text in ("true", "false"):
             return text == "true"
         allowed = "true or false"
+    elif name == "bucket_mb":
+        try:
+            return check_bucket_mb(float(text))
+        except (ValueError, OptionsError):
+            allowed = "a number of megabytes >= 0 (0: one all-reduce per gradient tensor)"
     else:
         try:
             return binding_value(text)

@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cost import CostModel, Strategy
+from .cost import DEFAULT_BUCKET_MB, CostModel, Strategy
 from .ir import TensorRole
 
 FORMATS = ("dtensor", "jax", "mindspore")
@@ -445,7 +445,8 @@ def _mindspore(cm, layouts, notes) -> dict:
 
 # ---- from a plan file --------------------------------------------------------------------
 
-def cost_model_from_plan(plan: dict, graph) -> tuple[CostModel, dict[str, Strategy], list[str]]:
+def cost_model_from_plan(plan: dict, graph, bucket_mb: float | None = None
+                         ) -> tuple[CostModel, dict[str, Strategy], list[str]]:
     """The cost model and strategies a plan JSON (``plan --json``) describes, on its model's graph."""
     from .api import PlanOptions, cost_model_for, strategies_from_json
     from .machine import Machine
@@ -459,7 +460,9 @@ def cost_model_from_plan(plan: dict, graph) -> tuple[CostModel, dict[str, Strate
     if (pipeline.get("micro_batches") or 1) > 1 and isinstance(pipeline.get("micro_batch_size"), int):
         graph = graph.with_batch(pipeline["micro_batch_size"])
     opts = plan.get("options") or {}
-    options = PlanOptions(mode=plan.get("mode", opts.get("mode", "train")), precision=opts.get("precision"))
+    bucket = opts.get("bucket_mb", DEFAULT_BUCKET_MB) if bucket_mb is None else bucket_mb
+    options = PlanOptions(mode=plan.get("mode", opts.get("mode", "train")), precision=opts.get("precision"),
+                          bucket_mb=bucket)
     cm = cost_model_for(graph, machine, options)
     strategies, notes = strategies_from_json(cm, plan)
     if (pipeline.get("stages") or 1) > 1:
@@ -468,12 +471,15 @@ def cost_model_from_plan(plan: dict, graph) -> tuple[CostModel, dict[str, Strate
     return cm, strategies, notes
 
 
-def export_plan(plan: dict, graph, fmt: str = "dtensor", mesh: str = "cuts") -> dict:
-    """Export a plan JSON (as written by ``plan --json``) for the model it was made for."""
-    cm, strategies, notes = cost_model_from_plan(plan, graph)
+def export_plan(plan: dict, graph, fmt: str = "dtensor", mesh: str = "cuts", bucket_mb: float | None = None) -> dict:
+    """Export a plan JSON (as written by ``plan --json``) for the model it was made for;
+    ``gradient_bucket_mb`` is the bucket the plan was priced with (``bucket_mb`` overrides it):
+    PyTorch DDP's ``bucket_cap_mb``."""
+    cm, strategies, notes = cost_model_from_plan(plan, graph, bucket_mb)
     meta = {"model": plan.get("model", graph.name), "algorithm": plan.get("algorithm")}
     out = export_strategies(cm, strategies, fmt, mesh, meta)
     out["notes"] = notes + out["notes"]
+    out["gradient_bucket_mb"] = cm.bucket_bytes / 1e6
     pipeline = plan.get("pipeline") if isinstance(plan.get("pipeline"), dict) else {}
     if (pipeline.get("stages") or 1) > 1:
         out["stage_of_op"] = pipeline.get("stage_of_op", {})

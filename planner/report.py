@@ -76,6 +76,9 @@ def plan_to_json(result: PlanResult, model_label: str | None = None, model_sha25
         "notes": list(result.notes),
         "ops": ops,
     }
+    padding = getattr(cm.graph, "vocabulary_padding", None)  # Megatron's padded vocabulary (search/vocab.py)
+    if padding:
+        data["vocabulary_padded"] = {"from": padding[0], "to": padding[1]}
     if model_sha256:
         data["model_sha256"] = model_sha256
     return data

@@ -10,6 +10,7 @@ import pytest
 
 import models  # tests/models.py
 from planner.onnx_import import import_model
+from planner.search.vocab import pad_vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
 GPT2 = str(REPO / "sample_models" / "gpt2_small.onnx")
@@ -43,7 +44,9 @@ def test_hand_made_configuration_is_priced_as_documented(machine_file, tmp_path,
     assert p["bubble_seconds"] == pytest.approx(slowest)
     assert data["iteration_seconds"] == pytest.approx(5 * slowest + max(p["gradient_sync_seconds"]), rel=1e-12)
     # model TFLOP/s: 3 x the forward FLOPs of the whole batch (imported separately, batch 8)
-    whole = import_model(GPT2, {"batch": 8, "seq": 128})
+    # (GPT-2's vocabulary padded as Megatron does for 4-way tensor parallelism: 50,688 tokens)
+    whole, _, padded = pad_vocabulary(import_model(GPT2, {"batch": 8, "seq": 128}), 4)
+    assert padded == 50688 and data["vocabulary_padded"] == {"from": 50257, "to": 50688}
     expected = 3 * whole.flops_forward / (data["iteration_seconds"] * 8) / 1e12
     assert data["tflops_per_device"]["model"] == pytest.approx(expected, rel=1e-9)
     # full recomputation runs the forward pass once more: 4/3 of the model's FLOPs executed

@@ -108,6 +108,7 @@ def test_data_parallel_json_by_hand(tmp_path, capsys):
     #   plus the float input kept for fc1's weight gradient, 8*1024*4 = 32,768 B -> 622,592 B.
     out = tmp_path / "dp.json"
     code, _, err = run(["plan", MLP, "--machine", DGX, "--bind", "batch=64", "--algorithm", "data_parallel",
+                        "--bucket-mb", "0",  # one all-reduce per tensor, as counted above
                         "--json", str(out)], capsys)
     assert code == 0, err
     data = json.loads(out.read_text())

@@ -95,7 +95,7 @@ def matmul_graph():
 
 @pytest.fixture(scope="module")
 def cm_train(matmul_graph):
-    return CostModel(matmul_graph, models.two_level(), "train")
+    return CostModel(matmul_graph, models.two_level(), "train", bucket_mb=0)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_hierarchical_all_reduce_over_a_level_of_four():
     # all 8. The two gpu cuts form ONE group of 4 (one all-reduce, not two):
     # gpu: 2*(3/4)*131,072 = 196,608 B, 2 steps; node: shard 131,072/4 = 32,768 B,
     # 2*(1/2)*32,768 = 32,768 B, 2 steps. Compute: 12,582,912/8 = 1,572,864 FLOPs.
-    cm = CostModel(models.graph_of(models.matmul()), models.two_level(2, 4))
+    cm = CostModel(models.graph_of(models.matmul()), models.two_level(2, 4), bucket_mb=0)
     cost = cm.op_cost("mm", ("m", "m", "m"))
     assert cost.compute[0] == pytest.approx(1_572_864)
     assert cost.communication == pytest.approx([0, 32_768, 196_608, 2, 2])
@@ -191,7 +191,7 @@ def test_data_parallel_gradient_all_reduce(p):
 
     g = models.graph_of(models.gemm_mlp([32, 64, 16], batch=64))
     machine = models.one_level(p)
-    cm = CostModel(g, machine)
+    cm = CostModel(g, machine, bucket_mb=0)
     plan = data_parallel_strategies(cm)
     assert plan == {"fc0": ("m",) * len(cm.cuts), "fc1": ("m",) * len(cm.cuts)}
     cost = cm.evaluate(plan)
@@ -365,8 +365,8 @@ def test_symbolic_dims_full_formula(cm_train):
 
 def test_bf16_halves_float_bytes(matmul_graph, chain_graph):
     m = models.two_level()
-    fp32 = CostModel(matmul_graph, m)
-    bf16 = CostModel(matmul_graph, m, precision="bf16")
+    fp32 = CostModel(matmul_graph, m, bucket_mb=0)
+    bf16 = CostModel(matmul_graph, m, precision="bf16", bucket_mb=0)
     assert fp32.tensor_itemsize("w") == 4 and bf16.tensor_itemsize("w") == 2
     for s in TRAIN:
         a, b = fp32.op_cost("mm", s), bf16.op_cost("mm", s)
@@ -540,7 +540,7 @@ def test_gemm_bias_gets_a_whole_gradient_when_k_is_split():
     # y is a partial sum: all-reduce of 32*16*4 = 2,048 B -> 2*(1/2)*2,048 = 2,048 B, 2 supersteps.
     # b lacks k but is added after the reduction: its gradient sum_m dy is whole on each device,
     # so nothing more (splitting m instead all-reduces dW (512 B) and db (64 B): 576 B, 4 supersteps).
-    cm = CostModel(models.graph_of(models.gemm_mlp([8, 16], batch=32)), models.one_level(2), "train")
+    cm = CostModel(models.graph_of(models.gemm_mlp([8, 16], batch=32)), models.one_level(2), "train", bucket_mb=0)
     name = next(n for n in cm.planned if cm.graph.operators[n].op_type == "Gemm")
     comm = cm.op_cost(name, ("k",)).communication
     assert (comm[1], comm[2]) == (2 * (1 / 2) * 32 * 16 * 4, 2)

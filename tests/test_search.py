@@ -26,7 +26,7 @@ REL = 1e-9  # "never worse" allows float rounding only
 
 def mlp_cm(widths=(32, 64, 16), batch=64, relu=True, machine=None, mode="train"):
     g = models.graph_of(models.gemm_mlp(list(widths), batch=batch, relu=relu))
-    return CostModel(g, machine or models.two_level(), mode)
+    return CostModel(g, machine or models.two_level(), mode, bucket_mb=0)  # one all-reduce per gradient tensor
 
 
 # ---- exact ----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from ..cost import CostModel, Plan, Strategy
 from ..ir import OpKind
+from ..redistribution import consumers_by_tensor
 
 Progress = Callable[[float, str], None] | None
 
@@ -76,9 +77,12 @@ class DRecSearch:
         self.folded = [n for n in cm.planned if ops[n].kind is OpKind.FOLLOW]
         self.links = self._links()
         self.edge_refs: dict[str, list[tuple]] = {n: [] for n in cm.planned}
-        for e in cm.edges:  # (neighbour, its use, bytes, gradient, this op is the source, this op's use)
-            self.edge_refs[e.consumer].append((e.producer, e.out_index, e.nbytes, e.requires_grad, False, e.in_index))
-            self.edge_refs[e.producer].append((e.consumer, e.in_index, e.nbytes, e.requires_grad, True, e.out_index))
+        self.readers = consumers_by_tensor(cm)  # a tensor pays once per consumer layout
+        for e in cm.edges:  # (neighbour, its use, bytes, gradient, this op is the source, this op's use, tensor)
+            self.edge_refs[e.consumer].append((e.producer, e.out_index, e.nbytes, e.requires_grad, False, e.in_index,
+                                               e.tensor))
+            self.edge_refs[e.producer].append((e.consumer, e.in_index, e.nbytes, e.requires_grad, True, e.out_index,
+                                               e.tensor))
         self.trace: list[dict] = []
         self._memo: dict = {}
 
@@ -144,8 +148,10 @@ class DRecSearch:
         for s in options():
             own = cm.op_seconds(name, s)
             redist = 0.0
-            for nbytes, grad, other_layout, mine_is_src, use_index, fmap in neighbours:
+            for nbytes, grad, other_layout, mine_is_src, use_index, fmap, paid in neighbours:
                 mine = cm.layout(name, use_index, s)
+                if mine in paid:  # another consumer of the tensor takes it in this layout: shared
+                    continue
                 if mine_is_src:
                     la = mine if fmap is None else tuple(fmap.get(x, -1) if x >= 0 else -1 for x in mine)
                     redist += cm.redistribution_seconds(nbytes, la, other_layout, grad)
@@ -183,20 +189,32 @@ class DRecSearch:
                 so = strategies[other][:length]
                 if link.src == name:
                     state.append((link.nbytes, link.requires_grad, cm.layout(other, link.dst_use, so),
-                                  True, link.src_use, link.factor_map))
+                                  True, link.src_use, link.factor_map, ()))
                 else:
                     src = cm.layout(other, link.src_use, so)
                     mapped = tuple(link.factor_map.get(x, -1) if x >= 0 else -1 for x in src)
-                    state.append((link.nbytes, link.requires_grad, mapped, False, link.dst_use, None))
+                    state.append((link.nbytes, link.requires_grad, mapped, False, link.dst_use, None, ()))
+            state = list(dict.fromkeys(state))  # consumers of one output in one layout: paid once
         else:
             layout = cm.layout
-            for other, other_use, nbytes, grad, is_src, my_use in self.edge_refs[name]:
+            for other, other_use, nbytes, grad, is_src, my_use, tensor in self.edge_refs[name]:
                 if other in decided:
                     s = strategies[other]
                     if len(s) != length:
                         s = s[:length]
-                    state.append((nbytes, grad, layout(other, other_use, s), is_src, my_use, None))
+                    paid = () if is_src else self._paid_layouts(name, tensor, strategies, decided, length)
+                    state.append((nbytes, grad, layout(other, other_use, s), is_src, my_use, None, paid))
+            state = list(dict.fromkeys(state))  # consumers of one output in one layout: paid once
         return tuple(state)
+
+    def _paid_layouts(self, name: str, tensor: str, strategies, decided, length: int) -> tuple:
+        """The layouts the other decided consumers of ``tensor`` take it in (their conversion is
+        shared, so this operator pays nothing to take it in one of them)."""
+        out = set()
+        for e in self.readers[tensor]:
+            if e.consumer != name and e.consumer in decided:
+                out.add(self.cm.layout(e.consumer, e.in_index, strategies[e.consumer][:length]))
+        return tuple(sorted(out))
 
     def step(self, strategies: dict[str, Strategy], t: int, record: bool, backward: bool = True) -> None:
         """The thesis's step: critical operators by decreasing weight, then propagation."""

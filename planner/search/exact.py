@@ -13,6 +13,11 @@ as an integer program with scipy's HiGHS:
 where a and b range over the layouts the edge's tensor can have at its producer and consumer
 (an edge's cost depends on nothing else). With x integral the marginal constraints force z to
 the indicator of the chosen pair of layouts.
+
+A tensor with several consumers pays once per (tensor, consumer layout) (planner.redistribution):
+its edges' z carry no cost; instead ``y_{t,a,b} >= z_{e,a,b}`` for each of its edges ``e``, and
+``c_e(a,b)`` is paid on ``y``, which the minimisation holds at the largest of those z (1 when any
+consumer takes layout b from a, else 0).
 """
 
 from __future__ import annotations
@@ -90,7 +95,18 @@ def solve(cm: CostModel, options: dict[str, list[Strategy]], max_variables: int 
     if sum(len(v) for v in options.values()) > max_variables:
         raise _too_large(cm, f"more than {max_variables:,}", max_variables)
     groups = _edge_groups(cm, options)
-    size = sum(len(v) for v in options.values()) + sum(len(la) * len(lb) for _, la, lb in groups)
+    readers: dict[str, int] = {}
+    for e, _, _ in groups:
+        readers[e.tensor] = readers.get(e.tensor, 0) + 1
+    shared_pairs: dict[str, dict] = {}  # tensor read by several edges -> {(a, b): y column}
+    for e, la, lb in groups:
+        if readers[e.tensor] > 1:
+            pairs = shared_pairs.setdefault(e.tensor, {})
+            for a in la:
+                for b in lb:
+                    pairs.setdefault((a, b), None)
+    size = (sum(len(v) for v in options.values()) + sum(len(la) * len(lb) for _, la, lb in groups)
+            + sum(len(p) for p in shared_pairs.values()))
     if size > max_variables:
         raise _too_large(cm, f"{size:,}", max_variables)
     names = list(cm.planned)
@@ -108,15 +124,26 @@ def solve(cm: CostModel, options: dict[str, list[Strategy]], max_variables: int 
             rows.append(r); cols.append(offset[n] + k); vals.append(1.0)
         lower.append(1.0); upper.append(1.0); r += 1
     integrality = [1] * n_x
+    for tensor, pairs in shared_pairs.items():  # y: one column per (tensor, producer, consumer layout)
+        e = next(e for e, _, _ in groups if e.tensor == tensor)
+        for (a, b) in pairs:
+            pairs[(a, b)] = col
+            cost.append(cm.redistribution_seconds(e.nbytes, a, b, e.requires_grad))
+            integrality.append(0)
+            col += 1
     for e, la, lb in groups:
         la_keys, lb_keys = list(la), list(lb)
         nu, nv = len(la_keys), len(lb_keys)
         base = col
+        shared = shared_pairs.get(e.tensor)
         for a in la_keys:
             for b in lb_keys:
-                cost.append(cm.redistribution_seconds(e.nbytes, a, b, e.requires_grad))
+                cost.append(0.0 if shared is not None else cm.redistribution_seconds(e.nbytes, a, b, e.requires_grad))
+                if shared is not None:  # z_{e,a,b} - y_{t,a,b} <= 0
+                    rows.extend([r, r]); cols.extend([col, shared[(a, b)]]); vals.extend([1.0, -1.0])
+                    lower.append(-np.inf); upper.append(0.0); r += 1
+                col += 1
         integrality.extend([0] * (nu * nv))
-        col += nu * nv
         for i, a in enumerate(la_keys):  # sum_b z_ab = sum of x_u over strategies giving layout a
             for j in range(nv):
                 rows.append(r); cols.append(base + i * nv + j); vals.append(1.0)

@@ -13,13 +13,55 @@ from __future__ import annotations
 
 import time
 
-from ..cost import CostModel, Plan, Strategy
+from ..cost import CostModel, OptionsError, Plan, Strategy
 from ..ir import OpKind, TensorRole
 from .drec import DRecSearch
 
 
 class NotATransformerError(ValueError):
     """The graph does not look like a transformer; the message says what is missing."""
+
+
+class HeadSplitError(OptionsError):
+    """The tensor-parallel size does not divide the attention head count (Megatron refuses)."""
+
+
+def attention_heads(cm: CostModel) -> int | None:
+    """The head count: the batched dimensions (other than the batch) of a weight-free MatMul whose
+    output reaches a Softmax (the attention scores); None if there is none."""
+    g = cm.graph
+    batch = g.batch_dims()
+    for name in cm.planned:
+        op = g.operators[name]
+        if op.op_type != "MatMul" or any(g.tensors[u.tensor].role is TensorRole.PARAMETER for u in op.inputs):
+            continue
+        nxt = [s for s in g.graph.successors(name)]
+        for _ in range(4):  # scale, mask, ... then the Softmax
+            if any(g.operators[s].op_type == "Softmax" for s in nxt):
+                heads = 1
+                for d, size in op.dims.items():
+                    if d not in ("m", "n", "k") and d != batch.get(name):
+                        heads *= size
+                return heads
+            nxt = [s for n in nxt for s in g.graph.successors(n)]
+    return None
+
+
+def _after_row_parallel(cm: CostModel, roles: dict[str, str]) -> set[str]:
+    """Operators fed by a row-parallel layer before the next linear layer: its bias Add, the
+    residual Add, the LayerNorm. Megatron (without sequence parallelism) all-reduces the
+    row-parallel output and computes these replicated on every tensor-parallel rank."""
+    g = cm.graph
+    found: set[str] = set()
+    frontier = [n for n, role in roles.items() if role == "k"]
+    while frontier:
+        name = frontier.pop()
+        for s in g.graph.successors(name):
+            if s in roles or s in found or g.operators[s].kind is not OpKind.FOLLOW:
+                continue
+            found.add(s)
+            frontier.append(s)
+    return found
 
 
 def _linear_layers(cm: CostModel) -> dict[str, str]:
@@ -59,6 +101,15 @@ def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) ->
                     ["the machine has a single device: nothing to split"])
     inner = split_levels[-1]  # the innermost level that has more than one device
     tensor = frozenset([inner]) if tensor_levels is None else tensor_levels
+    size = 1
+    for i in tensor:
+        size *= cm.machine.levels[i].arity
+    heads = attention_heads(cm)
+    if heads is not None and heads % size:
+        raise HeadSplitError(f"tensor parallelism of {size} does not divide the {heads} attention heads: Megatron "
+                             f"splits whole heads, so choose a tensor-parallel size that divides {heads} "
+                             f"(--tp, or a machine whose innermost level has such an arity)")
+    replicated = _after_row_parallel(cm, roles)
     batch = g.batch_dims()
     search = DRecSearch(cm)
     strategies: dict[str, Strategy] = {n: () for n in cm.planned}
@@ -87,6 +138,12 @@ def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) ->
                 strategies[n] = strategies[n][:t] + (search.choose(n, strategies, decided, t, True),)
                 decided.add(n)
         search.propagate(strategies, t, decided)
+    for n in replicated:  # bias, residual, LayerNorm after the row-parallel all-reduce: whole on every
+        # tensor-parallel rank, and split on the batch across the data-parallel levels like the rest
+        wanted = tuple(None if cut.level in tensor else batch.get(n) for cut in cm.cuts)
+        if cm.assignment(n, wanted) is None:
+            wanted = tuple(None if cut.level in tensor else dim for cut, dim in zip(cm.cuts, strategies[n]))
+        strategies[n] = wanted
     names = [f"{cm.machine.levels[i].name} ({cm.machine.levels[i].arity}-way)" for i in sorted(tensor)]
     note = (f"tensor parallel over the {', '.join(names)} level(s), data parallel across the others" if names
             else "no tensor parallelism: data parallel on every level")

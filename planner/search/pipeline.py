@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..collectives import point_to_point
+from ..gradients import tied_stage_sync
 from ..cost import CostModel, OptionsError, Strategy, check_counts
 from ..machine import Level, Machine
 from ..memory import MemoryReport, memory_per_device
@@ -205,26 +206,56 @@ def per_sample_edges(cm: CostModel) -> list:
     return [e for e in cm.edges if e.producer in data_ops]
 
 
+def activation_order(cm: CostModel) -> tuple[list[str], list[int]]:
+    """The planned operators in a topological order where each operator computing from parameters
+    or constants alone (a legacy export's ``Identity`` copy of a weight, the ``Transpose`` of a tied
+    embedding, a ``Cast`` of a weight) sits just before its first consumer that carries
+    activations; one with no such consumer (a dead end) goes last. Cuts between these operators
+    and that consumer would be crossed by no activation but leave the stage before them empty.
+
+    Returns the order and, per operator, the index of the operator on the data it goes with."""
+    planned = list(cm.planned)
+    data_ops = data_dependent_ops(cm.graph)
+    data_index = {n: i for i, n in enumerate(n for n in planned if n in data_ops)}
+    graph = cm.graph.graph
+    key: dict[str, float] = dict(data_index)
+    for name in reversed(planned):  # consumers first, so chains of weight arithmetic follow
+        if name not in data_index:
+            users = [key[u] for u in graph.successors(name) if u in key]
+            key[name] = min(users, default=math.inf)
+    last = len(data_index) - 1
+    rank = {n: i for i, n in enumerate(planned)}
+    group = {n: int(min(key[n], last)) if last >= 0 else 0 for n in planned}
+    order = sorted(planned, key=lambda n: (group[n], rank[n]))
+    return order, [group[n] for n in order]
+
+
 def cut_points(cm: CostModel) -> CutPoints:
     """Cut where the fewest activations cross, not counting the ones that cross a third of the
-    graph or more (an attention mask read by every layer): they cross every cut alike."""
-    order = list(cm.planned)
+    graph or more (an attention mask read by every layer): they cross every cut alike.
+
+    Only positions just before an operator that carries activations are candidates; the
+    operators on parameters alone follow their consumers (:func:`activation_order`), so every
+    segment, and so every stage, holds at least one operator on the data."""
+    order, group = activation_order(cm)
     index = {n: i for i, n in enumerate(order)}
     n = len(order)
+    candidates = [k for k in range(1, n) if group[k] != group[k - 1]]  # a new operator on the data's group
     last_use: dict[str, int] = {}
     edges = per_sample_edges(cm)
     for e in edges:
         last_use[e.tensor] = max(last_use.get(e.tensor, -1), index[e.consumer])
     spans = {e.tensor: (index[e.producer] + 1, last_use[e.tensor]) for e in edges}
-    if n < 2:
+    if not candidates:
         return CutPoints(tuple(order), ())
+    positions: list[int] = []
     for long_lived in (n / 3, math.inf):
         count = np.zeros(n + 1, dtype=np.int64)
         for first, last in spans.values():
             if last - first < long_lived:
                 count[first:last + 1] += 1  # crossing positions first..last
-        interior = count[1:n]
-        positions = [k for k in range(1, n) if count[k] == interior.min()]
+        fewest = min(count[k] for k in candidates)
+        positions = [k for k in candidates if count[k] == fewest]
         if len(positions) >= 2 or long_lived == math.inf:
             break
     if len(positions) > MAX_CUT_POINTS:
@@ -464,6 +495,9 @@ def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: Machin
         grad[s] += basis.time(cost.gradient_sync[n])
         if cm.mode == "train":  # the backward share of the compute: 2 of 3 passes (of 4 when recomputed)
             backward[s] += basis.time(cost.compute[n]) * 2 / (4 if cm.recomputed(n) else 3)
+    if stages > 1:  # a parameter whose consumers sit on several stages: a copy per stage, synced
+        for s, seconds in tied_stage_sync(cm, full, stage_of_op, split.crossing_level).items():
+            grad[s] += seconds
     exposed = [max(0.0, g - b) if overlap_gradient_sync else g for g, b in zip(grad, backward)]
     stage_seconds = [w + s for w, s in zip(work, sends)]
     slowest = max(stage_seconds)
