@@ -109,7 +109,7 @@ else:
             o3.metric("Memory per device", f"{ex.gib(alt.memory.peak):.3g} GiB",
                       delta="fits" if alt.memory.fits else "does not fit",
                       delta_color="green" if alt.memory.fits else "red", delta_arrow="off")
-        st.caption(" ".join(priced.lines()))
+        st.caption(md_text(" ".join(priced.lines())))
 
 # ---- compare with a plan file ----
 st.subheader("Compare with a plan file")

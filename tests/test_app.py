@@ -323,7 +323,7 @@ def test_override_one_operator():
     else:
         assert metric(at, "Iteration with the override") == ex.format_seconds(priced.fixed.total_seconds)
         assert priced.fixed.total_seconds != r.total_seconds
-    assert any(c.value == " ".join(priced.lines()) for c in at.caption)
+    assert any(rendered(c.value) == " ".join(priced.lines()) for c in at.caption)
 
 
 def test_upload_a_plan_json_and_compare():
