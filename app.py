@@ -15,6 +15,8 @@ then builds the navigation and the context itself, so every page works however i
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 from streamlit import config as st_config
 
@@ -25,12 +27,19 @@ from planner.cost import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError
 from planner.machine import Machine, MachineError, load_preset
 from planner.memory import OPTIMIZERS
 from planner.onnx_import import ModelImportError
+from planner.plan_pool import PlanPool
+from planner.safe_markdown import md_code, md_text
 from planner.urlparams import unknown_bindings_message
 
 @st.cache_resource(show_spinner=False)
 def plan_cache() -> ex.PlanCache:
-    """One cache per server process, shared by every session (results are read-only)."""
-    return ex.PlanCache()
+    """One cache per server process, shared by every session (results are read-only), with the
+    pool of planning processes (one per core; planner/plan_pool.py). Under AppTest, or with
+    PLANNER_APP_POOL=0, plans are made on the script thread."""
+    cache = ex.PlanCache()
+    if not st_config.get_option("global.appTest") and os.environ.get("PLANNER_APP_POOL", "1") != "0":
+        cache.pool = PlanPool()
+    return cache
 
 
 def _init_state() -> None:
@@ -118,7 +127,7 @@ def _sidebar(cache: ex.PlanCache) -> tuple[list[str], str | None]:
     if link_bindings and dims and (unknown := unknown_bindings_message(link_bindings, dims)):
         ss.url_problems = [*ss.get("url_problems", []), unknown]
     ss.bindings = ex.bindings_for(dims, ss.bindings)
-    sb.markdown(f"**Model** `{source.label}`" + (" (uploaded)" if source.kind == "upload" else ""),
+    sb.markdown(f"**Model** {md_code(source.label)}" + (" (uploaded)" if source.kind == "upload" else ""),
                 help=f"sha256 {source.sha256}")
     if dims:
         cols = sb.columns(min(len(dims), 3))
@@ -126,13 +135,13 @@ def _sidebar(cache: ex.PlanCache) -> tuple[list[str], str | None]:
             key = f"sb_bind_{dim}"
             ss[key] = ss.bindings[dim]
             cols[i % len(cols)].number_input(
-                f"{dim} (global)" if dim == "batch" else dim, min_value=1, step=1, key=key,
+                f"{md_text(dim)} (global)" if dim == "batch" else md_text(dim), min_value=1, step=1, key=key,
                 on_change=_sync_binding, args=(dim, key),
                 help="the global batch: split across devices by the plan" if dim == "batch" else "symbolic dimension")
     else:
         sb.caption("no symbolic dimensions: every input shape is fixed")
-    sb.markdown(f"**Machine** `{ss.machine_label}`  \n{ss.machine.num_devices:,} devices: "
-                + " x ".join(f"{lv.arity} {lv.name}" for lv in ss.machine.levels))
+    sb.markdown(f"**Machine** {md_code(ss.machine_label)}  \n{ss.machine.num_devices:,} devices: "
+                + " x ".join(f"{lv.arity} {md_text(lv.name)}" for lv in ss.machine.levels))
     options: PlanOptions = ss.options
     for key, value in (("sb_mode", options.mode), ("sb_algorithm", options.algorithm),
                        ("sb_precision", options.precision or "model"), ("sb_optimizer", options.optimizer)):
@@ -149,7 +158,7 @@ def _sidebar(cache: ex.PlanCache) -> tuple[list[str], str | None]:
                  args=("optimizer", "sb_optimizer"), help="sets the optimizer state in memory (train mode)")
     _pipeline_options(options)
     if ss.get("option_error"):
-        sb.error(ss.pop("option_error"))
+        sb.error(md_text(ss.pop("option_error")))
     return dims, model_error
 
 
@@ -223,12 +232,12 @@ def _context(cache: ex.PlanCache, dims: list[str], model_error: str | None) -> e
     if not ctx.graph.planned_operators():
         ctx.plan_error = "the model has no operator to plan (only constants and shape arithmetic)"
         return ctx
-    label = f"Planning {ctx.source.label} on {ctx.machine.num_devices:,} devices with {options.algorithm}" + (
+    label = f"Planning {md_text(ctx.source.label)} on {ctx.machine.num_devices:,} devices with {options.algorithm}" + (
         " (stages, micro-batches, recomputation, ZeRO)..." if ex.searches_configurations(options) else "...")
     with st.spinner(label):
         bar = st.progress(0.0, text=label)
         try:
-            ctx.result = ctx.plan(progress=lambda f, msg: bar.progress(min(max(float(f), 0.0), 1.0), text=msg))
+            ctx.result = ctx.plan(progress=lambda f, msg: bar.progress(min(max(float(f), 0.0), 1.0), text=md_text(msg)))
         except Exception as exc:  # noqa: BLE001 - PlanError, NotATransformerError, ConfigError, ... and planner bugs
             ctx.plan_error = ex.error_text(options.algorithm, exc)
             ctx.plan_fix = ex.what_to_change(exc)
@@ -269,7 +278,7 @@ def prepare() -> ex.Context:
     cache = plan_cache()
     dims, model_error = _sidebar(cache)
     for problem in st.session_state.get("url_problems", []):
-        st.sidebar.warning(problem)
+        st.sidebar.warning(md_text(problem))
     ctx = _context(cache, dims, model_error)
     st.session_state["_ctx"] = ctx
     _sync_url(ctx)
@@ -298,7 +307,7 @@ def planned_page(title: str) -> ex.Context:
     ctx = page_context()
     st.title(title)
     if ctx.model_error or ctx.plan_error:
-        st.error(ctx.model_error or ctx.no_plan)
+        st.error(md_text(ctx.model_error or ctx.no_plan))
         st.stop()
     return ctx
 

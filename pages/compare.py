@@ -5,13 +5,14 @@ import streamlit as st
 
 import app
 from planner import explorer as ex
+from planner.safe_markdown import md_code, md_text
 from planner.machine import MachineError
 
 ctx: ex.Context = app.page_context()
 ss = st.session_state
 st.title("Compare")
 if ctx.model_error:
-    st.error(ctx.model_error)
+    st.error(md_text(ctx.model_error))
     st.stop()
 
 # ---- algorithms ----
@@ -46,18 +47,18 @@ with right:
     st.caption("Bars: green fits in device memory, red does not. Every algorithm is scored by the same evaluator.")
     for row in rows:
         if row["iteration (ms)"] is None:
-            st.warning(row["note"])
+            st.warning(md_text(row["note"]))
 
 # ---- what-if ----
 st.subheader("What if the machine were different?")
-st.caption(f"Sliders change a copy of `{ctx.machine_label}`; the model is re-planned with {ctx.options.algorithm} "
+st.caption(f"Sliders change a copy of {md_code(ctx.machine_label)}; the model is re-planned with {ctx.options.algorithm} "
            "on it (results are cached, so going back is instant).")
 m = ctx.machine
 bandwidths, latencies = {}, {}
 cols = st.columns(len(m.levels) + 1)
 for i, lv in enumerate(m.levels):
     with cols[i]:
-        st.markdown(f"**{lv.name} level** (x{lv.arity})")
+        st.markdown(f"**{md_text(lv.name)} level** (x{lv.arity})")
         bw_now = ex.gbps(lv.bandwidth_Bps)
         bandwidths[i] = st.select_slider("bandwidth (GB/s)", ex.bandwidth_choices(bw_now), value=round(bw_now, 6),
                                          key=f"wi_bw_{i}_{ss.get('machine_version', 0)}",
@@ -69,24 +70,24 @@ with cols[-1]:
     inner = m.num_devices // m.levels[0].arity
     arities = sorted({a for a in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if a * inner <= 2**20} | {m.levels[0].arity})
     st.markdown("**devices**")
-    outer = st.select_slider(f"{m.levels[0].name} count", arities, value=m.levels[0].arity,
+    outer = st.select_slider(f"{md_text(m.levels[0].name)} count", arities, value=m.levels[0].arity,
                              key=f"wi_outer_{ss.get('machine_version', 0)}",
                              format_func=lambda a: f"{a} ({a * inner:,} devices)")
 try:
     what_if = ex.what_if_machine(m, bandwidths, latencies, outer)
 except MachineError as exc:
-    st.error(f"What-if machine is invalid: {exc}")
+    st.error(f"What-if machine is invalid: {md_text(exc)}")
     st.stop()
 
 if ctx.plan_error:
-    st.error(ctx.no_plan)
+    st.error(md_text(ctx.no_plan))
     st.stop()
 r = ctx.result
 try:
     with st.spinner("Re-planning on the what-if machine..."):
         alt = ctx.plan(machine=what_if)
 except Exception as exc:  # noqa: BLE001
-    st.error(f"No plan on the what-if machine: {ex.error_text(ctx.options.algorithm, exc)}")
+    st.error(f"No plan on the what-if machine: {md_text(ex.error_text(ctx.options.algorithm, exc))}")
     st.stop()
 w = st.columns(4)
 delta = alt.total_seconds - r.total_seconds
@@ -98,7 +99,7 @@ w[2].metric("Speed-up over pure data parallel", ex.format_speedup(alt.speedup_ov
 changed = sum(1 for n in alt.cost_model.planned if alt.plan.strategies.get(n) != r.plan.strategies.get(n)) \
     if alt.cost_model.machine.cuts() == r.cost_model.machine.cuts() else None  # the cuts of one stage
 w[3].metric("Operators whose split changed", "n/a (other cuts)" if changed is None else f"{changed:,}")
-st.caption(f"Strategy by level: {ex.strategy_shape(alt)} (current: {ex.strategy_shape(r)}) · search "
+st.caption(f"Strategy by level: {md_text(ex.strategy_shape(alt))} (current: {md_text(ex.strategy_shape(r))}) · search "
            f"{ex.format_seconds(alt.plan.search_seconds)}")
 
 
@@ -115,7 +116,7 @@ if what_if != m:
 st.subheader("Across device counts")
 counts = ex.SWEEP_DEVICE_COUNTS
 st.caption(f"The what-if machine scaled from {counts[0]} to {counts[-1]:,} devices by its outermost level "
-           f"({m.levels[0].name}); dashed lines mark where the kind of parallelism per level changes.")
+           f"({md_text(m.levels[0].name)}); dashed lines mark where the kind of parallelism per level changes.")
 sweep = ctx.cache.cached_sweep(ctx.source, ctx.bindings, what_if, ctx.options, counts)
 if sweep is None:
     slot = st.empty()

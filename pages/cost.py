@@ -6,6 +6,7 @@ import streamlit as st
 
 import app
 from planner import explorer as ex
+from planner.safe_markdown import md_code, md_text
 
 ctx: ex.Context = app.planned_page("Cost")
 
@@ -14,9 +15,9 @@ cm = r.cost_model
 ops = sorted(cm.planned, key=lambda n: -sum(r.cost.op_seconds(n).values()))
 op = st.selectbox("Operator (costliest first)", ops, key="co_op")
 o = r.graph.operators[op]  # as planned: bound to one micro-batch when there are several
-st.caption(f"{o.op_type} ({o.kind.value}) · dimensions {ex.dims_text(o.dims)} · "
+st.caption(f"{md_text(o.op_type)} ({o.kind.value}) · dimensions {md_text(ex.dims_text(o.dims))} · "
            f"{ex.format_flop_count(o.flops)} forward{' per micro-batch' if r.schedule.micro_batches > 1 else ''} · "
-           f"plan: {ex.strategy_label(r, op)}")
+           f"plan: {md_text(ex.strategy_label(r, op))}")
 
 st.subheader("Cost formula per candidate split")
 st.markdown(
@@ -33,8 +34,8 @@ for start in range(0, len(rows), 3):
     for col, row in zip(cols, rows[start:start + 3]):
         with col.container(border=True):
             tag = " (cheapest alone)" if row is best else ""
-            st.markdown(f"**{row['label']}**{tag}")
-            st.caption("per cut: " + ", ".join(d or "–" for d in row["strategy"]))
+            st.markdown(f"**{md_text(row['label'])}**{tag}")
+            st.caption("per cut: " + md_text(", ".join(d or "–" for d in row["strategy"])))
             st.latex(row["latex_symbolic"])
             st.latex(row["latex_sized"])
             st.latex(row["latex_terms"])
@@ -48,7 +49,7 @@ elif trace.empty:
     traced = ex.traced_operators(r)
     st.info("This operator was not decided by the search itself: it follows its neighbours' layouts (folded "
             f"operators get propagated layouts). {len(traced)} operators have a trace, e.g. "
-            + ", ".join(f"`{n}`" for n in traced[:5]))
+            + ", ".join(md_code(n) for n in traced[:5]))
 else:
     st.caption("At each recorded step (one machine cut) the candidates, their own cost, the redistribution "
                "with neighbours already decided, and the winner (✓).")

@@ -4,6 +4,7 @@ import streamlit as st
 
 import app
 from planner import explorer as ex
+from planner.safe_markdown import md_code, md_text
 from planner.machine import Machine, MachineError, load_preset
 
 ctx: ex.Context = app.page_context()
@@ -72,9 +73,9 @@ ss["mc_preset"] = ctx.machine_label if ctx.machine_label in presets else None
 top = st.columns([2, 3])
 top[0].selectbox("Preset", presets, key="mc_preset", on_change=_choose_preset, placeholder="custom machine",
                  help="machines/*.yaml")
-top[1].markdown(f"**In use:** `{ctx.machine_label}` — {machine.summary()}")
+top[1].markdown(f"**In use:** {md_code(ctx.machine_label)} — {md_text(machine.summary())}")
 if errors.get("preset"):
-    st.error(errors["preset"])
+    st.error(md_text(errors["preset"]))
 
 # ---- device ----
 st.subheader("Device")
@@ -89,7 +90,7 @@ c[3].number_input("Compute efficiency", value=float(d.compute_efficiency), step=
                   key=f"mc_dev_eff_{ver}", on_change=_edit_device, args=(ver,),
                   help="fraction of peak that large kernels reach, in (0, 1]")
 if errors.get("device"):
-    st.error(errors["device"])
+    st.error(md_text(errors["device"]))
 
 # ---- levels ----
 st.subheader("Levels (outermost first)")
@@ -106,7 +107,7 @@ st.data_editor(
     },
 )
 if errors.get("levels"):
-    st.error(errors["levels"])
+    st.error(md_text(errors["levels"]))
 
 m1, m2, m3 = st.columns(3)
 m1.metric("Devices", f"{machine.num_devices:,}")
@@ -114,7 +115,7 @@ m2.metric("Device peak", f"{ex.tflops(machine.device.peak_flops):.4g} TFLOP/s")
 m3.metric("Device memory", f"{ex.gib(machine.device.memory_bytes):.3g} GiB")
 st.plotly_chart(ex.machine_tree_figure(machine), key="mc_tree")
 st.caption("Cut schedule (D-Rec splits the machine one prime at a time, outermost level first): "
-           + (", ".join(f"{c.level_name} x{c.factor}" for c in machine.cuts()) or "none (one device)"))
+           + (", ".join(f"{md_text(c.level_name)} x{c.factor}" for c in machine.cuts()) or "none (one device)"))
 
 # ---- YAML ----
 st.subheader("YAML")
@@ -123,6 +124,6 @@ y1.download_button("Download machine YAML", machine.to_yaml(), file_name=f"{mach
                    mime="application/x-yaml", on_click="ignore")
 y2.file_uploader("Upload machine YAML", type=["yaml", "yml", "json"], key="mc_upload", on_change=_upload_yaml)
 if errors.get("yaml"):
-    st.error(errors["yaml"])
+    st.error(md_text(errors["yaml"]))
 with st.expander("YAML of the machine in use (SI units)"):
     st.code(machine.to_yaml(), language="yaml")

@@ -3,7 +3,9 @@
 import streamlit as st
 
 import app
+from planner import app_upload
 from planner import explorer as ex
+from planner.safe_markdown import md_code, md_text
 from planner.onnx_import import ModelImportError
 
 ctx: ex.Context = app.page_context()
@@ -25,25 +27,33 @@ def _sync_binding(dim: str, key: str) -> None:
         ss.bindings = {**ss.bindings, dim: int(value)}
 
 
-def _on_upload() -> None:
+def _upload_key() -> str:
+    """The uploader's key: a new one after every upload, so that the uploader is empty again and
+    the next file is an addition. (Replacing the file a single-file uploader holds takes two
+    runs, one without a file and one with the new file; when the new file arrives during the
+    first run, Streamlit can drop it as orphaned and the upload is silently lost.)"""
+    n = ss.get("upload_nonce", 0)
+    return "mp_upload" if n == 0 else f"mp_upload_{n}"
+
+
+def _on_upload(key: str) -> None:
     """Import the uploaded file before the run (so the sidebar and the plan use it at once);
-    a file that is not a model leaves the model in use unchanged and says why."""
-    upload = ss.get("mp_upload")
+    a file that is not a model leaves the model in use unchanged and says why. The weights are
+    dropped on the way (planner.app_upload): the session keeps the model's shapes only."""
+    upload = ss.get(key)
     if upload is None:
         return
-    data = upload.getvalue()
+    name = upload.name
     try:
-        source = ex.upload_source(upload.name, data)
-        dims = ctx.cache.symbolic_dims(source, data)
-        bindings = ex.bindings_for(dims, ss.bindings)
-        ctx.cache.graph(source, bindings, data)
+        source, data, bindings = app_upload.accept_upload(name, upload.getvalue(), ctx.cache, ss.bindings)
     except ModelImportError as exc:
-        ss.upload_error = f"{upload.name}: {exc}"
+        ss.upload_error = f"{name}: {exc}"
     except Exception as exc:  # noqa: BLE001 - whatever a malformed file triggers, the user sees a message
-        ss.upload_error = (f"{upload.name} could not be read as an ONNX model ({type(exc).__name__}: {exc}); "
+        ss.upload_error = (f"{name} could not be read as an ONNX model ({type(exc).__name__}: {exc}); "
                            "export it again with torch.onnx.export or check the file")
     else:
         ss.source, ss.upload_bytes, ss.bindings, ss.upload_error = source, data, bindings, None
+    ss.upload_nonce = ss.get("upload_nonce", 0) + 1  # an empty uploader for the next file
 
 
 left, right = st.columns(2)
@@ -54,14 +64,15 @@ with left:
     st.selectbox("Sample model", samples, key="mp_sample", on_change=_choose_sample, placeholder="uploaded model in use",
                  help="ONNX files in sample_models/ (weights stripped: shapes only)")
 with right:
-    st.file_uploader("Or upload an ONNX model", type=["onnx"], key="mp_upload", on_change=_on_upload,
+    key = _upload_key()
+    st.file_uploader("Or upload an ONNX model", type=["onnx"], key=key, on_change=_on_upload, args=(key,),
                      help="Up to 2 GB (server.maxUploadSize). For bigger models run "
                           "`python -m planner strip-weights model.onnx small.onnx` first.")
 
-if ss.get("upload_error") and ss.get("mp_upload") is not None:
-    st.error(ss.upload_error + " — the model in use is unchanged.")
+if ss.get("upload_error"):
+    st.error(md_text(ss.upload_error) + " — the model in use is unchanged.")
 
-st.markdown(f"**In use:** `{ctx.source.label}` ({'sample' if ctx.source.kind == 'sample' else 'uploaded'}), "
+st.markdown(f"**In use:** {md_code(ctx.source.label)} ({'sample' if ctx.source.kind == 'sample' else 'uploaded'}), "
             f"sha256 `{ctx.source.short_sha}…`")
 
 if ctx.dims:
@@ -69,11 +80,11 @@ if ctx.dims:
     for i, dim in enumerate(ctx.dims):
         key = f"mp_bind_{dim}"
         ss[key] = ctx.bindings[dim]
-        cols[i].number_input(f"bind {dim}", min_value=1, step=1, key=key, on_change=_sync_binding, args=(dim, key),
+        cols[i].number_input(f"bind {md_text(dim)}", min_value=1, step=1, key=key, on_change=_sync_binding, args=(dim, key),
                              help="value of the symbolic input dimension (batch: the global batch)")
 
 if ctx.model_error:
-    st.error(f"{ctx.model_error}")
+    st.error(md_text(ctx.model_error))
     st.stop()
 
 g = ctx.graph
@@ -88,11 +99,11 @@ c[4].metric("Repeated layers", f"{layers.count}" if layers.count >= 2 else "none
 
 if g.unsupported_op_types:
     st.warning("Unsupported operator types (planned as replicated, costs approximate): "
-               + ", ".join(g.unsupported_op_types))
+               + md_text(", ".join(g.unsupported_op_types)))
 if g.warnings:
     with st.expander(f"{len(g.warnings)} import warning(s)"):
         for w in g.warnings:
-            st.write("- " + w)
+            st.markdown("- " + md_text(w))
 
 # ---- operator table ----
 st.subheader("Operators")
@@ -105,7 +116,7 @@ text = f3.text_input("Name contains", key="mp_text")
 layer_range = None
 if layers.count >= 2:
     lo, hi = layers.indices[0], layers.indices[-1]
-    layer_range = f4.slider(f"Layers ({layers.family}N)", lo, hi, (lo, hi), key="mp_layers")
+    layer_range = f4.slider(f"Layers ({md_text(layers.family)}N)", lo, hi, (lo, hi), key="mp_layers")
 shown = ex.filter_table(table, types, kinds, text, layer_range)
 st.caption(f"{len(shown):,} of {len(table):,} operators (shape arithmetic hidden)")
 st.dataframe(shown, hide_index=True, height=320, column_config={

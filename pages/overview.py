@@ -4,17 +4,18 @@ import streamlit as st
 
 import app
 from planner import explorer as ex
+from planner.safe_markdown import md_code, md_text
 
 ctx: ex.Context = app.page_context()
 st.title("Overview")
-st.caption(f"{ctx.source.label} · {ctx.machine.summary()} · {ctx.options.mode} · {ctx.options.algorithm}")
+st.caption(f"{md_text(ctx.source.label)} · {md_text(ctx.machine.summary())} · {ctx.options.mode} · {ctx.options.algorithm}")
 
 if ctx.model_error:
-    st.error(f"The model cannot be planned: {ctx.model_error}")
+    st.error(f"The model cannot be planned: {md_text(ctx.model_error)}")
     st.page_link("pages/model.py", label="Choose another model or fix the bindings on the Model page", icon=":material/schema:")
     st.stop()
 if ctx.plan_error:
-    st.error(ctx.no_plan)
+    st.error(md_text(ctx.no_plan))
     st.stop()
 
 r = ctx.result
@@ -22,7 +23,7 @@ h = ex.headline(r)
 mem = r.memory
 staged = r.schedule.stages > 1
 c = st.columns([0.8, 1.1, 1.4, 1.0, 1.2, 0.9])
-c[0].metric("Devices", f"{h['devices']:,}", help=ctx.machine.summary())
+c[0].metric("Devices", f"{h['devices']:,}", help=md_text(ctx.machine.summary()))
 c[1].metric("Predicted iteration time", h["iteration"], help=h["breakdown"])
 c[2].metric("Speed-up over pure data parallel", h["speedup"], help=f"pure data parallel: {h['data_parallel']}")
 c[3].metric("TFLOP/s per device", f"{h['tflops_model']:.3g}",
@@ -37,7 +38,7 @@ st.caption(f"Configuration: {h['configuration']}")
 
 st.markdown(ex.explanation(r, ctx.source.label))
 for note in r.notes:
-    st.info(note)
+    st.info(md_text(note))
 
 left, right = st.columns(2)
 with left:
@@ -51,7 +52,7 @@ with left:
 with right:
     st.subheader("Memory per device" + (" (fullest stage)" if staged else ""))
     st.plotly_chart(ex.memory_figure(r), key="ov_memory")
-    st.caption(f"Strategy by level: {ex.strategy_shape(r)}")
+    st.caption(f"Strategy by level: {md_text(ex.strategy_shape(r))}")
 
 st.divider()
 cols = st.columns(6)

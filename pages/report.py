@@ -7,6 +7,7 @@ import streamlit as st
 
 import app
 from planner import explorer as ex
+from planner.safe_markdown import md_code, md_text
 
 ctx: ex.Context = app.planned_page("Report")
 
@@ -48,7 +49,7 @@ elif st.button("Run the verification", icon=":material/play_arrow:"):
     try:
         rows = verify.run_verification(progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
     except (verify.VerificationError, ValueError) as exc:
-        st.error(f"The verification could not run: {exc}")
+        st.error(f"The verification could not run: {md_text(exc)}")
     else:
         st.session_state.verification_rows = rows
 if st.session_state.get("verification_rows"):

@@ -7,6 +7,7 @@ import streamlit as st
 
 import app
 from planner import explorer as ex
+from planner.safe_markdown import md_code, md_text
 from planner import timeline
 from planner.cost import PlanError
 from planner.override import price_override
@@ -17,7 +18,7 @@ r = ctx.result
 g = ctx.graph
 h = ex.headline(r)
 st.caption(f"{r.plan.algorithm} on {h['devices']:,} devices: {h['iteration']} per iteration, "
-           f"{h['speedup']} over pure data parallel · strategy by level: {ex.strategy_shape(r)} · {h['configuration']}")
+           f"{h['speedup']} over pure data parallel · strategy by level: {md_text(ex.strategy_shape(r))} · {h['configuration']}")
 
 table = ex.strategy_table(r)
 layers = ex.layers_of(g)
@@ -29,7 +30,7 @@ text = f3.text_input("Name contains", key="st_text")
 layer_range = None
 if layers.count >= 2:
     lo, hi = layers.indices[0], layers.indices[-1]
-    layer_range = f4.slider(f"Layers ({layers.family}N)", lo, hi, (lo, min(hi, lo + 1)), key="st_layers")
+    layer_range = f4.slider(f"Layers ({md_text(layers.family)}N)", lo, hi, (lo, min(hi, lo + 1)), key="st_layers")
 shown = ex.filter_table(table, types, kinds, text, layer_range)
 
 tab_table, tab_heat, tab_graph = st.tabs(["Table", "Heatmap by machine cut", "Graph coloured by split"])
@@ -64,8 +65,8 @@ if sched.stages == 1:
                if sched.micro_batches > 1 else ".")
             + " Set the pipeline stages in the sidebar to see a pipelined plan.")
 else:
-    st.caption(f"{sched.stages} stages of {r.split.stage_machine.summary()}; stage boundaries cross the "
-               f"{', '.join(dict.fromkeys(sched.boundary_levels))} level"
+    st.caption(f"{sched.stages} stages of {md_text(r.split.stage_machine.summary())}; stage boundaries cross the "
+               f"{md_text(', '.join(dict.fromkeys(sched.boundary_levels)))} level"
                + (f"; with {sched.interleave} chunks per device a device holds several runs of layers"
                   if sched.interleave > 1 else ""))
     st.markdown("**The stage of each layer**")
@@ -87,15 +88,15 @@ cols = st.columns(min(len(cm.cuts), 6) or 1)
 for t, cut in enumerate(cm.cuts):
     cands = ["not split" if d is None else d for d in cm.candidates(op, strategy)]  # "not split": None
     default = chosen[t] if chosen[t] in cands and strategy == chosen[:t] else "not split"
-    choice = cols[t % len(cols)].selectbox(labels[t], cands, index=cands.index(default), key=f"st_ov_{op}_{t}")
+    choice = cols[t % len(cols)].selectbox(md_text(labels[t]), cands, index=cands.index(default), key=f"st_ov_{op}_{t}")
     strategy = strategy + (None if choice in (None, "not split") else choice,)
 if strategy == chosen:
-    st.caption(f"This is the plan's choice ({ex.strategy_label(r, op)}). Change a cut above to see the cost move.")
+    st.caption(f"This is the plan's choice ({md_text(ex.strategy_label(r, op))}). Change a cut above to see the cost move.")
 else:
     try:
         priced = price_override(r, op, strategy)
     except PlanError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
     else:
         shown = [("stages fixed", priced.fixed), ("re-balanced", priced.rebalanced)] if priced.pipelined \
             else [("", priced.fixed)]
@@ -108,7 +109,7 @@ else:
             o3.metric("Memory per device", f"{ex.gib(alt.memory.peak):.3g} GiB",
                       delta="fits" if alt.memory.fits else "does not fit",
                       delta_color="green" if alt.memory.fits else "red", delta_arrow="off")
-        st.caption(" ".join(priced.lines()))
+        st.caption(md_text(" ".join(priced.lines())))
 
 # ---- compare with a plan file ----
 st.subheader("Compare with a plan file")
@@ -120,17 +121,17 @@ if up is not None:
         other = ctx.cache.evaluate(ctx.source, ctx.bindings, g, ctx.machine, ex.plan_file_options(r.options, data),
                                    data, hashlib.sha256(raw).hexdigest())
     except Exception as exc:  # noqa: BLE001 - ValueError (the file's fault) or a planner bug
-        st.error(f"{up.name}: {exc}" if isinstance(exc, ValueError) else f"{up.name}: {ex.error_text('evaluate', exc)}")
+        st.error(md_text(f"{up.name}: {exc}" if isinstance(exc, ValueError) else f"{up.name}: {ex.error_text('evaluate', exc)}"))
     else:
         p1, p2, p3 = st.columns(3)
         p1.metric("Current plan", ex.format_seconds(r.total_seconds))
         delta = other.total_seconds - r.total_seconds
-        p2.metric(f"{up.name}", ex.format_seconds(other.total_seconds),
+        p2.metric(md_text(up.name), ex.format_seconds(other.total_seconds),
                   delta=f"{'+' if delta >= 0 else '-'}{ex.format_seconds(abs(delta))}", delta_color="inverse")
         diff = ex.plan_diff(r, other, "current", "file")
         p3.metric("Operators that differ", f"{len(diff):,} of {len(cm.planned):,}")
         for note in other.notes:
-            st.info(note)
+            st.info(md_text(note))
         if data.get("model_sha256") and data["model_sha256"] != ctx.source.sha256:
             st.warning("The file was made for another model file (its model_sha256 differs); operators are matched by name.")
         st.dataframe(diff, hide_index=True, height=320,

@@ -13,6 +13,7 @@ from pathlib import Path
 from .limits import LimitError, check_binding_product, require_regular_file
 from .onnx_import import ModelImportError, binding_value, import_model
 from .planfile import plan_bindings, read_plan_file
+from .units import format_bytes
 
 
 class UsageError(Exception):
@@ -81,7 +82,27 @@ def _write_json(path: str | None, data: dict) -> None:
 
 def _load(args) -> "OperatorGraph":  # noqa: F821
     require_regular_file(args.model, "model file")
-    return import_model(args.model, _bindings(args))
+    return import_model(args.model, _model_bindings(args.model, args))
+
+
+def _model_bindings(model, args, bindings: dict[str, int] | None = None) -> dict[str, int]:
+    """The bindings (``_bindings``, or those given) with ``--batch N`` under the model's batch
+    symbol (planner.rebatch). A plan file's batch is replaced by ``--batch``; a --bind of it must agree."""
+    from .onnx_import import load_model_proto
+    from .rebatch import STATIC_SYMBOL, RebatchError, batch_binding, find_batch_symbol
+
+    from_file = bindings is not None or not args.bind
+    bindings = _bindings(args) if bindings is None else bindings
+    if getattr(args, "batch", None) is None:
+        return bindings
+    try:
+        proto = load_model_proto(model)
+        if from_file:
+            symbol = find_batch_symbol(proto) or STATIC_SYMBOL
+            bindings = {k: v for k, v in bindings.items() if k != symbol or k in parse_bindings(args.bind)}
+        return batch_binding(proto, bindings, args.batch)
+    except RebatchError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_inspect(args) -> int:
@@ -90,6 +111,10 @@ def cmd_inspect(args) -> int:
     print(f"model        {s['model']}")
     print(f"operators    {s['operators']}")
     print(f"parameters   {s['parameters']:,}")
+    frozen = f" ({s['frozen_parameters']:,} quantised parameters, frozen)" if s["frozen_parameters"] else ""
+    print(f"weights      {format_bytes(s['parameter_bytes'])}{frozen}")
+    for name, shape in s["input_shapes"].items():
+        print(f"input        {name} {'x'.join(map(str, shape)) or 'scalar'}")
     print(f"FLOPs/fwd    {s['flops_forward']:.4g}")
     if s["unbound_dims"]:
         print(f"unbound dims {', '.join(s['unbound_dims'])} (taken as 1 here; bind with --bind NAME=VALUE)")
@@ -191,7 +216,8 @@ def cmd_plan(args) -> int:
     graph = _load(args)
     result = plan_model(graph, _machine(args.machine), _options(args))
     _print_result(result, Path(args.model).name)
-    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), _bindings(args)))
+    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
+                                        _model_bindings(args.model, args)))
     return 0
 
 
@@ -230,7 +256,8 @@ def cmd_evaluate(args) -> int:
     result = evaluate_plan(graph, _machine(args.machine), data, _options(args))
     result.notes.extend(notes)
     _print_result(result, Path(args.model).name)
-    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), _bindings(args)))
+    _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
+                                        _model_bindings(args.model, args)))
     return 0
 
 
@@ -246,15 +273,21 @@ def _evaluate_hand_made(args) -> int:
     for key, value in _EVALUATE_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.batch is not None:
+        raise UsageError("--batch does not apply to a hand-made configuration: its batch is --global-batch "
+                         "(and --micro-batch-size); drop --batch")
     graph = _load(args)
-    if graph.batch_symbol and graph.batch_symbol not in parse_bindings(args.bind):
+    from .rebatch import STATIC_SYMBOL
+
+    symbol = graph.batch_symbol or (STATIC_SYMBOL if graph.batch_axes else None)  # a static export: re-batched
+    if symbol and symbol not in parse_bindings(args.bind):
         # the batch dimension is bound by the configuration; only the others need --bind
-        graph = import_model(args.model, {**parse_bindings(args.bind), graph.batch_symbol: args.micro_batch_size})
+        graph = import_model(args.model, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
     result = evaluate_configuration(graph, _machine(args.machine), args.tp, args.pp, args.dp, args.micro_batch_size,
                                     args.global_batch, _options(args, algorithm="megatron"))
     _print_result(result, Path(args.model).name)
     # the file records the whole batch, so that evaluate --plan prices the same iteration
-    bindings = {**parse_bindings(args.bind), **result.graph.bindings, graph.batch_symbol: args.global_batch}
+    bindings = {**parse_bindings(args.bind), **result.graph.bindings, graph.batch_symbol or symbol: args.global_batch}
     _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), bindings))
     return 0
 
@@ -273,6 +306,7 @@ def cmd_export(args) -> int:
                              "the plan, or in sample_models/): give it with --model MODEL.onnx")
     bindings = plan_bindings(plan, f"plan file {args.plan}")
     bindings.update(parse_bindings(args.bind))
+    bindings = _model_bindings(str(model), args, bindings)  # --batch replaces the plan's batch
     check_binding_product(bindings, "the plan file's bindings with --bind")
     graph = import_model(str(model), bindings)
     data = export_plan(plan, graph, args.format, args.mesh, args.bucket_mb)
@@ -327,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--bind", action="append", metavar="NAME=VALUE",
                         help="bind a symbolic input dimension, e.g. --bind batch=32 (repeatable)")
         sp.add_argument("--json", metavar="OUT.json", help="also write the result as JSON")
+        batch_arg(sp)
+
+    def batch_arg(sp):
+        sp.add_argument("--batch", type=positive_int, metavar="N",
+                        help="the batch size: binds the symbolic batch dimension, or re-binds the traced batch "
+                             "axis of a static export (shapes re-inferred)")
 
     sp = sub.add_parser("inspect", help="operator count, op types, parameters, FLOPs")
     model_args(sp)
@@ -397,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("plan", metavar="PLAN.json", help="a plan written by plan --json")
     sp.add_argument("--format", choices=FORMATS, required=True, help="dtensor, jax or mindspore")
     sp.add_argument("--model", metavar="MODEL.onnx", help="the model (default: the file the plan names)")
+    batch_arg(sp)
     sp.add_argument("--bind", action="append", metavar="NAME=VALUE",
                     help="bind a symbolic dimension (default: the plan's bindings)")
     sp.add_argument("--mesh", choices=MESH_MODES, default="cuts",

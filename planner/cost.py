@@ -39,6 +39,7 @@ Strategy = tuple  # tuple[str | None, ...], one entry per machine cut
 MODES = ("train", "infer")
 PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GATHERS = ("Gather", "GatherElements", "GatherND")  # read only the rows they output
+SLICES = ("Slice",)  # read and write only the part they output (dynamo's unbind: Slice + Squeeze)
 RECOMPUTE = {
     "none": "keep every activation the backward pass needs",
     "selective": "do not keep the outputs of weight-free operators (attention scores, softmax, "
@@ -264,7 +265,7 @@ class CostModel:
     # -- set-up --
     def tensor_itemsize(self, name: str) -> int:
         t = self.graph.tensors[name]
-        if self.precision and t.is_float:
+        if self.precision and t.is_float and not t.frozen:  # a quantised weight keeps its bits
             return PRECISION_BYTES[self.precision]
         return t.itemsize
 
@@ -468,7 +469,10 @@ class CostModel:
         if self.flops_per_memory_byte:
             # a gather reads only the rows it outputs, not its whole table (input 0)
             moved = info.uses[1:] if info.op.op_type in GATHERS else info.uses
-            traffic = sum(local_bytes(u) for u in moved) * self.flops_per_memory_byte
+            traffic = sum(local_bytes(u) for u in moved)
+            if info.op.op_type in SLICES:  # reads only the part it outputs: as a Split's share
+                traffic = 2 * sum(local_bytes(u) for u in info.uses if u.is_output)
+            traffic *= self.flops_per_memory_byte
             work = _larger(work, traffic)
         compute[0] = passes * work
 

@@ -39,9 +39,12 @@ from .ir import OperatorGraph, OpKind, TensorRole
 from .limits import check_binding_product, quote
 from .machine import Machine, MachineError, load_preset, preset_paths
 from .memory import OPTIMIZERS
-from .onnx_import import ModelImportError, binding_value, import_model, load_model_proto, model_sha256, symbolic_dims
+from .onnx_import import ModelImportError, binding_value, import_model, load_model_proto, model_sha256
 from .planfile import check_plan_bounds, check_plan_fields
+from .rebatch import planning_dims
 from .report import op_cuts, op_splits, plan_to_json
+from .cache_budget import deep_size
+from .safe_markdown import md_code, md_fence, md_text, plain
 from .search.pipeline import split_machine, stage_counts
 from .units import format_bytes, format_seconds
 from .urlparams import bounded_url_params
@@ -222,10 +225,11 @@ class _LRU:
             return self.items[key][0]
         return None
 
-    def put(self, key, value) -> None:
+    def put(self, key, value, weight: float | None = None) -> None:
+        """Store ``value``; ``weight`` when already measured (outside the caller's lock)."""
         if key in self.items:
             self.total -= self.items.pop(key)[1]
-        w = float(self.weight(value)) if self.weight else 0.0
+        w = float(weight) if weight is not None else float(self.weight(value)) if self.weight else 0.0
         self.items[key] = (value, w)
         self.total += w
         while len(self.items) > 1 and (len(self.items) > self.size or self.total > self.max_weight):
@@ -236,6 +240,11 @@ class _LRU:
         return len(self.items)
 
 
+#: The byte budget of each table of the explorer's :class:`PlanCache` (one per server process).
+CACHE_BYTES = {"graphs": 64 * 2**20, "cost_models": 32 * 2**20, "results": 128 * 2**20, "sweeps": 16 * 2**20,
+               "dims": 2**20}
+
+
 class PlanCache:
     """Graphs, cost models and plan results by explicit keys (sha256, bindings, machine, options).
 
@@ -243,15 +252,19 @@ class PlanCache:
     sessions asking for the same plan wait for one computation instead of doing it twice.
     """
 
-    def __init__(self, graphs: int = 6, cost_models: int = 16, results: int = 128, sweeps: int = 16,
-                 result_operators: int = 60_000):
-        # A result keeps its cost model alive (about 22 MB for GPT-3's 3,366 operators, 7 MB for
-        # BERT-large's), so results are also bounded by their total number of planned operators.
-        self._graphs = _LRU(graphs)
-        self._dims = _LRU(64)
-        self._cms = _LRU(cost_models)
-        self._results = _LRU(results, weight=lambda r: len(r.cost_model.planned), max_weight=result_operators)
-        self._sweeps = _LRU(sweeps)
+    def __init__(self, graph_bytes: int = CACHE_BYTES["graphs"], cost_model_bytes: int = CACHE_BYTES["cost_models"],
+                 result_bytes: int = CACHE_BYTES["results"], sweep_bytes: int = CACHE_BYTES["sweeps"],
+                 dims_bytes: int = CACHE_BYTES["dims"]):
+        # Each table is bounded by the bytes its entries keep alive (planner.cache_budget.deep_size,
+        # measured once when an entry is stored), not by their number: one GPT-3 result keeps
+        # tens of MB, one MLP's a hundred KB. The newest entry always stays.
+        self._graphs = _LRU(math.inf, weight=deep_size, max_weight=graph_bytes)
+        self._dims = _LRU(math.inf, weight=deep_size, max_weight=dims_bytes)
+        self._cms = _LRU(math.inf, weight=deep_size, max_weight=cost_model_bytes)
+        self._results = _LRU(math.inf, weight=deep_size, max_weight=result_bytes)
+        self._sweeps = _LRU(math.inf, weight=deep_size, max_weight=sweep_bytes)
+        self._models = _LRU(math.inf, weight=len, max_weight=graph_bytes)  # uploads' weight-free bytes, for the pool
+        self.pool = None  # a planner.plan_pool.PlanPool: plans are made in its worker processes
         self._lock = threading.Lock()
         self._key_locks: dict = {}
         self.stats = {"graph_hits": 0, "graph_misses": 0, "result_hits": 0, "result_misses": 0}
@@ -278,9 +291,17 @@ class PlanCache:
             if stat:
                 self.stats[stat + "_misses"] += 1
             value = compute()
+            weight = table.weight(value) if table.weight else None  # a walk of the value: not under the lock
             with self._lock:
-                table.put(key, value)
+                table.put(key, value, weight)
             return value
+
+    def bytes_held(self) -> dict[str, int]:
+        """The bytes each table holds, as measured when its entries were stored."""
+        with self._lock:
+            return {name: int(t.total) for name, t in (("graphs", self._graphs), ("dims", self._dims),
+                                                       ("cost_models", self._cms), ("results", self._results),
+                                                       ("sweeps", self._sweeps))}
 
     def has_result(self, source: ModelSource, bindings, machine: Machine, options: PlanOptions) -> bool:
         key = self._result_key(source, bindings, machine, options)
@@ -290,7 +311,7 @@ class PlanCache:
     # -- models --
     def symbolic_dims(self, source: ModelSource, data: bytes | None = None) -> list[str]:
         def compute():
-            return symbolic_dims(load_model_proto(source.path if data is None else data))
+            return planning_dims(load_model_proto(source.path if data is None else data))  # + a static batch
         return list(self._memo(self._dims, ("dims", source.sha256), compute))
 
     def graph(self, source: ModelSource, bindings: dict[str, int], data: bytes | None = None) -> OperatorGraph:
@@ -300,6 +321,9 @@ class PlanCache:
             src = source.path if data is None else data
             if src is None:
                 raise ModelImportError(f"the bytes of {source.label} are no longer available: upload it again")
+            if data is not None:
+                with self._lock:
+                    self._models.put(source.sha256, data)
             return import_model(src, dict(bindings), name=source.label)
         return self._memo(self._graphs, key, compute, "graph")
 
@@ -315,26 +339,33 @@ class PlanCache:
         return ("result", source.sha256, bindings_key(bindings), machine_key(machine), options_key(options))
 
     def result(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine, options: PlanOptions,
-               progress: Progress = None) -> PlanResult:
+               progress: Progress = None, hints: list[dict] | None = None) -> PlanResult:
         """The plan of one algorithm (raises the planner's ValueError subclasses unchanged).
 
         Through the configuration search when :func:`searches_configurations`; otherwise the one
         configuration the options fix is planned here. Either way drec+ also starts from the plans
-        of what-if variants of the machine (:meth:`_hints`).
+        of what-if variants of the machine (:meth:`_hints`, or ``hints`` when given). With a
+        :attr:`pool`, the plan is made in one of its worker processes.
         """
         key = self._result_key(source, bindings, machine, options)
 
         def compute():
+            start = self._hints(key, machine) if hints is None else hints
+            if self.pool is not None:
+                with self._lock:
+                    data = None if source.path else self._models.get(source.sha256)
+                if source.path or data is not None:
+                    return self.pool.plan(source, data, bindings, graph, machine, options, start)
             if searches_configurations(options):
                 if options.algorithm == "exact":  # the search runs it unguarded, on one stage machine
                     stage_machine = split_machine(machine, options.pipeline_stages or 1).stage_machine
                     require_exact_feasible(self.cost_model(source, bindings, graph, stage_machine, options))
-                return plan_configurations(graph, machine, options, progress, hints=self._hints(key, machine))
+                return plan_configurations(graph, machine, options, progress, hints=start)
             cm = self.cost_model(source, bindings, graph, machine, options)
             if options.algorithm == "exact":
                 plan = plan_exact_guarded(cm)
             else:
-                plan = search(cm, options.algorithm, progress, hints=self._hints(key, machine))
+                plan = search(cm, options.algorithm, progress, hints=start)
             return result_for(cm, plan, options)
         return self._memo(self._results, key, compute, "result")
 
@@ -1143,7 +1174,9 @@ def headline(result: PlanResult) -> dict:
     }
 
 
-def explanation(result: PlanResult, model_label: str) -> str:
+def explanation(result: PlanResult, model_label: str, markdown: bool = True) -> str:
+    """The Overview's paragraph (Markdown; with ``markdown=False`` the names are left unescaped)."""
+    esc = md_text if markdown else plain
     h = headline(result)
     s = result.cost.seconds()
     total = s["total"] or 1.0
@@ -1168,10 +1201,10 @@ def explanation(result: PlanResult, model_label: str) -> str:
              "operators whose layouts differ")
     time_text = f"**{h['iteration']}** is the predicted time of {mode}: {split}. "
     if result.pipelined:
-        time_text = pipeline_explanation(result, split)
+        time_text = pipeline_explanation(result, split, esc)
     return (
-        f"The planner chose, for every operator of **{model_label}**, how to split it across the "
-        f"**{h['devices']:,} devices** of {result.machine.name} with **{result.plan.algorithm}** in {h['search']}, "
+        f"The planner chose, for every operator of **{esc(model_label)}**, how to split it across the "
+        f"**{h['devices']:,} devices** of {esc(result.machine.name)} with **{result.plan.algorithm}** in {h['search']}, "
         "without running anything: "
         f"each choice is scored by a symbolic BSP cost model of the machine. {time_text}"
         f"Pure data parallelism (every device holds the whole model and takes a slice of the batch) would take "
@@ -1187,14 +1220,14 @@ def explanation(result: PlanResult, model_label: str) -> str:
     )
 
 
-def pipeline_explanation(result: PlanResult, operator_split: str) -> str:
+def pipeline_explanation(result: PlanResult, operator_split: str, esc: Callable = md_text) -> str:
     """The explanation's sentences on the time of a plan with stages or micro-batches."""
     sched = result.schedule
     slowest = max(range(sched.stages), key=lambda i: sched.stage_seconds[i])
     t = sched.stage_seconds[slowest]
     size = f" of {sched.micro_batch_size}" if sched.micro_batch_size else ""
     if sched.stages > 1:
-        levels = ", ".join(dict.fromkeys(sched.boundary_levels)) or "no"
+        levels = esc(", ".join(dict.fromkeys(sched.boundary_levels))) or "no"
         shape = (f"The model is cut into **{sched.stages} pipeline stages** (consecutive layers, each on "
                  f"{result.split.stage_machine.num_devices:,} devices; activations and their gradients are sent "
                  f"between stages over the {levels} level) and the batch into **{sched.micro_batches} micro-batches**"
@@ -1929,7 +1962,7 @@ def reproduce_command(result: PlanResult, meta: ReportMeta) -> str:
 
 def _md_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
     cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    lines = ["| " + " | ".join(md_text(c) for c in cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
     for row in frame.itertuples(index=False):
         cells = []
         for v in row:
@@ -1938,7 +1971,7 @@ def _md_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
             elif v is None or v is pd.NA:
                 cells.append("")
             else:
-                cells.append(str(v).replace("|", "\\|"))
+                cells.append(md_text(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -1972,17 +2005,17 @@ def report_tables(result: PlanResult) -> dict[str, pd.DataFrame]:
 
 def report_markdown(result: PlanResult, meta: ReportMeta) -> str:
     t = report_tables(result)
-    out = [f"# Parallel plan: {meta.model.label} on {result.machine.name}", ""]
-    out += [f"- **{k}**: `{v}`" for k, v in report_stamp(result, meta)]
+    out = [f"# Parallel plan: {md_text(meta.model.label)} on {md_text(result.machine.name)}", ""]
+    out += [f"- **{k}**: {md_code(v)}" for k, v in report_stamp(result, meta)]
     out += ["", "## Headline", "", _md_table(t["summary"]), "", explanation(result, meta.model.label), "",
             *(["## Pipeline stages", "", _md_table(t["stages"]), ""] if "stages" in t else []),
             "## Communication per machine level", "", _md_table(t["levels"]), "",
             "## Memory per device", "", _md_table(t["memory"]), "",
-            "## Machine (YAML, SI units)", "", "```yaml", result.machine.to_yaml().rstrip(), "```", "",
+            "## Machine (YAML, SI units)", "", md_fence(result.machine.to_yaml().rstrip(), "yaml"), "",
             f"## Compute operators ({len(t['operators'])}; the JSON lists every planned operator)", "",
             _md_table(t["operators"]), ""]
     if result.notes:
-        out += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
+        out += ["## Notes", ""] + [f"- {md_text(n)}" for n in result.notes] + [""]
     return "\n".join(out)
 
 
@@ -2004,7 +2037,7 @@ def report_html(result: PlanResult, meta: ReportMeta) -> str:
         f"<h1>Parallel plan: {html.escape(meta.model.label)} on {html.escape(result.machine.name)}</h1>",
         f"<table>{stamp}</table>",
         "<h2>Headline</h2>", t["summary"].to_html(index=False, escape=True),
-        f"<p>{html.escape(explanation(result, meta.model.label)).replace('**', '')}</p>",
+        f"<p>{html.escape(explanation(result, meta.model.label, markdown=False)).replace('**', '')}</p>",
         *(["<h2>Pipeline stages</h2>", t["stages"].to_html(index=False, float_format="%.4g")] if "stages" in t else []),
         "<h2>Communication per machine level</h2>", t["levels"].to_html(index=False, float_format="%.4g"),
         "<h2>Memory per device</h2>", t["memory"].to_html(index=False, float_format="%.4g"),

@@ -49,18 +49,19 @@ class Tensor:
     name: str
     shape: tuple[int, ...]
     dtype: str  # numpy-style name, e.g. "float32"
-    itemsize: int  # bytes per element
+    itemsize: float  # bytes per element (a fraction for sub-byte types: 0.5 for INT4)
     role: TensorRole
     producer: str | None = None  # operator name, None for inputs/initializers
     requires_grad: bool = False  # float and depends on a parameter
     axis_factors: tuple[tuple[int, ...], ...] = ()  # atomic factorisation of each axis
+    frozen: bool = False  # a quantised weight: a parameter with no gradient (planner.quantised)
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
 
     @property
-    def nbytes(self) -> int:
+    def nbytes(self) -> float:
         return self.numel * self.itemsize
 
     @property
@@ -148,7 +149,8 @@ class OperatorGraph:
     unsupported_op_types: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     bindings: dict[str, int] = field(default_factory=dict)  # symbolic dim -> value it was imported with
-    batch_symbol: str | None = None  # the symbolic dim on axis 0 of the first data input
+    batch_symbol: str | None = None  # the symbolic dim that is the batch (see onnx_import.batch_symbol)
+    batch_axes: dict[str, int] = field(default_factory=dict)  # data input -> its batch axis (default 0)
     # re-imports the same model with other bindings (set by the ONNX importer)
     reimport: Callable[[dict[str, int]], OperatorGraph] | None = field(default=None, repr=False)
 
@@ -194,7 +196,7 @@ class OperatorGraph:
         return sum(t.numel for t in self.tensors.values() if t.role is TensorRole.PARAMETER)
 
     @property
-    def parameter_bytes(self) -> int:
+    def parameter_bytes(self) -> float:
         return sum(t.nbytes for t in self.tensors.values() if t.role is TensorRole.PARAMETER)
 
     @property
@@ -219,6 +221,10 @@ class OperatorGraph:
             "operators": len(self.operators),
             "op_types": self.op_type_histogram(),
             "parameters": self.parameter_count,
+            "parameter_bytes": self.parameter_bytes,
+            "frozen_parameters": sum(t.numel for t in self.tensors.values()
+                                     if t.role is TensorRole.PARAMETER and t.frozen),
+            "input_shapes": {n: list(self.tensors[n].shape) for n in self.inputs},
             "flops_forward": self.flops_forward,
             "activation_bytes": self.activation_bytes,
             "unbound_dims": list(self.unbound_dims),
@@ -226,59 +232,14 @@ class OperatorGraph:
         }
 
     def batch_dims(self) -> dict[str, str | None]:
-        """For each operator, the dimension that carries the batch (leading axis of the data inputs).
+        """For each operator, the dimension that carries the batch (see ``planner.batch_trace``).
 
-        Traced through the graph by following atomic factors: an operator dimension carries the
-        batch when it indexes the first atomic factor that descends from a graph input's axis 0.
+        Traced through the graph by following atomic factors from the batch axis of each data
+        input (``batch_axes``, axis 0 by default) through transposes, flattened axes and gathers.
         """
-        batch_factor: dict[str, tuple[int, int] | None] = {}  # tensor -> (axis, factor idx)
-        for name in self.inputs:
-            t = self.tensors[name]
-            if t.shape and t.axis_factors and t.axis_factors[0]:
-                batch_factor[name] = (0, 0)
-        result: dict[str, str | None] = {}
-        for op_name in self.topological_order():
-            op = self.operators[op_name]
-            found = None
-            for use in op.inputs:
-                pos = batch_factor.get(use.tensor)
-                if pos is None:
-                    continue
-                found = _dim_at_factor(op, use, pos)
-                if found:
-                    break
-            result[op_name] = found
-            if found is None:
-                continue
-            for use in op.outputs:
-                pos = _factor_of_dim(op, use, found)
-                if pos is not None:
-                    batch_factor[use.tensor] = pos
-        return result
+        from .batch_trace import trace  # the tracer builds on this module
 
-
-def _dim_at_factor(op: Operator, use: TensorUse, pos: tuple[int, int]) -> str | None:
-    """The operator dimension that covers atomic factor ``pos`` = (axis, index) of a tensor."""
-    axis, index = pos
-    if axis >= len(use.axes):
-        return None
-    offset = 0
-    for dim in use.axes[axis]:
-        n = len(op.factors_of(dim)) if axis not in use.loose else 1
-        if offset <= index < offset + n:
-            return dim if offset == index else None
-        offset += n
-    return None
-
-
-def _factor_of_dim(op: Operator, use: TensorUse, dim: str) -> tuple[int, int] | None:
-    for axis, dims in enumerate(use.axes):
-        offset = 0
-        for d in dims:
-            if d == dim:
-                return axis, offset
-            offset += len(op.factors_of(d)) if axis not in use.loose else 1
-    return None
+        return trace(self)
 
 
 # ---- atomic factors ----------------------------------------------------------------------

@@ -132,6 +132,8 @@ def memory_per_device(cm: CostModel, plan: dict[str, Strategy], optimizer: str =
         itemsize = cm.tensor_itemsize(tname)
         shard = group if cm.zero == 3 else 1
         params += local / shard
+        if tensors[tname].frozen:
+            continue  # a quantised weight is not trained: no gradient, no optimizer state
         grads += local / shard
         state += local / itemsize * optimizer_bytes_per_parameter(optimizer, itemsize) / (group if cm.zero else 1)
     if cm.recompute == "full":

@@ -22,6 +22,9 @@ from onnx import numpy_helper, shape_inference
 from . import onnx_guard, onnx_validate
 from .buffers import non_parameter_initializers
 from .ir import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, common_refinement, refine_factors
+from .batch_trace import split_batch_dims
+from .quantised import SUB_BYTE_BITS, quantised_weights
+from .rebatch import STATIC_SYMBOL, RebatchError, import_rebatched, locate_batch
 from .tied_weights import without_transposed_copies
 
 
@@ -60,7 +63,9 @@ def _dtype_table() -> dict[int, tuple[str, int]]:
             name = "float8"
         if np_dtype.kind == "O" or np_dtype.itemsize == 0:
             continue
-        table[elem_type] = (name if name.startswith(("float", "bfloat")) else np_dtype.name, np_dtype.itemsize)
+        label = name if name.startswith(("float", "bfloat")) else np_dtype.name
+        # sub-byte types (INT4, FLOAT4E2M1, INT2, FP6) take their fraction of a byte (planner.quantised)
+        table[elem_type] = (label, SUB_BYTE_BITS[label] / 8 if label in SUB_BYTE_BITS else np_dtype.itemsize)
     return table
 
 
@@ -242,6 +247,11 @@ def import_model(
             raise ModelImportError(f"binding {key}={value!r} must be a positive integer (at most {MAX_BINDING:,}), "
                                    f"e.g. {key}=32")
     known = symbolic_dims(model)
+    if STATIC_SYMBOL in bindings and STATIC_SYMBOL not in known:  # --batch N on a static export
+        try:
+            return import_rebatched(model, bindings, name, import_model)
+        except RebatchError as exc:
+            raise ModelImportError(str(exc)) from None
     unknown_keys = [k for k in bindings if k not in known]
     if unknown_keys:
         hint = ", ".join(known) if known else "none: every input dimension is fixed"
@@ -269,7 +279,8 @@ def import_model(
         ) from None
     graph.unbound_dims = unbound
     graph.bindings = dict(bindings)
-    graph.batch_symbol = batch_symbol(model)
+    locate_batch(model, graph)  # planner.rebatch: the batch's symbol and its axis in each input
+    split_batch_dims(graph)
     graph.reimport = lambda new_bindings: import_model(model, new_bindings, name)
     return graph
 
@@ -584,17 +595,19 @@ class _Builder:
         g = self.g
         init_names = set()
         not_params = non_parameter_initializers(g)  # lifted buffers (rotary inv_freq), one-element scales
+        quantised = quantised_weights(g)
         for init in g.initializer:
             init_names.add(init.name)
             dtype, _ = _dtype(init.data_type)
             # A float initializer is a weight, except a rank-0 one: that is a scalar constant the
             # dynamo exporter lifts out of the code (0.5, sqrt(2), a dropout ratio), never a layer's
             # weight. (A learnable rank-0 scalar, rare, is then missed: one parameter.)
-            is_param = dtype.startswith(("float", "bfloat")) and len(init.dims) > 0 and init.name not in not_params
+            is_param = (dtype.startswith(("float", "bfloat")) and len(init.dims) > 0 and init.name not in not_params
+                        or init.name in quantised)
             role = TensorRole.PARAMETER if is_param else TensorRole.CONSTANT
             self.table.shapes[init.name] = tuple(int(x) for x in init.dims)
             self.table.dtypes[init.name] = init.data_type
-            self._add_tensor(init.name, role, None, "(an initializer)")
+            self._add_tensor(init.name, role, None, "(an initializer)").frozen = init.name in quantised
             if not is_param:
                 self.static.add(init.name)
                 value = _inline_value(init)
@@ -630,7 +643,7 @@ class _Builder:
 
     def _mark_requires_grad(self, graph: OperatorGraph) -> None:
         for t in self.tensors.values():
-            t.requires_grad = t.role is TensorRole.PARAMETER
+            t.requires_grad = t.role is TensorRole.PARAMETER and not t.frozen
         for name in graph.topological_order():
             op = self.operators[name]
             if op.kind is OpKind.STATIC:
@@ -1114,7 +1127,8 @@ class _Builder:
             extra["kind"] = OpKind.COMPUTE  # a split vocabulary is a masked gather + all-reduce
         else:
             extra["fixed"] = {"v"}
-        return dims, [data_axes, idx_axes], [y_axes], math.prod(out_shapes[0]), extra
+        # data movement: priced by the bytes it moves (planner.cost's roofline), no FLOPs
+        return dims, [data_axes, idx_axes], [y_axes], 0, extra
 
     def _op_GatherElements(self, node, ins, in_shapes, out_shapes, attrs):
         data, idx = in_shapes
@@ -1127,9 +1141,8 @@ class _Builder:
         if not (len(y) == len(idx) == len(upd)):
             raise _NodeError("data, indices and updates must have the same rank")
         dims, y_axes, u_axes, fixed = _axiswise(y, idx, attrs.get("axis", 0) % len(y), "u")
-        reduction = attrs.get("reduction", b"none")
-        flops = 0 if reduction in (b"none", "none") else math.prod(upd)
-        return dims, [y_axes, u_axes, u_axes], [y_axes], flops, {"fixed": fixed}
+        # data movement (a reduction's adds included) is priced by bytes moved, not FLOPs
+        return dims, [y_axes, u_axes, u_axes], [y_axes], 0, {"fixed": fixed}
 
     def _op_ScatterND(self, node, ins, in_shapes, out_shapes, attrs):
         y, idx, upd = out_shapes[0], in_shapes[1], in_shapes[2]

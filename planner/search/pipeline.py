@@ -153,7 +153,8 @@ def micro_batch_graph(graph, micro_batches: int):
         return graph
     if graph.batch_size is None:
         raise ConfigError(f"{micro_batches} micro-batches need a model whose first input has a symbolic batch "
-                          "dimension (axis 0 named, e.g. 'batch'); this one has a fixed batch: use 1 micro-batch")
+                          "dimension (e.g. 'batch'); this one has a fixed batch: re-batch it with --batch N (the app's "
+                          "batch field) or use 1 micro-batch")
     if graph.batch_size % micro_batches:
         raise ConfigError(f"{micro_batches} micro-batches do not divide the batch ({graph.batch_symbol}="
                           f"{graph.batch_size}); choose a divisor of it")

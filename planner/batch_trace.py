@@ -1,0 +1,149 @@
+"""The batch traced through the graph, whatever axis it enters on and however it is reshaped.
+
+The batch enters on one axis of each data input (``OperatorGraph.batch_axes``; axis 0 unless the
+importer found it elsewhere, e.g. axis 1 for ``nn.MultiheadAttention(batch_first=False)``) and is
+followed factor by factor (see ``planner.ir``): through transposes (a dim moves axis), flattened
+axes (``(seq*batch)`` or ``(batch*heads)``: the batch is one atomic factor of the flattened axis,
+inner or outer) and gathers (the batch indexes the indices).
+
+An operator dimension that covers the batch factor *and* factors outside it, e.g. the rows
+``m = seq*batch`` of the output projection in ``nn.MultiheadAttention``, where the batch is the
+inner factor, cannot be split along the batch as one dimension (a split takes the outermost factor
+it divides: the sequence). :func:`split_batch_dims` therefore splits such a dimension in two at the
+batch factor, ``m`` (seq) and ``m~b`` (batch, and any factors inside it), keeping FLOPs and tensor
+shapes; splitting ``m~b`` is then exactly data parallelism.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .ir import Operator, OperatorGraph, TensorRole, TensorUse
+
+BATCH_SUFFIX = "~b"
+
+
+def batch_start(graph: OperatorGraph) -> dict[str, tuple[int, int]]:
+    """Per data input carrying the batch: (axis, atomic factor index 0) where the batch enters."""
+    starts = {}
+    for name in graph.inputs:
+        t = graph.tensors[name]
+        axis = graph.batch_axes.get(name, 0) if graph.batch_axes else 0
+        if axis is None or axis >= len(t.shape) or not t.axis_factors or not t.axis_factors[axis]:
+            continue
+        starts[name] = (axis, 0)
+    return starts
+
+
+def trace(graph: OperatorGraph, split: bool = False, starts: dict[str, tuple[int, int]] | None = None,
+          position: dict[str, tuple[int, int]] | None = None, reduced: list[str] | None = None
+          ) -> dict[str, str | None]:
+    """For each operator, the dimension that carries the batch (None where none does).
+
+    With ``split``, a dimension in which the batch is not the outermost factor is first split in
+    two at the batch factor (the graph is changed in place; see the module docstring).
+    ``position`` (filled in) maps each tensor the batch reaches to its (axis, factor index);
+    ``reduced`` collects the operators where the traced factor is summed over (a reduction dim:
+    then it is not a batch, e.g. the sequence in attention's ``P @ V``)."""
+    position = {} if position is None else position
+    position.update(batch_start(graph) if starts is None else starts)
+    result: dict[str, str | None] = {}
+    for op_name in graph.topological_order():
+        op = graph.operators[op_name]
+        found = None
+        for use in op.inputs:
+            pos = position.get(use.tensor)
+            if pos is None or graph.tensors[use.tensor].role is TensorRole.CONSTANT:
+                continue
+            hit = _covering_dim(op, use, pos)
+            if hit is None:
+                continue
+            dim, inner = hit
+            if reduced is not None and dim in op.reduction_dims:
+                reduced.append(op_name)
+            if found is not None:
+                continue
+            if inner and split and dim not in op.halo:
+                dim = _split_dim(op, dim, inner)
+                inner = 0
+            if inner == 0:
+                found = dim
+                if reduced is None:
+                    break
+        result[op_name] = found
+        if found is None:
+            continue
+        for use in op.outputs:
+            pos = _factor_of_dim(op, use, found)
+            if pos is not None:
+                position[use.tensor] = pos
+    return result
+
+
+def split_batch_dims(graph: OperatorGraph) -> None:
+    """Split every dimension whose inner factor is the batch (see the module docstring)."""
+    trace(graph, split=True)
+
+
+def _covering_dim(op: Operator, use: TensorUse, pos: tuple[int, int]) -> tuple[str, int] | None:
+    """The dim covering atomic factor ``pos`` of the tensor, and the factor's index inside it."""
+    axis, index = pos
+    if axis >= len(use.axes) or axis in use.loose:
+        return None
+    offset = 0
+    for dim in use.axes[axis]:
+        n = len(op.factors_of(dim))
+        if offset <= index < offset + n:
+            return dim, index - offset
+        offset += n
+    return None
+
+
+def _factor_of_dim(op: Operator, use: TensorUse, dim: str) -> tuple[int, int] | None:
+    for axis, dims in enumerate(use.axes):
+        if axis in use.loose:
+            continue
+        offset = 0
+        for d in dims:
+            if d == dim:
+                return axis, offset
+            offset += len(op.factors_of(d))
+    return None
+
+
+def _split_dim(op: Operator, dim: str, at: int) -> str:
+    """Split ``dim`` into ``dim`` (its first ``at`` factors) and ``dim~b`` (the rest)."""
+    factors = op.factors_of(dim)
+    outer, inner = factors[:at], factors[at:]
+    new = dim + BATCH_SUFFIX
+    dims, dim_factors = {}, {}
+    for d, size in op.dims.items():
+        if d == dim:
+            dims[d], dims[new] = math.prod(outer), math.prod(inner)
+            dim_factors[d], dim_factors[new] = tuple(outer), tuple(inner)
+        else:
+            dims[d] = size
+            if d in op.dim_factors:
+                dim_factors[d] = op.dim_factors[d]
+    op.dims, op.dim_factors = dims, dim_factors
+    for use in op.uses():
+        use.axes = tuple(tuple(x for d in axis for x in ((d, new) if d == dim else (d,))) for axis in use.axes)
+    if dim in op.reduction_dims:
+        op.reduction_dims = op.reduction_dims | {new}
+    if dim in op.fixed_dims:
+        op.fixed_dims = op.fixed_dims | {new}
+    return new
+
+
+def candidate_axes(graph: OperatorGraph, data_input: str) -> list[int]:
+    """Axes of a data input that trace as a batch: size > 1 and never summed over, lowest first."""
+    t = graph.tensors[data_input]
+    axes = []
+    for axis, size in enumerate(t.shape):
+        if size <= 1 or not t.axis_factors[axis]:
+            continue
+        reduced: list[str] = []
+        reached = trace(graph, starts={data_input: (axis, 0)}, reduced=reduced)
+        if not reduced and any(reached.values()):
+            axes.append(axis)
+    return axes
