@@ -214,8 +214,8 @@ def _mha_module(batch_first: bool):
 def quantized_model(bits: int, k: int = QUANT_K, n: int = QUANT_N) -> onnx.ModelProto:
     """x[batch, seq, k] @ DequantizeLinear(W[k, n] of INT``bits``, per-column scale) + bias[n].
 
-    Parameters (by hand): k*n quantised weights + n scales + n biases (the zero point, all zeros,
-    is a constant)."""
+    Parameters (by hand, as the planner counts them): k*n quantised weights, n scales and n zero
+    points (frozen) + n biases."""
     qtype = {8: TensorProto.INT8, 4: TensorProto.INT4}[bits]
     rng = np.random.default_rng(bits)
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
@@ -240,7 +240,7 @@ def quantized_model(bits: int, k: int = QUANT_K, n: int = QUANT_N) -> onnx.Model
     return model
 
 
-QUANT_PARAMS = {bits: QUANT_K * QUANT_N + 2 * QUANT_N for bits in (8, 4)}
+QUANT_PARAMS = {bits: QUANT_K * QUANT_N + 3 * QUANT_N for bits in (8, 4)}  # weight, scales, zero points (frozen) and bias
 
 
 # ---- exporting -----------------------------------------------------------------------------------

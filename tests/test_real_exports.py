@@ -52,8 +52,6 @@ def _xfail(reason: str):
     return pytest.mark.xfail(strict=True, reason=reason)
 
 
-ITEM5 = "issue 10 item 5: quantised (INT8/INT4) weights feeding DequantizeLinear are not parameters"
-ITEM8 = "issue 10 item 8: Gather priced 1 FLOP per element, GatherND 0 (the MoE exports differ)"
 
 # (family, exporter, preset, batch) -> reason. Empty since issue 10 item 1 (cut points among
 # weight-only operators: GPT-2, T5 and the quantised models ended in a traceback) was merged.
@@ -151,7 +149,7 @@ NOT_LISTED_ELEMENTWISE = (
     "not in issue 10: the TorchScript export has many more small operators (shape arithmetic, the "
     "attention mask, GELU as Div/Erf/Add/Mul), each priced by its memory traffic; with gradients in "
     "25 MB buckets the tiny models' baseline is compute, e.g. BERT 111 us against 86 us")
-AGREE_XFAIL = {("mixtral", "flops"): ITEM8, ("vit", "flops"): NOT_LISTED_GELU,
+AGREE_XFAIL = {("vit", "flops"): NOT_LISTED_GELU,
                **{(f, "data_parallel"): NOT_LISTED_ELEMENTWISE for f in ("gpt2", "llama", "mixtral", "bert")}}
 
 
@@ -192,11 +190,14 @@ def test_exporters_agree_on_data_parallel_baseline(corpus, family):
 
 # ---- quantised weights --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("family", [pytest.param(f, marks=[_xfail(ITEM5)]) for f in ONNX_FAMILIES])
+@pytest.mark.parametrize("family", ONNX_FAMILIES)
 def test_quantised_weights_are_parameters(corpus, family):
-    """k*n quantised weights + n scales + n biases = 64*48 + 48 + 48 = 3168."""
+    """As main counts them (issue 10 item 5): the quantised weight, its scales and zero points are
+    frozen parameters, 64*48 + 48 + 48 = 3168; with the float bias, 3168 + 48 = 3216 parameters."""
     graph = _graph(corpus, family, "onnx")
-    assert graph.parameter_count == QUANT_K * QUANT_N + 2 * QUANT_N == 3168
+    summary = graph.summary()
+    assert summary["frozen_parameters"] == QUANT_K * QUANT_N + 2 * QUANT_N == 3168
+    assert graph.parameter_count == 3168 + QUANT_N == 3216
 
 
 def test_corpus_exports_are_stripped_and_symbolic(corpus):
