@@ -6,8 +6,9 @@ attention scale (shape [1]). ``torch``'s ``named_parameters`` does not list them
 the planner. The names do not tell (buffers keep their module path, like parameters), and the
 stripped file holds no values, so the rule is structural:
 
-* a float initializer with a single element is a constant (a scale, an epsilon, a ratio): the
-  rank-0 rule of the importer, extended to shape [1] and [1, 1];
+* a float initializer with a single element and an exporter-made name (``val_71``, ``onnx::Mul_5``)
+  is a constant (a scale, an epsilon, a ratio): the rank-0 rule of the importer, extended to
+  shape [1] and [1, 1]; a one-element weight keeps its module path as its name (``head.bias``);
 * a float initializer is a buffer when the data it first meets is derived from *integer* graph
   inputs only: following its values through operators that combine it with no other
   input-dependent float tensor (Unsqueeze, Expand, Reshape, Cast, Transpose, ...), every operator
@@ -32,6 +33,8 @@ for _name in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ"):
     if hasattr(TensorProto, _name):
         FLOAT_TYPES.add(getattr(TensorProto, _name))
 
+GENERATED_PREFIXES = ("val_", "_val_", "onnx::", "const_")
+
 # Operators whose first input is a table indexed by the others: a float table there is an embedding.
 _TABLE_OPS = {"Gather", "GatherElements", "GatherND"}
 
@@ -43,7 +46,10 @@ def non_parameter_initializers(graph: onnx.GraphProto, float_types: dict[str, bo
     inference); without it an activation counts as float unless an integer source is known."""
     inits = {i.name: i for i in graph.initializer}
     candidates = {n for n, i in inits.items() if i.data_type in FLOAT_TYPES and len(i.dims) > 0}
-    out = {n for n in candidates if math.prod(inits[n].dims) == 1}
+    # One element and a name the exporter made up (dynamo's val_71, TorchScript's onnx::Mul_5): a
+    # constant lifted out of the code. A module's own one-element weight (the bias of a
+    # Linear(k, 1)) keeps its module path as its name and stays a parameter.
+    out = {n for n in candidates if math.prod(inits[n].dims) == 1 and n.startswith(GENERATED_PREFIXES)}
     weights = candidates - out  # float initializers that may be weights
 
     # For every tensor: does it depend on a graph input, and on float data (a float graph input or a

@@ -120,3 +120,19 @@ def test_lifted_buffers_are_not_parameters():
 def test_an_embedding_table_is_a_parameter_even_though_indexed_by_integers():
     model = tied_lm(10, 3)
     assert non_parameter_initializers(model.graph) == set()
+
+
+def test_a_one_element_module_weight_stays_a_parameter():
+    """Linear(8, 1): weight 8 + bias 1 = 9 parameters; only exporter-named one-element tensors
+    (val_71, onnx::Mul_5) are constants."""
+    inits = [numpy_helper.from_array(np.ones((8, 1), np.float32), "head.weight"),
+             numpy_helper.from_array(np.ones(1, np.float32), "head.bias"),
+             numpy_helper.from_array(np.full(1, 0.5, np.float32), "onnx::Mul_5")]
+    nodes = [helper.make_node("MatMul", ["x", "head.weight"], ["h"]),
+             helper.make_node("Add", ["h", "head.bias"], ["hb"]),
+             helper.make_node("Mul", ["hb", "onnx::Mul_5"], ["y"])]
+    graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert non_parameter_initializers(model.graph) == {"onnx::Mul_5"}
+    assert import_model(model).parameter_count == 9
