@@ -28,16 +28,21 @@ from .collectives import all_reduce, hierarchical_all_reduce
 from .ir import OperatorGraph, TensorRole
 
 
-def weight_only_ops(graph: OperatorGraph) -> set[str]:
-    """Operators whose outputs do not depend on the data inputs (weight arithmetic)."""
+def data_dependent_ops(graph: OperatorGraph) -> set[str]:
+    """Operators whose outputs depend on the data inputs (everything but weight arithmetic)."""
     reached = set(graph.inputs)
-    data = set()
+    found = set()
     for name in graph.topological_order():
         op = graph.operators[name]
         if any(u.tensor in reached for u in op.inputs):
-            data.add(name)
+            found.add(name)
             reached.update(u.tensor for u in op.outputs)
-    return set(graph.operators) - data
+    return found
+
+
+def weight_only_ops(graph: OperatorGraph) -> set[str]:
+    """Operators whose outputs do not depend on the data inputs (weight arithmetic)."""
+    return set(graph.operators) - data_dependent_ops(graph)
 
 
 def gradient_roots(graph: OperatorGraph) -> dict[str, str]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..collectives import point_to_point
-from ..gradients import tied_stage_sync
+from ..gradients import data_dependent_ops, tied_stage_sync
 from ..cost import CostModel, OptionsError, Strategy, check_counts
 from ..machine import Level, Machine
 from ..memory import MemoryReport, memory_per_device
@@ -182,18 +182,6 @@ class CutPoints:
     def segments(self) -> list[list[str]]:
         b = self.bounds
         return [list(self.order[b[i]:b[i + 1]]) for i in range(len(b) - 1)]
-
-
-def data_dependent_ops(graph) -> set[str]:
-    """Operators whose outputs depend on the data inputs (everything but weight arithmetic)."""
-    reached = set(graph.inputs)
-    found = set()
-    for name in graph.topological_order():
-        op = graph.operators[name]
-        if any(u.tensor in reached for u in op.inputs):
-            found.add(name)
-            reached.update(u.tensor for u in op.outputs)
-    return found
 
 
 def per_sample_edges(cm: CostModel) -> list:
