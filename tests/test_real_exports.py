@@ -104,11 +104,14 @@ SUBPROCESS_XFAIL: dict[str, str] = {}  # GPT-2, T5 and the quantised models unti
 @pytest.mark.parametrize("family", [pytest.param(f, marks=[_xfail(SUBPROCESS_XFAIL[f])] if f in SUBPROCESS_XFAIL else [])
                                     for f in FAMILIES])
 def test_default_command_in_a_subprocess(corpus, family):
-    """The issue's command itself: 512 devices, batch 512; exit 0 and no traceback."""
+    """The command itself, batch 512: exit 0 and no traceback. GPT-2 on the issue's 512 devices;
+    the others on one DGX (their 512-device plans are made in-process by test_default_plan, so a
+    subprocess only adds the command line's own wiring, which one DGX exercises as well)."""
     exporter = "onnx" if family in ONNX_FAMILIES else "dynamo"
     export = corpus.get(family, exporter)
+    preset = "dgx_a100_64nodes" if family == "gpt2" else "dgx_a100"
     cmd = [sys.executable, "-m", "planner", "plan", str(export.path), "--machine",
-           str(ROOT / "machines" / "dgx_a100_64nodes.yaml")]
+           str(ROOT / "machines" / f"{preset}.yaml")]
     for name, value in export.bindings(512, SEQ).items():
         cmd += ["--bind", f"{name}={value}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
