@@ -100,9 +100,11 @@ def _model_bindings(model, args, bindings: dict[str, int] | None = None) -> dict
         if from_file:
             symbol = find_batch_symbol(proto) or STATIC_SYMBOL
             bindings = {k: v for k, v in bindings.items() if k != symbol or k in parse_bindings(args.bind)}
-        return batch_binding(proto, bindings, args.batch)
+        bindings = batch_binding(proto, bindings, args.batch)
     except RebatchError as exc:
         raise UsageError(str(exc)) from None
+    check_binding_product(bindings, "--bind/--batch")
+    return bindings
 
 
 def cmd_inspect(args) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .onnx_import import ModelImportError, load_model_proto, model_sha256
 from .strip_weights import _strip_graph
+from .tied_weights import fold_transposed_copies
 
 #: Where the dropped weights of an upload "live" (an external-data file that never exists).
 WEIGHTS_LOCATION = "uploaded.weights.bin"
@@ -21,6 +22,9 @@ def weight_free(data: bytes) -> bytes:
     """The uploaded model with its weights turned into references to an absent file (shapes kept)."""
     model = load_model_proto(data)  # ModelImportError for what is not an ONNX model
     try:
+        # a tied embedding's constant-folded transposed copy becomes Transpose(original) while the
+        # values are still here to compare (as strip-weights does): one parameter, not two
+        fold_transposed_copies(model)
         _strip_graph(model.graph, WEIGHTS_LOCATION, 0)  # in place: no second copy of the weights
     except Exception as exc:  # noqa: BLE001 - a tensor of a type without a fixed size, ...
         raise ModelImportError(f"the weights of the uploaded file could not be dropped ({type(exc).__name__}: "

@@ -331,7 +331,7 @@ class PlanCache:
     def cost_model(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine,
                    options: PlanOptions) -> CostModel:
         key = ("cm", source.sha256, bindings_key(bindings), machine_key(machine), options.mode, options.precision,
-               options.recompute, options.zero)
+               options.recompute, options.zero, options.bucket_mb)
         return self._memo(self._cms, key, lambda: cost_model_for(graph, machine, options))
 
     @staticmethod

@@ -450,6 +450,7 @@ def cost_model_from_plan(plan: dict, graph, bucket_mb: float | None = None
     """The cost model and strategies a plan JSON (``plan --json``) describes, on its model's graph."""
     from .api import PlanOptions, cost_model_for, strategies_from_json
     from .machine import Machine
+    from .search.vocab import pad_as_recorded
 
     if not isinstance(plan, dict) or "machine" not in plan or not isinstance(plan.get("ops"), list):
         raise ExportError('a plan file must be the JSON of "python -m planner plan --json": it needs '
@@ -459,6 +460,7 @@ def cost_model_from_plan(plan: dict, graph, bucket_mb: float | None = None
     pipeline = plan.get("pipeline") if isinstance(plan.get("pipeline"), dict) else {}
     if (pipeline.get("micro_batches") or 1) > 1 and isinstance(pipeline.get("micro_batch_size"), int):
         graph = graph.with_batch(pipeline["micro_batch_size"])
+    graph = pad_as_recorded(graph, plan)  # Megatron's padded vocabulary, as the plan was priced
     opts = plan.get("options") or {}
     bucket = opts.get("bucket_mb", DEFAULT_BUCKET_MB) if bucket_mb is None else bucket_mb
     options = PlanOptions(mode=plan.get("mode", opts.get("mode", "train")), precision=opts.get("precision"),
