@@ -70,6 +70,8 @@ def trace(graph: OperatorGraph, split: bool = False, starts: dict[str, tuple[int
                 found = dim
                 if reduced is None:
                     break
+        if found is not None and op.op_type in ROW_GATHERS and all(_factor_of_dim(op, u, found) is None for u in op.outputs):
+            found = _gathered_rows(op, found) or found
         result[op_name] = found
         if found is None:
             continue
@@ -78,6 +80,25 @@ def trace(graph: OperatorGraph, split: bool = False, starts: dict[str, tuple[int
             if pos is not None:
                 position[use.tensor] = pos
     return result
+
+
+#: Gathers whose output rows are the rows of their indices (GatherND: ``out[i...] = data[idx[i...]]``).
+ROW_GATHERS = frozenset({"GatherND"})
+
+
+def _gathered_rows(op: Operator, data_dim: str) -> str | None:
+    """The batch through a GatherND whose indices' leading axis has as many rows as the data's
+    batch (per-sample indices, as exporters build them from ``arange(batch)`` for attention masks):
+    the output's leading dim, which then carries the batch. None when the sizes differ (a gather of
+    tokens, e.g. MoE routing): the batch stops there."""
+    if len(op.inputs) < 2 or not op.inputs[1].axes or not op.inputs[1].axes[0]:
+        return None
+    rows = op.inputs[1].axes[0][0]
+    if rows == data_dim or op.dims.get(rows) != op.dims.get(data_dim):
+        return None
+    if not any(u.axes and u.axes[0] and u.axes[0][0] == rows for u in op.outputs):
+        return None
+    return rows
 
 
 def split_batch_dims(graph: OperatorGraph) -> None:
