@@ -190,6 +190,12 @@ def import_rebatched(model: onnx.ModelProto, bindings: dict[str, int], name: str
     axis = original.batch_axes[first]
     old = original.tensors[first].shape[axis]
     graph = original if batch == old else import_fn(rebatch_static(model, original, batch), rest, name)
+    broken = [w for w in graph.warnings if "cannot broadcast" in w and w not in original.warnings]
+    if broken:
+        raise RebatchError(f"{name}: re-batching this static export from {old} to {batch} leaves shapes that do not fit "
+                           f"({broken[0].split(';')[0]}): the export bakes its batch of {old} into constants the planner "
+                           "cannot rewrite (an attention mask expanded through Where/Equal, arange(batch) indices); "
+                           f"export the model with a dynamic batch axis, or plan it at batch {old}")
     shape = graph.tensors[first].shape
     if shape[axis] != batch:
         raise RebatchError(f"re-batching {name} to {batch} failed: input {first} came out {shape}")
