@@ -29,8 +29,8 @@ c[2].metric("Speed-up over pure data parallel", h["speedup"], help=f"pure data p
 c[3].metric("TFLOP/s per device", f"{h['tflops_model']:.3g}",
             help=f"the model's FLOPs per iteration over the iteration time and the devices; counting recomputed "
                  f"FLOPs too (hardware): {h['tflops_hardware']:.3g}")
-c[4].metric("Memory per device", f"{ex.gib(mem.peak):.3g} GiB",
-            delta=f"of {ex.gib(mem.capacity):.3g} GiB: " + ("fits" if h["fits"] else f"{h['shortfall']} short")
+c[4].metric("Memory per device", ex.format_bytes(mem.peak),
+            delta=f"of {ex.format_bytes(mem.capacity)}: " + ("fits" if h["fits"] else f"{h['shortfall']} short")
             + (f" (stage {h['fullest_stage']}, the fullest)" if staged else ""),
             delta_color="green" if h["fits"] else "red", delta_arrow="off")
 c[5].metric("Search time", h["search"], help=f"{r.plan.algorithm}, {len(r.cost_model.planned)} operators planned")

@@ -106,7 +106,7 @@ else:
             o1.metric(f"Iteration with the override{f' ({label})' if label else ''}", ex.format_seconds(alt.total_seconds),
                       delta=f"{'+' if delta >= 0 else '-'}{ex.format_seconds(abs(delta))}", delta_color="inverse")
             o2.metric("Speed-up over pure data parallel", ex.format_speedup(alt.speedup_over_data_parallel))
-            o3.metric("Memory per device", f"{ex.gib(alt.memory.peak):.3g} GiB",
+            o3.metric("Memory per device", ex.format_bytes(alt.memory.peak),
                       delta="fits" if alt.memory.fits else "does not fit",
                       delta_color="green" if alt.memory.fits else "red", delta_arrow="off")
         st.caption(md_text(" ".join(priced.lines())))
