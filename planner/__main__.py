@@ -174,7 +174,9 @@ def _print_result(result, label: str) -> None:
     s = result.cost.seconds()
     mem = result.memory
     sched = result.schedule
-    print(f"model        {label} ({result.graph.parameter_count:,} parameters)")
+    padding = getattr(result.graph, "vocabulary_padding", None)  # Megatron's padded vocabulary
+    padded = f" with the vocabulary padded from {padding[0]:,} to {padding[1]:,} tokens" if padding else ""
+    print(f"model        {label} ({result.graph.parameter_count:,} parameters{padded})")
     print(f"machine      {result.machine.summary()}")
     print(f"algorithm    {result.plan.algorithm} ({result.options.mode}), search {format_seconds(result.plan.search_seconds)}")
     if result.pipelined:

@@ -55,3 +55,14 @@ def test_batch_counts_towards_the_bindings_bound(capsys):
     code = main(["inspect", "sample_models/gpt2_small.onnx", "--bind", "seq=1048576", "--batch", "2097152"])
     err = capsys.readouterr().err
     assert code == 2 and "--bind/--batch" in err and "more than 2^40" in err
+
+
+def test_evaluate_header_says_the_parameters_are_of_the_padded_vocabulary(capsys):
+    # GPT-2 small: 124,439,808 parameters (tied head); padded for t = 2 from 50,257 to 50,432
+    # tokens: 175 more rows of the 768-wide embedding = 124,574,208
+    assert main(["evaluate", "sample_models/gpt2_small.onnx", "--machine", "machines/dgx_a100.yaml", "--tp", "2",
+                 "--pp", "1", "--dp", "4", "--micro-batch-size", "4", "--global-batch", "32", "--bind", "seq=128"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == ("model        gpt2_small.onnx (124,574,208 parameters with the vocabulary padded "
+                     "from 50,257 to 50,432 tokens)")
+    assert 124_439_808 + 175 * 768 == 124_574_208
