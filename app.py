@@ -5,7 +5,7 @@ machine, mode, precision, optimizer, algorithm, and the pipeline and memory opti
 micro-batches, recomputation, ZeRO, interleaving, gradient-sync overlap), keeps that state in the URL, and plans once per
 run through a cache keyed by the model's sha256, the machine and the options. Each page in
 ``pages/`` calls :func:`page_context` for the result and draws; the helpers live in
-``planner/explorer.py``.
+``explorer/core.py``.
 
 Why pages call :func:`page_context` rather than read the session state: because the repository
 has a ``pages/`` directory, Streamlit runs a page *without* this entry script when a fresh server's
@@ -21,20 +21,20 @@ import streamlit as st
 from streamlit import config as st_config
 
 from planner import __version__
-from planner import explorer as ex
+from explorer import core as ex
 from planner.api import ALGORITHMS, PlanOptions
-from planner.cost import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError
-from planner.machine import Machine, MachineError, load_preset
-from planner.memory import OPTIMIZERS
-from planner.onnx_import import ModelImportError
-from planner.plan_pool import PlanPool
-from planner.safe_markdown import md_code, md_text
-from planner.urlparams import unknown_bindings_message
+from planner.cost.model import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError
+from planner.machine.tree import Machine, MachineError, load_preset
+from planner.cost.memory import OPTIMIZERS
+from planner.onnx.importer import ModelImportError
+from explorer.plan_pool import PlanPool
+from explorer.safe_markdown import md_code, md_text
+from explorer.url_state import unknown_bindings_message
 
 @st.cache_resource(show_spinner=False)
 def plan_cache() -> ex.PlanCache:
     """One cache per server process, shared by every session (results are read-only), with the
-    pool of planning processes (one per core; planner/plan_pool.py). Under AppTest, or with
+    pool of planning processes (one per core; explorer/plan_pool.py). Under AppTest, or with
     PLANNER_APP_POOL=0, plans are made on the script thread."""
     cache = ex.PlanCache()
     if not st_config.get_option("global.appTest") and os.environ.get("PLANNER_APP_POOL", "1") != "0":

@@ -1,7 +1,7 @@
 """Memory of the explorer's server across uploads (issue 16 item 3).
 
 30 ONNX models of 9-69 MB (MLPs with real float32 weights) go through what the Model page's
-uploader calls (``planner.app_upload.accept_upload``: weights dropped, dimensions bound, graph
+uploader calls (``explorer.upload.accept_upload``: weights dropped, dimensions bound, graph
 imported into the shared ``PlanCache``) and are then planned as the app plans them (default
 machine and options), one after another in one process, as on a server. Prints the resident set
 size (RSS, /proc/self/statm) after each, and its growth over the start (taken after one small
@@ -25,9 +25,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from planner import app_upload  # noqa: E402
-from planner import explorer as ex  # noqa: E402
-from planner.machine import load_preset  # noqa: E402
+from explorer import upload as app_upload  # noqa: E402
+from explorer import core as ex  # noqa: E402
+from planner.machine.tree import load_preset  # noqa: E402
 
 WIDTH = 1536  # one layer's weight: 1536 x 1536 float32 = 9.4 MB
 MB = 2**20

@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from planner.__main__ import USER_ERRORS, positive_int  # noqa: E402
+from planner.cli.main import USER_ERRORS, positive_int  # noqa: E402
 from planner.api import PlanOptions, plan_model  # noqa: E402
-from planner.machine import load_machine  # noqa: E402
-from planner.onnx_import import import_model  # noqa: E402
+from planner.machine.tree import load_machine  # noqa: E402
+from planner.onnx.importer import import_model  # noqa: E402
 from planner.units import format_seconds  # noqa: E402
 
 FAMILIES = ("gpt2", "llama", "mixtral", "bert", "t5", "vit", "mha_batch_first", "mha_seq_first")

@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from planner.api import PlanOptions, plan_model  # noqa: E402
-from planner.configure import enumerate_configurations  # noqa: E402
-from planner.machine import load_machine  # noqa: E402
-from planner.onnx_import import import_model  # noqa: E402
+from planner.search.configurations import enumerate_configurations  # noqa: E402
+from planner.machine.tree import load_machine  # noqa: E402
+from planner.onnx.importer import import_model  # noqa: E402
 from planner.units import format_bytes, format_seconds  # noqa: E402
 
 BATCH = 1536

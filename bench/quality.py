@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from planner.api import PlanOptions, cost_model_for, search  # noqa: E402
-from planner.machine import Machine  # noqa: E402
-from planner.onnx_import import import_model  # noqa: E402
+from planner.machine.tree import Machine  # noqa: E402
+from planner.onnx.importer import import_model  # noqa: E402
 from planner.search.exact import SearchTooLargeError  # noqa: E402
 from sample_models import synthetic  # noqa: E402
 

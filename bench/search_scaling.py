@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from planner.api import PlanOptions, cost_model_for, search  # noqa: E402
-from planner.machine import Machine, load_preset  # noqa: E402
-from planner.onnx_import import import_model  # noqa: E402
+from planner.machine.tree import Machine, load_preset  # noqa: E402
+from planner.onnx.importer import import_model  # noqa: E402
 from sample_models.synthetic import gpt_decoder  # noqa: E402
 
 

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from planner.api import PlanOptions  # noqa: E402
-from planner.configure import evaluate_configuration  # noqa: E402
-from planner.machine import load_machine  # noqa: E402
-from planner.onnx_import import import_model  # noqa: E402
+from planner.search.configurations import evaluate_configuration  # noqa: E402
+from planner.machine.tree import load_machine  # noqa: E402
+from planner.onnx.importer import import_model  # noqa: E402
 from sample_models.synthetic import gpt_decoder  # noqa: E402
 
 SEQ = 2048

@@ -4,9 +4,9 @@ import pandas as pd
 import streamlit as st
 
 import app
-from planner import explorer as ex
-from planner.safe_markdown import md_code, md_text
-from planner.machine import MachineError
+from explorer import core as ex
+from explorer.safe_markdown import md_code, md_text
+from planner.machine.tree import MachineError
 
 ctx: ex.Context = app.page_context()
 ss = st.session_state

@@ -5,8 +5,8 @@ configurations the search tried."""
 import streamlit as st
 
 import app
-from planner import explorer as ex
-from planner.safe_markdown import md_code, md_text
+from explorer import core as ex
+from explorer.safe_markdown import md_code, md_text
 
 ctx: ex.Context = app.planned_page("Cost")
 

@@ -3,9 +3,9 @@
 import streamlit as st
 
 import app
-from planner import explorer as ex
-from planner.safe_markdown import md_code, md_text
-from planner.machine import Machine, MachineError, load_preset
+from explorer import core as ex
+from explorer.safe_markdown import md_code, md_text
+from planner.machine.tree import Machine, MachineError, load_preset
 
 ctx: ex.Context = app.page_context()
 ss = st.session_state

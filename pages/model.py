@@ -3,10 +3,10 @@
 import streamlit as st
 
 import app
-from planner import app_upload
-from planner import explorer as ex
-from planner.safe_markdown import md_code, md_text
-from planner.onnx_import import ModelImportError
+from explorer import upload as app_upload
+from explorer import core as ex
+from explorer.safe_markdown import md_code, md_text
+from planner.onnx.importer import ModelImportError
 
 ctx: ex.Context = app.page_context()
 ss = st.session_state
@@ -39,7 +39,7 @@ def _upload_key() -> str:
 def _on_upload(key: str) -> None:
     """Import the uploaded file before the run (so the sidebar and the plan use it at once);
     a file that is not a model leaves the model in use unchanged and says why. The weights are
-    dropped on the way (planner.app_upload): the session keeps the model's shapes only."""
+    dropped on the way (explorer.upload): the session keeps the model's shapes only."""
     upload = ss.get(key)
     if upload is None:
         return

@@ -3,8 +3,8 @@
 import streamlit as st
 
 import app
-from planner import explorer as ex
-from planner.safe_markdown import md_code, md_text
+from explorer import core as ex
+from explorer.safe_markdown import md_code, md_text
 
 ctx: ex.Context = app.page_context()
 st.title("Overview")

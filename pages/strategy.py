@@ -6,11 +6,11 @@ import hashlib
 import streamlit as st
 
 import app
-from planner import explorer as ex
-from planner.safe_markdown import md_code, md_text
-from planner import timeline
-from planner.cost import PlanError
-from planner.override import price_override
+from explorer import core as ex
+from explorer.safe_markdown import md_code, md_text
+from explorer import timeline
+from planner.cost.model import PlanError
+from planner.plans.override import price_override
 
 ctx: ex.Context = app.planned_page("Strategy")
 

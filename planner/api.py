@@ -12,17 +12,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from .cost import (DEFAULT_BUCKET_MB, CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy, check_bucket_mb,
+from planner.cost.model import (DEFAULT_BUCKET_MB, CostModel, OptionsError, Plan, PlanCost, PlanError, Strategy, check_bucket_mb,
                    check_counts, check_memory_options, check_mode_and_precision)
-from .ir import OperatorGraph, OpKind
-from .machine import Machine
-from .memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_device
-from .onnx_import import require_bound
-from .search.data_parallel import data_parallel_strategies, plan_data_parallel
-from .search.drec import DRecSearch, plan_drec
-from .search.megatron import plan_megatron
-from .search.vocab import pad_as_recorded
-from .search.pipeline import CutPoints, MachineSplit, PipelineSchedule, micro_batch_graph, price_schedule, split_machine
+from planner.model.graph import OperatorGraph, OpKind
+from planner.machine.tree import Machine
+from planner.cost.memory import DEFAULT_OPTIMIZER, OPTIMIZERS, MemoryReport, memory_per_device
+from planner.onnx.importer import require_bound
+from planner.search.data_parallel import data_parallel_strategies, plan_data_parallel
+from planner.search.drec import DRecSearch, plan_drec
+from planner.search.megatron import plan_megatron
+from planner.search.vocab import pad_as_recorded
+from planner.search.pipeline import CutPoints, MachineSplit, PipelineSchedule, micro_batch_graph, price_schedule, split_machine
 
 ALGORITHMS: dict[str, str] = {
     "drec+": "improved D-Rec (default): the thesis's search plus re-sweeps, whole-cut candidates and a local polish",
@@ -47,7 +47,7 @@ class PlanOptions:
     micro_batches: micro-batches per iteration (the batch dimension must divide by it). None: 1
                 without stages, otherwise enough to fill the stage's data-parallel width.
     interleave: model chunks per device (the interleaved 1F1B schedule); needs stages.
-    recompute:  ``none``, ``selective`` or ``full`` (:data:`planner.cost.RECOMPUTE`); None: the
+    recompute:  ``none``, ``selective`` or ``full`` (:data:`planner.cost.model.RECOMPUTE`); None: the
                 least recomputation that fits in memory.
     zero:       ZeRO stage 0, 1 or 3 for the data-parallel groups; None: the lowest that fits.
     overlap_gradient_sync: hide the gradient all-reduce behind the last backward pass, as far
@@ -148,7 +148,7 @@ def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None]
     if algorithm == "data_parallel":
         return plan_data_parallel(cm)
     if algorithm == "exact":
-        from .search.exact import plan_exact  # scipy: imported only when asked for
+        from planner.search.exact import plan_exact  # scipy: imported only when asked for
 
         return plan_exact(cm)
     if algorithm == "megatron":
@@ -185,8 +185,8 @@ def data_parallel_baseline(cm: CostModel, optimizer: str) -> tuple[float, Memory
 def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | None = None,
                progress: Callable[[float, str], None] | None = None) -> PlanResult:
     """Plan a model: with D-Rec, over the stage counts, micro-batches, recomputation and ZeRO
-    stages the options leave open (:mod:`planner.configure`); otherwise as the options fix them."""
-    from .configure import plan_configurations
+    stages the options leave open (:mod:`planner.search.configurations`); otherwise as the options fix them."""
+    from planner.search.configurations import plan_configurations
 
     return plan_configurations(graph, machine, options or PlanOptions(), progress)
 
@@ -342,7 +342,7 @@ def _schedule(cm: CostModel) -> str:
 
 def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: PlanOptions | None = None) -> PlanResult:
     """Score a plan written by hand or by another tool (see :func:`strategies_from_json`)."""
-    from .limits import check_planning_work
+    from planner.limits import check_planning_work
 
     options = options or PlanOptions()
     require_bound(graph)

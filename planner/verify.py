@@ -7,18 +7,18 @@ process count (4 = 2 x 2 and 8 = 2 x 4, a two-level machine), :func:`run_verific
 1. exports the module to ONNX (``torch.onnx.export(..., dynamo=False, opset_version=17)``; the
    modules use their parameters as is, so every ONNX initializer is named after its
    parameter), imports it and plans it on :func:`verification_machine`;
-2. exports the plan to DTensor placements (:mod:`planner.export`) and starts that many
+2. exports the plan to DTensor placements (:mod:`planner.plans.export`) and starts that many
    worker processes (fresh interpreters, one thread each, gloo on 127.0.0.1 with a free port,
    a timeout per launch; one launch per process count runs all its model/plan pairs), which
    build the device mesh (one dimension per prime cut), distribute the module's parameters
-   with :func:`planner.export.apply_dtensor_plan` and the input as its consumers read it;
+   with :func:`planner.plans.export.apply_dtensor_plan` and the input as its consumers read it;
 3. runs one training step (forward, MSE loss, backward) operator by operator in ONNX order, on
    each process's shards, every tensor in the layout the plan gives it. Communication happens
    only where the plan has it, each time as explicit ``DTensor.redistribute`` calls between
    placements the plan dictates: where a consumer reads a tensor in another layout than its
    producer left it (forward, and the gradient's way back); where an output is a partial sum
    (``Partial()`` on the cuts splitting a reduction dimension), all-reduced hierarchically as
-   ``planner.collectives.hierarchical_all_reduce`` prices it (reduce-scatter inside a level,
+   ``planner.cost.collectives.hierarchical_all_reduce`` prices it (reduce-scatter inside a level,
    all-reduce across the outer one, all-gather back); and where an input's gradient is
    partial because the operator splits a dimension the input lacks. Local arithmetic runs on
    the shards; DTensor never propagates shardings on its own, so it cannot add collectives of
@@ -64,8 +64,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .export import PARTIAL, REPLICATE, OpLayout, export_strategies, mesh_dims, op_layouts, parse_placement, shard
-from .ir import TensorRole
+from planner.plans.export import PARTIAL, REPLICATE, OpLayout, export_strategies, mesh_dims, op_layouts, parse_placement, shard
+from planner.model.graph import TensorRole
 
 try:  # PyTorch is optional for the planner; only this module and the DTensor helpers need it
     import torch
@@ -95,7 +95,7 @@ def torch_available() -> bool:
 
 def verification_machine(processes: int):
     """Two levels, ``2 x processes/2``: a fast machine description (see the module docstring)."""
-    from .machine import Machine
+    from planner.machine.tree import Machine
 
     if processes < 2 or processes % 2:
         raise ValueError(f"processes must be an even number >= 2, not {processes}")
@@ -466,8 +466,8 @@ def build_program(cm, strategies, model_proto, layouts: dict[str, OpLayout] | No
     import numpy as np
     import onnx
 
-    from .onnx_guard import VERIFY_MAX_ELEMENTS, evaluation_allowed, tensor_values
-    from .onnx_import import _evaluate, _operator_names, _opset
+    from planner.onnx.guard import VERIFY_MAX_ELEMENTS, evaluation_allowed, tensor_values
+    from planner.onnx.importer import _evaluate, _operator_names, _opset
 
     def _gated(tensor, where):
         value = tensor_values(tensor, VERIFY_MAX_ELEMENTS)
@@ -574,9 +574,9 @@ def prepare(model: str, algorithm: str, processes: int, plan: dict | None = None
     """
     import onnx
 
-    from .api import PlanOptions, cost_model_for, search, strategies_from_json
-    from .cost import Plan
-    from .onnx_import import import_model
+    from planner.api import PlanOptions, cost_model_for, search, strategies_from_json
+    from planner.cost.model import Plan
+    from planner.onnx.importer import import_model
 
     module = build_model(model)
     onnx_bytes = onnx_bytes or export_onnx(module)
@@ -782,7 +782,7 @@ class _Runner:
     """Executes one program on this rank's shards (worker side)."""
 
     def __init__(self, mesh, program: dict):
-        from .export import to_placements
+        from planner.plans.export import to_placements
 
         self.mesh = mesh
         self.program = program
@@ -974,7 +974,7 @@ def _worker(rank: int, world: int, port: int, jobs: list[dict], put: Callable[[s
 
     import torch.distributed as dist
 
-    from .export import apply_dtensor_plan, build_device_mesh
+    from planner.plans.export import apply_dtensor_plan, build_device_mesh
 
     torch.set_num_threads(1)
     try:

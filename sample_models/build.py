@@ -24,7 +24,7 @@ Consequences for consumers:
 
 * load with ``onnx.load(path, load_external_data=False)``;
 * ``onnx.checker.check_model`` rejects these models as they are, because it insists that the
-  external file exists; ``planner.strip_weights.check_model_skeleton`` checks a copy in which
+  external file exists; ``planner.onnx.strip_weights.check_model_skeleton`` checks a copy in which
   the external initializers are turned into graph inputs instead;
 * ``onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)`` works and gives
   every value a complete shape, symbolic in ``batch`` (and ``seq`` for the transformers), or

@@ -185,7 +185,7 @@ def constant_driven(op: str, count: int) -> onnx.ModelProto:
 
 
 if __name__ == "__main__":  # the strace run: import every hostile model for each target
-    from planner.onnx_import import ModelImportError, import_model
+    from planner.onnx.importer import ModelImportError, import_model
 
     for target in sys.argv[1:]:
         for label, m in hostile_models(target):

@@ -12,8 +12,8 @@ import math
 import onnx
 from onnx import TensorProto, helper
 
-from planner.machine import Device, Level, Machine
-from planner.onnx_import import import_model
+from planner.machine.tree import Device, Level, Machine
+from planner.onnx.importer import import_model
 
 OPSET = 17
 
@@ -112,7 +112,7 @@ def one_level(p: int, bandwidth: float = B1, latency: float = L1, flops: float =
 
 def run_cli(argv, capsys):
     """``python -m planner`` in-process: (exit code, stdout, stderr); argparse errors exit via SystemExit."""
-    from planner.__main__ import main
+    from planner.cli.main import main
 
     try:
         code = main([str(a) for a in argv])

@@ -8,7 +8,7 @@ serving:
 * ``torchscript``: ``torch.onnx.export(..., dynamo=False, opset_version=17, dynamic_axes=...)``
 * ``dynamo``: ``torch.onnx.export(..., dynamo=True, dynamic_shapes=...)`` (opset 18)
 
-then stripped of its weights with ``planner.strip_weights``. Families: GPT-2 (tied lm_head), Llama
+then stripped of its weights with ``planner.onnx.strip_weights``. Families: GPT-2 (tied lm_head), Llama
 (grouped-query attention: 2 key/value heads for 4 heads, rotary embedding), Mixtral (4 experts,
 top-2), BERT, T5 (encoder-decoder) and ViT (batch only: its sequence is fixed by the image size);
 plus ``torch.nn.MultiheadAttention`` with ``batch_first`` True and False, and two quantised-weight
@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from planner.strip_weights import strip_weights
+from planner.onnx.strip_weights import strip_weights
 
 EXPORTERS = ("torchscript", "dynamo")
 HF_FAMILIES = ("gpt2", "llama", "mixtral", "bert", "t5", "vit")

@@ -1,5 +1,5 @@
 """The Streamlit explorer through AppTest (streamlit.testing.v1): every page, uploads, machine
-edits, the sidebar's options, the URL, and the helpers of planner/explorer.py they rely on."""
+edits, the sidebar's options, the URL, and the helpers of explorer/core.py they rely on."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from planner import explorer as ex
-from planner import timeline
+from explorer import core as ex
+from explorer import timeline
 from planner.api import PlanOptions
-from planner.machine import MachineError, load_preset
+from planner.machine.tree import MachineError, load_preset
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -34,7 +34,7 @@ def goto(at: AppTest, page: str) -> AppTest:
 
 
 def rendered(markdown: str) -> str:
-    """The text a reader sees of an escaped message (planner.safe_markdown): without the backslashes."""
+    """The text a reader sees of an escaped message (explorer.safe_markdown): without the backslashes."""
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
 
 
@@ -315,7 +315,7 @@ def test_override_one_operator():
     other = next(o for o in box.options if o != box.value)
     box.select(other).run()
     assert_clean(at)
-    from planner.override import price_override
+    from planner.plans.override import price_override
 
     strategy = tuple(r.plan.strategies[op][:last]) + (None if other == "not split" else other,)
     priced = price_override(r, op, strategy)
@@ -403,7 +403,7 @@ def test_device_sweep_plans_each_count_by_the_outermost_level():
     assert c.cached_sweep(src, bindings, m, opts, (8, 16, 64)) is sweep
 
 
-# ---- helpers of planner/explorer.py -------------------------------------------------------
+# ---- helpers of explorer/core.py -------------------------------------------------------
 
 def test_machine_tables_round_trip_and_errors():
     m = load_preset("dgx_a100_64nodes")

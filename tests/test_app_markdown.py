@@ -15,8 +15,8 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from planner import explorer as ex
-from planner.machine import load_preset
+from explorer import core as ex
+from planner.machine.tree import load_preset
 
 from models import gemm_mlp
 

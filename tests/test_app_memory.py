@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from planner import app_upload
-from planner import explorer as ex
-from planner.cache_budget import deep_size
-from planner.onnx_import import import_model, model_sha256
+from explorer import upload as app_upload
+from explorer import core as ex
+from explorer.cache_budget import deep_size
+from planner.onnx.importer import import_model, model_sha256
 
 WIDTH = 512  # one weight: 512 x 512 float32 = 1 MiB
 

@@ -16,9 +16,9 @@ from hypothesis import given, settings, strategies as st
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.cost import CostModel
-from planner.onnx_import import import_model
-from planner.rebatch import is_data_dependent
+from planner.cost.model import CostModel
+from planner.onnx.importer import import_model
+from planner.model.rebatch import is_data_dependent
 from planner.search.data_parallel import data_parallel_strategies
 
 

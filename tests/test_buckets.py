@@ -14,11 +14,11 @@ import pytest
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner import explorer as ex
+from explorer import core as ex
 from planner.api import PlanOptions, cost_model_for
-from planner.cost import OptionsError
-from planner.machine import load_preset
-from planner.onnx_import import import_model
+from planner.cost.model import OptionsError
+from planner.machine.tree import load_preset
+from planner.onnx.importer import import_model
 from planner.search.data_parallel import data_parallel_strategies
 
 CHANNELS = [3, 16, 32, 32, 64]

@@ -1,6 +1,6 @@
 """``python -m planner inspect`` and ``strip-weights``: output, the JSON keys, and usage errors.
 
-Most cases call ``planner.__main__.main`` in-process (fast); a few run the real command in a
+Most cases call ``planner.cli.main.main`` in-process (fast); a few run the real command in a
 subprocess from the repository root, as the README shows it.
 
 The test model (built here with onnx.helper): x [batch, 16] -> MatMul W1 [16, 32] -> Add b1 [32]

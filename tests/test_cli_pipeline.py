@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import models  # tests/models.py
-from planner.onnx_import import import_model
+from planner.onnx.importer import import_model
 from planner.search.vocab import pad_vocabulary
 
 REPO = Path(__file__).resolve().parents[1]

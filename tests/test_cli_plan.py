@@ -1,6 +1,6 @@
 """``python -m planner plan`` and ``evaluate``: the JSON schema, round trips and usage errors.
 
-Most cases call ``planner.__main__.main`` in-process (fast); two run a real subprocess.
+Most cases call ``planner.cli.main.main`` in-process (fast); two run a real subprocess.
 Model: sample_models/mlp.onnx, input [batch, 1024], fc1 1024->4096, relu1, fc2 4096->4096,
 relu2, fc3 4096->1024, output (Identity); 25,175,040 parameters.
 """

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 import models  # tests/models.py
 from planner.api import PlanOptions, plan_model
-from planner.configure import plan_configurations
-from planner.machine import Device, Level, Machine, load_machine
-from planner.onnx_import import import_model
+from planner.search.configurations import plan_configurations
+from planner.machine.tree import Device, Level, Machine, load_machine
+from planner.onnx.importer import import_model
 from planner.search.pipeline import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_the_notes_claim_only_what_was_tried(bert_256_nodes):
 
 
 def test_the_compute_floor_of_a_chain_by_hand():
-    from planner.configure import _compute_floor
+    from planner.search.configurations import _compute_floor
 
     # 4 layers x (b=8, 64 x 64): 2 * 8 * 64 * 64 FLOPs forward each; training 3x; spread over
     # 4 devices of 1e14 FLOP/s

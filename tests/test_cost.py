@@ -18,8 +18,8 @@ import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.cost import CostModel
-from planner.machine import Device, Level, Machine
+from planner.cost.model import CostModel
+from planner.machine.tree import Device, Level, Machine
 
 import models  # tests/models.py: pytest puts tests/ on sys.path
 from models import B0, B1, F, L0, L1
@@ -166,7 +166,7 @@ def test_activation_input_gradient_is_all_reduced():
 
 
 def test_indivisible_strategy_is_refused(cm_train):
-    from planner.cost import PlanError
+    from planner.cost.model import PlanError
 
     cm = CostModel(models.graph_of(models.matmul(m=6, k=8, n=8)), models.two_level())
     assert cm.assignment("mm", ("m", "m")) is None  # 6 = 2*3: the second 2 does not divide
@@ -471,7 +471,7 @@ def _convs():
     from onnx import TensorProto, helper
 
     from models import _model, _weight
-    from planner.onnx_import import import_model
+    from planner.onnx.importer import import_model
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 16, 58, 58])
     nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], name="c0", kernel_shape=[1, 1]),
              helper.make_node("Conv", ["a", "w1"], ["b"], name="p0", kernel_shape=[3, 3]),  # 58 -> 56
@@ -498,7 +498,7 @@ def test_halo_of_a_strided_convolution_is_one_input_row():
     from onnx import TensorProto, helper
 
     from models import _model, _weight
-    from planner.onnx_import import import_model
+    from planner.onnx.importer import import_model
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 16, 64, 64])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 16, 32, 32])
     node = helper.make_node("Conv", ["x", "w"], ["y"], name="c", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
@@ -515,7 +515,7 @@ def test_level_symbols_stay_apart_and_dims_do_not_capture_machine_symbols():
     from onnx import TensorProto, helper
 
     from models import _model, _weight
-    from planner.onnx_import import import_model
+    from planner.onnx.importer import import_model
     machine = Machine.from_dict({"name": "m", "device": {"name": "d", "peak_flops": 1e12, "memory_bytes": 1e10},
                                  "levels": [{"name": "gpu-1", "arity": 2, "bandwidth_Bps": 1e9, "latency_s": 1e-6},
                                             {"name": "gpu_1", "arity": 2, "bandwidth_Bps": 1e11, "latency_s": 1e-6}]})

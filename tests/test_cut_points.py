@@ -17,8 +17,8 @@ from onnx import TensorProto, helper
 
 import models  # tests/models.py
 from planner.api import PlanOptions, plan_model
-from planner.cost import CostModel
-from planner.machine import Device, Level, Machine
+from planner.cost.model import CostModel
+from planner.machine.tree import Device, Level, Machine
 from planner.search.pipeline import (assign_stages, cut_points, data_dependent_ops, price_schedule,
                                      split_machine)
 

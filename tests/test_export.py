@@ -1,4 +1,4 @@
-"""Plan export (``planner.export``, ``python -m planner export``) against hand-written layouts.
+"""Plan export (``planner.plans.export``, ``python -m planner export``) against hand-written layouts.
 
 Conventions used for the expectations below (worked out by hand from each plan's cuts):
 * cuts are listed outermost first; the mesh has one dimension per cut, named after its level
@@ -24,8 +24,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.export import ExportError, apply_dtensor_plan, export_plan, parse_placement, tuple_literal
-from planner.onnx_import import import_model
+from planner.plans.export import ExportError, apply_dtensor_plan, export_plan, parse_placement, tuple_literal
+from planner.onnx.importer import import_model
 
 REPO = Path(__file__).resolve().parents[1]
 R, P = "Replicate()", "Partial()"
@@ -333,8 +333,8 @@ def test_cli_export_errors(tmp_path, capsys):
 def test_export_and_cli_work_without_torch():
     """torch is optional: the export module, the CLI parser and a verify request without it."""
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import planner.export, planner.verify\n"
-            "from planner.__main__ import build_parser, main\n"
+            "import planner.plans.export, planner.verify\n"
+            "from planner.cli.main import build_parser, main\n"
             "build_parser()\n"
             "assert not planner.verify.torch_available()\n"
             "sys.exit(main(['verify']))\n")

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import models
-from planner.__main__ import USER_ERRORS
+from planner.cli.main import USER_ERRORS
 from planner.api import PlanOptions, plan_model
-from planner.onnx_import import import_model, require_bound, symbolic_dims
+from planner.onnx.importer import import_model, require_bound, symbolic_dims
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 NAMES = ["mlp", "moe", "vgg16"]

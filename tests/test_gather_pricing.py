@@ -7,9 +7,9 @@ import pytest
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.cost import CostModel
-from planner.machine import Device, Level, Machine
-from planner.onnx_import import import_model
+from planner.cost.model import CostModel
+from planner.machine.tree import Device, Level, Machine
+from planner.onnx.importer import import_model
 
 BW = 2e12  # device memory bytes/s
 T, H, K = 64, 32, 16  # tokens, hidden, rows gathered

@@ -8,8 +8,8 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from planner.api import PlanOptions, plan_model
-from planner.machine import load_preset
-from planner.onnx_import import import_model
+from planner.machine.tree import load_preset
+from planner.onnx.importer import import_model
 
 B, S = 16, 8
 

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.cost import CostModel, OptionsError
-from planner.ir import TensorRole
-from planner.onnx_import import import_model
+from planner.cost.model import CostModel, OptionsError
+from planner.model.graph import TensorRole
+from planner.onnx.importer import import_model
 from planner.search.data_parallel import data_parallel_strategies
 from planner.search.pipeline import micro_batch_graph, price_schedule, split_machine
 from sample_models.synthetic import gpt_decoder
@@ -126,7 +126,7 @@ def test_issue_scale_gpt_data_parallel_on_one_dgx():
     # one all-reduce per tensor: 2 * 7/8 * 2 B * 1,647,698,688 / 300e9 = 19.223 ms plus
     # 292 tensors * 2 * 5 us = 2.92 ms -> 22.143 ms. Before, wte was all-reduced again at the
     # lm_head (2 * 7/8 * 2 B * 50,257 * 2,304 / 300e9 + 10 us = 1.361 ms more: 23.504 ms).
-    from planner.machine import load_preset
+    from planner.machine.tree import load_preset
 
     params, tensors = gpt_parameters(24, 2304, 9216, 50257, 1024)
     assert (params, tensors) == (1_647_698_688, 292)

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from models import run_cli
-from planner.onnx_import import ModelImportError, import_model
+from planner.onnx.importer import ModelImportError, import_model
 
 F = TensorProto.FLOAT
 

@@ -22,8 +22,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from hostile_onnx import constant_driven, hostile_models, huge_range, leak_chain, model, tensor_attributes
-from planner import onnx_guard
-from planner.onnx_import import ModelImportError, import_model, load_model_proto
+from planner.onnx import guard as onnx_guard
+from planner.onnx.importer import ModelImportError, import_model, load_model_proto
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = b"Z" * 64  # 'Z' = 90: a Range of length 90 would betray the first byte
@@ -176,7 +176,7 @@ def test_huge_range_under_an_address_space_limit(tmp_path):
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
         "from hostile_onnx import huge_range\n"
-        "from planner.onnx_import import ModelImportError, import_model\n"
+        "from planner.onnx.importer import ModelImportError, import_model\n"
         "try:\n"
         "    import_model(huge_range(4 * 10**9).SerializeToString())\n"  # just under 2^32: accepted
         "    print('imported')\n"
@@ -233,7 +233,7 @@ def test_a_lying_value_info_does_not_make_the_importer_evaluate_a_huge_range(mon
     # limit = 10**6 * 10**6 = 10**12 is computed (Mul), so it escapes the file-constant estimate, and
     # the file claims the Range's output has shape [1]: the fold must trust ONNX's inference on the
     # actual values (10**12 elements > 4,096), never the claim, and so never run the Range.
-    import planner.onnx_import as imp
+    import planner.onnx.importer as imp
 
     evaluated = []
     real = imp._evaluate

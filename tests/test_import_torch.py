@@ -31,8 +31,8 @@ import onnx  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
 
-from planner.ir import OpKind  # noqa: E402
-from planner.onnx_import import import_model, load_model_proto, symbolic_dims  # noqa: E402
+from planner.model.graph import OpKind  # noqa: E402
+from planner.onnx.importer import import_model, load_model_proto, symbolic_dims  # noqa: E402
 
 EXPORTERS = ("torchscript", "dynamo")
 

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from planner import limits
-from planner.explorer import decode_url_state
-from planner.machine import Machine, MachineError, load_machine
-from planner.urlparams import unknown_bindings_message
+from explorer.core import decode_url_state
+from planner.machine.tree import Machine, MachineError, load_machine
+from explorer.url_state import unknown_bindings_message
 from tests.models import _model, _weight, gemm_mlp, run_cli, two_level
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ def files(tmp_path_factory):
     machine = d / "m.yaml"
     machine.write_text(two_level().to_yaml())
     plan = d / "plan.json"
-    from planner.__main__ import main
+    from planner.cli.main import main
 
     assert main(["plan", str(model), "--machine", str(machine), "--bind", "batch=8", "--json", str(plan)]) == 0
     fifo = d / "fifo"
@@ -361,7 +361,7 @@ def test_app_reports_unknown_bind_names_and_a_100_kb_value():
 
 
 def test_uploaded_plan_json_is_bounded_and_checked_by_field():
-    from planner.explorer import read_plan_json
+    from explorer.core import read_plan_json
 
     with pytest.raises(ValueError, match="100,000 deep, more than the 32 allowed"):
         read_plan_json(nested(100_000).encode())

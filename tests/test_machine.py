@@ -1,4 +1,4 @@
-"""Tests for planner.machine: presets, the cut schedule, validation and parsing robustness.
+"""Tests for planner.machine.tree: presets, the cut schedule, validation and parsing robustness.
 
 Expected numbers are worked out by hand in the comments next to them, not copied from output.
 """
@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from planner.machine import (
+from planner.machine.tree import (
     MAX_DEVICES,
     Cut,
     Device,

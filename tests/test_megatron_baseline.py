@@ -15,8 +15,8 @@ import pytest
 
 import models  # tests/models.py
 from planner.api import PlanOptions, plan_model
-from planner.configure import evaluate_configuration
-from planner.cost import CostModel
+from planner.search.configurations import evaluate_configuration
+from planner.cost.model import CostModel
 from planner.search.megatron import HeadSplitError, attention_heads, plan_megatron
 from planner.search.vocab import pad_vocabulary, padded_vocabulary
 from sample_models import synthetic
@@ -127,7 +127,7 @@ def test_after_a_row_parallel_layer_everything_stays_replicated(planned):
 
 
 def test_a_plan_file_records_the_padding_and_a_bad_record_is_refused(graph):
-    from planner.cost import PlanError
+    from planner.cost.model import PlanError
     from planner.search.vocab import pad_as_recorded
 
     assert pad_as_recorded(graph, {}) is graph

@@ -1,4 +1,4 @@
-"""Per-device memory (planner.memory) against hand computation.
+"""Per-device memory (planner.cost.memory) against hand computation.
 
 Model: tests/models.gemm_mlp([32, 64, 16], batch=64, relu=True) =
     fc0: Gemm x[64,32] @ W0[32,64] + b0[64] -> h0[64,64]
@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 import models  # tests/models.py: pytest puts tests/ on sys.path
-from planner.cost import CostModel
-from planner.memory import memory_per_device, optimizer_bytes_per_parameter
+from planner.cost.model import CostModel
+from planner.cost.memory import memory_per_device, optimizer_bytes_per_parameter
 from planner.search.data_parallel import data_parallel_strategies
 
 PARAMS = 3_152

@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from planner.__main__ import main
+from planner.cli.main import main
 from planner.api import PlanOptions, cost_model_for
-from planner.app_upload import weight_free
-from planner.explorer import ModelSource, PlanCache
-from planner.machine import load_preset
-from planner.onnx_import import import_model
+from explorer.upload import weight_free
+from explorer.core import ModelSource, PlanCache
+from planner.machine.tree import load_preset
+from planner.onnx.importer import import_model
 from tests.test_tied_weights import tied_lm
 
 

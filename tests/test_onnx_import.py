@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from planner.ir import OpKind, TensorRole
-from planner.onnx_import import ModelImportError, import_model, load_model_proto, require_bound, symbolic_dims
+from planner.model.graph import OpKind, TensorRole
+from planner.onnx.importer import ModelImportError, import_model, load_model_proto, require_bound, symbolic_dims
 
 REPO = Path(__file__).resolve().parents[1]
 F, I64, BOOL = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
@@ -649,7 +649,7 @@ def test_external_data_imports_without_the_data_file(tmp_path):
 _OPEN_AUDIT = r"""
 import json, os, sys
 sys.path.insert(0, sys.argv[2])
-from planner.onnx_import import import_model
+from planner.onnx.importer import import_model
 import onnx.reference.ops  # lazily imported by the importer: load it before auditing
 opened = []
 def hook(event, args):

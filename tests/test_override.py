@@ -11,9 +11,9 @@ import pytest
 
 import models  # tests/models.py
 from planner.api import PlanOptions, plan_model
-from planner.cost import PlanError
-from planner.machine import Device, Level, Machine
-from planner.override import price_override
+from planner.cost.model import PlanError
+from planner.machine.tree import Device, Level, Machine
+from planner.plans.override import price_override
 
 F = 1e14
 GPU_BW, GPU_LAT = 2e11, 2e-6

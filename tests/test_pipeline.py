@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 
 import models  # tests/models.py
 from planner.api import PlanOptions, result_for, search
-from planner.configure import memory_ladder, plan_configurations
-from planner.cost import CostModel
-from planner.machine import Device, Level, Machine
-from planner.memory import memory_per_device
+from planner.search.configurations import memory_ladder, plan_configurations
+from planner.cost.model import CostModel
+from planner.machine.tree import Device, Level, Machine
+from planner.cost.memory import memory_per_device
 from planner.search.data_parallel import data_parallel_strategies
 from planner.search.pipeline import ConfigError, balance_stages, cut_points, price_schedule, split_machine
 
@@ -384,7 +384,7 @@ def test_memory_ladder_climbs_what_is_left_open():
 
 def test_bert_is_cut_between_layers_despite_its_attention_mask():
     # the mask is read by all 12 layers and crosses every cut alike: it must not hide them
-    from planner.onnx_import import import_model
+    from planner.onnx.importer import import_model
 
     g = import_model(Path(__file__).resolve().parents[1] / "sample_models" / "bert_base.onnx", {"batch": 2, "seq": 16})
     cm = CostModel(g, nodes_machine(1))

@@ -1,14 +1,14 @@
-"""Planning in worker processes (planner/plan_pool.py): the same plan as on the script thread,
+"""Planning in worker processes (explorer/plan_pool.py): the same plan as on the script thread,
 a graph that still re-binds its batch, and the planner's errors unchanged."""
 
 from __future__ import annotations
 
 import pytest
 
-from planner import explorer as ex
+from explorer import core as ex
 from planner.api import PlanOptions
-from planner.machine import load_preset
-from planner.plan_pool import PlanPool
+from planner.machine.tree import load_preset
+from explorer.plan_pool import PlanPool
 
 
 @pytest.fixture(scope="module")

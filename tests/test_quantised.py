@@ -1,4 +1,4 @@
-"""Quantised weights (planner.quantised): parameters with their true bits, frozen (no gradient).
+"""Quantised weights (planner.model.quantised): parameters with their true bits, frozen (no gradient).
 
 Hand figures: an 8192 x 8192 INT4 weight is 8192^2 = 67,108,864 parameters of 4 bits each,
 67,108,864 / 2 = 33,554,432 B = 32 MiB.
@@ -12,10 +12,10 @@ from hypothesis import given, settings, strategies as st
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.__main__ import main
-from planner.cost import CostModel
-from planner.memory import memory_per_device
-from planner.onnx_import import import_model
+from planner.cli.main import main
+from planner.cost.model import CostModel
+from planner.cost.memory import memory_per_device
+from planner.onnx.importer import import_model
 from planner.search.data_parallel import data_parallel_strategies
 
 

@@ -3,9 +3,9 @@
 import pytest
 from onnx import TensorProto, helper
 
-from planner.cost import CostModel
-from planner.machine import load_preset
-from planner.onnx_import import import_model
+from planner.cost.model import CostModel
+from planner.machine.tree import load_preset
+from planner.onnx.importer import import_model
 from planner.search.drec import plan_drec
 
 

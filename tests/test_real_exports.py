@@ -29,10 +29,10 @@ from real_exports import (  # noqa: E402
     EXAMPLE_SEQ, EXPORTERS, FAMILIES, HF_FAMILIES, ONNX_FAMILIES, QUANT_K, QUANT_N, TORCH_FAMILIES, Corpus,
 )
 
-from planner.__main__ import _load, _machine, _options, build_parser  # noqa: E402
+from planner.cli.main import _load, _machine, _options, build_parser  # noqa: E402
 from planner.api import plan_model  # noqa: E402
-from planner.ir import TensorRole  # noqa: E402
-from planner.onnx_import import import_model  # noqa: E402
+from planner.model.graph import TensorRole  # noqa: E402
+from planner.onnx.importer import import_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("dgx_a100", "a100_2x8_slow", "dgx_a100_64nodes")  # 8, 16 and 512 devices

@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.onnx_import import ModelImportError, import_model
+from planner.onnx.importer import ModelImportError, import_model
 
 E, N = 8, 16
 
@@ -170,7 +170,7 @@ def test_app_batch_field_rebatches_a_static_upload():
 
 
 def test_app_static_upload_without_a_traceable_batch_has_no_batch_field():
-    from planner.explorer import PlanCache, upload_source
+    from explorer.core import PlanCache, upload_source
 
     data = single_sample().SerializeToString()
     assert PlanCache().symbolic_dims(upload_source("one.onnx", data), data) == []

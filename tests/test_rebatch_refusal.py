@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from planner.__main__ import main
-from planner.onnx_import import import_model
+from planner.cli.main import main
+from planner.onnx.importer import import_model
 
 B, S = 8, 4
 

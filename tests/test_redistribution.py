@@ -18,8 +18,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.cost import CostModel
-from planner.onnx_import import import_model
+from planner.cost.model import CostModel
+from planner.onnx.importer import import_model
 from planner.search.drec import plan_drec
 from planner.search.exact import all_strategies, plan_exact
 

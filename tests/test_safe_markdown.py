@@ -1,4 +1,4 @@
-"""planner.safe_markdown: names from outside render as their own text, never as a link, an image,
+"""explorer.safe_markdown: names from outside render as their own text, never as a link, an image,
 raw HTML, code, emphasis, math or a Streamlit directive (parsed back with markdown-it-py)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from planner.safe_markdown import md_code, md_text
+from explorer.safe_markdown import md_code, md_text
 
 MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 ACTIVE = {"image", "link_open", "html_inline", "html_block", "code_inline", "em_open", "strong_open", "s_open",

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from planner.strip_weights import check_model_skeleton
+from planner.onnx.strip_weights import check_model_skeleton
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_models"

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import models  # tests/models.py: pytest puts tests/ on sys.path
 from planner.api import search
-from planner.cost import CostModel
-from planner.ir import OpKind
+from planner.cost.model import CostModel
+from planner.model.graph import OpKind
 from planner.search.data_parallel import data_parallel_strategies, plan_data_parallel
 from planner.search.drec import plan_drec
 from planner.search.exact import SearchTooLargeError, all_strategies, plan_exact

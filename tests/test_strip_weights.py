@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from planner.strip_weights import check_model_skeleton, strip_weights, strip_weights_file
+from planner.onnx.strip_weights import check_model_skeleton, strip_weights, strip_weights_file
 
 
 def small_model() -> onnx.ModelProto:

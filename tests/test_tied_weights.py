@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from planner.buffers import non_parameter_initializers
-from planner.onnx_import import import_model
-from planner.strip_weights import strip_weights
-from planner.tied_weights import fold_transposed_copies, transposed_copies
+from planner.model.buffers import non_parameter_initializers
+from planner.onnx.importer import import_model
+from planner.onnx.strip_weights import strip_weights
+from planner.model.tied_weights import fold_transposed_copies, transposed_copies
 
 
 def tied_lm(vocab: int, hidden: int, copy_name: str = "onnx::MatMul_7", seed: int = 0) -> onnx.ModelProto:

@@ -66,7 +66,7 @@ def _plan(path, algorithm, tmp_path, capsys):
 
 
 def test_the_exports_write_unbind_differently(vit):
-    from planner.onnx_import import import_model
+    from planner.onnx.importer import import_model
 
     legacy, dynamo = (import_model(p, {"batch": 4, "seq": 8}).op_type_histogram() for p in vit)
     assert legacy.get("Split", 0) >= 1 and "Slice" not in legacy

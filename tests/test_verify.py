@@ -19,9 +19,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from planner import verify  # noqa: E402
-from planner.__main__ import main  # noqa: E402
-from planner.collectives import hierarchical_all_reduce  # noqa: E402
-from planner.export import PARTIAL, REPLICATE  # noqa: E402
+from planner.cli.main import main  # noqa: E402
+from planner.cost.collectives import hierarchical_all_reduce  # noqa: E402
+from planner.plans.export import PARTIAL, REPLICATE  # noqa: E402
 
 MATRIX = [(m, a, p) for m in verify.MODELS for a in verify.ALGORITHMS for p in verify.PROCESSES]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..cost import CostModel, Plan, Strategy
+from planner.cost.model import CostModel, Plan, Strategy
 
 
 def data_parallel_strategies(cm: CostModel) -> dict[str, Strategy]:

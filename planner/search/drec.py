@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..cost import CostModel, Plan, Strategy
-from ..ir import OpKind
-from ..redistribution import consumers_by_tensor
+from planner.cost.model import CostModel, Plan, Strategy
+from planner.model.graph import OpKind
+from planner.cost.redistribution import consumers_by_tensor
 
 Progress = Callable[[float, str], None] | None
 
@@ -383,7 +383,7 @@ def block_optimise(cm: CostModel, strategies: dict[str, Strategy], budget: list[
     limit); deep models (more than ``SMALL_GRAPH_OPS`` operators)
     are left as they are.
     """
-    from .exact import SearchTooLargeError, solve
+    from planner.search.exact import SearchTooLargeError, solve
 
     plan = dict(strategies)
     if len(cm.planned) > SMALL_GRAPH_OPS:

@@ -14,7 +14,7 @@ where a and b range over the layouts the edge's tensor can have at its producer 
 (an edge's cost depends on nothing else). With x integral the marginal constraints force z to
 the indicator of the chosen pair of layouts.
 
-A tensor with several consumers pays once per (tensor, consumer layout) (planner.redistribution):
+A tensor with several consumers pays once per (tensor, consumer layout) (planner.cost.redistribution):
 its edges' z carry no cost; instead ``y_{t,a,b} >= z_{e,a,b}`` for each of its edges ``e``, and
 ``c_e(a,b)`` is paid on ``y``, which the minimisation holds at the largest of those z (1 when any
 consumer takes layout b from a, else 0).
@@ -28,7 +28,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
-from ..cost import CostModel, Plan, Strategy
+from planner.cost.model import CostModel, Plan, Strategy
 
 MAX_VARIABLES = 400_000
 

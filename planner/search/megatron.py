@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 
-from ..cost import CostModel, OptionsError, Plan, Strategy
-from ..ir import OpKind, TensorRole
-from .drec import DRecSearch
+from planner.cost.model import CostModel, OptionsError, Plan, Strategy
+from planner.model.graph import OpKind, TensorRole
+from planner.search.drec import DRecSearch
 
 
 class NotATransformerError(ValueError):

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..collectives import point_to_point
-from ..gradients import data_dependent_ops, tied_stage_sync
-from ..cost import CostModel, OptionsError, Strategy, check_counts
-from ..machine import Level, Machine
-from ..memory import MemoryReport, memory_per_device
+from planner.cost.collectives import point_to_point
+from planner.cost.gradients import data_dependent_ops, tied_stage_sync
+from planner.cost.model import CostModel, OptionsError, Strategy, check_counts
+from planner.machine.tree import Level, Machine
+from planner.cost.memory import MemoryReport, memory_per_device
 
 MAX_CUT_POINTS = 600  # the DP is O(stages x points^2); beyond this, every k-th point is kept
 

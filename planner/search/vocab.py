@@ -14,7 +14,7 @@ import copy
 import math
 from dataclasses import replace
 
-from ..ir import OperatorGraph, TensorRole
+from planner.model.graph import OperatorGraph, TensorRole
 
 MAKE_VOCAB_SIZE_DIVISIBLE_BY = 128
 
@@ -87,7 +87,7 @@ def pad_vocabulary(graph: OperatorGraph, tensor: int,
 def pad_as_recorded(graph: OperatorGraph, data: dict) -> OperatorGraph:
     """The graph padded as a plan file records (``vocabulary_padded``: ``{"from": V, "to": P}``,
     written for plans priced on a padded vocabulary), so that the file's splits divide again."""
-    from ..cost import PlanError
+    from planner.cost.model import PlanError
 
     record = data.get("vocabulary_padded")
     if record is None:

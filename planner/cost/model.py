@@ -13,7 +13,7 @@ backward products). Spatial convolution splits add a halo exchange.
 
 A strategy for one operator is a tuple with one entry per machine cut (``Machine.cuts()``):
 the dimension split at that cut, or None. A dimension with several atomic factors (see
-``planner.ir``) is split on its outermost factor that the cut's prime divides.
+``planner.model.graph``) is split on its outermost factor that the cut's prime divides.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .basis import Basis, _larger  # the basis (1/F, g_l, L_l); Basis is re-exported here
-from .collectives import flat_collectives, halo_exchange, hierarchical_all_reduce, hierarchical_collectives
-from .gradients import consumer_counts, gradient_roots, sync_traffic, weight_only_ops
-from .ir import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
-from .machine import Machine
-from .redistribution import charged_edges
+from planner.cost.basis import Basis, _larger  # the basis (1/F, g_l, L_l); Basis is re-exported here
+from planner.cost.collectives import flat_collectives, halo_exchange, hierarchical_all_reduce, hierarchical_collectives
+from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic, weight_only_ops
+from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
+from planner.machine.tree import Machine
+from planner.cost.redistribution import charged_edges
 
 if TYPE_CHECKING:
     import sympy
@@ -106,7 +106,7 @@ class _Use:
     itemsize: int
     numel_over_dims: float  # tensor numel / product of the sizes of the dims indexing it
     grad_allreduce: bool  # an input whose gradient is all-reduced when it is replicated
-    is_parameter: bool  # a parameter or a view of parameters (planner.gradients)
+    is_parameter: bool  # a parameter or a view of parameters (planner.cost.gradients)
     grad_root: str | None = None  # the parameter whose gradient it carries
     grad_share: float = 1.0  # this use's share of that gradient's all-reduce
 
@@ -637,7 +637,7 @@ class CostModel:
 
     def evaluate(self, plan: dict[str, Strategy]) -> PlanCost:
         """Cost of a plan: per operator compute and communication, redistribution per consumer
-        (the first consumer of each tensor and layout pays it: planner.redistribution)."""
+        (the first consumer of each tensor and layout pays it: planner.cost.redistribution)."""
         full = self.complete(plan)
         compute, comm, redist, grad_sync = {}, {}, {}, {}
         spread = 1 - 1 / self.micro_batches  # the gradient sync's share a micro-batch does not pay

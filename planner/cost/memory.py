@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .cost import CostModel, OptionsError, Strategy
-from .ir import TensorRole
+from planner.cost.model import CostModel, OptionsError, Strategy
+from planner.model.graph import TensorRole
 
 OPTIMIZERS = {
     # optimizer -> (bytes of state per parameter, why)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .limits import MAX_URL_VALUE_CHARS, quote
+from planner.limits import MAX_URL_VALUE_CHARS, quote
 
 
 def bounded_url_params(params: Mapping[str, object]) -> tuple[dict[str, str], list[str]]:

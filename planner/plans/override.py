@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .api import PlanResult, result_for
-from .cost import Plan, PlanError
-from .search.pipeline import price_schedule
-from .units import format_seconds
+from planner.api import PlanResult, result_for
+from planner.cost.model import Plan, PlanError
+from planner.search.pipeline import price_schedule
+from planner.units import format_seconds
 
 
 @dataclass

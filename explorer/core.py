@@ -31,23 +31,23 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from . import __version__
-from .api import ALGORITHMS, PlanOptions, PlanResult, cost_model_for, evaluate_plan, result_for, search
-from .configure import plan_configurations
-from .cost import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, CostModel, OptionsError, Plan, PlanError, check_bucket_mb
-from .ir import OperatorGraph, OpKind, TensorRole
-from .limits import check_binding_product, quote
-from .machine import Machine, MachineError, load_preset, preset_paths
-from .memory import OPTIMIZERS
-from .onnx_import import ModelImportError, binding_value, import_model, load_model_proto, model_sha256
-from .planfile import check_plan_bounds, check_plan_fields
-from .rebatch import planning_dims
-from .report import op_cuts, op_splits, plan_to_json
-from .cache_budget import deep_size
-from .safe_markdown import md_code, md_fence, md_text, plain
-from .search.pipeline import split_machine, stage_counts
-from .units import format_bytes, format_seconds
-from .urlparams import bounded_url_params
+from planner import __version__
+from planner.api import ALGORITHMS, PlanOptions, PlanResult, cost_model_for, evaluate_plan, result_for, search
+from planner.search.configurations import plan_configurations
+from planner.cost.model import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, CostModel, OptionsError, Plan, PlanError, check_bucket_mb
+from planner.model.graph import OperatorGraph, OpKind, TensorRole
+from planner.limits import check_binding_product, quote
+from planner.machine.tree import Machine, MachineError, load_preset, preset_paths
+from planner.cost.memory import OPTIMIZERS
+from planner.onnx.importer import ModelImportError, binding_value, import_model, load_model_proto, model_sha256
+from planner.plans.plan_json import check_plan_bounds, check_plan_fields
+from planner.model.rebatch import planning_dims
+from planner.plans.report import op_cuts, op_splits, plan_to_json
+from explorer.cache_budget import deep_size
+from explorer.safe_markdown import md_code, md_fence, md_text, plain
+from planner.search.pipeline import split_machine, stage_counts
+from planner.units import format_bytes, format_seconds
+from explorer.url_state import bounded_url_params
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = ROOT / "sample_models"
@@ -255,7 +255,7 @@ class PlanCache:
     def __init__(self, graph_bytes: int = CACHE_BYTES["graphs"], cost_model_bytes: int = CACHE_BYTES["cost_models"],
                  result_bytes: int = CACHE_BYTES["results"], sweep_bytes: int = CACHE_BYTES["sweeps"],
                  dims_bytes: int = CACHE_BYTES["dims"]):
-        # Each table is bounded by the bytes its entries keep alive (planner.cache_budget.deep_size,
+        # Each table is bounded by the bytes its entries keep alive (explorer.cache_budget.deep_size,
         # measured once when an entry is stored), not by their number: one GPT-3 result keeps
         # tens of MB, one MLP's a hundred KB. The newest entry always stays.
         self._graphs = _LRU(math.inf, weight=deep_size, max_weight=graph_bytes)
@@ -264,7 +264,7 @@ class PlanCache:
         self._results = _LRU(math.inf, weight=deep_size, max_weight=result_bytes)
         self._sweeps = _LRU(math.inf, weight=deep_size, max_weight=sweep_bytes)
         self._models = _LRU(math.inf, weight=len, max_weight=graph_bytes)  # uploads' weight-free bytes, for the pool
-        self.pool = None  # a planner.plan_pool.PlanPool: plans are made in its worker processes
+        self.pool = None  # a explorer.plan_pool.PlanPool: plans are made in its worker processes
         self._lock = threading.Lock()
         self._key_locks: dict = {}
         self.stats = {"graph_hits": 0, "graph_misses": 0, "result_hits": 0, "result_misses": 0}
@@ -478,7 +478,7 @@ def require_exact_feasible(cm: CostModel) -> None:
 
 def plan_exact_guarded(cm: CostModel) -> Plan:
     """The exact optimum when the graph is small enough for a page, else ExactTooLargeForUI."""
-    from .search.exact import plan_exact
+    from planner.search.exact import plan_exact
 
     require_exact_feasible(cm)
     return plan_exact(cm, time_limit_s=EXACT_UI_TIME_LIMIT_S)

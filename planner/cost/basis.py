@@ -1,6 +1,6 @@
 """The machine basis of the symbolic BSP cost model: ``(1/F, g_1..g_D, L_1..L_D)``.
 
-Every cost in :mod:`planner.cost` is a vector of coefficients over this basis; a machine (or a
+Every cost in :mod:`planner.cost.model` is a vector of coefficients over this basis; a machine (or a
 what-if change of its bandwidths) is a dot product away.
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .machine import Machine
+from planner.machine.tree import Machine
 
 if TYPE_CHECKING:
     import sympy

@@ -10,9 +10,9 @@ as the cache key) stays that of the file as uploaded.
 
 from __future__ import annotations
 
-from .onnx_import import ModelImportError, load_model_proto, model_sha256
-from .strip_weights import _strip_graph
-from .tied_weights import fold_transposed_copies
+from planner.onnx.importer import ModelImportError, load_model_proto, model_sha256
+from planner.onnx.strip_weights import _strip_graph
+from planner.model.tied_weights import fold_transposed_copies
 
 #: Where the dropped weights of an upload "live" (an external-data file that never exists).
 WEIGHTS_LOCATION = "uploaded.weights.bin"
@@ -39,7 +39,7 @@ def accept_upload(filename: str, data: bytes, cache, previous_bindings: dict[str
     symbolic dimensions bound (the previous values of the same names kept) and the model imported
     once through ``cache`` (an explorer ``PlanCache``), so that a file that cannot be imported is
     refused (ModelImportError, the importer's message) before it becomes the model in use."""
-    from .explorer import ModelSource, bindings_for  # the explorer's cache and types
+    from explorer.core import ModelSource, bindings_for  # the explorer's cache and types
 
     source = ModelSource("upload", filename, model_sha256(data))
     small = weight_free(data)

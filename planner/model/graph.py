@@ -4,7 +4,7 @@ An operator has named dimensions with sizes. Each tensor it reads or writes is i
 axis, by a tuple of those dimensions (major to minor; a tuple of two or more means the axis is a
 flattened product, as on either side of a Reshape; an empty tuple means a broadcast axis of size
 1). That single description is what lets one generic rule price every split (see
-``planner.cost``): splitting dimension ``d`` makes every tensor lacking ``d`` a partial sum or a
+``planner.cost.model``): splitting dimension ``d`` makes every tensor lacking ``d`` a partial sum or a
 replica across the devices that split it.
 
 Layouts are expressed over *atomic factors*: each tensor axis is a product of atomic sizes
@@ -54,7 +54,7 @@ class Tensor:
     producer: str | None = None  # operator name, None for inputs/initializers
     requires_grad: bool = False  # float and depends on a parameter
     axis_factors: tuple[tuple[int, ...], ...] = ()  # atomic factorisation of each axis
-    frozen: bool = False  # a quantised weight: a parameter with no gradient (planner.quantised)
+    frozen: bool = False  # a quantised weight: a parameter with no gradient (planner.model.quantised)
 
     @property
     def numel(self) -> int:
@@ -232,12 +232,12 @@ class OperatorGraph:
         }
 
     def batch_dims(self) -> dict[str, str | None]:
-        """For each operator, the dimension that carries the batch (see ``planner.batch_trace``).
+        """For each operator, the dimension that carries the batch (see ``planner.model.batch_trace``).
 
         Traced through the graph by following atomic factors from the batch axis of each data
         input (``batch_axes``, axis 0 by default) through transposes, flattened axes and gathers.
         """
-        from .batch_trace import trace  # the tracer builds on this module
+        from planner.model.batch_trace import trace  # the tracer builds on this module
 
         return trace(self)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from .limits import (MAX_PLAN_FILE_BYTES, MAX_PLAN_NESTING, LimitError, check_binding_product, check_json_nesting,
+from planner.limits import (MAX_PLAN_FILE_BYTES, MAX_PLAN_NESTING, LimitError, check_binding_product, check_json_nesting,
                      check_text_size, quote, read_bounded)
 
 _FIX = "give the JSON that `python -m planner plan --json` writes"
@@ -85,8 +85,8 @@ def check_plan_fields(data: dict, what: str) -> dict:
 
 def _check_options(options: dict, what: str) -> None:
     """Each recorded option alone must be one PlanOptions accepts (``interleave: 0`` is not)."""
-    from .api import PlanOptions
-    from .cost import OptionsError
+    from planner.api import PlanOptions
+    from planner.cost.model import OptionsError
 
     known = PlanOptions.__dataclass_fields__
     for key, value in options.items():
@@ -106,7 +106,7 @@ def _check_options(options: dict, what: str) -> None:
 
 def plan_bindings(data: dict, what: str) -> dict[str, int]:
     """The plan file's ``bindings`` as {name: value >= 1}, refused by name when one is not."""
-    from .onnx_import import MAX_BINDING
+    from planner.onnx.importer import MAX_BINDING
 
     out = {}
     for name, value in (data.get("bindings") or {}).items():

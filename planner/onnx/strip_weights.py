@@ -24,7 +24,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
-from .tied_weights import fold_transposed_copies
+from planner.model.tied_weights import fold_transposed_copies
 
 INLINE_MAX_ELEMENTS = 1024  # integer/bool initializers smaller than this stay inline
 
@@ -128,7 +128,7 @@ def strip_weights(model: onnx.ModelProto, location: str) -> onnx.ModelProto:
 
     First, an initializer that is exactly the transpose of another (the exporters' constant-folded
     ``Transpose`` of a tied embedding) becomes a ``Transpose`` node of the original, so that the
-    tied weight is stored, and counted, once (see ``planner.tied_weights``).
+    tied weight is stored, and counted, once (see ``planner.model.tied_weights``).
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)

@@ -5,7 +5,7 @@ Symbolic exports: the batch is the symbolic dimension named like a batch (``batc
 input, and it enters on every data input axis that carries that name (axis 1 for
 ``nn.MultiheadAttention(batch_first=False)``).
 
-Static exports: the batch axis is found by tracing (``planner.batch_trace.candidate_axes``): the
+Static exports: the batch axis is found by tracing (``planner.model.batch_trace.candidate_axes``): the
 lowest axis of the first data input (of size > 1) that reaches operators and is never summed over
 (a sequence is: attention's ``P @ V`` contracts it; features are: every linear layer contracts
 them). :func:`rebatch_static` re-binds that axis to another size: the data inputs' batch axes and
@@ -19,8 +19,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .batch_trace import candidate_axes, trace
-from .ir import OperatorGraph, TensorRole
+from planner.model.batch_trace import candidate_axes, trace
+from planner.model.graph import OperatorGraph, TensorRole
 
 BATCH_NAMES = ("batch", "batch_size", "batchsize", "n", "b", "bs", "nbatch", "num_batch")
 STATIC_SYMBOL = "batch"  # the name a re-batched static export's batch is bound under
@@ -176,7 +176,7 @@ def batch_binding(model: onnx.ModelProto, bindings: dict[str, int], batch: int |
 def import_rebatched(model: onnx.ModelProto, bindings: dict[str, int], name: str, import_fn) -> OperatorGraph:
     """Import static ``model`` with its traced batch axis re-bound to ``bindings[STATIC_SYMBOL]``.
 
-    ``import_fn`` is ``planner.onnx_import.import_model``. The graph's batch is then the pseudo-
+    ``import_fn`` is ``planner.onnx.importer.import_model``. The graph's batch is then the pseudo-
     dimension ``batch``: ``with_batch`` (micro-batches, the stage search) re-batches again."""
     rest = {k: v for k, v in bindings.items() if k != STATIC_SYMBOL}
     batch = bindings[STATIC_SYMBOL]
@@ -212,7 +212,7 @@ def planning_dims(model: onnx.ModelProto) -> list[str]:
     """The dimensions a user binds to plan ``model``: its symbolic input dims, and for a static
     export whose batch axis traces, the pseudo-dimension :data:`STATIC_SYMBOL` (the app's batch
     field; binding it re-batches the export)."""
-    from .onnx_import import ModelImportError, import_model, symbolic_dims  # the importer uses this module
+    from planner.onnx.importer import ModelImportError, import_model, symbolic_dims  # the importer uses this module
 
     dims = symbolic_dims(model)
     if find_batch_symbol(model) is not None or STATIC_SYMBOL in dims or not data_inputs(model):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from . import __version__
-from .api import PlanResult
+from planner import __version__
+from planner.api import PlanResult
 
 
 def op_splits(result: PlanResult, name: str) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 A plan gives each operator a strategy: per prime cut of the machine (``Machine.cuts()``,
 outermost level first), the dimension it splits there or none. Through the operator's
-iteration space (``planner.ir``) that fixes, for every tensor the operator reads or writes,
+iteration space (``planner.model.graph``) that fixes, for every tensor the operator reads or writes,
 which tensor axis each cut splits. This module turns that into:
 
 * **DTensor** (``format="dtensor"``): a device mesh whose dimensions are the machine's prime cuts
@@ -35,8 +35,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cost import DEFAULT_BUCKET_MB, CostModel, Strategy
-from .ir import TensorRole
+from planner.cost.model import DEFAULT_BUCKET_MB, CostModel, Strategy
+from planner.model.graph import TensorRole
 
 FORMATS = ("dtensor", "jax", "mindspore")
 MESH_MODES = ("cuts", "levels")
@@ -448,9 +448,9 @@ def _mindspore(cm, layouts, notes) -> dict:
 def cost_model_from_plan(plan: dict, graph, bucket_mb: float | None = None
                          ) -> tuple[CostModel, dict[str, Strategy], list[str]]:
     """The cost model and strategies a plan JSON (``plan --json``) describes, on its model's graph."""
-    from .api import PlanOptions, cost_model_for, strategies_from_json
-    from .machine import Machine
-    from .search.vocab import pad_as_recorded
+    from planner.api import PlanOptions, cost_model_for, strategies_from_json
+    from planner.machine.tree import Machine
+    from planner.search.vocab import pad_as_recorded
 
     if not isinstance(plan, dict) or "machine" not in plan or not isinstance(plan.get("ops"), list):
         raise ExportError('a plan file must be the JSON of "python -m planner plan --json": it needs '
@@ -496,7 +496,7 @@ def find_model(plan: dict, plan_path: str | Path | None = None) -> Path | None:
     candidates = [Path(name)]
     if plan_path is not None:
         candidates.append(Path(plan_path).resolve().parent / name)
-    candidates.append(Path(__file__).resolve().parent.parent / "sample_models" / Path(name).name)
+    candidates.append(Path(__file__).resolve().parents[2] / "sample_models" / Path(name).name)
     for c in candidates:
         if c.is_file():
             return c

@@ -17,7 +17,7 @@ stripped file holds no values, so the rule is structural:
   weight meets the activations (which depend on a float input or on other weights), an embedding
   table is gathered: both stay parameters.
 
-``non_parameter_initializers`` returns the names; ``planner.onnx_import`` classes them as
+``non_parameter_initializers`` returns the names; ``planner.onnx.importer`` classes them as
 constants.
 """
 

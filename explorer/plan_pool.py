@@ -27,7 +27,7 @@ import types
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from .cost import PlanError
+from planner.cost.model import PlanError
 
 #: The worker's own cache (graphs by model and bindings; one result at a time).
 _WORKER_CACHE = None
@@ -36,7 +36,7 @@ _WORKER_CACHE = None
 def _worker_cache():
     global _WORKER_CACHE
     if _WORKER_CACHE is None:
-        from .explorer import PlanCache
+        from explorer.core import PlanCache
 
         _WORKER_CACHE = PlanCache(graph_bytes=128 * 2**20, result_bytes=1, cost_model_bytes=16 * 2**20)
     return _WORKER_CACHE

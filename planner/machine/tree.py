@@ -44,11 +44,11 @@ __all__ = [
 
 #: Upper bounds on devices and levels (planner/limits.py). Far beyond any real cluster, they
 #: exist so that a typo or a hostile file is refused before anything is built from it.
-from .limits import MAX_DEVICES, MAX_MACHINE_LEVELS  # noqa: E402
+from planner.limits import MAX_DEVICES, MAX_MACHINE_LEVELS  # noqa: E402
 
 #: Where the preset YAML files live: ``<repo>/machines``, found relative to this file so that it
 #: works from any working directory.
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "machines"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "machines"
 
 
 class MachineError(ValueError):
@@ -567,7 +567,7 @@ class Machine:
     def from_json(cls, text: str | bytes) -> Machine:
         if not isinstance(text, (str, bytes, bytearray)):
             raise MachineError(f"machine JSON must be text; got {_a(text)}")
-        from .machine_text import parse_json
+        from planner.machine.text import parse_json
 
         return cls.from_dict(parse_json(text))
 
@@ -578,7 +578,7 @@ class Machine:
     def from_yaml(cls, text: str | bytes) -> Machine:
         if not isinstance(text, (str, bytes)):
             raise MachineError(f"machine YAML must be text; got {_a(text)}")
-        from .machine_text import parse_yaml
+        from planner.machine.text import parse_yaml
 
         return cls.from_dict(parse_yaml(text))
 
@@ -629,7 +629,7 @@ def load_machine(path: str | Path) -> Machine:
     Every failure, including a missing or unreadable file, is a ``MachineError`` whose message
     starts with the path, so the user knows which file to fix.
     """
-    from .limits import MAX_MACHINE_FILE_BYTES, LimitError, read_bounded
+    from planner.limits import MAX_MACHINE_FILE_BYTES, LimitError, read_bounded
 
     path = Path(path)
     try:

@@ -19,13 +19,15 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from . import onnx_guard, onnx_validate
-from .buffers import non_parameter_initializers
-from .ir import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, common_refinement, refine_factors
-from .batch_trace import split_batch_dims
-from .quantised import SUB_BYTE_BITS, quantised_weights
-from .rebatch import STATIC_SYMBOL, RebatchError, import_rebatched, locate_batch
-from .tied_weights import without_transposed_copies
+from planner.onnx import guard as onnx_guard
+
+from planner.onnx import validate as onnx_validate
+from planner.model.buffers import non_parameter_initializers
+from planner.model.graph import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, common_refinement, refine_factors
+from planner.model.batch_trace import split_batch_dims
+from planner.model.quantised import SUB_BYTE_BITS, quantised_weights
+from planner.model.rebatch import STATIC_SYMBOL, RebatchError, import_rebatched, locate_batch
+from planner.model.tied_weights import without_transposed_copies
 
 
 MAX_BINDING = 2**40  # a symbolic dimension bound above this is a typo, and overflows int64 FLOPs
@@ -64,7 +66,7 @@ def _dtype_table() -> dict[int, tuple[str, int]]:
         if np_dtype.kind == "O" or np_dtype.itemsize == 0:
             continue
         label = name if name.startswith(("float", "bfloat")) else np_dtype.name
-        # sub-byte types (INT4, FLOAT4E2M1, INT2, FP6) take their fraction of a byte (planner.quantised)
+        # sub-byte types (INT4, FLOAT4E2M1, INT2, FP6) take their fraction of a byte (planner.model.quantised)
         table[elem_type] = (label, SUB_BYTE_BITS[label] / 8 if label in SUB_BYTE_BITS else np_dtype.itemsize)
     return table
 
@@ -279,7 +281,7 @@ def import_model(
         ) from None
     graph.unbound_dims = unbound
     graph.bindings = dict(bindings)
-    locate_batch(model, graph)  # planner.rebatch: the batch's symbol and its axis in each input
+    locate_batch(model, graph)  # planner.model.rebatch: the batch's symbol and its axis in each input
     split_batch_dims(graph)
     graph.reimport = lambda new_bindings: import_model(model, new_bindings, name)
     return graph
@@ -1127,7 +1129,7 @@ class _Builder:
             extra["kind"] = OpKind.COMPUTE  # a split vocabulary is a masked gather + all-reduce
         else:
             extra["fixed"] = {"v"}
-        # data movement: priced by the bytes it moves (planner.cost's roofline), no FLOPs
+        # data movement: priced by the bytes it moves (planner.cost.model's roofline), no FLOPs
         return dims, [data_axes, idx_axes], [y_axes], 0, extra
 
     def _op_GatherElements(self, node, ins, in_shapes, out_shapes, attrs):

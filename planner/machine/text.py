@@ -1,6 +1,6 @@
 """Machine descriptions as text: bounded, strict YAML and JSON parsing with one-line errors.
 
-Split out of :mod:`planner.machine`, which builds and validates the parsed data. The text is
+Split out of :mod:`planner.machine.tree`, which builds and validates the parsed data. The text is
 bounded (:data:`planner.limits.MAX_MACHINE_FILE_BYTES`) before the parser sees it, so a 10 MB
 upload or link is refused at once instead of costing a minute of CPU and a gigabyte.
 """
@@ -12,11 +12,11 @@ from typing import Any
 
 import yaml
 
-from .limits import MAX_MACHINE_FILE_BYTES, LimitError, check_text_size
+from planner.limits import MAX_MACHINE_FILE_BYTES, LimitError, check_text_size
 
 
 def _error(message: str) -> Exception:
-    from .machine import MachineError
+    from planner.machine.tree import MachineError
 
     return MachineError(message)
 
@@ -36,7 +36,7 @@ def _reject_json_constant(name: str) -> Any:
 def parse_json(text: str | bytes) -> Any:
     """The data of a machine's JSON text; MachineError (one line) when it is not JSON."""
     _check_size(text, "JSON")
-    from .machine import MachineError
+    from planner.machine.tree import MachineError
 
     try:
         # NaN/Infinity are not JSON; refuse them at the parser rather than later.
@@ -60,7 +60,7 @@ def yaml_error_line(exc: yaml.YAMLError) -> str:
 def parse_yaml(text: str | bytes) -> Any:
     """The data of a machine's YAML text (safe, duplicate keys refused); MachineError in one line."""
     _check_size(text, "YAML")
-    from .machine import MachineError
+    from planner.machine.tree import MachineError
 
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
@@ -83,7 +83,7 @@ class _StrictLoader(yaml.SafeLoader):
     """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        from .machine import _show
+        from planner.machine.tree import _show
 
         if isinstance(node, yaml.MappingNode):
             seen = set()

@@ -2,7 +2,7 @@
 
 The batch enters on one axis of each data input (``OperatorGraph.batch_axes``; axis 0 unless the
 importer found it elsewhere, e.g. axis 1 for ``nn.MultiheadAttention(batch_first=False)``) and is
-followed factor by factor (see ``planner.ir``): through transposes (a dim moves axis), flattened
+followed factor by factor (see ``planner.model.graph``): through transposes (a dim moves axis), flattened
 axes (``(seq*batch)`` or ``(batch*heads)``: the batch is one atomic factor of the flattened axis,
 inner or outer) and gathers (the batch indexes the indices).
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from .ir import Operator, OperatorGraph, TensorRole, TensorUse
+from planner.model.graph import Operator, OperatorGraph, TensorRole, TensorUse
 
 BATCH_SUFFIX = "~b"
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
-from .api import PlanResult
-from .units import format_seconds
+from planner.api import PlanResult
+from planner.units import format_seconds
 
 #: The timeline draws the schedule of at most this many micro-batches (bars grow as stages x this).
 MAX_TIMELINE_MICRO_BATCHES = 24

@@ -15,17 +15,17 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from .api import PlanOptions, PlanResult, cost_model_for, data_parallel_baseline, result_for, search
-from .cost import RECOMPUTE, check_counts
-from .ir import OperatorGraph
-from .machine import Machine
-from .memory import MemoryReport
-from .onnx_import import require_bound
-from .search.drec import SMALL_GRAPH_OPS
-from .search.megatron import plan_megatron
-from .search.vocab import MAKE_VOCAB_SIZE_DIVISIBLE_BY, pad_vocabulary
-from .search.pipeline import ConfigError, cut_points, micro_batch_graph, split_machine, stage_counts, stage_memory
-from .units import format_bytes, format_seconds
+from planner.api import PlanOptions, PlanResult, cost_model_for, data_parallel_baseline, result_for, search
+from planner.cost.model import RECOMPUTE, check_counts
+from planner.model.graph import OperatorGraph
+from planner.machine.tree import Machine
+from planner.cost.memory import MemoryReport
+from planner.onnx.importer import require_bound
+from planner.search.drec import SMALL_GRAPH_OPS
+from planner.search.megatron import plan_megatron
+from planner.search.vocab import MAKE_VOCAB_SIZE_DIVISIBLE_BY, pad_vocabulary
+from planner.search.pipeline import ConfigError, cut_points, micro_batch_graph, split_machine, stage_counts, stage_memory
+from planner.units import format_bytes, format_seconds
 
 Progress = Callable[[float, str], None] | None
 
@@ -242,7 +242,7 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     drec+ changes the ranking of the counts). drec+ also starts from the ``hints`` (plans of
     the same model, e.g. before a what-if change) that fit its stage machine.
     """
-    from .limits import check_planning_work
+    from planner.limits import check_planning_work
 
     check_planning_work(machine.num_devices, len(graph.operators))
     require_bound(graph)

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .collectives import all_reduce, hierarchical_all_reduce
-from .ir import OperatorGraph, TensorRole
+from planner.cost.collectives import all_reduce, hierarchical_all_reduce
+from planner.model.graph import OperatorGraph, TensorRole
 
 
 def data_dependent_ops(graph: OperatorGraph) -> set[str]:

@@ -400,7 +400,7 @@ MAX_MODEL_BYTES = 2**31  # protobuf cannot parse a larger message anyway
 def check_regular_file(path, error: type[Exception], what: str = "model") -> None:
     """``error`` unless ``path`` names an existing regular file (not a directory, device or FIFO);
     the one check is :func:`planner.limits.require_regular_file`, re-raised as ``error``."""
-    from .limits import LimitError, require_regular_file
+    from planner.limits import LimitError, require_regular_file
 
     try:
         require_regular_file(path, f"{what} file", " (give the path of an .onnx file)")
