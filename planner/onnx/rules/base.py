@@ -12,7 +12,6 @@ arithmetic the planner never places (:class:`Static`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -179,7 +178,3 @@ def opaque_spec(in_shapes, out_shapes, kind: OpKind = OpKind.OPAQUE) -> OpSpec:
         return axes
     in_axes, out_axes = own("i", in_shapes), own("o", out_shapes)
     return OpSpec(dims, in_axes, out_axes, 0, kind, fixed=frozenset(dims))
-
-
-def size(shape) -> int:
-    return math.prod(shape)
