@@ -12,7 +12,10 @@ bindings, unbound dims, the batch symbol and axes, warnings and unsupported op t
     python bench/import_digest.py --corpus-dir /tmp/corpus OUT.txt        # write the digests
     python bench/import_digest.py --corpus-dir /tmp/corpus --compare OLD.txt  # diff against a run
 
-``--corpus-dir`` keeps the exported corpus, so the second run reads the very same files (the
+``bench/import_digest_dbac0c4.txt`` holds the digests of main at dbac0c4, before the importer was
+split into load, shapes, rules and importer (the split reproduces all 207; the corpus exports are
+deterministic, so a fresh ``--corpus-dir`` gives the same digests with the same torch and
+transformers). ``--corpus-dir`` keeps the exported corpus, so the second run reads the very same files (the
 exports are not rebuilt when present); ``--dump DIR`` also writes each graph's canonical text.
 """
 
