@@ -67,6 +67,7 @@ def run_verification(models=MODELS, processes=PROCESSES, algorithms=ALGORITHMS,
 
 
 def _check_matrix(models: list[str], processes: list[int], algorithms: list[str]) -> None:
+    """ValueError naming the first model, algorithm or process count the verification cannot run."""
     for m in models:
         if m not in MODEL_SPECS:
             raise ValueError(f"model must be one of {', '.join(MODEL_SPECS)}, not {m!r}")
