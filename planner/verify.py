@@ -66,6 +66,7 @@ from dataclasses import dataclass
 
 from planner.plans.export import PARTIAL, REPLICATE, OpLayout, export_strategies, mesh_dims, op_layouts, parse_placement, shard
 from planner.model.graph import TensorRole
+from planner.errors import PlannerError
 
 try:  # PyTorch is optional for the planner; only this module and the DTensor helpers need it
     import torch
@@ -83,7 +84,7 @@ DEFAULT_TIMEOUT_S = 240.0  # per launch of a process group (all configurations o
 INSTALL_HINT = "PyTorch is needed to verify plans: pip install -r requirements-verify.txt"
 
 
-class VerificationError(RuntimeError):
+class VerificationError(PlannerError, RuntimeError):
     """The verification could not run (missing torch, a worker failed or timed out)."""
 
 

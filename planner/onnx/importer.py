@@ -28,6 +28,7 @@ from planner.model.batch_trace import split_batch_dims
 from planner.model.quantised import SUB_BYTE_BITS, quantised_weights
 from planner.model.rebatch import STATIC_SYMBOL, RebatchError, import_rebatched, locate_batch
 from planner.model.tied_weights import without_transposed_copies
+from planner.errors import PlannerError
 
 
 MAX_BINDING = 2**40  # a symbolic dimension bound above this is a typo, and overflows int64 FLOPs
@@ -44,7 +45,7 @@ def binding_value(text: str) -> int:
     return number
 
 
-class ModelImportError(ValueError):
+class ModelImportError(PlannerError, ValueError):
     """The model cannot be imported or planned; the message says why and how to fix it."""
 
 
