@@ -126,3 +126,11 @@ def test_a_hand_made_configuration_says_it_searched_nothing(capsys):
     assert code == 0, err
     assert _algorithm_line(out) == ("algorithm    hand-made: tensor 2 x pipeline 1 x data 4 (train), "
                                     "priced as given (no search)")
+
+
+def test_the_app_shows_a_planner_error_as_the_inputs_fault_and_anything_else_as_a_bug():
+    from explorer.core import error_text
+    from planner.verify import VerificationError  # a PlannerError that is not a ValueError
+
+    assert error_text("drec+", VerificationError("a worker timed out")) == "drec+: a worker timed out"
+    assert error_text("drec+", KeyError("x")).startswith("drec+: the planner failed (KeyError: 'x'); this is a bug")
