@@ -51,7 +51,3 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
 def console() -> int:
     """The ``planner`` console script (pyproject.toml)."""
     return main(prog="planner")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
