@@ -25,7 +25,6 @@ PENDING_SIZES = {
     "planner/onnx/importer.py": "the onnxrules branch splits it into per-operator rules",
     "planner/onnx/guard.py": "the onnxrules branch (_check_constant_driven, 91 lines)",
     "planner/model/buffers.py": "the onnxrules branch (non_parameter_initializers, 68 lines)",
-    "planner/verify.py": "the verifypkg branch splits it into a package",
     "planner/cost/model.py": "the apilayers branch (_op_cost, 73 lines)",
     "planner/search/configurations.py": "the apilayers branch (plan_configurations, 71 lines)",
     "planner/search/exact.py": "the apilayers branch (solve, 95 lines)",

@@ -37,7 +37,7 @@ USER_ERRORS = [
     ("planner.search.pipeline", "ConfigError", ValueError),
     ("planner.cost.model", "OptionsError", ValueError),
     ("planner.cost.model", "PlanError", ValueError),
-    ("planner.verify", "VerificationError", RuntimeError),
+    ("planner.verify.base", "VerificationError", RuntimeError),
 ]
 
 
