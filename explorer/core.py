@@ -34,6 +34,7 @@ import plotly.graph_objects as go
 from planner import __version__
 from planner.api import ALGORITHMS, PlanOptions, PlanResult, cost_model_for, evaluate_plan, result_for, search
 from planner.search.configurations import plan_configurations
+from planner.errors import PlannerError
 from planner.cost.model import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, CostModel, OptionsError, Plan, PlanError, check_bucket_mb
 from planner.model.graph import OperatorGraph, OpKind, TensorRole
 from planner.limits import check_binding_product, quote
@@ -1776,8 +1777,8 @@ def compare_row(algorithm: str, result: PlanResult | None, error: str | None = N
 
 def error_text(algorithm: str, exc: Exception) -> str:
     """What to show when an algorithm gives no plan: the planner's message for the errors it
-    raises on purpose (ValueError and its subclasses), and an honest bug report otherwise."""
-    if isinstance(exc, ValueError):
+    raises on purpose (PlannerError, and ValueError and its subclasses), and an honest bug report otherwise."""
+    if isinstance(exc, (PlannerError, ValueError)):
         return f"{algorithm}: {exc}"
     return (f"{algorithm}: the planner failed ({type(exc).__name__}: {exc}); this is a bug in the planner, not in "
             "your input: please report it with the model and the machine (YAML on the Machine page)")

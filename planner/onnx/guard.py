@@ -23,6 +23,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from planner.errors import PlannerError
+
 # ---- the bounds (documented in the README, "Security and limits") ----------------------------
 MAX_NODES = 500_000                # nodes in the model, counting subgraphs and functions
 MAX_SUBGRAPH_DEPTH = 8             # If/Loop/Scan bodies nested inside each other
@@ -41,7 +43,7 @@ _SPARSE_TYPES = {onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_T
 _GRAPH_TYPES = {onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS}
 
 
-class LimitError(ValueError):
+class LimitError(PlannerError, ValueError):
     """A model exceeds a bound or is malformed; the message names the part and the bound."""
 
 

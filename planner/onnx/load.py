@@ -15,10 +15,11 @@ from pathlib import Path
 import networkx as nx
 import onnx
 
+from planner.errors import PlannerError
 from planner.onnx import guard as onnx_guard
 
 
-class ModelImportError(ValueError):
+class ModelImportError(PlannerError, ValueError):
     """The model cannot be imported or planned; the message says why and how to fix it."""
 
 

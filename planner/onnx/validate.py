@@ -13,13 +13,15 @@ import re
 import onnx
 from onnx import checker
 
+from planner.errors import PlannerError
+
 # onnxruntime contrib operators exported in the default domain by some tools: no ONNX schema
 _KNOWN_WITHOUT_SCHEMA = {"SimplifiedLayerNormalization", "RMSNormalization", "FastGelu", "BiasGelu", "QuickGelu",
                          "Gelu", "SkipLayerNormalization"}
 _ONNX_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training"}
 
 
-class InvalidNodeError(ValueError):
+class InvalidNodeError(PlannerError, ValueError):
     """A node does not match its operator's definition; the message names it and says why."""
 
 

@@ -13,6 +13,8 @@ try:  # PyTorch is optional for the planner; only this package and the DTensor h
 except ImportError:  # pragma: no cover - exercised only where torch is absent
     torch = None
 
+from planner.errors import PlannerError  # noqa: E402
+
 MODELS = ("mlp", "transformer")
 ALGORITHMS = ("drec+", "data_parallel")
 PROCESSES = (4, 8)
@@ -24,7 +26,7 @@ DEFAULT_TIMEOUT_S = 240.0  # per launch of a process group (all configurations o
 INSTALL_HINT = "PyTorch is needed to verify plans: pip install -r requirements-verify.txt"
 
 
-class VerificationError(RuntimeError):
+class VerificationError(PlannerError, RuntimeError):
     """The verification could not run (missing torch, a worker failed or timed out)."""
 
 

@@ -19,12 +19,13 @@ from enum import Enum
 import numpy as np
 import onnx
 
+from planner.errors import PlannerError
 from planner.model.graph import OpKind
 
 Axes = tuple[tuple[str, ...], ...]  # one tuple of dimension names per tensor axis (major to minor)
 
 
-class RuleError(Exception):
+class RuleError(PlannerError):
     """A rule cannot describe this node (an axis it cannot match, a value known only at run time);
     the message says why, and the importer plans the node as an opaque, replicated operator."""
 
