@@ -25,9 +25,9 @@ COMPARE_ALGORITHMS = ("drec+", "drec", "data_parallel", "megatron", "exact")
 
 
 def searches_configurations(options: PlanOptions) -> bool:
-    """Whether a plan goes through the configuration search (stages x micro-batches x
-    recomputation x ZeRO): when the options leave one of them open, or fix a pipeline or
-    several micro-batches (which only that search knows how to plan)."""
+    """Whether planning has stages, micro-batches, recomputation or ZeRO to choose or to pipeline
+    (the options leave one of them open, or fix a pipeline or several micro-batches): the
+    progress label names them then. Every plan is made by :func:`planner.api.plan_model`."""
     return options.searches_configuration or (options.pipeline_stages or 1) > 1 or (options.micro_batches or 1) > 1
 
 

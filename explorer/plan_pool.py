@@ -13,7 +13,7 @@ it). The result comes back pickled; the graph's re-binding function (a closure o
 does not cross processes and is set again from the main process's graph.
 
 Under AppTest the pool is not used (planning stays on the script thread, deterministic and
-simple to test): see ``app.plan_cache``.
+simple to test): see ``explorer.run.plan_cache``.
 """
 
 from __future__ import annotations
