@@ -129,7 +129,7 @@ def test_a_hand_made_configuration_says_it_searched_nothing(capsys):
 
 
 def test_the_app_shows_a_planner_error_as_the_inputs_fault_and_anything_else_as_a_bug():
-    from explorer.core import error_text
+    from explorer.options import error_text
     from planner.verify import VerificationError  # a PlannerError that is not a ValueError
 
     assert error_text("drec+", VerificationError("a worker timed out")) == "drec+: a worker timed out"
