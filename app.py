@@ -22,7 +22,7 @@ from streamlit import config as st_config
 
 from planner import __version__
 from explorer import core as ex
-from planner.api import ALGORITHMS, PlanOptions
+from planner.options import ALGORITHMS, PlanOptions
 from planner.cost.model import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError
 from planner.machine.tree import Machine, MachineError, load_preset
 from planner.cost.memory import OPTIMIZERS

@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from planner.cli.main import USER_ERRORS, positive_int  # noqa: E402
-from planner.api import PlanOptions, plan_model  # noqa: E402
+from planner.options import PlanOptions  # noqa: E402
+from planner.api import plan_model
 from planner.machine.tree import load_machine  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
 from planner.units import format_seconds  # noqa: E402

@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from planner.api import PlanOptions, plan_model  # noqa: E402
+from planner.options import PlanOptions  # noqa: E402
+from planner.api import plan_model
 from planner.search.configurations import enumerate_configurations  # noqa: E402
 from planner.machine.tree import load_machine  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402

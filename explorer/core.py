@@ -32,7 +32,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from planner import __version__
-from planner.api import ALGORITHMS, PlanOptions, PlanResult, cost_model_for, evaluate_plan, result_for, search
+from planner.options import ALGORITHMS, PlanOptions
+from planner.cost.result import PlanResult, cost_model_for, result_for
+from planner.api import evaluate_plan
+from planner.search.registry import search
 from planner.search.configurations import plan_configurations
 from planner.cost.model import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, CostModel, OptionsError, Plan, PlanError, check_bucket_mb
 from planner.model.graph import OperatorGraph, OpKind, TensorRole
@@ -40,12 +43,12 @@ from planner.limits import check_binding_product, quote
 from planner.machine.tree import Machine, MachineError, load_preset, preset_paths
 from planner.cost.memory import OPTIMIZERS
 from planner.onnx.importer import ModelImportError, binding_value, import_model, load_model_proto, model_sha256
-from planner.plans.plan_json import check_plan_bounds, check_plan_fields
+from planner.plans.plan_json import check_plan_bounds, check_plan_fields, merge_recorded_options
 from planner.model.rebatch import planning_dims
 from planner.plans.report import op_cuts, op_splits, plan_to_json
 from explorer.cache_budget import deep_size
 from explorer.safe_markdown import md_code, md_fence, md_text, plain
-from planner.search.pipeline import split_machine, stage_counts
+from planner.machine.split import split_machine, stage_counts
 from planner.units import format_bytes, format_seconds
 from explorer.url_state import bounded_url_params
 
@@ -402,24 +405,11 @@ class PlanCache:
             return self._sweeps.get(key)
 
 
-CONFIGURATION_OPTIONS = ("pipeline_stages", "micro_batches", "interleave", "recompute", "zero", "overlap_gradient_sync",
-                         "bucket_mb")
-
-
 def plan_file_options(current: PlanOptions, data: dict) -> PlanOptions:
-    """The options to score an uploaded plan with: its own configuration (stages, micro-batches,
-    recomputation, ZeRO), as the plan JSON records it, else the current plan's. A plan made for
-    one stage stays one stage whatever the current plan uses."""
-    recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
-    if not recorded:
-        return current
-    changes = {k: recorded.get(k) for k in CONFIGURATION_OPTIONS if k in recorded}
-    changes.setdefault("pipeline_stages", 1)
-    changes.setdefault("micro_batches", 1)
-    changes["interleave"] = changes.get("interleave") or 1
-    changes["overlap_gradient_sync"] = bool(changes.get("overlap_gradient_sync", False))
+    """The options to score an uploaded plan with: the current ones, then the plan file's recorded
+    options (:func:`planner.plans.plan_json.merge_recorded_options`, the CLI's merge too)."""
     try:
-        return replace(current, **changes)
+        return merge_recorded_options(data, current)[0]
     except ValueError as exc:
         raise ValueError(f"the plan file's options are not valid: {exc}") from None
 

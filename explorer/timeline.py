@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
-from planner.api import PlanResult
+from planner.cost.result import PlanResult
 from planner.units import format_seconds
 
 #: The timeline draws the schedule of at most this many micro-batches (bars grow as stages x this).

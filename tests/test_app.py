@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import core as ex
 from explorer import timeline
-from planner.api import PlanOptions
+from planner.options import PlanOptions
 from planner.machine.tree import MachineError, load_preset
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,11 +15,12 @@ from onnx import TensorProto, helper
 
 import models  # tests/models.py
 from explorer import core as ex
-from planner.api import PlanOptions, cost_model_for
+from planner.options import PlanOptions
+from planner.cost.result import cost_model_for
 from planner.cost.model import OptionsError
 from planner.machine.tree import load_preset
 from planner.onnx.importer import import_model
-from planner.search.data_parallel import data_parallel_strategies
+from planner.cost.baseline import data_parallel_strategies
 
 CHANNELS = [3, 16, 32, 32, 64]
 

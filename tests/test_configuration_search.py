@@ -14,11 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import models  # tests/models.py
-from planner.api import PlanOptions, plan_model
+from planner.options import PlanOptions
+from planner.api import plan_model
 from planner.search.configurations import plan_configurations
 from planner.machine.tree import Device, Level, Machine, load_machine
 from planner.onnx.importer import import_model
-from planner.search.pipeline import ConfigError
+from planner.options import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

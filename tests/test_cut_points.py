@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.api import PlanOptions, plan_model
+from planner.options import PlanOptions
+from planner.api import plan_model
 from planner.cost.model import CostModel
 from planner.machine.tree import Device, Level, Machine
-from planner.search.pipeline import (assign_stages, cut_points, data_dependent_ops, price_schedule,
-                                     split_machine)
+from planner.cost.schedule import assign_stages, cut_points, data_dependent_ops, price_schedule
+from planner.machine.split import split_machine
 
 F, BW, LAT = 1e14, 1e10, 1e-5
 

@@ -21,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import models
 from planner.cli.main import USER_ERRORS
-from planner.api import PlanOptions, plan_model
+from planner.options import PlanOptions
+from planner.api import plan_model
 from planner.onnx.importer import import_model, require_bound, symbolic_dims
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"

@@ -15,8 +15,10 @@ import models  # tests/models.py
 from planner.cost.model import CostModel, OptionsError
 from planner.model.graph import TensorRole
 from planner.onnx.importer import import_model
-from planner.search.data_parallel import data_parallel_strategies
-from planner.search.pipeline import micro_batch_graph, price_schedule, split_machine
+from planner.cost.baseline import data_parallel_strategies
+from planner.model.rebind import micro_batch_graph
+from planner.cost.schedule import price_schedule
+from planner.machine.split import split_machine
 from sample_models.synthetic import gpt_decoder
 
 L, H, HEADS, FFN, V, POS = 2, 64, 4, 256, 1000, 32

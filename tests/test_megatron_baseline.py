@@ -14,7 +14,8 @@ import onnx
 import pytest
 
 import models  # tests/models.py
-from planner.api import PlanOptions, plan_model
+from planner.options import PlanOptions
+from planner.api import plan_model
 from planner.search.configurations import evaluate_configuration
 from planner.cost.model import CostModel
 from planner.search.megatron import HeadSplitError, attention_heads, plan_megatron

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 import models  # tests/models.py
-from planner.api import PlanOptions, plan_model
+from planner.options import PlanOptions
+from planner.api import plan_model
 from planner.cost.model import PlanError
 from planner.machine.tree import Device, Level, Machine
 from planner.plans.override import price_override

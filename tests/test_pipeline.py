@@ -19,13 +19,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import models  # tests/models.py
-from planner.api import PlanOptions, result_for, search
+from planner.options import PlanOptions
+from planner.cost.result import result_for
+from planner.search.registry import search
 from planner.search.configurations import memory_ladder, plan_configurations
 from planner.cost.model import CostModel
 from planner.machine.tree import Device, Level, Machine
 from planner.cost.memory import memory_per_device
-from planner.search.data_parallel import data_parallel_strategies
-from planner.search.pipeline import ConfigError, balance_stages, cut_points, price_schedule, split_machine
+from planner.cost.baseline import data_parallel_strategies
+from planner.options import ConfigError
+from planner.cost.schedule import balance_stages, cut_points, price_schedule
+from planner.machine.split import split_machine
 
 F = 1e14
 BW, LAT = 1e10, 1e-5

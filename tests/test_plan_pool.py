@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from explorer import core as ex
-from planner.api import PlanOptions
+from planner.options import PlanOptions
 from planner.machine.tree import load_preset
 from explorer.plan_pool import PlanPool
 

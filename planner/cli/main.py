@@ -12,7 +12,8 @@ from pathlib import Path
 
 from planner.limits import LimitError, check_binding_product, require_regular_file
 from planner.onnx.importer import ModelImportError, binding_value, import_model
-from planner.plans.plan_json import plan_bindings, read_plan_file
+from planner.options import PlanOptions
+from planner.plans.plan_json import OVERRIDABLE, merge_recorded_options, plan_bindings, read_plan_file
 from planner.units import format_bytes
 
 
@@ -156,7 +157,7 @@ def _machine(path: str):
 
 
 def _options(args, algorithm: str | None = None):
-    from planner.api import PlanOptions
+    from planner.options import PlanOptions
 
     return PlanOptions(mode=args.mode, precision=args.precision, optimizer=args.optimizer,
                        algorithm=algorithm or getattr(args, "algorithm", "drec+"),
@@ -244,20 +245,12 @@ def cmd_evaluate(args) -> int:
         raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--micro-batch-size/--global-batch "
                          "(or drop --plan to evaluate a hand-made configuration)")
     data = read_plan_file(args.plan)
-    recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
-    notes = []
-    for key in ("mode", "precision", "optimizer", "recompute", "zero", "interleave", "bucket_mb"):  # the plan's own
-        given = getattr(args, key)                                                      # settings, unless overridden
-        if given is None:
-            setattr(args, key, recorded.get(key) if key in recorded else _EVALUATE_DEFAULTS[key])
-        elif key in recorded and recorded[key] != given:
-            notes.append(f"--{key.replace('_', '-')} {given} overrides the plan file's {recorded[key]}")
-    for key in ("pipeline_stages", "micro_batches", "overlap_gradient_sync"):  # a pipelined plan stays pipelined
-        setattr(args, key, recorded.get(key) or getattr(args, key, None))
+    given = {key: getattr(args, key) for key in OVERRIDABLE}  # the plan's own settings, unless overridden
+    options, notes = merge_recorded_options(data, PlanOptions(), given)
     if isinstance(data.get("bindings"), dict):
         args.plan_bindings = plan_bindings(data, f"plan file {args.plan}")
     graph = _load(args)
-    result = evaluate_plan(graph, _machine(args.machine), data, _options(args))
+    result = evaluate_plan(graph, _machine(args.machine), data, options)
     result.notes.extend(notes)
     _print_result(result, Path(args.model).name)
     _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
@@ -381,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("output")
     sp.set_defaults(func=cmd_strip_weights)
 
-    from planner.api import ALGORITHMS, DEFAULT_ALGORITHM
+    from planner.options import ALGORITHMS, DEFAULT_ALGORITHM
     from planner.cost.model import MODES, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES
     from planner.cost.memory import DEFAULT_OPTIMIZER, OPTIMIZERS
 

@@ -31,63 +31,15 @@ from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic
 from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from planner.machine.tree import Machine
 from planner.cost.redistribution import charged_edges
+from planner.options import (DEFAULT_BUCKET_MB, MODES, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError,  # noqa: F401
+                             check_bucket_mb, check_counts, check_memory_options, check_mode_and_precision)
 
 if TYPE_CHECKING:
     import sympy
 
 Strategy = tuple  # tuple[str | None, ...], one entry per machine cut
-MODES = ("train", "infer")
-PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GATHERS = ("Gather", "GatherElements", "GatherND")  # read only the rows they output
 SLICES = ("Slice",)  # read and write only the part they output (dynamo's unbind: Slice + Squeeze)
-RECOMPUTE = {
-    "none": "keep every activation the backward pass needs",
-    "selective": "do not keep the outputs of weight-free operators (attention scores, softmax, "
-                 "element-wise): recompute them in the backward pass",
-    "full": "keep only each pipeline stage's layer inputs; recompute the whole forward pass",
-}
-ZERO_STAGES = {
-    0: "every data-parallel replica keeps its own optimizer state",
-    1: "optimizer state sharded over the data-parallel group (same traffic as an all-reduce)",
-    3: "parameters, gradients and optimizer state sharded; parameters all-gathered before each pass",
-}
-
-
-class OptionsError(ValueError):
-    """An option (mode, precision, optimizer, algorithm) outside its allowed values."""
-
-
-def check_mode_and_precision(mode: str, precision: str | None) -> None:
-    if mode not in MODES:
-        raise OptionsError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if precision is not None and precision not in PRECISION_BYTES:
-        raise OptionsError(f"precision must be one of {', '.join(PRECISION_BYTES)} (or unset for the model's own "
-                         f"element types), not {precision!r}")
-
-
-def check_counts(counts: dict[str, object], error: type[OptionsError] = OptionsError) -> None:
-    """Each value must be a whole number >= 1 (not a bool); the message names it by its key."""
-    for label, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise error(f"{label} must be a whole number >= 1, not {value!r}")
-
-
-def check_memory_options(recompute: str, zero: int, micro_batches: int) -> None:
-    if recompute not in RECOMPUTE:
-        raise OptionsError(f"recompute must be one of {', '.join(RECOMPUTE)}, not {recompute!r}")
-    if isinstance(zero, bool) or zero not in ZERO_STAGES:
-        raise OptionsError(f"zero must be one of {', '.join(map(str, ZERO_STAGES))} (the ZeRO stage), not {zero!r}")
-    check_counts({"micro_batches": micro_batches})
-
-
-DEFAULT_BUCKET_MB = 25.0  # PyTorch DDP's and Megatron-LM's gradient bucket
-
-
-def check_bucket_mb(bucket_mb) -> float:
-    if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not 0 <= bucket_mb < math.inf:
-        raise OptionsError(f"bucket_mb must be a number of megabytes >= 0 (0: one all-reduce per gradient tensor), "
-                           f"not {bucket_mb!r}")
-    return float(bucket_mb)
 
 
 class PlanError(ValueError):

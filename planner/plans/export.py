@@ -448,7 +448,9 @@ def _mindspore(cm, layouts, notes) -> dict:
 def cost_model_from_plan(plan: dict, graph, bucket_mb: float | None = None
                          ) -> tuple[CostModel, dict[str, Strategy], list[str]]:
     """The cost model and strategies a plan JSON (``plan --json``) describes, on its model's graph."""
-    from planner.api import PlanOptions, cost_model_for, strategies_from_json
+    from planner.options import PlanOptions
+    from planner.cost.result import cost_model_for
+    from planner.plans.plan_json import strategies_from_json
     from planner.machine.tree import Machine
     from planner.search.vocab import pad_as_recorded
 

@@ -15,16 +15,20 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from planner.api import PlanOptions, PlanResult, cost_model_for, data_parallel_baseline, result_for, search
-from planner.cost.model import RECOMPUTE, check_counts
-from planner.model.graph import OperatorGraph
-from planner.machine.tree import Machine
+from planner.cost.baseline import data_parallel_baseline
 from planner.cost.memory import MemoryReport
+from planner.cost.result import PlanResult, cost_model_for, result_for
+from planner.cost.schedule import cut_points, stage_memory
+from planner.machine.split import split_machine, stage_counts
+from planner.machine.tree import Machine
+from planner.model.graph import OperatorGraph
+from planner.model.rebind import micro_batch_graph
 from planner.onnx.importer import require_bound
+from planner.options import RECOMPUTE, ConfigError, PlanOptions, check_counts
 from planner.search.drec import SMALL_GRAPH_OPS
 from planner.search.megatron import plan_megatron
+from planner.search.registry import search
 from planner.search.vocab import MAKE_VOCAB_SIZE_DIVISIBLE_BY, pad_vocabulary
-from planner.search.pipeline import ConfigError, cut_points, micro_batch_graph, split_machine, stage_counts, stage_memory
 from planner.units import format_bytes, format_seconds
 
 Progress = Callable[[float, str], None] | None
@@ -294,8 +298,7 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     best = ranked(results.values())[0]
     best.plan.search_seconds = time.perf_counter() - start
     best.notes.extend(_notes(best, state.tried, sorted(set(state.skipped))))
-    best.tried = [_row(r) for r in state.tried]
-    return best
+    return replace(best, tried=[_row(r) for r in state.tried])
 
 
 def _compute_floor(graph: OperatorGraph, machine: Machine) -> float:
