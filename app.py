@@ -22,10 +22,8 @@ from streamlit import config as st_config
 
 from planner import __version__
 from explorer import core as ex
-from planner.options import ALGORITHMS, PlanOptions
-from planner.cost.model import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError
+from planner.options import ALGORITHMS, OPTIMIZERS, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError, PlanOptions
 from planner.machine.tree import Machine, MachineError, load_preset
-from planner.cost.memory import OPTIMIZERS
 from planner.onnx.importer import ModelImportError
 from explorer.plan_pool import PlanPool
 from explorer.safe_markdown import md_code, md_text

@@ -3,7 +3,7 @@
 No Streamlit here: caches keyed by explicit keys, state encoding for the URL, tables (pandas),
 figures (plotly), the layered layout of the model graph, what-if machines and sweeps, and the
 downloadable reports. The pages only call these and draw what comes back; the numbers all come
-from :mod:`planner.api` (DESIGN.md: "the UI never computes a cost itself").
+from :mod:`planner.api` (README, "Architecture": the app only lays out widgets and charts).
 
 Caching: a :class:`PlanCache` holds imported graphs (keyed by the model's sha256 and the bound
 dimensions), cost models (plus the machine and the options the cost model depends on) and plan
@@ -23,7 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
@@ -32,16 +32,16 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from planner import __version__
-from planner.options import ALGORITHMS, PlanOptions
+from planner.options import (ALGORITHMS, OPTIMIZERS, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError, PlanOptions,
+                             check_bucket_mb)
 from planner.cost.result import PlanResult, cost_model_for, result_for
 from planner.api import evaluate_plan
 from planner.search.registry import search
 from planner.search.configurations import plan_configurations
-from planner.cost.model import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, CostModel, OptionsError, Plan, PlanError, check_bucket_mb
+from planner.cost.model import CostModel, Plan, PlanError
 from planner.model.graph import OperatorGraph, OpKind, TensorRole
 from planner.limits import check_binding_product, quote
 from planner.machine.tree import Machine, MachineError, load_preset, preset_paths
-from planner.cost.memory import OPTIMIZERS
 from planner.onnx.importer import ModelImportError, binding_value, import_model, load_model_proto, model_sha256
 from planner.plans.plan_json import check_plan_bounds, check_plan_fields, merge_recorded_options
 from planner.model.rebatch import planning_dims

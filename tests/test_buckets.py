@@ -17,7 +17,7 @@ import models  # tests/models.py
 from explorer import core as ex
 from planner.options import PlanOptions
 from planner.cost.result import cost_model_for
-from planner.cost.model import OptionsError
+from planner.options import OptionsError
 from planner.machine.tree import load_preset
 from planner.onnx.importer import import_model
 from planner.cost.baseline import data_parallel_strategies

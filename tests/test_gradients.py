@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.cost.model import CostModel, OptionsError
+from planner.cost.model import CostModel
+from planner.options import OptionsError
 from planner.model.graph import TensorRole
 from planner.onnx.importer import import_model
 from planner.cost.baseline import data_parallel_strategies

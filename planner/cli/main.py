@@ -375,8 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_strip_weights)
 
     from planner.options import ALGORITHMS, DEFAULT_ALGORITHM
-    from planner.cost.model import MODES, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES
-    from planner.cost.memory import DEFAULT_OPTIMIZER, OPTIMIZERS
+    from planner.options import DEFAULT_OPTIMIZER, MODES, OPTIMIZERS, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES
 
     def planning_args(sp, defaults=True):
         """``evaluate`` leaves them unset so that the plan file's own settings apply."""
@@ -459,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean "bad input": reported in one line with exit code 2. Anything
     else is a bug and keeps its traceback."""
-    from planner.cost.model import OptionsError, PlanError
+    from planner.cost.model import PlanError
+    from planner.options import OptionsError
     from planner.plans.export import ExportError
     from planner.machine.tree import MachineError
     from planner.search.exact import SearchTooLargeError

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from planner.cost.model import CostModel, OptionsError, Strategy
+from planner.cost.model import CostModel, Strategy
 from planner.model.graph import TensorRole
-from planner.options import DEFAULT_OPTIMIZER, OPTIMIZERS  # noqa: F401
+from planner.options import DEFAULT_OPTIMIZER, OPTIMIZERS, OptionsError
 
 
 @dataclass

@@ -5,7 +5,7 @@ coefficients over the basis ``(1/F, g_1..g_D, L_1..L_D)``: FLOPs of local work, 
 device sends at each level, and supersteps at each level. The coefficients depend only on the
 model and the strategy; a machine (or a what-if change of its bandwidths) is a dot product away.
 
-One generic rule prices every operator (DESIGN.md): splitting dimension ``d`` over ``f``
+One generic rule prices every operator (README, "The cost model in one page"): splitting dimension ``d`` over ``f``
 devices makes every tensor lacking ``d`` a partial sum (outputs: all-reduced in the forward
 pass) or a replica (inputs that need a gradient: the gradient is all-reduced in the backward
 pass). Compute is ``flops / prod(splits)``; in training it is 3x forward (forward, and the two
@@ -31,8 +31,8 @@ from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic
 from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from planner.machine.tree import Machine
 from planner.cost.redistribution import charged_edges
-from planner.options import (DEFAULT_BUCKET_MB, MODES, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError,  # noqa: F401
-                             check_bucket_mb, check_counts, check_memory_options, check_mode_and_precision)
+from planner.options import (DEFAULT_BUCKET_MB, PRECISION_BYTES, check_bucket_mb, check_memory_options,
+                             check_mode_and_precision)
 
 if TYPE_CHECKING:
     import sympy
@@ -485,7 +485,7 @@ class CostModel:
         """Per level, the fraction of the tensor's bytes a device fetches to go from layout
         ``la`` (as produced) to ``lb`` (as consumed).
 
-        Derivation (DESIGN.md, per machine level): the consumer needs ``S/prod(b)``. For each
+        Derivation (per machine level; README, "The cost model in one page"): the consumer needs ``S/prod(b)``. For each
         atomic factor compare the ordered cuts that split it: if the producer's cuts are a
         prefix of the consumer's, the consumer just slices what it holds; if the consumer's are
         a prefix of the producer's, it holds ``1/prod(extra)`` of what it needs; otherwise the

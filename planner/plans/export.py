@@ -35,7 +35,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planner.cost.model import DEFAULT_BUCKET_MB, CostModel, Strategy
+from planner.cost.model import CostModel, Strategy
+from planner.options import DEFAULT_BUCKET_MB
 from planner.model.graph import TensorRole
 
 FORMATS = ("dtensor", "jax", "mindspore")

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 
-from planner.cost.model import CostModel, OptionsError, Plan, Strategy
+from planner.cost.model import CostModel, Plan, Strategy
+from planner.options import OptionsError
 from planner.model.graph import OpKind, TensorRole
 from planner.search.drec import DRecSearch
 
