@@ -15,13 +15,12 @@ from collections.abc import Callable
 from planner.cost.baseline import data_parallel_baseline
 from planner.cost.model import Plan
 from planner.cost.result import PlanResult, cost_model_for, result_for
-from planner.machine.split import split_machine
 from planner.machine.tree import Machine
 from planner.model.graph import OperatorGraph
 from planner.model.rebind import micro_batch_graph
 from planner.onnx.importer import require_bound
 from planner.options import ALGORITHMS, DEFAULT_ALGORITHM, PlanOptions
-from planner.plans.plan_json import strategies_from_json
+from planner.plans.plan_json import recorded_split, strategies_from_json
 from planner.search.vocab import pad_as_recorded
 
 __all__ = ["ALGORITHMS", "DEFAULT_ALGORITHM", "PlanOptions", "PlanResult", "plan_model", "evaluate_plan"]
@@ -43,7 +42,7 @@ def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: P
     options = options or PlanOptions()
     require_bound(graph)
     check_planning_work(machine.num_devices, len(graph.operators))
-    split = split_machine(machine, options.pipeline_stages or 1)
+    split = recorded_split(machine, options.pipeline_stages or 1, data)
     micro_batches = options.micro_batches or 1
     stage_graph = pad_as_recorded(micro_batch_graph(graph, micro_batches), data)
     cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)

@@ -16,6 +16,8 @@ import os
 from dataclasses import replace
 
 from planner.cost.model import CostModel, PlanError, Strategy
+from planner.machine.split import MachineSplit, split_machine
+from planner.machine.tree import Machine
 from planner.limits import (MAX_PLAN_FILE_BYTES, MAX_PLAN_NESTING, LimitError, check_binding_product, check_json_nesting,
                      check_text_size, quote, read_bounded)
 from planner.model.graph import OpKind
@@ -303,5 +305,28 @@ def _schedule(cm: CostModel) -> str:
     return ", ".join(f"{c.level_name} x{c.factor}" for c in cm.cuts) or "no cuts (1 device)"
 
 
+def recorded_split(machine: Machine, stages: int, data: dict) -> MachineSplit:
+    """The machine split as the plan file's ``stage_machine`` records it: a hand-made configuration
+    (``evaluate --tp``) whose tensor and data parallelism share a level records that level as
+    ``name (data)`` outside ``name (tensor)``, which the plain split of ``stages`` does not make.
+    The split is rebuilt from ``machine`` (its bandwidths, not the file's); a record that no
+    split of ``machine`` reproduces leaves the plain split."""
+    plain = split_machine(machine, stages)
+    record = data.get("stage_machine")
+    levels = record.get("levels") if isinstance(record, dict) else None
+    if not isinstance(levels, list) or not all(isinstance(lv, dict) for lv in levels):
+        return plain
+    tensor = math.prod(lv["arity"] for lv in levels if isinstance(lv.get("arity"), int)
+                       and str(lv.get("name", "")).endswith(" (tensor)"))
+    if tensor <= 1 or machine.num_devices % (tensor * stages):
+        return plain
+    try:
+        split = split_machine(machine, stages, tensor=tensor)
+    except OptionsError:
+        return plain
+    same = [(lv.name, lv.arity) for lv in split.stage_machine.levels] == [(lv.get("name"), lv.get("arity")) for lv in levels]
+    return split if same else plain
+
+
 __all__ = ["PlanFileError", "check_plan_bounds", "parse_plan_text", "read_plan_file", "check_plan_fields", "plan_bindings",
-           "merge_recorded_options", "strategies_from_json"]
+           "merge_recorded_options", "recorded_split", "strategies_from_json"]
