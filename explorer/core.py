@@ -42,7 +42,8 @@ from planner.cost.model import CostModel, Plan, PlanError
 from planner.model.graph import OperatorGraph, OpKind, TensorRole
 from planner.limits import check_binding_product, quote
 from planner.machine.tree import Machine, MachineError, load_preset, preset_paths
-from planner.onnx.importer import ModelImportError, binding_value, import_model, load_model_proto, model_sha256
+from planner.bindings import URL_SEPARATOR, BindingTextError, binding_value, format_bindings, parse_binding
+from planner.onnx.importer import ModelImportError, import_model, load_model_proto, model_sha256
 from planner.plans.plan_json import check_plan_bounds, check_plan_fields, merge_recorded_options
 from planner.model.rebatch import planning_dims
 from planner.plans.report import op_cuts, op_splits, plan_to_json
@@ -477,20 +478,20 @@ def plan_exact_guarded(cm: CostModel) -> Plan:
 # ---- URL state -------------------------------------------------------------------------------
 
 def encode_bindings(bindings: dict[str, int]) -> str:
-    return ",".join(f"{k}:{v}" for k, v in bindings.items())
+    return ",".join(format_bindings(bindings, URL_SEPARATOR))
 
 
 def decode_bindings(text: str) -> dict[str, int]:
     """``"batch:32,seq:128"`` -> dict; raises ValueError with a fix-it message."""
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition(":")
-        if not sep or not name:
-            raise ValueError(f"bind={quote(text)}: write NAME:VALUE pairs separated by commas, e.g. batch:32,seq:128")
         try:
-            out[name] = binding_value(value)
-        except ValueError as exc:
-            raise ValueError(f"bind={quote(text)}: {quote(name, 40)[1:-1]} {exc}, e.g. batch:32") from None
+            name, value = parse_binding(part, URL_SEPARATOR)
+        except BindingTextError as exc:
+            if exc.name is None:
+                raise ValueError(f"bind={quote(text)}: write NAME:VALUE pairs separated by commas, e.g. batch:32,seq:128") from None
+            raise ValueError(f"bind={quote(text)}: {quote(exc.name, 40)[1:-1]} {exc}, e.g. batch:32") from None
+        out[name] = value
     check_binding_product(out, "bind=")
     return out
 

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from planner.limits import LimitError, check_binding_product, require_regular_file
-from planner.onnx.importer import ModelImportError, binding_value, import_model
+from planner.bindings import CLI_SEPARATOR, BindingTextError, parse_binding
+from planner.onnx.importer import ModelImportError, import_model
 from planner.options import PlanOptions
 from planner.plans.plan_json import OVERRIDABLE, merge_recorded_options, plan_bindings, read_plan_file
 from planner.units import format_bytes
@@ -25,16 +26,15 @@ def parse_bindings(items: list[str] | None) -> dict[str, int]:
     """``["batch=32", "seq=2048"]`` -> ``{"batch": 32, "seq": 2048}``."""
     out: dict[str, int] = {}
     for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"--bind {item!r}: expected NAME=VALUE, e.g. --bind batch=32")
         try:
-            number = binding_value(value)
-        except ValueError as exc:
-            raise UsageError(f"--bind {item!r}: the value {exc}, e.g. --bind {name}=32") from None
-        if name.strip() in out:
-            raise UsageError(f"--bind {name.strip()} is given twice; give each dimension once")
-        out[name.strip()] = number
+            name, number = parse_binding(item, CLI_SEPARATOR)
+        except BindingTextError as exc:
+            if exc.name is None:
+                raise UsageError(f"--bind {item!r}: expected NAME=VALUE, e.g. --bind batch=32") from None
+            raise UsageError(f"--bind {item!r}: the value {exc}, e.g. --bind {item.partition('=')[0]}=32") from None
+        if name in out:
+            raise UsageError(f"--bind {name} is given twice; give each dimension once")
+        out[name] = number
     check_binding_product(out, "--bind")
     return out
 

@@ -389,27 +389,19 @@ class CostModel:
         return hit
 
     def _op_cost(self, info: _OpInfo, strategy: Strategy, size_of, flops, zero=None) -> OpCost:
-        """Compute, collective and halo terms of one operator under one (prefix) strategy.
+        """Compute, collective and halo terms of one operator under one (prefix) strategy, each
+        priced by its own method and composed here.
 
         Written against ``size_of`` so that the same code yields numbers or sympy formulas.
-        Compute is the roofline: the larger of the FLOPs and the memory traffic (in
-        FLOP-equivalents, when the device has a memory bandwidth), once per pass.
         """
-        d_levels = self.num_levels
         vector = (lambda: self.basis.zero()) if zero is None else zero
         compute, comm, grad_sync = vector(), vector(), vector()
         split = {}
         for t, dim in enumerate(strategy):
             if dim is not None:
                 split[dim] = split.get(dim, 1) * self.cut_factor[t]
-        total_split = math.prod(split.values()) if split else 1
         recomputed = self._recomputes(info)  # never in inference: recompute is "none" there
         passes = 1 if self.mode != "train" else (4 if recomputed else 3)
-
-        def add(vec, traffic):
-            for level, (nbytes, steps) in traffic.items():
-                vec[1 + level] += nbytes
-                vec[1 + d_levels + level] += steps
 
         def local_bytes(use: _Use):
             size = use.itemsize * use.numel_over_dims
@@ -417,7 +409,21 @@ class CostModel:
                 size *= size_of(d)
             return size / math.prod(split.get(d, 1) for d in use.dims)
 
-        work = flops / total_split
+        compute[0] = passes * self._work(info, split, flops, local_bytes)
+        self._collectives(info, strategy, recomputed, local_bytes, comm, grad_sync)
+        self._halos(info, strategy, split, recomputed, local_bytes, comm)
+        return OpCost(compute, comm, grad_sync)
+
+    def _add_traffic(self, vec, traffic: dict) -> None:
+        """Add ``{level: (bytes, supersteps)}`` to a cost vector's ``g_l`` and ``L_l`` entries."""
+        for level, (nbytes, steps) in traffic.items():
+            vec[1 + level] += nbytes
+            vec[1 + self.num_levels + level] += steps
+
+    def _work(self, info: _OpInfo, split: dict[str, int], flops, local_bytes):
+        """One pass's local work: the roofline, the larger of the FLOPs and the memory traffic (in
+        FLOP-equivalents, when the device has a memory bandwidth)."""
+        work = flops / (math.prod(split.values()) if split else 1)
         if self.flops_per_memory_byte:
             # a gather reads only the rows it outputs, not its whole table (input 0)
             moved = info.uses[1:] if info.op.op_type in GATHERS else info.uses
@@ -426,8 +432,12 @@ class CostModel:
                 traffic = 2 * sum(local_bytes(u) for u in info.uses if u.is_output)
             traffic *= self.flops_per_memory_byte
             work = _larger(work, traffic)
-        compute[0] = passes * work
+        return work
 
+    def _collectives(self, info: _OpInfo, strategy: Strategy, recomputed: bool, local_bytes, comm, grad_sync) -> None:
+        """The collectives of each tensor that lacks a split dimension: partial sums all-reduced,
+        replicated inputs' gradients all-reduced (parameters' once per iteration, bucketed), and
+        ZeRO-3's parameter gathers."""
         for use in info.uses:
             groups: dict[int, int] = {}
             for t in self._partial_cuts(info, use, strategy):
@@ -435,32 +445,34 @@ class CostModel:
             if not groups:
                 continue
             if use.is_output:  # partial sums, all-reduced again when the forward is recomputed
-                traffic = hierarchical_collectives(local_bytes(use), groups, 4 if recomputed else 2)
-                add(comm, traffic)
+                self._add_traffic(comm, hierarchical_collectives(local_bytes(use), groups, 4 if recomputed else 2))
             elif use.is_parameter and self.zero == 3:
                 # all-gather the parameter for the forward pass and again for the backward pass
                 # (whose recomputed forward runs just before it and uses the same gather), and
                 # reduce-scatter its gradient: three flat collectives over the data-parallel group
-                add(comm, {lv: (use.grad_share * b, use.grad_share * n)
-                           for lv, (b, n) in flat_collectives(local_bytes(use), groups, 3).items()})
+                self._add_traffic(comm, {lv: (use.grad_share * b, use.grad_share * n)
+                                         for lv, (b, n) in flat_collectives(local_bytes(use), groups, 3).items()})
             elif use.is_parameter:  # once per iteration, this use's share, latency per bucket
                 traffic = sync_traffic(local_bytes(use), groups, use.grad_share, self.bucket_bytes)
-                add(comm, traffic)
-                add(grad_sync, traffic)
+                self._add_traffic(comm, traffic)
+                self._add_traffic(grad_sync, traffic)
             else:
-                add(comm, hierarchical_all_reduce(local_bytes(use), groups))
+                self._add_traffic(comm, hierarchical_all_reduce(local_bytes(use), groups))
+
+    def _halos(self, info: _OpInfo, strategy: Strategy, split: dict[str, int], recomputed: bool, local_bytes,
+               comm) -> None:
+        """Spatial splits of a convolution: the input rows a device fetches from its neighbours, at
+        the slowest level that splits the dim; again for the input's gradient in the backward pass
+        when it has one, and for the recomputed forward."""
         for dim, (rows, axis_size) in info.halo.items():
             if dim not in split:
                 continue
-            # the input rows a device fetches from its neighbours, at the slowest level that splits
-            # the dim; again for the input's gradient in the backward pass when it has one
             x = info.uses[0]
             level = min(self.cut_level[t] for t, d in enumerate(strategy) if d == dim)
             row_bytes = local_bytes(x) / (axis_size / split[dim])
             nbytes, steps = halo_exchange(row_bytes, rows)
             exchanges = (2 if x.grad_allreduce else 1) + (1 if recomputed else 0)
-            add(comm, {level: (exchanges * nbytes, exchanges * steps)})
-        return OpCost(compute, comm, grad_sync)
+            self._add_traffic(comm, {level: (exchanges * nbytes, exchanges * steps)})
 
     def partial_cuts(self, name: str, use_index: int, strategy: Strategy) -> list[int]:
         """The cuts whose split leaves this tensor a partial sum to all-reduce: for an output,

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
+from planner.bindings import MAX_BINDING
 from planner.onnx import guard as onnx_guard
 
 from planner.onnx import validate as onnx_validate
@@ -28,20 +29,6 @@ from planner.model.batch_trace import split_batch_dims
 from planner.model.quantised import SUB_BYTE_BITS, quantised_weights
 from planner.model.rebatch import STATIC_SYMBOL, RebatchError, import_rebatched, locate_batch
 from planner.model.tied_weights import without_transposed_copies
-
-
-MAX_BINDING = 2**40  # a symbolic dimension bound above this is a typo, and overflows int64 FLOPs
-
-
-def binding_value(text: str) -> int:
-    """A symbolic dimension's value as typed by a user; ValueError says what is expected."""
-    try:
-        number = int(text)
-    except (TypeError, ValueError):
-        number = 0
-    if not 1 <= number <= MAX_BINDING:
-        raise ValueError(f"must be a positive integer (at most {MAX_BINDING:,})")
-    return number
 
 
 class ModelImportError(ValueError):

@@ -15,6 +15,7 @@ import math
 import os
 from dataclasses import replace
 
+from planner.bindings import MAX_BINDING
 from planner.cost.model import CostModel, PlanError, Strategy
 from planner.machine.split import MachineSplit, split_machine
 from planner.machine.tree import Machine
@@ -114,8 +115,6 @@ def _check_options(options: dict, what: str) -> None:
 
 def plan_bindings(data: dict, what: str) -> dict[str, int]:
     """The plan file's ``bindings`` as {name: value >= 1}, refused by name when one is not."""
-    from planner.onnx.importer import MAX_BINDING
-
     out = {}
     for name, value in (data.get("bindings") or {}).items():
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BINDING:

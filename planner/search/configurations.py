@@ -257,48 +257,63 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
         raise ConfigError(f"interleaving needs pipeline stages, and the search puts stages only across the levels "
                           f"outside the innermost one, which this machine ({machine.summary()}) does not have: "
                           "give the number of stages, or set interleave to 1")
-    results: dict[int, PlanResult] = {}
-    lightest = None  # (stages, least memory per device seen with them), ZeRO-3 aside
-    floor = _compute_floor(graph, machine)
-    state.skipped = []
-
-    def ranked(pool) -> list[PlanResult]:
-        return sorted(pool, key=functools.cmp_to_key(lambda a, b: -1 if _better(a, b) else 1))
-
-    def cannot_win(stages: int, leader: PlanResult | None) -> bool:
-        """Even the compute alone, perfectly balanced, with this count's bubble is no faster."""
-        if leader is None or not leader.memory.fits or len(candidates) == 1:
-            return False
-        return state.least_seconds(stages, floor) >= leader.total_seconds
-
-    def scan(counts: list[int]) -> None:
-        nonlocal lightest
-        for i, stages in enumerate(counts):
-            if stages in results:
-                continue
-            if lightest and stages > lightest[0] and lightest[1] * lightest[0] / stages > SKIP_MARGIN * machine.device.memory_bytes \
-                    and all(z != 3 for _, z in _ladder(options, stages)):
-                continue  # memory per device falls about as 1/stages: this count cannot fit either
-            leader = (ranked(results.values()) or [None])[0]
-            if cannot_win(stages, leader):
-                state.skipped.append(stages)
-                continue
-            outcome = state.run(stages, options.algorithm, i / len(candidates))
-            if outcome is None:
-                return  # more stages than the model has layers; larger counts neither
-            result, _, least_memory = outcome
-            results[stages] = result
-            if least_memory > machine.device.memory_bytes:
-                lightest = (stages, least_memory)
-
-    # every count is priced, with the algorithm asked for (the one a fixed count uses), unless it
-    # provably cannot win; the doubling counts go first so that a good leader prunes the rest
-    scan(_coarse(candidates))
-    scan(candidates)
-    best = ranked(results.values())[0]
+    results = _Scan(state, candidates).run()
+    best = _ranked(results.values())[0]
     best.plan.search_seconds = time.perf_counter() - start
     best.notes.extend(_notes(best, state.tried, sorted(set(state.skipped))))
     return replace(best, tried=[_row(r) for r in state.tried])
+
+
+def _ranked(pool) -> list[PlanResult]:
+    return sorted(pool, key=functools.cmp_to_key(lambda a, b: -1 if _better(a, b) else 1))
+
+
+class _Scan:
+    """The scan over stage counts of :func:`plan_configurations`: every count priced, with the
+    algorithm asked for (the one a fixed count uses), unless it provably cannot win; the doubling
+    counts go first so that a good leader prunes the rest."""
+
+    def __init__(self, state: _Search, candidates: list[int]):
+        self.state, self.candidates = state, candidates
+        self.machine, self.options = state.machine, state.options
+        self.results: dict[int, PlanResult] = {}
+        self.lightest = None  # (stages, least memory per device seen with them), ZeRO-3 aside
+        self.floor = _compute_floor(state.graph, state.machine)
+        state.skipped = []
+
+    def run(self) -> dict[int, PlanResult]:
+        self.scan(_coarse(self.candidates))
+        self.scan(self.candidates)
+        return self.results
+
+    def cannot_win(self, stages: int, leader: PlanResult | None) -> bool:
+        """Even the compute alone, perfectly balanced, with this count's bubble is no faster."""
+        if leader is None or not leader.memory.fits or len(self.candidates) == 1:
+            return False
+        return self.state.least_seconds(stages, self.floor) >= leader.total_seconds
+
+    def too_large(self, stages: int) -> bool:
+        """Memory per device falls about as 1/stages: a count whose scaled memory is still over
+        capacity cannot fit either (unless ZeRO-3 may be tried)."""
+        lightest, capacity = self.lightest, self.machine.device.memory_bytes
+        return bool(lightest) and stages > lightest[0] and lightest[1] * lightest[0] / stages > SKIP_MARGIN * capacity \
+            and all(z != 3 for _, z in _ladder(self.options, stages))
+
+    def scan(self, counts: list[int]) -> None:
+        for i, stages in enumerate(counts):
+            if stages in self.results or self.too_large(stages):
+                continue
+            leader = (_ranked(self.results.values()) or [None])[0]
+            if self.cannot_win(stages, leader):
+                self.state.skipped.append(stages)
+                continue
+            outcome = self.state.run(stages, self.options.algorithm, i / len(self.candidates))
+            if outcome is None:
+                return  # more stages than the model has layers; larger counts neither
+            result, _, least_memory = outcome
+            self.results[stages] = result
+            if least_memory > self.machine.device.memory_bytes:
+                self.lightest = (stages, least_memory)
 
 
 def _compute_floor(graph: OperatorGraph, machine: Machine) -> float:
