@@ -43,7 +43,9 @@ from planner.model.graph import OperatorGraph, OpKind, TensorRole
 from planner.limits import check_binding_product, quote
 from planner.machine.tree import Machine, MachineError, load_preset, preset_paths
 from planner.bindings import URL_SEPARATOR, BindingTextError, binding_value, format_bindings, parse_binding
+from planner.model.rebind import Rebinder
 from planner.onnx.importer import ModelImportError, import_model, load_model_proto, model_sha256
+from planner.onnx.rebinder import rebinder_for
 from planner.plans.plan_json import check_plan_bounds, check_plan_fields, merge_recorded_options
 from planner.model.rebatch import planning_dims
 from planner.plans.report import op_cuts, op_splits, plan_to_json
@@ -331,6 +333,15 @@ class PlanCache:
             return import_model(src, dict(bindings), name=source.label)
         return self._memo(self._graphs, key, compute, "graph")
 
+    def rebinder(self, source: ModelSource) -> Rebinder:
+        """Re-binds the model's batch (micro-batches), from its file or the upload's bytes."""
+        with self._lock:
+            data = None if source.path else self._models.get(source.sha256)
+        src = source.path if data is None else data
+        if src is None:
+            raise ModelImportError(f"the bytes of {source.label} are no longer available: upload it again")
+        return rebinder_for(src, name=source.label)
+
     # -- plans --
     def cost_model(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine,
                    options: PlanOptions) -> CostModel:
@@ -364,7 +375,8 @@ class PlanCache:
                 if options.algorithm == "exact":  # the search runs it unguarded, on one stage machine
                     stage_machine = split_machine(machine, options.pipeline_stages or 1).stage_machine
                     require_exact_feasible(self.cost_model(source, bindings, graph, stage_machine, options))
-                return plan_configurations(graph, machine, options, progress, hints=start)
+                return plan_configurations(graph, machine, options, progress, hints=start,
+                                           rebinder=self.rebinder(source))
             cm = self.cost_model(source, bindings, graph, machine, options)
             if options.algorithm == "exact":
                 plan = plan_exact_guarded(cm)
@@ -387,7 +399,8 @@ class PlanCache:
     def evaluate(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine, options: PlanOptions,
                  plan_json: dict, plan_sha: str) -> PlanResult:
         key = ("evaluate", plan_sha) + self._result_key(source, bindings, machine, options)[1:]
-        return self._memo(self._results, key, lambda: evaluate_plan(graph, machine, plan_json, options))
+        return self._memo(self._results, key, lambda: evaluate_plan(graph, machine, plan_json, options,
+                                                                    rebinder=self.rebinder(source)))
 
     def sweep(self, source: ModelSource, bindings, graph: OperatorGraph, machine: Machine, options: PlanOptions,
               counts: Iterable[int] = SWEEP_DEVICE_COUNTS, progress: Progress = None) -> pd.DataFrame:

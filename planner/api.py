@@ -17,7 +17,7 @@ from planner.cost.model import Plan
 from planner.cost.result import PlanResult, cost_model_for, result_for
 from planner.machine.tree import Machine
 from planner.model.graph import OperatorGraph
-from planner.model.rebind import micro_batch_graph
+from planner.model.rebind import Rebinder, micro_batch_graph
 from planner.onnx.importer import require_bound
 from planner.options import ALGORITHMS, DEFAULT_ALGORITHM, PlanOptions
 from planner.plans.plan_json import recorded_split, strategies_from_json
@@ -27,16 +27,18 @@ __all__ = ["ALGORITHMS", "DEFAULT_ALGORITHM", "PlanOptions", "PlanResult", "plan
 
 
 def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | None = None,
-               progress: Callable[[float, str], None] | None = None) -> PlanResult:
+               progress: Callable[[float, str], None] | None = None, rebinder: Rebinder | None = None) -> PlanResult:
     """Plan a model: with D-Rec, over the stage counts, micro-batches, recomputation and ZeRO
     stages the options leave open (:mod:`planner.search.configurations`); otherwise as the options fix them."""
     from planner.search.configurations import plan_configurations
 
-    return plan_configurations(graph, machine, options or PlanOptions(), progress)
+    return plan_configurations(graph, machine, options or PlanOptions(), progress, rebinder=rebinder)
 
 
-def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: PlanOptions | None = None) -> PlanResult:
-    """Score a plan written by hand or by another tool (see :func:`strategies_from_json`)."""
+def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: PlanOptions | None = None,
+                  rebinder: Rebinder | None = None) -> PlanResult:
+    """Score a plan written by hand or by another tool (see :func:`strategies_from_json`);
+    ``rebinder`` re-binds the model to one micro-batch when the options have several."""
     from planner.limits import check_planning_work
 
     options = options or PlanOptions()
@@ -44,7 +46,7 @@ def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: P
     check_planning_work(machine.num_devices, len(graph.operators))
     split = recorded_split(machine, options.pipeline_stages or 1, data)
     micro_batches = options.micro_batches or 1
-    stage_graph = pad_as_recorded(micro_batch_graph(graph, micro_batches), data)
+    stage_graph = pad_as_recorded(micro_batch_graph(graph, micro_batches, rebinder), data)
     cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)
     start = time.perf_counter()
     strategies, notes = strategies_from_json(cm, data)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
+from planner.onnx.rebinder import rebinder_for
 from planner.cost.model import CostModel
 from planner.options import OptionsError
 from planner.model.graph import TensorRole
@@ -37,6 +38,11 @@ def gpt():
     return import_model(gpt_decoder(L, H, HEADS, FFN, V, POS), {"batch": 16, "seq": POS})
 
 
+@pytest.fixture(scope="module")
+def gpt_rebinder():
+    return rebinder_for(gpt_decoder(L, H, HEADS, FFN, V, POS))
+
+
 def level_vector(cm, plan):
     """(bytes, supersteps) of a plan's communication on each machine level."""
     vec = cm.evaluate(plan).total_vector - sum(cm.evaluate(plan).compute.values())
@@ -58,10 +64,10 @@ def test_tied_embedding_is_all_reduced_once_under_data_parallelism(gpt):
     assert sync[1] == pytest.approx(nbytes)
 
 
-def test_tied_embedding_on_two_stages_pays_a_copy_each_and_the_embedding_group(gpt):
+def test_tied_embedding_on_two_stages_pays_a_copy_each_and_the_embedding_group(gpt, gpt_rebinder):
     machine = models.two_level(node_arity=2, gpu_arity=4)
     split = split_machine(machine, 2)
-    cm = CostModel(micro_batch_graph(gpt, 2), split.stage_machine, micro_batches=2, bucket_mb=0)
+    cm = CostModel(micro_batch_graph(gpt, 2, gpt_rebinder), split.stage_machine, micro_batches=2, bucket_mb=0)
     plan = data_parallel_strategies(cm)
     sched = price_schedule(cm, plan, split, 2)
     stage = sched.stage_of_op

@@ -13,6 +13,7 @@ from pathlib import Path
 from planner.limits import LimitError, check_binding_product, require_regular_file
 from planner.bindings import CLI_SEPARATOR, BindingTextError, parse_binding
 from planner.onnx.importer import ModelImportError, import_model
+from planner.onnx.rebinder import rebinder_for
 from planner.options import PlanOptions
 from planner.plans.plan_json import OVERRIDABLE, merge_recorded_options, plan_bindings, read_plan_file
 from planner.units import format_bytes
@@ -219,7 +220,7 @@ def cmd_plan(args) -> int:
     from planner.plans.report import plan_to_json
 
     graph = _load(args)
-    result = plan_model(graph, _machine(args.machine), _options(args))
+    result = plan_model(graph, _machine(args.machine), _options(args), rebinder=rebinder_for(args.model))
     _print_result(result, Path(args.model).name)
     _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
                                         _model_bindings(args.model, args)))
@@ -250,7 +251,7 @@ def cmd_evaluate(args) -> int:
     if isinstance(data.get("bindings"), dict):
         args.plan_bindings = plan_bindings(data, f"plan file {args.plan}")
     graph = _load(args)
-    result = evaluate_plan(graph, _machine(args.machine), data, options)
+    result = evaluate_plan(graph, _machine(args.machine), data, options, rebinder=rebinder_for(args.model))
     result.notes.extend(notes)
     _print_result(result, Path(args.model).name)
     _write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
@@ -281,7 +282,8 @@ def _evaluate_hand_made(args) -> int:
         # the batch dimension is bound by the configuration; only the others need --bind
         graph = import_model(args.model, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
     result = evaluate_configuration(graph, _machine(args.machine), args.tp, args.pp, args.dp, args.micro_batch_size,
-                                    args.global_batch, _options(args, algorithm="megatron"))
+                                    args.global_batch, _options(args, algorithm="megatron"),
+                                    rebinder=rebinder_for(args.model))
     _print_result(result, Path(args.model).name)
     # the file records the whole batch, so that evaluate --plan prices the same iteration
     bindings = {**parse_bindings(args.bind), **result.graph.bindings, graph.batch_symbol or symbol: args.global_batch}
@@ -306,7 +308,7 @@ def cmd_export(args) -> int:
     bindings = _model_bindings(str(model), args, bindings)  # --batch replaces the plan's batch
     check_binding_product(bindings, "the plan file's bindings with --bind")
     graph = import_model(str(model), bindings)
-    data = export_plan(plan, graph, args.format, args.mesh, args.bucket_mb)
+    data = export_plan(plan, graph, args.format, args.mesh, args.bucket_mb, rebinder_for(str(model)))
     if plan.get("model_sha256") and plan["model_sha256"] != model_sha256(str(model)):
         data["notes"].insert(0, f"{model} is not the file the plan was made for (its SHA-256 differs)")
         print(f"warning: {model} is not the file the plan was made for (its SHA-256 differs)", file=sys.stderr)

@@ -270,7 +270,6 @@ def import_model(
     graph.bindings = dict(bindings)
     locate_batch(model, graph)  # planner.model.rebatch: the batch's symbol and its axis in each input
     split_batch_dims(graph)
-    graph.reimport = lambda new_bindings: import_model(model, new_bindings, name)
     return graph
 
 

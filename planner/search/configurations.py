@@ -22,7 +22,7 @@ from planner.cost.schedule import cut_points, stage_memory
 from planner.machine.split import split_machine, stage_counts
 from planner.machine.tree import Machine
 from planner.model.graph import OperatorGraph
-from planner.model.rebind import micro_batch_graph
+from planner.model.rebind import Rebinder, micro_batch_graph, require_rebinder
 from planner.onnx.importer import require_bound
 from planner.options import RECOMPUTE, ConfigError, PlanOptions, check_counts
 from planner.search.drec import SMALL_GRAPH_OPS
@@ -130,8 +130,9 @@ class _Search:
     """One configuration search: graphs per micro-batch size and every configuration priced."""
 
     def __init__(self, graph: OperatorGraph, machine: Machine, options: PlanOptions, progress: Progress,
-                 hints: list[dict] | None = None):
+                 hints: list[dict] | None = None, rebinder: Rebinder | None = None):
         self.graph, self.machine, self.options, self.progress = graph, machine, options, progress
+        self.rebinder = rebinder  # re-binds the model to one micro-batch
         self.hints = list(hints or [])
         self.batch = graph.batch_size
         self.graphs = {1: graph}  # micro-batch count -> graph bound to one micro-batch
@@ -187,7 +188,7 @@ class _Search:
     def _run(self, split, m: int, algorithm: str, fraction: float) -> tuple[PlanResult, float, float] | None:
         stages = split.stages
         if m not in self.graphs:
-            self.graphs[m] = micro_batch_graph(self.graph, m)
+            self.graphs[m] = micro_batch_graph(self.graph, m, self.rebinder)
         g = self.graphs[m]
 
         def report(f, message):
@@ -229,8 +230,8 @@ class _Search:
                                                 m, self.options.optimizer))
 
 
-def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOptions,
-                        progress: Progress = None, hints: list[dict] | None = None) -> PlanResult:
+def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOptions, progress: Progress = None,
+                        hints: list[dict] | None = None, rebinder: Rebinder | None = None) -> PlanResult:
     """The fastest configuration that fits (see the module docstring); its notes list what was
     tried.
 
@@ -244,14 +245,15 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     count is fixed, so the result is never slower than fixing any count the search could choose
     (a screening with the thesis's D-Rec followed by drec+ on the winner alone missed winners:
     drec+ changes the ranking of the counts). drec+ also starts from the ``hints`` (plans of
-    the same model, e.g. before a what-if change) that fit its stage machine.
+    the same model, e.g. before a what-if change) that fit its stage machine. ``rebinder``
+    re-binds the model to one micro-batch (needed for more than one).
     """
     from planner.limits import check_planning_work
 
     check_planning_work(machine.num_devices, len(graph.operators))
     require_bound(graph)
     start = time.perf_counter()
-    state = _Search(graph, machine, options, progress, hints)
+    state = _Search(graph, machine, options, progress, hints, rebinder)
     candidates = _stage_candidates(machine, options, state.batch)
     if not candidates:
         raise ConfigError(f"interleaving needs pipeline stages, and the search puts stages only across the levels "
@@ -374,7 +376,8 @@ def _notes(best: PlanResult, tried: list[PlanResult], skipped: list[int] | None 
 def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, pipeline: int, data: int,
                            micro_batch_size: int, global_batch_size: int, options: PlanOptions | None = None,
                            graphs: dict[int, OperatorGraph] | None = None,
-                           data_parallel: tuple[float, MemoryReport] | None = None) -> PlanResult:
+                           data_parallel: tuple[float, MemoryReport] | None = None,
+                           rebinder: Rebinder | None = None) -> PlanResult:
     """Price a Megatron-style configuration: tensor parallelism (column- then row-parallel linear
     layers) over the innermost ``tensor`` devices, ``data`` replicas, ``pipeline`` stages outermost.
 
@@ -382,14 +385,15 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     graph is bound to ``micro_batch_size * data`` (one micro-batch of a whole stage), and there
     are ``global_batch_size / (micro_batch_size * data)`` micro-batches per iteration (gradient
     accumulation when ``pipeline`` is 1). ``graphs`` caches the model per batch binding across
-    calls; ``data_parallel`` is the baseline's time and memory if already known.
+    calls; ``data_parallel`` is the baseline's time and memory if already known; ``rebinder``
+    binds the model's batch to each of those sizes.
     """
     options = options or PlanOptions(algorithm="megatron")
     graphs = {} if graphs is None else graphs
 
     def bound(batch: int) -> OperatorGraph:
         if batch not in graphs:
-            graphs[batch] = graph.with_batch(batch)
+            graphs[batch] = require_rebinder(rebinder).with_batch(graph, batch)
         return graphs[batch]
 
     require_bound(graph)
@@ -439,13 +443,14 @@ def megatron_vocabulary(graph: OperatorGraph, tensor: int) -> tuple[OperatorGrap
 
 def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batch_size: int,
                              options: PlanOptions | None = None, tensor_sizes=(1, 2, 4, 8),
-                             micro_batch_sizes=(1, 2, 4), progress: Progress = None) -> list[PlanResult]:
+                             micro_batch_sizes=(1, 2, 4), progress: Progress = None,
+                             rebinder: Rebinder | None = None) -> list[PlanResult]:
     """Every hand-made (tensor, pipeline, data, micro-batch size) configuration the machine and
     the batch allow, each with the least recomputation and ZeRO stage that fit (the memory
     ladder; ZeRO-3 without stages only), fastest first (those that fit before the others)."""
     options = options or PlanOptions(algorithm="megatron", recompute="none", zero=0)
     graphs: dict[int, OperatorGraph] = {}
-    graphs[global_batch_size] = graph.with_batch(global_batch_size)
+    graphs[global_batch_size] = require_rebinder(rebinder).with_batch(graph, global_batch_size)
     baseline = data_parallel_baseline(cost_model_for(graphs[global_batch_size], machine, options, "none", 0),
                                       options.optimizer)
     layouts = []
@@ -463,7 +468,7 @@ def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batc
             progress(i / len(layouts), f"tensor {tensor} x pipeline {pipeline} x data {data}, micro-batch {b}")
         try:
             first = evaluate_configuration(graph, machine, tensor, pipeline, data, b, global_batch_size,
-                                           replace(options, recompute="none", zero=0), graphs, baseline)
+                                           replace(options, recompute="none", zero=0), graphs, baseline, rebinder)
         except ConfigError:
             continue  # e.g. tensor ranks that straddle a level, or more stages than layers
         results.append(climb_memory_ladder(first, memory_ladder(None, None, pipeline == 1)))
