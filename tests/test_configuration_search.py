@@ -74,14 +74,15 @@ def _machine(nodes: int, gpus: int, bandwidth: float, memory: float) -> Machine:
 @given(layers=st.integers(2, 6), width=st.sampled_from([64, 256, 1024]), nodes=st.sampled_from([2, 4, 8]),
        bandwidth=st.sampled_from([1e8, 1e10]), memory=st.sampled_from([2e6, 8e6, 80e9]))
 def test_auto_is_never_slower_than_any_fixed_stage_count(layers, width, nodes, bandwidth, memory):
-    graph = models.graph_of(models.gemm_mlp([width] * (layers + 1), batch="batch", bias=False), batch=16)
+    proto = models.gemm_mlp([width] * (layers + 1), batch="batch", bias=False)
+    graph, rebinder = models.graph_of(proto, batch=16), rebinder_for(proto)
     machine = _machine(nodes, 2, bandwidth, memory)
-    auto = plan_configurations(graph, machine, PlanOptions())
+    auto = plan_configurations(graph, machine, PlanOptions(), rebinder=rebinder)
     for stages in (1, 2, 4, 8):
         if stages > nodes:
             continue
         try:
-            fixed = plan_configurations(graph, machine, PlanOptions(pipeline_stages=stages))
+            fixed = plan_configurations(graph, machine, PlanOptions(pipeline_stages=stages), rebinder=rebinder)
         except ConfigError:  # more stages than layers
             continue
         if fixed.memory.fits:
