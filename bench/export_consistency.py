@@ -34,6 +34,7 @@ from planner.errors import PlannerError  # noqa: E402
 from planner.api import PlanOptions, plan_model  # noqa: E402
 from planner.machine.tree import load_machine  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
+from planner.onnx.rebinder import rebinder_for  # noqa: E402
 from planner.units import format_seconds  # noqa: E402
 
 FAMILIES = ("gpt2", "llama", "mixtral", "bert", "t5", "vit", "mha_batch_first", "mha_seq_first")
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                     export = corpus.get(family, exporter)
                     graph = import_model(export.path, export.bindings(args.batch, args.seq))
                     start = time.perf_counter()
-                    result = plan_model(graph, machine, PlanOptions())
+                    result = plan_model(graph, machine, PlanOptions(), rebinder=rebinder_for(export.path))
                     rows[exporter] = (graph.parameter_count, export.torch_parameters, graph.summary()["flops_forward"],
                                       result.data_parallel_seconds, result.total_seconds,
                                       f"search {time.perf_counter() - start:.1f} s")

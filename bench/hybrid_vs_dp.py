@@ -17,9 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from planner.api import PlanOptions, plan_model  # noqa: E402
+from planner.options import PlanOptions  # noqa: E402
+from planner.api import plan_model
 from planner.machine.tree import load_preset  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
+from planner.onnx.rebinder import rebinder_for  # noqa: E402
 from planner.units import format_bytes, format_seconds  # noqa: E402
 
 CASES = [
@@ -34,7 +36,8 @@ def main() -> int:
     for name, binds, machine, precision in CASES:
         graph = import_model(ROOT / "sample_models" / f"{name}.onnx", binds)
         for algo in ("drec+", "data_parallel"):
-            r = plan_model(graph, machine, PlanOptions(algorithm=algo, precision=precision))
+            r = plan_model(graph, machine, PlanOptions(algorithm=algo, precision=precision),
+                           rebinder=rebinder_for(ROOT / "sample_models" / f"{name}.onnx"))
             s = r.schedule
             config = (f"{s.stages} stage(s) x {s.micro_batches} micro-batch(es), recompute {s.recompute}, "
                       f"ZeRO {s.zero}")

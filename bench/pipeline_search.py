@@ -19,10 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from planner.api import PlanOptions, plan_model  # noqa: E402
+from planner.options import PlanOptions  # noqa: E402
+from planner.api import plan_model
 from planner.search.configurations import enumerate_configurations  # noqa: E402
 from planner.machine.tree import load_machine  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
+from planner.onnx.rebinder import rebinder_for  # noqa: E402
 from planner.units import format_bytes, format_seconds  # noqa: E402
 
 BATCH = 1536
@@ -44,19 +46,21 @@ def main() -> int:
     args = parser.parse_args()
     machine = load_machine(ROOT / "machines" / "selene.yaml").with_level(0, arity=args.nodes)
     graph = import_model(ROOT / "sample_models" / "gpt3_175b.onnx", {"batch": BATCH, "seq": 2048})
+    rebinder = rebinder_for(ROOT / "sample_models" / "gpt3_175b.onnx")
     print(f"GPT-3 175B, batch {BATCH}, on {machine.summary()}")
     found = {}
     for algorithm in ("drec", "drec+"):
         times = []
         for _ in range(args.runs):
             start = time.perf_counter()
-            result = plan_model(graph, machine, PlanOptions(algorithm=algorithm, precision="bf16"))
+            result = plan_model(graph, machine, PlanOptions(algorithm=algorithm, precision="bf16"), rebinder=rebinder)
             times.append(time.perf_counter() - start)
         found[algorithm] = result
         print(f"{algorithm:6s} search {statistics.median(times):5.2f} s (median of {args.runs}; "
               f"{len(result.tried)} configurations priced): {describe(result)}")
     start = time.perf_counter()
-    hand = enumerate_configurations(graph, machine, BATCH, PlanOptions(algorithm="megatron", precision="bf16"))
+    hand = enumerate_configurations(graph, machine, BATCH, PlanOptions(algorithm="megatron", precision="bf16"),
+                                    rebinder=rebinder)
     print(f"hand-made: {len(hand)} configurations enumerated in {time.perf_counter() - start:.0f} s, "
           f"{sum(r.memory.fits for r in hand)} fit; the fastest:")
     for r in hand[:args.top]:

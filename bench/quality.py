@@ -18,7 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from planner.api import PlanOptions, cost_model_for, search  # noqa: E402
+from planner.options import PlanOptions  # noqa: E402
+from planner.cost.result import cost_model_for
+from planner.search.registry import search
 from planner.machine.tree import Machine  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
 from planner.search.exact import SearchTooLargeError  # noqa: E402

@@ -17,7 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from planner.api import PlanOptions, cost_model_for, search  # noqa: E402
+from planner.options import PlanOptions  # noqa: E402
+from planner.cost.result import cost_model_for
+from planner.search.registry import search
 from planner.machine.tree import Machine, load_preset  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
 from sample_models.synthetic import gpt_decoder  # noqa: E402

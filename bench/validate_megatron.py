@@ -24,10 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from planner.api import PlanOptions  # noqa: E402
+from planner.options import PlanOptions  # noqa: E402
 from planner.search.configurations import evaluate_configuration  # noqa: E402
 from planner.machine.tree import load_machine  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
+from planner.onnx.rebinder import rebinder_for  # noqa: E402
 from sample_models.synthetic import gpt_decoder  # noqa: E402
 
 SEQ = 2048
@@ -79,13 +80,15 @@ def predict(row: Row, machine_path: Path, models: dict) -> dict:
     layers, hidden, heads = MODELS[row.model]
     if row.model not in models:
         proto = gpt_decoder(layers, hidden, heads, 4 * hidden, VOCAB, SEQ)
-        models[row.model] = import_model(proto, {"batch": 1, "seq": SEQ}, name=f"gpt_{row.model}")
+        models[row.model] = (import_model(proto, {"batch": 1, "seq": SEQ}, name=f"gpt_{row.model}"),
+                             rebinder_for(proto, name=f"gpt_{row.model}"))
     nodes = row.gpus // 8
     machine = load_machine(machine_path)
     machine = machine.with_level(0, arity=nodes)
     options = PlanOptions(algorithm="megatron", precision="bf16", recompute="full", zero=3 if row.scheme == "ZeRO-3" else 0)
-    result = evaluate_configuration(models[row.model], machine, row.tensor, row.pipeline, row.data, row.micro_batch,
-                                    row.batch, options)
+    graph, rebinder = models[row.model]
+    result = evaluate_configuration(graph, machine, row.tensor, row.pipeline, row.data, row.micro_batch,
+                                    row.batch, options, rebinder=rebinder)
     predicted = paper_flops(row.batch, layers, hidden) / (result.total_seconds * row.gpus) / 1e12
     return {
         "model": row.model, "scheme": row.scheme, "gpus": row.gpus,

@@ -27,7 +27,9 @@ from planner.api import PlanOptions, PlanResult, evaluate_plan, plan_model
 from planner.machine.tree import Machine
 from planner.model.graph import OperatorGraph
 from planner.model.rebatch import planning_dims
+from planner.model.rebind import Rebinder
 from planner.onnx.importer import ModelImportError, import_model, load_model_proto
+from planner.onnx.rebinder import rebinder_for
 
 Progress = Callable[[float, str], None] | None
 
@@ -175,6 +177,15 @@ class PlanCache:
             return import_model(src, dict(bindings), name=source.label)
         return self._memo(self._graphs, key, compute, "graph")
 
+    def rebinder(self, source: ModelSource) -> Rebinder:
+        """Re-binds the model's batch (micro-batches), from its file or the upload's bytes."""
+        with self._lock:
+            data = None if source.path else self._models.get(source.sha256)
+        src = source.path if data is None else data
+        if src is None:
+            raise ModelImportError(f"the bytes of {source.label} are no longer available: upload it again")
+        return rebinder_for(src, name=source.label)
+
     # -- plans --
     def has_result(self, request: PlanRequest) -> bool:
         with self._lock:
@@ -194,7 +205,8 @@ class PlanCache:
                 if request.source.path or data is not None:
                     return self.pool.plan(request.source, data, request.bindings, graph, request.machine,
                                           request.options, start)
-            return plan_model(graph, request.machine, request.options, progress, hints=start)
+            return plan_model(graph, request.machine, request.options, progress, hints=start,
+                              rebinder=self.rebinder(request.source))
         return self._memo(self._results, ("result",) + request.key, compute, "result")
 
     def _hints(self, request: PlanRequest, most: int = 3) -> list[dict]:
@@ -211,7 +223,8 @@ class PlanCache:
     def evaluate(self, request: PlanRequest, graph: OperatorGraph, plan_json: dict, plan_sha: str) -> PlanResult:
         """An uploaded plan file scored on ``request``'s model, machine and options."""
         return self._memo(self._results, ("evaluate", plan_sha) + request.key,
-                          lambda: evaluate_plan(graph, request.machine, plan_json, request.options))
+                          lambda: evaluate_plan(graph, request.machine, plan_json, request.options,
+                                                rebinder=self.rebinder(request.source)))
 
     def sweep(self, request: PlanRequest, counts: tuple[int, ...], compute: Callable):
         """The sweep of ``request`` over device ``counts``, made by ``compute()`` on a miss."""

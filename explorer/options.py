@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from planner.api import PlanOptions
 from planner.errors import PlannerError
-from planner.cost.model import OptionsError
+from planner.options import OptionsError
 from planner.machine.tree import Machine
-from planner.search.pipeline import stage_counts
+from planner.machine.split import stage_counts
 
 
 DEFAULT_OPTIONS = PlanOptions()

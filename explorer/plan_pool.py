@@ -9,8 +9,8 @@ A task carries the model (a sample's path, or an upload's weight-free bytes), it
 dimensions, the machine, the options and drec+'s hints (the plans of what-if variants the main
 cache has seen), so the worker plans exactly what the script thread would have planned. The
 worker keeps its last few graphs (re-planning one model on another machine does not re-import
-it). The result comes back pickled; the graph's re-binding function (a closure over the model)
-does not cross processes and is set again from the main process's graph.
+it). The result comes back pickled: a graph holds no function, so it crosses processes as it
+is (micro-batches are re-bound in the worker by a rebinder it builds from the model).
 
 Under AppTest the pool is not used (planning stays on the script thread, deterministic and
 simple to test): see ``explorer.run.plan_cache``.
@@ -18,12 +18,10 @@ simple to test): see ``explorer.run.plan_cache``.
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import os
 import pickle
 import threading
-import types
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -42,20 +40,6 @@ def _worker_cache():
     return _WORKER_CACHE
 
 
-def _no_function():
-    return None
-
-
-class _ResultPickler(pickle.Pickler):
-    """Pickles a plan result, leaving out closures (a graph's ``reimport``): they hold the
-    ModelProto and cannot be pickled; the main process sets them again."""
-
-    def reducer_override(self, obj):
-        if isinstance(obj, types.FunctionType) and "<locals>" in obj.__qualname__:
-            return _no_function, ()
-        return NotImplemented
-
-
 def _plan_in_worker(source, data, bindings: dict, machine, options, hints) -> bytes:
     from explorer.cache import PlanRequest
 
@@ -69,9 +53,7 @@ def _plan_in_worker(source, data, bindings: dict, machine, options, hints) -> by
         except Exception:  # noqa: BLE001
             raise PlanError(f"{type(exc).__name__}: {exc}") from None
         raise
-    buf = io.BytesIO()
-    _ResultPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(result)
-    return buf.getvalue()
+    return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def default_workers() -> int:
@@ -97,8 +79,8 @@ class PlanPool:
             return self._executor
 
     def plan(self, source, data: bytes | None, bindings: dict, graph, machine, options, hints):
-        """The plan the script thread would make, made in a worker; ``graph`` is the main
-        process's graph of the same model and bindings (its re-binding function is reused)."""
+        """The plan the script thread would make, made in a worker (which imports the model and
+        builds its rebinder itself); ``graph`` is the main process's graph of the same model."""
         try:
             payload = self._pool().submit(_plan_in_worker, source, data, dict(bindings), machine, options,
                                           list(hints)).result()
@@ -107,11 +89,7 @@ class PlanPool:
                 self._executor = None
             raise PlanError("the planning worker stopped (out of memory or killed); try again, or a smaller "
                             "model or machine") from None
-        result = pickle.loads(payload)
-        for g in {id(x): x for x in (result.graph, getattr(result.cost_model, "graph", None)) if x is not None}.values():
-            if g.reimport is None:
-                g.reimport = graph.reimport
-        return result
+        return pickle.loads(payload)
 
     def shutdown(self) -> None:
         with self._lock:

@@ -15,8 +15,7 @@ from explorer.safe_markdown import md_code, md_text
 from explorer.sources import bindings_for
 from explorer.url_state import unknown_bindings_message
 from planner.api import ALGORITHMS, PlanOptions
-from planner.cost.memory import OPTIMIZERS
-from planner.cost.model import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES
+from planner.options import OPTIMIZERS, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES
 from planner.onnx.importer import ModelImportError
 
 

@@ -21,7 +21,7 @@ from explorer.sources import DEFAULT_MACHINE, DEFAULT_SAMPLE, ModelSource, sampl
 from explorer.url_state import decode_url_state
 from explorer.views.machine import apply_editor_state, levels_frame, machine_from_levels, machine_with_device, same_levels
 from planner.api import PlanOptions
-from planner.cost.model import OptionsError
+from planner.options import OptionsError
 from planner.machine.tree import Machine, MachineError, load_preset
 from planner.onnx.importer import ModelImportError
 

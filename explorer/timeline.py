@@ -1,6 +1,6 @@
 """The 1F1B timeline of a pipelined plan: a small simulator of the schedule and its Gantt chart.
 
-Why simulate when :mod:`planner.search.pipeline` already prices the schedule: the price is a
+Why simulate when :mod:`planner.cost.schedule` already prices the schedule: the price is a
 formula, ``(m + P - 1) x`` the slowest stage, that charges every slot at the slowest stage's
 time. The explorer draws the schedule itself, so that one can see the warm-up, the steady
 one-forward-one-backward phase, the cool-down and where the faster stages wait. Each stage's
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
-from planner.api import PlanResult
+from planner.cost.result import PlanResult
 from planner.units import format_seconds
 
 #: The timeline draws the schedule of at most this many micro-batches (bars grow as stages x this).

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from explorer.options import AUTO, DEFAULT_OPTIONS, MODES, option_text
 from explorer.sources import DEFAULT_BINDINGS, DEFAULT_MACHINE, DEFAULT_SAMPLE, ModelSource, sample_paths
 from planner.api import ALGORITHMS, PlanOptions
-from planner.cost.memory import OPTIMIZERS
-from planner.cost.model import PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError, check_bucket_mb
+from planner.options import OPTIMIZERS, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES, OptionsError, check_bucket_mb
 from planner.limits import MAX_URL_VALUE_CHARS, check_binding_product, quote
 from planner.machine.tree import Machine, MachineError, preset_paths
-from planner.onnx.importer import binding_value
+from planner.bindings import URL_SEPARATOR, BindingTextError, binding_value, format_bindings, parse_binding
 
 
 def bounded_url_params(params: Mapping[str, object]) -> tuple[dict[str, str], list[str]]:
@@ -54,20 +53,21 @@ def unknown_bindings_message(link_bindings: Mapping[str, int], dims: Iterable[st
 
 
 def encode_bindings(bindings: dict[str, int]) -> str:
-    return ",".join(f"{k}:{v}" for k, v in bindings.items())
+    return ",".join(format_bindings(bindings, URL_SEPARATOR))
 
 
 def decode_bindings(text: str) -> dict[str, int]:
     """``"batch:32,seq:128"`` -> dict; raises ValueError with a fix-it message."""
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition(":")
-        if not sep or not name:
-            raise ValueError(f"bind={quote(text)}: write NAME:VALUE pairs separated by commas, e.g. batch:32,seq:128")
         try:
-            out[name] = binding_value(value)
-        except ValueError as exc:
-            raise ValueError(f"bind={quote(text)}: {quote(name, 40)[1:-1]} {exc}, e.g. batch:32") from None
+            name, value = parse_binding(part, URL_SEPARATOR)
+        except BindingTextError as exc:
+            if exc.name is None:
+                raise ValueError(f"bind={quote(text)}: write NAME:VALUE pairs separated by commas, "
+                                 "e.g. batch:32,seq:128") from None
+            raise ValueError(f"bind={quote(text)}: {quote(exc.name, 40)[1:-1]} {exc}, e.g. batch:32") from None
+        out[name] = value
     check_binding_product(out, "bind=")
     return out
 

@@ -23,7 +23,8 @@ from explorer.views.layers import layers_of
 from explorer.views.machine import levels_frame, machine_from_levels, machine_with_devices, same_levels
 from explorer.views.report import ReportMeta, report_html, report_json, report_markdown, verification_frames
 from explorer.views.strategy import plan_file_options, with_override
-from planner.api import PlanOptions, cost_model_for
+from planner.cost.result import cost_model_for
+from planner.options import PlanOptions
 from planner.onnx.importer import model_sha256
 from planner.search.exact_guard import count_strategies
 from planner.units import format_seconds, gbps

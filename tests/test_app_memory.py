@@ -64,7 +64,7 @@ def test_an_upload_keeps_no_weights_and_rebinds_the_batch(heavy):
     graph = cache.graph(source, bindings, small)
     assert deep_size(graph) < 1 * 2**20  # far less than the 2 MiB of weights (the graph keeps its ModelProto)
     assert sum(cache.bytes_held().values()) < 1 * 2**20
-    rebound = graph.reimport({"batch": 32})  # what a pipeline's micro-batches do
+    rebound = cache.rebinder(source).with_batch(graph, 32)  # what a pipeline's micro-batches do
     assert rebound.operators["fc0"].flops == 2 * 32 * WIDTH * WIDTH
     assert summary(rebound) == summary(import_model(heavy, {"batch": 32}))
 

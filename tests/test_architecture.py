@@ -18,15 +18,6 @@ MAX_FUNCTION_LINES = 60
 
 CONTRACTS = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
 
-#: Files over a limit today that another branch of issue 14 brings within it (strict: the mark
-#: must go when the file complies; an entry for a file that is gone fails below).
-PENDING_SIZES = {
-    "planner/cost/model.py": "the apilayers branch (_op_cost, 73 lines)",
-    "planner/search/configurations.py": "the apilayers branch (plan_configurations, 71 lines)",
-    "planner/search/exact.py": "the apilayers branch (solve, 95 lines)",
-    "planner/search/megatron.py": "the apilayers and costmodel branches (plan_megatron, 65 lines)",
-}
-
 
 @pytest.mark.parametrize("contract", [c["id"] for c in CONTRACTS])
 def test_import_contract(contract, monkeypatch):
@@ -91,18 +82,11 @@ def test_size_offences_count_files_and_functions(tmp_path):
 SOURCES = sorted(str(p.relative_to(REPO)) for root in ("planner", "explorer") for p in (REPO / root).rglob("*.py"))
 
 
-@pytest.mark.parametrize("source", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=PENDING_SIZES[s])) if s in PENDING_SIZES else s
-    for s in SOURCES])
+@pytest.mark.parametrize("source", SOURCES)
 def test_file_and_function_sizes(source):
     offences = size_offences(REPO / source)
     print("\n".join(offences))
     assert offences == []
-
-
-def test_every_pending_size_names_a_file_that_exists():
-    """An entry for a file that is gone (split into modules) must be removed with it."""
-    assert sorted(set(PENDING_SIZES) - set(SOURCES)) == []
 
 
 def test_the_contracts_cover_the_declared_rules():

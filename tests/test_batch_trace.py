@@ -19,7 +19,7 @@ import models  # tests/models.py
 from planner.cost.model import CostModel
 from planner.onnx.importer import import_model
 from planner.model.rebatch import is_data_dependent
-from planner.search.data_parallel import data_parallel_strategies
+from planner.cost.baseline import data_parallel_strategies
 
 
 def _flattened_model(s: int, b: int, e: int, n: int, batch_inner: bool = True, symbolic: bool = False):

@@ -16,11 +16,11 @@ from onnx import TensorProto, helper
 import models  # tests/models.py
 from explorer.sources import sample_source
 from explorer.url_state import decode_url_state, encode_url_state
-from planner.api import PlanOptions, cost_model_for
-from planner.cost.model import OptionsError
+from planner.cost.result import cost_model_for
+from planner.options import OptionsError, PlanOptions
 from planner.machine.tree import load_preset
 from planner.onnx.importer import import_model
-from planner.search.data_parallel import data_parallel_strategies
+from planner.cost.baseline import data_parallel_strategies
 
 CHANNELS = [3, 16, 32, 32, 64]
 

@@ -34,8 +34,9 @@ USER_ERRORS = [
     ("planner.search.megatron", "NotATransformerError", ValueError),
     ("planner.search.megatron", "HeadSplitError", ValueError),
     ("planner.search.exact", "SearchTooLargeError", ValueError),
-    ("planner.search.pipeline", "ConfigError", ValueError),
-    ("planner.cost.model", "OptionsError", ValueError),
+    ("planner.options", "ConfigError", ValueError),
+    ("planner.options", "OptionsError", ValueError),
+    ("planner.bindings", "BindingTextError", ValueError),
     ("planner.cost.model", "PlanError", ValueError),
     ("planner.verify.base", "VerificationError", RuntimeError),
 ]

@@ -137,3 +137,22 @@ def test_hand_made_with_data_parallelism_round_trips_through_evaluate(machine_fi
     code, _, err = run(["evaluate", GPT2, "--machine", machine_file, "--plan", out, "--json", again], capsys)
     assert code == 0, err
     assert json.loads(again.read_text())["iteration_seconds"] == pytest.approx(data["iteration_seconds"], rel=1e-9)
+
+
+def test_evaluate_plan_reproduces_a_hand_made_configuration_that_shares_a_level(machine_file, tmp_path, capsys):
+    """Tensor 2 and data 2 share the 4 GPUs of a node: the stage machine is 2 ``gpu (data)`` x 2
+    ``gpu (tensor)``. ``evaluate --plan`` of the file must price the same stage machine, so the
+    same cuts, and give the same iteration time to the last bit."""
+    out = tmp_path / "shared.json"
+    code, _, err = run(["evaluate", GPT2, "--machine", machine_file, "--bind", "seq=128", "--tp", "2", "--pp", "2",
+                        "--dp", "2", "--micro-batch-size", "1", "--global-batch", "8", "--json", out], capsys)
+    assert code == 0, err
+    written = json.loads(out.read_text())
+    assert [lv["name"] for lv in written["stage_machine"]["levels"]] == ["gpu (data)", "gpu (tensor)"]
+    again = tmp_path / "again.json"
+    code, stdout, err = run(["evaluate", GPT2, "--machine", machine_file, "--plan", out, "--json", again], capsys)
+    assert code == 0, err
+    read_back = json.loads(again.read_text())
+    assert read_back["stage_machine"] == written["stage_machine"]
+    assert read_back["iteration_seconds"] == written["iteration_seconds"]
+    assert "cuts for another machine" not in stdout

@@ -14,11 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import models  # tests/models.py
-from planner.api import PlanOptions, plan_model
+from planner.onnx.rebinder import rebinder_for
+from planner.options import PlanOptions
+from planner.api import plan_model
 from planner.search.configurations import plan_configurations
 from planner.machine.tree import Device, Level, Machine, load_machine
 from planner.onnx.importer import import_model
-from planner.search.pipeline import ConfigError
+from planner.options import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,14 +31,16 @@ def bert_256_nodes():
     defaults (batch 256, seq 128, drec+, training, everything else automatic)."""
     machine = load_machine(ROOT / "machines" / "dgx_a100_64nodes.yaml").with_level(0, arity=256)
     graph = import_model(ROOT / "sample_models" / "bert_base.onnx", {"batch": 256, "seq": 128})
-    return graph, machine, plan_model(graph, machine, PlanOptions())
+    rebinder = rebinder_for(ROOT / "sample_models" / "bert_base.onnx")
+    return graph, machine, plan_model(graph, machine, PlanOptions(), rebinder=rebinder)
 
 
 def test_bert_on_256_nodes_is_no_slower_than_8_fixed_stages(bert_256_nodes):
     # before: auto kept 2 stages at 6.80 ms (it stopped at 4 stages, slower than 2) while
     # --pipeline-stages 8 gives 4.97 ms
     graph, machine, auto = bert_256_nodes
-    fixed = plan_model(graph, machine, PlanOptions(pipeline_stages=8))
+    fixed = plan_model(graph, machine, PlanOptions(pipeline_stages=8),
+                       rebinder=rebinder_for(ROOT / "sample_models" / "bert_base.onnx"))
     assert fixed.memory.fits and auto.memory.fits
     assert auto.total_seconds <= fixed.total_seconds * (1 + 1e-12)
 
@@ -70,14 +74,15 @@ def _machine(nodes: int, gpus: int, bandwidth: float, memory: float) -> Machine:
 @given(layers=st.integers(2, 6), width=st.sampled_from([64, 256, 1024]), nodes=st.sampled_from([2, 4, 8]),
        bandwidth=st.sampled_from([1e8, 1e10]), memory=st.sampled_from([2e6, 8e6, 80e9]))
 def test_auto_is_never_slower_than_any_fixed_stage_count(layers, width, nodes, bandwidth, memory):
-    graph = models.graph_of(models.gemm_mlp([width] * (layers + 1), batch="batch", bias=False), batch=16)
+    proto = models.gemm_mlp([width] * (layers + 1), batch="batch", bias=False)
+    graph, rebinder = models.graph_of(proto, batch=16), rebinder_for(proto)
     machine = _machine(nodes, 2, bandwidth, memory)
-    auto = plan_configurations(graph, machine, PlanOptions())
+    auto = plan_configurations(graph, machine, PlanOptions(), rebinder=rebinder)
     for stages in (1, 2, 4, 8):
         if stages > nodes:
             continue
         try:
-            fixed = plan_configurations(graph, machine, PlanOptions(pipeline_stages=stages))
+            fixed = plan_configurations(graph, machine, PlanOptions(pipeline_stages=stages), rebinder=rebinder)
         except ConfigError:  # more stages than layers
             continue
         if fixed.memory.fits:

@@ -187,7 +187,7 @@ PARAM_BYTES = {"W0": 8_192, "b0": 256, "W1": 4_096, "b1": 64}
 
 @pytest.mark.parametrize("p", [2, 4, 8])
 def test_data_parallel_gradient_all_reduce(p):
-    from planner.search.data_parallel import data_parallel_strategies
+    from planner.cost.baseline import data_parallel_strategies
 
     g = models.graph_of(models.gemm_mlp([32, 64, 16], batch=64))
     machine = models.one_level(p)

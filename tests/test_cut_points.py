@@ -16,11 +16,13 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.api import PlanOptions, plan_model
+from planner.onnx.rebinder import rebinder_for
+from planner.options import PlanOptions
+from planner.api import plan_model
 from planner.cost.model import CostModel
 from planner.machine.tree import Device, Level, Machine
-from planner.search.pipeline import (assign_stages, cut_points, data_dependent_ops, price_schedule,
-                                     split_machine)
+from planner.cost.schedule import assign_stages, cut_points, data_dependent_ops, price_schedule
+from planner.machine.split import split_machine
 
 F, BW, LAT = 1e14, 1e10, 1e-5
 
@@ -105,7 +107,8 @@ def test_the_default_plan_of_a_legacy_gpt_has_no_empty_stage():
     # ValueError: max() arg is an empty sequence (memory of an empty stage under full recomputation)
     graph = models.graph_of(legacy_gpt(3), batch=8)
     for recompute in ("full", "none"):
-        result = plan_model(graph, nodes(8), PlanOptions(pipeline_stages=8, recompute=recompute))
+        result = plan_model(graph, nodes(8), PlanOptions(pipeline_stages=8, recompute=recompute),
+                            rebinder=rebinder_for(legacy_gpt(3)))
         sched = result.schedule
         held = [sorted(n for n, s in sched.stage_of_op.items() if s == k) for k in range(8)]
         assert all(any(n in data_dependent_ops(graph) for n in ops) for ops in held), held
@@ -117,7 +120,8 @@ def test_a_dead_end_branch_on_3_x_2_devices_plans():
     machine = Machine("m", Device("dev", F, 80e9), (Level("node", 3, BW, LAT), Level("gpu", 2, 2e11, 2e-6)))
     for stages in (None, 3):
         for recompute in (None, "full", "none"):
-            result = plan_model(graph, machine, PlanOptions(pipeline_stages=stages, recompute=recompute))
+            result = plan_model(graph, machine, PlanOptions(pipeline_stages=stages, recompute=recompute),
+                                rebinder=rebinder_for(legacy_gpt(2, data_dead_end=0, weight_dead_end=True)))
             assert math.isfinite(result.total_seconds)
             assert set(result.schedule.stage_of_op.values()) == set(range(result.schedule.stages))
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from planner.api import PlanOptions, plan_model
+from planner.options import PlanOptions
+from planner.api import plan_model
 from planner.machine.tree import load_preset
 from planner.onnx.importer import import_model
 

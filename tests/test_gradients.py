@@ -12,11 +12,15 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from planner.cost.model import CostModel, OptionsError
+from planner.onnx.rebinder import rebinder_for
+from planner.cost.model import CostModel
+from planner.options import OptionsError
 from planner.model.graph import TensorRole
 from planner.onnx.importer import import_model
-from planner.search.data_parallel import data_parallel_strategies
-from planner.search.pipeline import micro_batch_graph, price_schedule, split_machine
+from planner.cost.baseline import data_parallel_strategies
+from planner.model.rebind import micro_batch_graph
+from planner.cost.schedule import price_schedule
+from planner.machine.split import split_machine
 from sample_models.synthetic import gpt_decoder
 
 L, H, HEADS, FFN, V, POS = 2, 64, 4, 256, 1000, 32
@@ -32,6 +36,11 @@ def gpt_parameters(layers=L, h=H, f=FFN, vocab=V, pos=POS) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def gpt():
     return import_model(gpt_decoder(L, H, HEADS, FFN, V, POS), {"batch": 16, "seq": POS})
+
+
+@pytest.fixture(scope="module")
+def gpt_rebinder():
+    return rebinder_for(gpt_decoder(L, H, HEADS, FFN, V, POS))
 
 
 def level_vector(cm, plan):
@@ -55,10 +64,10 @@ def test_tied_embedding_is_all_reduced_once_under_data_parallelism(gpt):
     assert sync[1] == pytest.approx(nbytes)
 
 
-def test_tied_embedding_on_two_stages_pays_a_copy_each_and_the_embedding_group(gpt):
+def test_tied_embedding_on_two_stages_pays_a_copy_each_and_the_embedding_group(gpt, gpt_rebinder):
     machine = models.two_level(node_arity=2, gpu_arity=4)
     split = split_machine(machine, 2)
-    cm = CostModel(micro_batch_graph(gpt, 2), split.stage_machine, micro_batches=2, bucket_mb=0)
+    cm = CostModel(micro_batch_graph(gpt, 2, gpt_rebinder), split.stage_machine, micro_batches=2, bucket_mb=0)
     plan = data_parallel_strategies(cm)
     sched = price_schedule(cm, plan, split, 2)
     stage = sched.stage_of_op

@@ -14,7 +14,9 @@ import onnx
 import pytest
 
 import models  # tests/models.py
-from planner.api import PlanOptions, plan_model
+from planner.onnx.rebinder import rebinder_for
+from planner.options import PlanOptions
+from planner.api import plan_model
 from planner.search.configurations import evaluate_configuration
 from planner.cost.model import CostModel
 from planner.search.megatron import HeadSplitError, attention_heads, plan_megatron
@@ -71,7 +73,7 @@ def test_nothing_to_pad_returns_the_graph(graph):
 
 
 def test_hand_made_configuration_is_padded_too(graph):
-    r = evaluate_configuration(graph, models.two_level(2, 4), 4, 1, 2, 4, 8)
+    r = evaluate_configuration(graph, models.two_level(2, 4), 4, 1, 2, 4, 8, rebinder=rebinder_for(decoder()))
     assert r.cost_model.graph.parameter_count - graph.parameter_count == 24 * HIDDEN
     assert any("padded from 1,000 to 1,024" in note for note in r.notes)
 

@@ -15,7 +15,7 @@ import pytest
 import models  # tests/models.py: pytest puts tests/ on sys.path
 from planner.cost.model import CostModel
 from planner.cost.memory import memory_per_device, optimizer_bytes_per_parameter
-from planner.search.data_parallel import data_parallel_strategies
+from planner.cost.baseline import data_parallel_strategies
 
 PARAMS = 3_152
 

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from planner.cli.main import main
-from planner.api import PlanOptions, cost_model_for
+from planner.options import PlanOptions
+from planner.cost.result import cost_model_for
 from explorer.upload import weight_free
 from explorer.cache import PlanCache, PlanRequest
 from explorer.sources import ModelSource

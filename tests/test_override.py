@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 
 import models  # tests/models.py
-from planner.api import PlanOptions, plan_model
+from planner.onnx.rebinder import rebinder_for
+from planner.options import PlanOptions
+from planner.api import plan_model
 from planner.cost.model import PlanError
 from planner.machine.tree import Device, Level, Machine
 from planner.plans.override import price_override
@@ -26,9 +28,10 @@ def machine(gpus: int, gpu_bandwidth: float = GPU_BW, gpu_latency: float = GPU_L
 
 
 def data_parallel_pipeline(layers: int, width: int, batch: int, gpus: int, **kw):
-    graph = models.graph_of(models.gemm_mlp([width] * (layers + 1), batch="batch", bias=False), batch=batch)
-    return plan_model(graph, machine(gpus, **kw), PlanOptions(pipeline_stages=2, micro_batches=2,
-                                                              algorithm="data_parallel"))
+    proto = models.gemm_mlp([width] * (layers + 1), batch="batch", bias=False)
+    return plan_model(models.graph_of(proto, batch=batch), machine(gpus, **kw),
+                      PlanOptions(pipeline_stages=2, micro_batches=2, algorithm="data_parallel"),
+                      rebinder=rebinder_for(proto))
 
 
 def test_stages_fixed_by_hand():

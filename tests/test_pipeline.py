@@ -19,13 +19,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import models  # tests/models.py
-from planner.api import PlanOptions, result_for, search
+from planner.onnx.rebinder import rebinder_for
+from planner.options import PlanOptions
+from planner.cost.result import result_for
+from planner.search.registry import search
 from planner.search.configurations import memory_ladder, plan_configurations
 from planner.cost.model import CostModel
 from planner.machine.tree import Device, Level, Machine
 from planner.cost.memory import memory_per_device
-from planner.search.data_parallel import data_parallel_strategies
-from planner.search.pipeline import ConfigError, balance_stages, cut_points, price_schedule, split_machine
+from planner.cost.baseline import data_parallel_strategies
+from planner.options import ConfigError
+from planner.cost.schedule import balance_stages, cut_points, price_schedule
+from planner.machine.split import split_machine
 
 F = 1e14
 BW, LAT = 1e10, 1e-5
@@ -38,6 +43,10 @@ def nodes_machine(nodes: int, gpus: int = 1, memory: float = 80e9, memory_bandwi
 
 def chain(layers: int = 4, batch: int = 8, width: int = 64):
     return models.graph_of(models.gemm_mlp([width] * (layers + 1), batch="batch", bias=False), batch=batch)
+
+
+def chain_rebinder(layers: int = 4, width: int = 64):
+    return rebinder_for(models.gemm_mlp([width] * (layers + 1), batch="batch", bias=False))
 
 
 def stage_cost_model(graph, machine, stages, micro_batches=1, **kw):
@@ -344,7 +353,7 @@ def test_search_keeps_one_stage_when_everything_fits():
     # 16 samples on 8 devices, tiny weights: data parallelism costs microseconds, while two stages
     # pay 8 micro-batches of sends (10 us latency each) and the bubble
     graph = chain(layers=8, batch=16)
-    result = plan_configurations(graph, nodes_machine(4, 2), PlanOptions(algorithm="drec"))
+    result = plan_configurations(graph, nodes_machine(4, 2), PlanOptions(algorithm="drec"), rebinder=chain_rebinder(8))
     assert result.memory.fits and result.schedule.stages == 1
     assert (result.schedule.recompute, result.schedule.zero) == ("none", 0)  # the first rung fits
 
@@ -354,7 +363,7 @@ def test_search_adds_stages_until_the_model_fits():
     # 12 MiB per device holds at most 2 layers: 4 stages or more (ZeRO-3 without stages also fits)
     graph = models.graph_of(models.gemm_mlp([512] * 9, batch="batch", bias=False), batch=64)
     machine = nodes_machine(8, 1, memory=12 * 2**20)
-    result = plan_configurations(graph, machine, PlanOptions(algorithm="drec"))
+    result = plan_configurations(graph, machine, PlanOptions(algorithm="drec"), rebinder=chain_rebinder(8, 512))
     assert result.memory.fits
     assert result.schedule.stages >= 4 or result.schedule.zero == 3
     assert any(not r["fits"] for r in result.tried)  # fewer stages were tried and did not fit
@@ -367,8 +376,9 @@ def test_search_is_as_fast_as_every_stage_count_tried_one_by_one(memory):
     # when they cannot win)
     graph = models.graph_of(models.gemm_mlp([512] * 9, batch="batch", bias=False), batch=64)
     machine = nodes_machine(8, 1, memory=memory)
-    searched = plan_configurations(graph, machine, PlanOptions(algorithm="drec"))
-    fixed = [plan_configurations(graph, machine, PlanOptions(algorithm="drec", pipeline_stages=p))
+    searched = plan_configurations(graph, machine, PlanOptions(algorithm="drec"), rebinder=chain_rebinder(8, 512))
+    fixed = [plan_configurations(graph, machine, PlanOptions(algorithm="drec", pipeline_stages=p),
+                                 rebinder=chain_rebinder(8, 512))
              for p in (1, 2, 4, 8)]
     best = min(r.total_seconds for r in fixed if r.memory.fits)
     assert searched.total_seconds == pytest.approx(best, rel=1e-9)
@@ -395,7 +405,7 @@ def test_bert_is_cut_between_layers_despite_its_attention_mask():
 def test_fixed_options_are_kept():
     graph = chain(layers=8, batch=16)
     options = PlanOptions(algorithm="drec+", pipeline_stages=2, micro_batches=4, recompute="selective", zero=1)
-    result = plan_configurations(graph, nodes_machine(4, 2), options)
+    result = plan_configurations(graph, nodes_machine(4, 2), options, rebinder=chain_rebinder(8))
     s = result.schedule
     assert (s.stages, s.micro_batches, s.recompute, s.zero) == (2, 4, "selective", 1)
     assert result.graph.bindings["batch"] == 4
@@ -438,6 +448,6 @@ def test_interleaving_without_room_for_stages_says_so():
 def test_a_plan_given_as_a_hint_is_never_beaten_by_a_slower_one():
     graph = chain(layers=8, batch=16)
     machine = nodes_machine(4, 2)
-    first = plan_configurations(graph, machine, PlanOptions())
-    again = plan_configurations(graph, machine, PlanOptions(), hints=[first.plan.strategies])
+    first = plan_configurations(graph, machine, PlanOptions(), rebinder=chain_rebinder(8))
+    again = plan_configurations(graph, machine, PlanOptions(), hints=[first.plan.strategies], rebinder=chain_rebinder(8))
     assert again.total_seconds <= first.total_seconds * (1 + 1e-12)

@@ -32,8 +32,7 @@ def test_the_pool_plans_what_the_script_thread_plans(pool):
         assert b.plan.strategies == a.plan.strategies
         assert b.total_seconds == pytest.approx(a.total_seconds, rel=1e-12)
         assert (b.schedule.stages, b.schedule.micro_batches) == (a.schedule.stages, a.schedule.micro_batches)
-        assert b.graph.reimport is not None
-        assert b.graph.with_batch(32).operators  # re-binding works on the returned graph
+        assert remote.rebinder(src).with_batch(b.graph, 32).operators  # the returned graph re-binds
     assert remote.has_result(PlanRequest(src, bindings, machine, PlanOptions(algorithm="drec")))  # cached in the main process
 
 

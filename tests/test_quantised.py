@@ -16,7 +16,7 @@ from planner.cli.main import main
 from planner.cost.model import CostModel
 from planner.cost.memory import memory_per_device
 from planner.onnx.importer import import_model
-from planner.search.data_parallel import data_parallel_strategies
+from planner.cost.baseline import data_parallel_strategies
 
 
 def _weight(name: str, elem_type: int, dims: list[int]) -> onnx.TensorProto:

@@ -31,6 +31,7 @@ from real_exports import (  # noqa: E402
 
 from planner.cli.common import load_graph, load_machine, plan_options  # noqa: E402
 from planner.cli.main import build_parser  # noqa: E402
+from planner.onnx.rebinder import rebinder_for  # noqa: E402
 from planner.api import plan_model  # noqa: E402
 from planner.model.graph import TensorRole  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
@@ -82,7 +83,8 @@ def _plan(corpus: Corpus, family: str, exporter: str, preset: str, batch: int, s
         for name, value in export.bindings(batch, seq).items():
             argv += ["--bind", f"{name}={value}"]
         args = build_parser().parse_args(argv)
-        _PLANS[key] = plan_model(load_graph(args), load_machine(args.machine), plan_options(args))
+        _PLANS[key] = plan_model(load_graph(args), load_machine(args.machine), plan_options(args),
+                                 rebinder=rebinder_for(export.path))
     return _PLANS[key]
 
 

@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
+from planner.onnx.rebinder import rebinder_for
 from planner.onnx.importer import ModelImportError, import_model
 
 E, N = 8, 16
@@ -69,7 +70,7 @@ def test_rebatched_static_export_equals_the_symbolic_one(exported, s, batch):
 
 def test_rebatched_static_export_splits_into_micro_batches():
     g = import_model(block(4, 3), {"batch": 32})
-    micro = g.with_batch(8)
+    micro = rebinder_for(block(4, 3)).with_batch(g, 8)
     assert micro.tensors["y"].shape == (8, 3, N)
     assert micro.flops_forward * 4 == g.flops_forward
 

@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import models  # tests/models.py: pytest puts tests/ on sys.path
-from planner.api import search
+from planner.search.registry import search
 from planner.cost.model import CostModel
 from planner.model.graph import OpKind
-from planner.search.data_parallel import data_parallel_strategies, plan_data_parallel
+from planner.cost.baseline import data_parallel_strategies
+from planner.search.data_parallel import plan_data_parallel
 from planner.search.drec import plan_drec
 from planner.search.exact import SearchTooLargeError, all_strategies, plan_exact
 from planner.search.megatron import NotATransformerError, plan_megatron

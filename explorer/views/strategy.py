@@ -14,10 +14,11 @@ from explorer.options import error_text
 from explorer.safe_markdown import md_text
 from explorer.views.layers import dims_text, layers_of
 from explorer.views.splits import PALETTE, cut_labels, level_splits, strategy_label, strategy_shape
-from planner.api import PlanOptions, PlanResult, result_for
+from planner.api import PlanOptions, PlanResult
+from planner.cost.result import result_for
 from planner.cost.model import Plan, PlanError
 from planner.plans.override import price_override
-from planner.plans.plan_json import check_plan_bounds, check_plan_fields
+from planner.plans.plan_json import check_plan_bounds, check_plan_fields, merge_recorded_options
 from planner.units import format_bytes, format_delta_seconds, format_seconds, format_speedup, microseconds
 
 
@@ -125,24 +126,11 @@ def read_plan_json(data: bytes) -> dict:
     return check_plan_fields(plan, "the plan file")
 
 
-CONFIGURATION_OPTIONS = ("pipeline_stages", "micro_batches", "interleave", "recompute", "zero", "overlap_gradient_sync",
-                         "bucket_mb")
-
-
 def plan_file_options(current: PlanOptions, data: dict) -> PlanOptions:
-    """The options to score an uploaded plan with: its own configuration (stages, micro-batches,
-    recomputation, ZeRO), as the plan JSON records it, else the current plan's. A plan made for
-    one stage stays one stage whatever the current plan uses."""
-    recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
-    if not recorded:
-        return current
-    changes = {k: recorded.get(k) for k in CONFIGURATION_OPTIONS if k in recorded}
-    changes.setdefault("pipeline_stages", 1)
-    changes.setdefault("micro_batches", 1)
-    changes["interleave"] = changes.get("interleave") or 1
-    changes["overlap_gradient_sync"] = bool(changes.get("overlap_gradient_sync", False))
+    """The options to score an uploaded plan with: the current ones, then the plan file's recorded
+    options (:func:`planner.plans.plan_json.merge_recorded_options`, the CLI's merge too)."""
     try:
-        return replace(current, **changes)
+        return merge_recorded_options(data, current)[0]
     except ValueError as exc:
         raise ValueError(f"the plan file's options are not valid: {exc}") from None
 

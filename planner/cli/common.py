@@ -9,7 +9,8 @@ from pathlib import Path
 
 from planner.errors import PlannerError
 from planner.limits import check_binding_product, require_regular_file
-from planner.onnx.importer import binding_value, import_model
+from planner.bindings import CLI_SEPARATOR, BindingTextError, parse_binding
+from planner.onnx.importer import import_model
 
 
 class UsageError(PlannerError):
@@ -22,16 +23,15 @@ def parse_bindings(items: list[str] | None) -> dict[str, int]:
     """``["batch=32", "seq=2048"]`` -> ``{"batch": 32, "seq": 2048}``."""
     out: dict[str, int] = {}
     for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"--bind {item!r}: expected NAME=VALUE, e.g. --bind batch=32")
         try:
-            number = binding_value(value)
-        except ValueError as exc:
-            raise UsageError(f"--bind {item!r}: the value {exc}, e.g. --bind {name}=32") from None
-        if name.strip() in out:
-            raise UsageError(f"--bind {name.strip()} is given twice; give each dimension once")
-        out[name.strip()] = number
+            name, number = parse_binding(item, CLI_SEPARATOR)
+        except BindingTextError as exc:
+            if exc.name is None:
+                raise UsageError(f"--bind {item!r}: expected NAME=VALUE, e.g. --bind batch=32") from None
+            raise UsageError(f"--bind {item!r}: the value {exc}, e.g. --bind {item.partition('=')[0]}=32") from None
+        if name in out:
+            raise UsageError(f"--bind {name} is given twice; give each dimension once")
+        out[name] = number
     check_binding_product(out, "--bind")
     return out
 
@@ -83,8 +83,7 @@ def add_model_args(sp: argparse.ArgumentParser) -> None:
 def add_planning_args(sp: argparse.ArgumentParser, defaults: bool = True) -> None:
     """The model and the machine, and the options of a plan. ``evaluate`` passes ``defaults=False``
     and leaves them unset, so that the plan file's own settings apply."""
-    from planner.cost.memory import DEFAULT_OPTIMIZER, OPTIMIZERS
-    from planner.cost.model import MODES, PRECISION_BYTES
+    from planner.options import DEFAULT_OPTIMIZER, MODES, OPTIMIZERS, PRECISION_BYTES
 
     add_model_args(sp)
     from_file = "" if defaults else ", or the plan file's"
@@ -99,7 +98,7 @@ def add_planning_args(sp: argparse.ArgumentParser, defaults: bool = True) -> Non
 
 def add_memory_args(sp) -> None:
     """Interleaving, recomputation, ZeRO and the gradient-sync overlap (a parser or a group)."""
-    from planner.cost.model import RECOMPUTE, ZERO_STAGES
+    from planner.options import RECOMPUTE, ZERO_STAGES
 
     sp.add_argument("--interleave", type=positive_int, metavar="V",
                     help="model chunks per device (interleaved 1F1B schedule; needs stages; default 1)")
@@ -159,7 +158,7 @@ def load_machine(path: str):
 
 def plan_options(args, algorithm: str | None = None):
     """The ``PlanOptions`` the arguments give (those a command does not have take their defaults)."""
-    from planner.api import PlanOptions
+    from planner.options import PlanOptions
 
     return PlanOptions(mode=args.mode, precision=args.precision, optimizer=args.optimizer,
                        algorithm=algorithm or getattr(args, "algorithm", "drec+"),

@@ -10,7 +10,9 @@ from planner.cli.common import (UsageError, add_memory_args, add_planning_args, 
                                 model_bindings, parse_bindings, plan_options, positive_int, write_json)
 from planner.cli.output import print_result
 from planner.onnx.importer import import_model, model_sha256
-from planner.plans.plan_json import plan_bindings, read_plan_file
+from planner.onnx.rebinder import rebinder_for
+from planner.options import PlanOptions
+from planner.plans.plan_json import OVERRIDABLE, merge_recorded_options, plan_bindings, read_plan_file
 
 HAND_MADE = ("tp", "pp", "dp", "micro_batch_size", "global_batch")
 
@@ -50,32 +52,17 @@ def run(args) -> int:
     return run_plan_file(args)
 
 
-def _apply_recorded_options(args, data: dict) -> list[str]:
-    """Fill the options the command line leaves unset from the plan file's recorded ones (else the
-    defaults); returns a note for each option the command line overrides."""
-    recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
-    notes = []
-    for key in ("mode", "precision", "optimizer", "recompute", "zero", "interleave", "bucket_mb"):
-        given = getattr(args, key)
-        if given is None:
-            setattr(args, key, recorded.get(key) if key in recorded else DEFAULTS[key])
-        elif key in recorded and recorded[key] != given:
-            notes.append(f"--{key.replace('_', '-')} {given} overrides the plan file's {recorded[key]}")
-    for key in ("pipeline_stages", "micro_batches", "overlap_gradient_sync"):  # a pipelined plan stays pipelined
-        setattr(args, key, recorded.get(key) or getattr(args, key, None))
-    return notes
-
-
 def run_plan_file(args) -> int:
     from planner.api import evaluate_plan
     from planner.plans.report import plan_to_json
 
     data = read_plan_file(args.plan)
-    notes = _apply_recorded_options(args, data)
+    given = {key: getattr(args, key) for key in OVERRIDABLE}  # the plan's own settings, unless overridden
+    options, notes = merge_recorded_options(data, PlanOptions(), given)
     if isinstance(data.get("bindings"), dict):
         args.plan_bindings = plan_bindings(data, f"plan file {args.plan}")
     graph = load_graph(args)
-    result = evaluate_plan(graph, load_machine(args.machine), data, plan_options(args))
+    result = evaluate_plan(graph, load_machine(args.machine), data, options, rebinder=rebinder_for(args.model))
     result.notes.extend(notes)
     print_result(result, Path(args.model).name, f"plan file {Path(args.plan).name}, priced as written (no search)")
     write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
@@ -100,7 +87,8 @@ def run_hand_made(args) -> int:
         # the batch dimension is bound by the configuration; only the others need --bind
         graph = import_model(args.model, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
     result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
-                                    args.micro_batch_size, args.global_batch, plan_options(args, algorithm="megatron"))
+                                    args.micro_batch_size, args.global_batch, plan_options(args, algorithm="megatron"),
+                                    rebinder=rebinder_for(args.model))
     print_result(result, Path(args.model).name, "priced as given (no search)")
     # the file records the whole batch, so that evaluate --plan prices the same iteration
     bindings = {**parse_bindings(args.bind), **result.graph.bindings, graph.batch_symbol or symbol: args.global_batch}

@@ -9,6 +9,7 @@ from planner.cli.common import (BUCKET_HELP, UsageError, add_batch_arg, megabyte
                                 write_json)
 from planner.limits import check_binding_product, require_regular_file
 from planner.onnx.importer import import_model, model_sha256
+from planner.onnx.rebinder import rebinder_for
 from planner.plans.plan_json import plan_bindings, read_plan_file
 
 
@@ -53,7 +54,7 @@ def run(args) -> int:
     bindings = model_bindings(str(model), args, bindings)  # --batch replaces the plan's batch
     check_binding_product(bindings, "the plan file's bindings with --bind")
     graph = import_model(str(model), bindings)
-    data = export_plan(plan, graph, args.format, args.mesh, args.bucket_mb)
+    data = export_plan(plan, graph, args.format, args.mesh, args.bucket_mb, rebinder_for(str(model)))
     if plan.get("model_sha256") and plan["model_sha256"] != model_sha256(str(model)):
         data["notes"].insert(0, f"{model} is not the file the plan was made for (its SHA-256 differs)")
         print(f"warning: {model} is not the file the plan was made for (its SHA-256 differs)", file=sys.stderr)

@@ -7,11 +7,12 @@ from pathlib import Path
 from planner.cli.common import (add_memory_args, add_planning_args, load_graph, load_machine, model_bindings,
                                 plan_options, positive_int, write_json)
 from planner.cli.output import print_result
+from planner.onnx.rebinder import rebinder_for
 from planner.units import format_seconds
 
 
 def add_parser(sub) -> None:
-    from planner.api import ALGORITHMS, DEFAULT_ALGORITHM
+    from planner.options import ALGORITHMS, DEFAULT_ALGORITHM
 
     sp = sub.add_parser("plan", help="search a parallel plan and print its cost")
     add_planning_args(sp)
@@ -32,7 +33,7 @@ def run(args) -> int:
     from planner.plans.report import plan_to_json
 
     graph = load_graph(args)
-    result = plan_model(graph, load_machine(args.machine), plan_options(args))
+    result = plan_model(graph, load_machine(args.machine), plan_options(args), rebinder=rebinder_for(args.model))
     print_result(result, Path(args.model).name, f"search {format_seconds(result.plan.search_seconds)}")
     write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
                                        model_bindings(args.model, args)))

@@ -10,15 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from planner.cost.model import CostModel, OptionsError, Strategy
+from planner.cost.model import CostModel, Strategy
 from planner.model.graph import TensorRole
-
-OPTIMIZERS = {
-    # optimizer -> (bytes of state per parameter, why)
-    "adam": (8, "Adam's two moments in fp32 (plus an fp32 master copy when training in 16 bits)"),
-    "sgd": (4, "SGD momentum in fp32 (plus an fp32 master copy when training in 16 bits)"),
-}
-DEFAULT_OPTIMIZER = "adam"
+from planner.options import DEFAULT_OPTIMIZER, OPTIMIZERS, OptionsError
 
 
 @dataclass

@@ -5,7 +5,7 @@ coefficients over the basis ``(1/F, g_1..g_D, L_1..L_D)``: FLOPs of local work, 
 device sends at each level, and supersteps at each level. The coefficients depend only on the
 model and the strategy; a machine (or a what-if change of its bandwidths) is a dot product away.
 
-One generic rule prices every operator (DESIGN.md): splitting dimension ``d`` over ``f``
+One generic rule prices every operator (README, "The cost model in one page"): splitting dimension ``d`` over ``f``
 devices makes every tensor lacking ``d`` a partial sum (outputs: all-reduced in the forward
 pass) or a replica (inputs that need a gradient: the gradient is all-reduced in the backward
 pass). Compute is ``flops / prod(splits)``; in training it is 3x forward (forward, and the two
@@ -32,63 +32,15 @@ from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, Ten
 from planner.machine.tree import Machine
 from planner.cost.redistribution import charged_edges
 from planner.errors import PlannerError
+from planner.options import (DEFAULT_BUCKET_MB, PRECISION_BYTES, check_bucket_mb, check_memory_options,
+                             check_mode_and_precision)
 
 if TYPE_CHECKING:
     import sympy
 
 Strategy = tuple  # tuple[str | None, ...], one entry per machine cut
-MODES = ("train", "infer")
-PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GATHERS = ("Gather", "GatherElements", "GatherND")  # read only the rows they output
 SLICES = ("Slice",)  # read and write only the part they output (dynamo's unbind: Slice + Squeeze)
-RECOMPUTE = {
-    "none": "keep every activation the backward pass needs",
-    "selective": "do not keep the outputs of weight-free operators (attention scores, softmax, "
-                 "element-wise): recompute them in the backward pass",
-    "full": "keep only each pipeline stage's layer inputs; recompute the whole forward pass",
-}
-ZERO_STAGES = {
-    0: "every data-parallel replica keeps its own optimizer state",
-    1: "optimizer state sharded over the data-parallel group (same traffic as an all-reduce)",
-    3: "parameters, gradients and optimizer state sharded; parameters all-gathered before each pass",
-}
-
-
-class OptionsError(PlannerError, ValueError):
-    """An option (mode, precision, optimizer, algorithm) outside its allowed values."""
-
-
-def check_mode_and_precision(mode: str, precision: str | None) -> None:
-    if mode not in MODES:
-        raise OptionsError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if precision is not None and precision not in PRECISION_BYTES:
-        raise OptionsError(f"precision must be one of {', '.join(PRECISION_BYTES)} (or unset for the model's own "
-                         f"element types), not {precision!r}")
-
-
-def check_counts(counts: dict[str, object], error: type[OptionsError] = OptionsError) -> None:
-    """Each value must be a whole number >= 1 (not a bool); the message names it by its key."""
-    for label, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise error(f"{label} must be a whole number >= 1, not {value!r}")
-
-
-def check_memory_options(recompute: str, zero: int, micro_batches: int) -> None:
-    if recompute not in RECOMPUTE:
-        raise OptionsError(f"recompute must be one of {', '.join(RECOMPUTE)}, not {recompute!r}")
-    if isinstance(zero, bool) or zero not in ZERO_STAGES:
-        raise OptionsError(f"zero must be one of {', '.join(map(str, ZERO_STAGES))} (the ZeRO stage), not {zero!r}")
-    check_counts({"micro_batches": micro_batches})
-
-
-DEFAULT_BUCKET_MB = 25.0  # PyTorch DDP's and Megatron-LM's gradient bucket
-
-
-def check_bucket_mb(bucket_mb) -> float:
-    if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not 0 <= bucket_mb < math.inf:
-        raise OptionsError(f"bucket_mb must be a number of megabytes >= 0 (0: one all-reduce per gradient tensor), "
-                           f"not {bucket_mb!r}")
-    return float(bucket_mb)
 
 
 class PlanError(PlannerError, ValueError):
@@ -438,27 +390,19 @@ class CostModel:
         return hit
 
     def _op_cost(self, info: _OpInfo, strategy: Strategy, size_of, flops, zero=None) -> OpCost:
-        """Compute, collective and halo terms of one operator under one (prefix) strategy.
+        """Compute, collective and halo terms of one operator under one (prefix) strategy, each
+        priced by its own method and composed here.
 
         Written against ``size_of`` so that the same code yields numbers or sympy formulas.
-        Compute is the roofline: the larger of the FLOPs and the memory traffic (in
-        FLOP-equivalents, when the device has a memory bandwidth), once per pass.
         """
-        d_levels = self.num_levels
         vector = (lambda: self.basis.zero()) if zero is None else zero
         compute, comm, grad_sync = vector(), vector(), vector()
         split = {}
         for t, dim in enumerate(strategy):
             if dim is not None:
                 split[dim] = split.get(dim, 1) * self.cut_factor[t]
-        total_split = math.prod(split.values()) if split else 1
         recomputed = self._recomputes(info)  # never in inference: recompute is "none" there
         passes = 1 if self.mode != "train" else (4 if recomputed else 3)
-
-        def add(vec, traffic):
-            for level, (nbytes, steps) in traffic.items():
-                vec[1 + level] += nbytes
-                vec[1 + d_levels + level] += steps
 
         def local_bytes(use: _Use):
             size = use.itemsize * use.numel_over_dims
@@ -466,7 +410,21 @@ class CostModel:
                 size *= size_of(d)
             return size / math.prod(split.get(d, 1) for d in use.dims)
 
-        work = flops / total_split
+        compute[0] = passes * self._work(info, split, flops, local_bytes)
+        self._collectives(info, strategy, recomputed, local_bytes, comm, grad_sync)
+        self._halos(info, strategy, split, recomputed, local_bytes, comm)
+        return OpCost(compute, comm, grad_sync)
+
+    def _add_traffic(self, vec, traffic: dict) -> None:
+        """Add ``{level: (bytes, supersteps)}`` to a cost vector's ``g_l`` and ``L_l`` entries."""
+        for level, (nbytes, steps) in traffic.items():
+            vec[1 + level] += nbytes
+            vec[1 + self.num_levels + level] += steps
+
+    def _work(self, info: _OpInfo, split: dict[str, int], flops, local_bytes):
+        """One pass's local work: the roofline, the larger of the FLOPs and the memory traffic (in
+        FLOP-equivalents, when the device has a memory bandwidth)."""
+        work = flops / (math.prod(split.values()) if split else 1)
         if self.flops_per_memory_byte:
             # a gather reads only the rows it outputs, not its whole table (input 0)
             moved = info.uses[1:] if info.op.op_type in GATHERS else info.uses
@@ -475,8 +433,12 @@ class CostModel:
                 traffic = 2 * sum(local_bytes(u) for u in info.uses if u.is_output)
             traffic *= self.flops_per_memory_byte
             work = _larger(work, traffic)
-        compute[0] = passes * work
+        return work
 
+    def _collectives(self, info: _OpInfo, strategy: Strategy, recomputed: bool, local_bytes, comm, grad_sync) -> None:
+        """The collectives of each tensor that lacks a split dimension: partial sums all-reduced,
+        replicated inputs' gradients all-reduced (parameters' once per iteration, bucketed), and
+        ZeRO-3's parameter gathers."""
         for use in info.uses:
             groups: dict[int, int] = {}
             for t in self._partial_cuts(info, use, strategy):
@@ -484,32 +446,34 @@ class CostModel:
             if not groups:
                 continue
             if use.is_output:  # partial sums, all-reduced again when the forward is recomputed
-                traffic = hierarchical_collectives(local_bytes(use), groups, 4 if recomputed else 2)
-                add(comm, traffic)
+                self._add_traffic(comm, hierarchical_collectives(local_bytes(use), groups, 4 if recomputed else 2))
             elif use.is_parameter and self.zero == 3:
                 # all-gather the parameter for the forward pass and again for the backward pass
                 # (whose recomputed forward runs just before it and uses the same gather), and
                 # reduce-scatter its gradient: three flat collectives over the data-parallel group
-                add(comm, {lv: (use.grad_share * b, use.grad_share * n)
-                           for lv, (b, n) in flat_collectives(local_bytes(use), groups, 3).items()})
+                self._add_traffic(comm, {lv: (use.grad_share * b, use.grad_share * n)
+                                         for lv, (b, n) in flat_collectives(local_bytes(use), groups, 3).items()})
             elif use.is_parameter:  # once per iteration, this use's share, latency per bucket
                 traffic = sync_traffic(local_bytes(use), groups, use.grad_share, self.bucket_bytes)
-                add(comm, traffic)
-                add(grad_sync, traffic)
+                self._add_traffic(comm, traffic)
+                self._add_traffic(grad_sync, traffic)
             else:
-                add(comm, hierarchical_all_reduce(local_bytes(use), groups))
+                self._add_traffic(comm, hierarchical_all_reduce(local_bytes(use), groups))
+
+    def _halos(self, info: _OpInfo, strategy: Strategy, split: dict[str, int], recomputed: bool, local_bytes,
+               comm) -> None:
+        """Spatial splits of a convolution: the input rows a device fetches from its neighbours, at
+        the slowest level that splits the dim; again for the input's gradient in the backward pass
+        when it has one, and for the recomputed forward."""
         for dim, (rows, axis_size) in info.halo.items():
             if dim not in split:
                 continue
-            # the input rows a device fetches from its neighbours, at the slowest level that splits
-            # the dim; again for the input's gradient in the backward pass when it has one
             x = info.uses[0]
             level = min(self.cut_level[t] for t, d in enumerate(strategy) if d == dim)
             row_bytes = local_bytes(x) / (axis_size / split[dim])
             nbytes, steps = halo_exchange(row_bytes, rows)
             exchanges = (2 if x.grad_allreduce else 1) + (1 if recomputed else 0)
-            add(comm, {level: (exchanges * nbytes, exchanges * steps)})
-        return OpCost(compute, comm, grad_sync)
+            self._add_traffic(comm, {level: (exchanges * nbytes, exchanges * steps)})
 
     def partial_cuts(self, name: str, use_index: int, strategy: Strategy) -> list[int]:
         """The cuts whose split leaves this tensor a partial sum to all-reduce: for an output,
@@ -534,7 +498,7 @@ class CostModel:
         """Per level, the fraction of the tensor's bytes a device fetches to go from layout
         ``la`` (as produced) to ``lb`` (as consumed).
 
-        Derivation (DESIGN.md, per machine level): the consumer needs ``S/prod(b)``. For each
+        Derivation (per machine level; README, "The cost model in one page"): the consumer needs ``S/prod(b)``. For each
         atomic factor compare the ordered cuts that split it: if the producer's cuts are a
         prefix of the consumer's, the consumer just slices what it holds; if the consumer's are
         a prefix of the producer's, it holds ``1/prod(extra)`` of what it needs; otherwise the

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -151,22 +150,11 @@ class OperatorGraph:
     bindings: dict[str, int] = field(default_factory=dict)  # symbolic dim -> value it was imported with
     batch_symbol: str | None = None  # the symbolic dim that is the batch (see onnx_import.batch_symbol)
     batch_axes: dict[str, int] = field(default_factory=dict)  # data input -> its batch axis (default 0)
-    # re-imports the same model with other bindings (set by the ONNX importer)
-    reimport: Callable[[dict[str, int]], OperatorGraph] | None = field(default=None, repr=False)
 
     @property
     def batch_size(self) -> int | None:
         """The value the batch dimension is bound to (None without a symbolic batch)."""
         return self.bindings.get(self.batch_symbol) if self.batch_symbol else None
-
-    def with_batch(self, value: int) -> OperatorGraph:
-        """The same model with its batch dimension bound to ``value`` (e.g. one micro-batch)."""
-        if value == self.bindings.get(self.batch_symbol):
-            return self
-        if self.batch_symbol is None or self.reimport is None:
-            raise ValueError("micro-batches need a model whose first input has a symbolic batch dimension "
-                             "(axis 0 named, e.g. 'batch'); export the model with a dynamic batch axis")
-        return self.reimport({**self.bindings, self.batch_symbol: value})
 
     def build_edges(self) -> None:
         g = nx.DiGraph()

@@ -178,7 +178,8 @@ def import_rebatched(model: onnx.ModelProto, bindings: dict[str, int], name: str
     """Import static ``model`` with its traced batch axis re-bound to ``bindings[STATIC_SYMBOL]``.
 
     ``import_fn`` is ``planner.onnx.importer.import_model``. The graph's batch is then the pseudo-
-    dimension ``batch``: ``with_batch`` (micro-batches, the stage search) re-batches again."""
+    dimension ``batch``: a :class:`planner.model.rebind.Rebinder` (micro-batches, the stage search)
+    re-batches again."""
     rest = {k: v for k, v in bindings.items() if k != STATIC_SYMBOL}
     batch = bindings[STATIC_SYMBOL]
     original = import_fn(model, rest, name)
@@ -203,7 +204,6 @@ def import_rebatched(model: onnx.ModelProto, bindings: dict[str, int], name: str
     graph.batch_symbol = STATIC_SYMBOL
     graph.batch_axes = dict(original.batch_axes)
     graph.bindings = {**rest, STATIC_SYMBOL: batch}
-    graph.reimport = lambda new: import_fn(model, new, name)
     if batch != old:
         graph.warnings.append(f"static export re-batched: input {first} axis {axis} ({old} in the file) bound to {batch}")
     return graph

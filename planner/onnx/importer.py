@@ -20,6 +20,7 @@ import networkx as nx
 import numpy as np
 import onnx
 
+from planner.bindings import MAX_BINDING
 from planner.model.batch_trace import split_batch_dims
 from planner.model.buffers import non_parameter_initializers
 from planner.model.graph import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, refine_factors
@@ -35,20 +36,6 @@ from planner.onnx.shapes import (ShapeTable, _evaluate, constant_shape, constant
 
 # names other modules import from here (planner.verify reads the evaluator, the names and the opset)
 _operator_names, _opset = operator_names, opset_of
-
-MAX_BINDING = 2**40  # a symbolic dimension bound above this is a typo, and overflows int64 FLOPs
-
-
-def binding_value(text: str) -> int:
-    """A symbolic dimension's value as typed by a user; ValueError says what is expected."""
-    try:
-        number = int(text)
-    except (TypeError, ValueError):
-        number = 0
-    if not 1 <= number <= MAX_BINDING:
-        raise ValueError(f"must be a positive integer (at most {MAX_BINDING:,})")
-    return number
-
 
 def _check_bindings(bindings: dict) -> None:
     for key, value in bindings.items():
@@ -100,7 +87,6 @@ def import_model(
     graph.bindings = dict(bindings)
     locate_batch(model, graph)  # planner.model.rebatch: the batch's symbol and its axis in each input
     split_batch_dims(graph)
-    graph.reimport = lambda new_bindings: import_model(model, new_bindings, name)
     return graph
 
 

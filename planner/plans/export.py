@@ -35,7 +35,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planner.cost.model import DEFAULT_BUCKET_MB, CostModel, Strategy
+from planner.cost.model import CostModel, Strategy
+from planner.options import DEFAULT_BUCKET_MB
 from planner.model.graph import TensorRole
 from planner.errors import PlannerError
 
@@ -446,11 +447,15 @@ def _mindspore(cm, layouts, notes) -> dict:
 
 # ---- from a plan file --------------------------------------------------------------------
 
-def cost_model_from_plan(plan: dict, graph, bucket_mb: float | None = None
+def cost_model_from_plan(plan: dict, graph, bucket_mb: float | None = None, rebinder=None
                          ) -> tuple[CostModel, dict[str, Strategy], list[str]]:
-    """The cost model and strategies a plan JSON (``plan --json``) describes, on its model's graph."""
-    from planner.api import PlanOptions, cost_model_for, strategies_from_json
+    """The cost model and strategies a plan JSON (``plan --json``) describes, on its model's graph
+    (re-bound to the plan's micro-batch by ``rebinder``, a :class:`planner.model.rebind.Rebinder`)."""
+    from planner.options import PlanOptions
+    from planner.cost.result import cost_model_for
+    from planner.plans.plan_json import strategies_from_json
     from planner.machine.tree import Machine
+    from planner.model.rebind import require_rebinder
     from planner.search.vocab import pad_as_recorded
 
     if not isinstance(plan, dict) or "machine" not in plan or not isinstance(plan.get("ops"), list):
@@ -460,7 +465,7 @@ def cost_model_from_plan(plan: dict, graph, bucket_mb: float | None = None
     machine = Machine.from_dict(plan.get("stage_machine") or plan["machine"])
     pipeline = plan.get("pipeline") if isinstance(plan.get("pipeline"), dict) else {}
     if (pipeline.get("micro_batches") or 1) > 1 and isinstance(pipeline.get("micro_batch_size"), int):
-        graph = graph.with_batch(pipeline["micro_batch_size"])
+        graph = require_rebinder(rebinder).with_batch(graph, pipeline["micro_batch_size"])
     graph = pad_as_recorded(graph, plan)  # Megatron's padded vocabulary, as the plan was priced
     opts = plan.get("options") or {}
     bucket = opts.get("bucket_mb", DEFAULT_BUCKET_MB) if bucket_mb is None else bucket_mb
@@ -474,11 +479,12 @@ def cost_model_from_plan(plan: dict, graph, bucket_mb: float | None = None
     return cm, strategies, notes
 
 
-def export_plan(plan: dict, graph, fmt: str = "dtensor", mesh: str = "cuts", bucket_mb: float | None = None) -> dict:
+def export_plan(plan: dict, graph, fmt: str = "dtensor", mesh: str = "cuts", bucket_mb: float | None = None,
+                rebinder=None) -> dict:
     """Export a plan JSON (as written by ``plan --json``) for the model it was made for;
     ``gradient_bucket_mb`` is the bucket the plan was priced with (``bucket_mb`` overrides it):
     PyTorch DDP's ``bucket_cap_mb``."""
-    cm, strategies, notes = cost_model_from_plan(plan, graph, bucket_mb)
+    cm, strategies, notes = cost_model_from_plan(plan, graph, bucket_mb, rebinder)
     meta = {"model": plan.get("model", graph.name), "algorithm": plan.get("algorithm")}
     out = export_strategies(cm, strategies, fmt, mesh, meta)
     out["notes"] = notes + out["notes"]

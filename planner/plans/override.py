@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.api import PlanResult, result_for
+from planner.cost.result import PlanResult, result_for
 from planner.cost.model import Plan, PlanError
-from planner.search.pipeline import price_schedule
+from planner.cost.schedule import price_schedule
 from planner.units import format_seconds
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from planner import __version__
-from planner.api import PlanResult
+from planner.cost.result import PlanResult
 
 
 def op_splits(result: PlanResult, name: str) -> dict[str, int]:

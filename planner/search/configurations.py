@@ -15,16 +15,20 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from planner.api import PlanOptions, PlanResult, cost_model_for, data_parallel_baseline, result_for, search
-from planner.cost.model import RECOMPUTE, check_counts
-from planner.model.graph import OperatorGraph
-from planner.machine.tree import Machine
+from planner.cost.baseline import data_parallel_baseline
 from planner.cost.memory import MemoryReport
+from planner.cost.result import PlanResult, cost_model_for, result_for
+from planner.cost.schedule import cut_points, stage_memory
+from planner.machine.split import split_machine, stage_counts
+from planner.machine.tree import Machine
+from planner.model.graph import OperatorGraph
+from planner.model.rebind import Rebinder, micro_batch_graph, require_rebinder
 from planner.onnx.importer import require_bound
+from planner.options import RECOMPUTE, ConfigError, PlanOptions, check_counts
 from planner.search.drec import SMALL_GRAPH_OPS
 from planner.search.megatron import plan_megatron
+from planner.search.registry import search
 from planner.search.vocab import MAKE_VOCAB_SIZE_DIVISIBLE_BY, pad_vocabulary
-from planner.search.pipeline import ConfigError, cut_points, micro_batch_graph, split_machine, stage_counts, stage_memory
 from planner.units import format_bytes, format_seconds
 
 Progress = Callable[[float, str], None] | None
@@ -126,8 +130,9 @@ class _Search:
     """One configuration search: graphs per micro-batch size and every configuration priced."""
 
     def __init__(self, graph: OperatorGraph, machine: Machine, options: PlanOptions, progress: Progress,
-                 hints: list[dict] | None = None):
+                 hints: list[dict] | None = None, rebinder: Rebinder | None = None):
         self.graph, self.machine, self.options, self.progress = graph, machine, options, progress
+        self.rebinder = rebinder  # re-binds the model to one micro-batch
         self.hints = list(hints or [])
         self.batch = graph.batch_size
         self.graphs = {1: graph}  # micro-batch count -> graph bound to one micro-batch
@@ -183,7 +188,7 @@ class _Search:
     def _run(self, split, m: int, algorithm: str, fraction: float) -> tuple[PlanResult, float, float] | None:
         stages = split.stages
         if m not in self.graphs:
-            self.graphs[m] = micro_batch_graph(self.graph, m)
+            self.graphs[m] = micro_batch_graph(self.graph, m, self.rebinder)
         g = self.graphs[m]
 
         def report(f, message):
@@ -225,8 +230,8 @@ class _Search:
                                                 m, self.options.optimizer))
 
 
-def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOptions,
-                        progress: Progress = None, hints: list[dict] | None = None) -> PlanResult:
+def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOptions, progress: Progress = None,
+                        hints: list[dict] | None = None, rebinder: Rebinder | None = None) -> PlanResult:
     """The fastest configuration that fits (see the module docstring); its notes list what was
     tried.
 
@@ -240,62 +245,77 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     count is fixed, so the result is never slower than fixing any count the search could choose
     (a screening with the thesis's D-Rec followed by drec+ on the winner alone missed winners:
     drec+ changes the ranking of the counts). drec+ also starts from the ``hints`` (plans of
-    the same model, e.g. before a what-if change) that fit its stage machine.
+    the same model, e.g. before a what-if change) that fit its stage machine. ``rebinder``
+    re-binds the model to one micro-batch (needed for more than one).
     """
     from planner.limits import check_planning_work
 
     check_planning_work(machine.num_devices, len(graph.operators))
     require_bound(graph)
     start = time.perf_counter()
-    state = _Search(graph, machine, options, progress, hints)
+    state = _Search(graph, machine, options, progress, hints, rebinder)
     candidates = _stage_candidates(machine, options, state.batch)
     if not candidates:
         raise ConfigError(f"interleaving needs pipeline stages, and the search puts stages only across the levels "
                           f"outside the innermost one, which this machine ({machine.summary()}) does not have: "
                           "give the number of stages, or set interleave to 1")
-    results: dict[int, PlanResult] = {}
-    lightest = None  # (stages, least memory per device seen with them), ZeRO-3 aside
-    floor = _compute_floor(graph, machine)
-    state.skipped = []
+    results = _Scan(state, candidates).run()
+    best = _ranked(results.values())[0]
+    best.plan.search_seconds = time.perf_counter() - start
+    best.notes.extend(_notes(best, state.tried, sorted(set(state.skipped))))
+    return replace(best, tried=[_row(r) for r in state.tried])
 
-    def ranked(pool) -> list[PlanResult]:
-        return sorted(pool, key=functools.cmp_to_key(lambda a, b: -1 if _better(a, b) else 1))
 
-    def cannot_win(stages: int, leader: PlanResult | None) -> bool:
+def _ranked(pool) -> list[PlanResult]:
+    return sorted(pool, key=functools.cmp_to_key(lambda a, b: -1 if _better(a, b) else 1))
+
+
+class _Scan:
+    """The scan over stage counts of :func:`plan_configurations`: every count priced, with the
+    algorithm asked for (the one a fixed count uses), unless it provably cannot win; the doubling
+    counts go first so that a good leader prunes the rest."""
+
+    def __init__(self, state: _Search, candidates: list[int]):
+        self.state, self.candidates = state, candidates
+        self.machine, self.options = state.machine, state.options
+        self.results: dict[int, PlanResult] = {}
+        self.lightest = None  # (stages, least memory per device seen with them), ZeRO-3 aside
+        self.floor = _compute_floor(state.graph, state.machine)
+        state.skipped = []
+
+    def run(self) -> dict[int, PlanResult]:
+        self.scan(_coarse(self.candidates))
+        self.scan(self.candidates)
+        return self.results
+
+    def cannot_win(self, stages: int, leader: PlanResult | None) -> bool:
         """Even the compute alone, perfectly balanced, with this count's bubble is no faster."""
-        if leader is None or not leader.memory.fits or len(candidates) == 1:
+        if leader is None or not leader.memory.fits or len(self.candidates) == 1:
             return False
-        return state.least_seconds(stages, floor) >= leader.total_seconds
+        return self.state.least_seconds(stages, self.floor) >= leader.total_seconds
 
-    def scan(counts: list[int]) -> None:
-        nonlocal lightest
+    def too_large(self, stages: int) -> bool:
+        """Memory per device falls about as 1/stages: a count whose scaled memory is still over
+        capacity cannot fit either (unless ZeRO-3 may be tried)."""
+        lightest, capacity = self.lightest, self.machine.device.memory_bytes
+        return bool(lightest) and stages > lightest[0] and lightest[1] * lightest[0] / stages > SKIP_MARGIN * capacity \
+            and all(z != 3 for _, z in _ladder(self.options, stages))
+
+    def scan(self, counts: list[int]) -> None:
         for i, stages in enumerate(counts):
-            if stages in results:
+            if stages in self.results or self.too_large(stages):
                 continue
-            if lightest and stages > lightest[0] and lightest[1] * lightest[0] / stages > SKIP_MARGIN * machine.device.memory_bytes \
-                    and all(z != 3 for _, z in _ladder(options, stages)):
-                continue  # memory per device falls about as 1/stages: this count cannot fit either
-            leader = (ranked(results.values()) or [None])[0]
-            if cannot_win(stages, leader):
-                state.skipped.append(stages)
+            leader = (_ranked(self.results.values()) or [None])[0]
+            if self.cannot_win(stages, leader):
+                self.state.skipped.append(stages)
                 continue
-            outcome = state.run(stages, options.algorithm, i / len(candidates))
+            outcome = self.state.run(stages, self.options.algorithm, i / len(self.candidates))
             if outcome is None:
                 return  # more stages than the model has layers; larger counts neither
             result, _, least_memory = outcome
-            results[stages] = result
-            if least_memory > machine.device.memory_bytes:
-                lightest = (stages, least_memory)
-
-    # every count is priced, with the algorithm asked for (the one a fixed count uses), unless it
-    # provably cannot win; the doubling counts go first so that a good leader prunes the rest
-    scan(_coarse(candidates))
-    scan(candidates)
-    best = ranked(results.values())[0]
-    best.plan.search_seconds = time.perf_counter() - start
-    best.notes.extend(_notes(best, state.tried, sorted(set(state.skipped))))
-    best.tried = [_row(r) for r in state.tried]
-    return best
+            self.results[stages] = result
+            if least_memory > self.machine.device.memory_bytes:
+                self.lightest = (stages, least_memory)
 
 
 def _compute_floor(graph: OperatorGraph, machine: Machine) -> float:
@@ -356,7 +376,8 @@ def _notes(best: PlanResult, tried: list[PlanResult], skipped: list[int] | None 
 def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, pipeline: int, data: int,
                            micro_batch_size: int, global_batch_size: int, options: PlanOptions | None = None,
                            graphs: dict[int, OperatorGraph] | None = None,
-                           data_parallel: tuple[float, MemoryReport] | None = None) -> PlanResult:
+                           data_parallel: tuple[float, MemoryReport] | None = None,
+                           rebinder: Rebinder | None = None) -> PlanResult:
     """Price a Megatron-style configuration: tensor parallelism (column- then row-parallel linear
     layers) over the innermost ``tensor`` devices, ``data`` replicas, ``pipeline`` stages outermost.
 
@@ -364,14 +385,15 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     graph is bound to ``micro_batch_size * data`` (one micro-batch of a whole stage), and there
     are ``global_batch_size / (micro_batch_size * data)`` micro-batches per iteration (gradient
     accumulation when ``pipeline`` is 1). ``graphs`` caches the model per batch binding across
-    calls; ``data_parallel`` is the baseline's time and memory if already known.
+    calls; ``data_parallel`` is the baseline's time and memory if already known; ``rebinder``
+    binds the model's batch to each of those sizes.
     """
     options = options or PlanOptions(algorithm="megatron")
     graphs = {} if graphs is None else graphs
 
     def bound(batch: int) -> OperatorGraph:
         if batch not in graphs:
-            graphs[batch] = graph.with_batch(batch)
+            graphs[batch] = require_rebinder(rebinder).with_batch(graph, batch)
         return graphs[batch]
 
     require_bound(graph)
@@ -421,13 +443,14 @@ def megatron_vocabulary(graph: OperatorGraph, tensor: int) -> tuple[OperatorGrap
 
 def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batch_size: int,
                              options: PlanOptions | None = None, tensor_sizes=(1, 2, 4, 8),
-                             micro_batch_sizes=(1, 2, 4), progress: Progress = None) -> list[PlanResult]:
+                             micro_batch_sizes=(1, 2, 4), progress: Progress = None,
+                             rebinder: Rebinder | None = None) -> list[PlanResult]:
     """Every hand-made (tensor, pipeline, data, micro-batch size) configuration the machine and
     the batch allow, each with the least recomputation and ZeRO stage that fit (the memory
     ladder; ZeRO-3 without stages only), fastest first (those that fit before the others)."""
     options = options or PlanOptions(algorithm="megatron", recompute="none", zero=0)
     graphs: dict[int, OperatorGraph] = {}
-    graphs[global_batch_size] = graph.with_batch(global_batch_size)
+    graphs[global_batch_size] = require_rebinder(rebinder).with_batch(graph, global_batch_size)
     baseline = data_parallel_baseline(cost_model_for(graphs[global_batch_size], machine, options, "none", 0),
                                       options.optimizer)
     layouts = []
@@ -445,7 +468,7 @@ def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batc
             progress(i / len(layouts), f"tensor {tensor} x pipeline {pipeline} x data {data}, micro-batch {b}")
         try:
             first = evaluate_configuration(graph, machine, tensor, pipeline, data, b, global_batch_size,
-                                           replace(options, recompute="none", zero=0), graphs, baseline)
+                                           replace(options, recompute="none", zero=0), graphs, baseline, rebinder)
         except ConfigError:
             continue  # e.g. tensor ranks that straddle a level, or more stages than layers
         results.append(climb_memory_ladder(first, memory_ladder(None, None, pipeline == 1)))

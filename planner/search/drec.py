@@ -1,4 +1,4 @@
-"""D-Rec, the double recursive search (DESIGN.md), and an improved variant.
+"""D-Rec, the double recursive search (README, "Search algorithms"), and an improved variant.
 
 Recursion one walks the machine's prime cuts, outermost level first. Recursion two walks the
 operators: the critical ones (MatMul, Conv, embeddings, ...) in order of decreasing cost at the

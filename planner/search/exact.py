@@ -83,6 +83,101 @@ def plan_exact(cm: CostModel, max_variables: int = MAX_VARIABLES, time_limit_s: 
     return Plan(strategies, "exact", time.perf_counter() - start, notes)
 
 
+class _Program:
+    """The integer program's columns (cost, integrality) and sparse constraint rows, in order."""
+
+    def __init__(self):
+        self.rows, self.cols, self.vals, self.lower, self.upper = [], [], [], [], []
+        self.cost: list[float] = []
+        self.integrality: list[int] = []
+        self.r = 0  # rows so far
+
+    @property
+    def col(self) -> int:
+        return len(self.cost)
+
+    def row(self, entries, lower: float, upper: float) -> None:
+        """One constraint ``lower <= sum(value * x[column]) <= upper`` over ``(column, value)`` pairs."""
+        for column, value in entries:
+            self.rows.append(self.r); self.cols.append(column); self.vals.append(value)
+        self.lower.append(lower); self.upper.append(upper); self.r += 1
+
+
+def _shared_pairs(groups) -> dict[str, dict]:
+    """Tensors read by several edges -> {(producer layout, consumer layout): y column (None yet)}."""
+    readers: dict[str, int] = {}
+    for e, _, _ in groups:
+        readers[e.tensor] = readers.get(e.tensor, 0) + 1
+    shared_pairs: dict[str, dict] = {}
+    for e, la, lb in groups:
+        if readers[e.tensor] > 1:
+            pairs = shared_pairs.setdefault(e.tensor, {})
+            for a in la:
+                for b in lb:
+                    pairs.setdefault((a, b), None)
+    return shared_pairs
+
+
+def _add_choices(prog: _Program, cm: CostModel, options: dict[str, list[Strategy]], names: list[str]) -> dict[str, int]:
+    """x: one binary column per (operator, strategy), and one row per operator choosing exactly one."""
+    offset = {}
+    for n in names:
+        offset[n] = prog.col
+        prog.cost.extend(cm.op_seconds(n, s) for s in options[n])
+    prog.integrality.extend([1] * prog.col)
+    for n in names:
+        prog.row(((offset[n] + k, 1.0) for k in range(len(options[n]))), 1.0, 1.0)
+    return offset
+
+
+def _add_shared(prog: _Program, cm: CostModel, groups, shared_pairs: dict[str, dict]) -> None:
+    """y: one column per (tensor, producer layout, consumer layout) of a tensor read by several edges."""
+    for tensor, pairs in shared_pairs.items():
+        e = next(e for e, _, _ in groups if e.tensor == tensor)
+        for (a, b) in pairs:
+            pairs[(a, b)] = prog.col
+            prog.cost.append(cm.redistribution_seconds(e.nbytes, a, b, e.requires_grad))
+            prog.integrality.append(0)
+
+
+def _add_edge(prog: _Program, cm: CostModel, e, la, lb, shared: dict | None, offset: dict[str, int]) -> None:
+    """z: one column per (producer layout, consumer layout) of an edge, tied to the x columns."""
+    la_keys, lb_keys = list(la), list(lb)
+    nu, nv = len(la_keys), len(lb_keys)
+    base = prog.col
+    for a in la_keys:
+        for b in lb_keys:
+            column = prog.col
+            prog.cost.append(0.0 if shared is not None else cm.redistribution_seconds(e.nbytes, a, b, e.requires_grad))
+            if shared is not None:  # z_{e,a,b} - y_{t,a,b} <= 0
+                prog.row(((column, 1.0), (shared[(a, b)], -1.0)), -np.inf, 0.0)
+    prog.integrality.extend([0] * (nu * nv))
+    for i, a in enumerate(la_keys):  # sum_b z_ab = sum of x_u over strategies giving layout a
+        prog.row([(base + i * nv + j, 1.0) for j in range(nv)] + [(offset[e.producer] + k, -1.0) for k in la[a]],
+                 0.0, 0.0)
+    for j, b in enumerate(lb_keys):
+        prog.row([(base + i * nv + j, 1.0) for i in range(nu)] + [(offset[e.consumer] + k, -1.0) for k in lb[b]],
+                 0.0, 0.0)
+
+
+def _run_milp(prog: _Program, time_limit_s: float):
+    """HiGHS stops at an absolute gap of 1e-6 by default, which is everything when costs are
+    microseconds: solve on costs scaled to a maximum of 1, with a tight relative gap."""
+    a = coo_matrix((prog.vals, (prog.rows, prog.cols)), shape=(prog.r, prog.col)).tocsr()
+    c = np.array(prog.cost)
+    scale = float(np.abs(c).max()) or 1.0
+    result = milp(
+        c / scale,
+        constraints=LinearConstraint(a, prog.lower, prog.upper),
+        integrality=np.array(prog.integrality),
+        bounds=Bounds(np.zeros(prog.col), np.ones(prog.col)),
+        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-9},
+    )
+    if result.x is None:
+        raise SearchTooLargeError(f"the exact search found no solution within {time_limit_s:.0f} s: {result.message}")
+    return result
+
+
 def solve(cm: CostModel, options: dict[str, list[Strategy]], max_variables: int = MAX_VARIABLES,
           time_limit_s: float = 120.0) -> tuple[dict[str, Strategy], list[str], int]:
     """The cheapest combination of one option per operator (the integer program above), the
@@ -96,85 +191,21 @@ def solve(cm: CostModel, options: dict[str, list[Strategy]], max_variables: int 
     if sum(len(v) for v in options.values()) > max_variables:
         raise _too_large(cm, f"more than {max_variables:,}", max_variables)
     groups = _edge_groups(cm, options)
-    readers: dict[str, int] = {}
-    for e, _, _ in groups:
-        readers[e.tensor] = readers.get(e.tensor, 0) + 1
-    shared_pairs: dict[str, dict] = {}  # tensor read by several edges -> {(a, b): y column}
-    for e, la, lb in groups:
-        if readers[e.tensor] > 1:
-            pairs = shared_pairs.setdefault(e.tensor, {})
-            for a in la:
-                for b in lb:
-                    pairs.setdefault((a, b), None)
+    shared_pairs = _shared_pairs(groups)
     size = (sum(len(v) for v in options.values()) + sum(len(la) * len(lb) for _, la, lb in groups)
             + sum(len(p) for p in shared_pairs.values()))
     if size > max_variables:
         raise _too_large(cm, f"{size:,}", max_variables)
     names = list(cm.planned)
-    offset, col = {}, 0
-    cost: list[float] = []
-    for n in names:
-        offset[n] = col
-        cost.extend(cm.op_seconds(n, s) for s in options[n])
-        col += len(options[n])
-    n_x = col
-    rows, cols, vals, lower, upper = [], [], [], [], []
-    r = 0
-    for n in names:  # one strategy per operator
-        for k in range(len(options[n])):
-            rows.append(r); cols.append(offset[n] + k); vals.append(1.0)
-        lower.append(1.0); upper.append(1.0); r += 1
-    integrality = [1] * n_x
-    for tensor, pairs in shared_pairs.items():  # y: one column per (tensor, producer, consumer layout)
-        e = next(e for e, _, _ in groups if e.tensor == tensor)
-        for (a, b) in pairs:
-            pairs[(a, b)] = col
-            cost.append(cm.redistribution_seconds(e.nbytes, a, b, e.requires_grad))
-            integrality.append(0)
-            col += 1
+    prog = _Program()
+    offset = _add_choices(prog, cm, options, names)
+    _add_shared(prog, cm, groups, shared_pairs)
     for e, la, lb in groups:
-        la_keys, lb_keys = list(la), list(lb)
-        nu, nv = len(la_keys), len(lb_keys)
-        base = col
-        shared = shared_pairs.get(e.tensor)
-        for a in la_keys:
-            for b in lb_keys:
-                cost.append(0.0 if shared is not None else cm.redistribution_seconds(e.nbytes, a, b, e.requires_grad))
-                if shared is not None:  # z_{e,a,b} - y_{t,a,b} <= 0
-                    rows.extend([r, r]); cols.extend([col, shared[(a, b)]]); vals.extend([1.0, -1.0])
-                    lower.append(-np.inf); upper.append(0.0); r += 1
-                col += 1
-        integrality.extend([0] * (nu * nv))
-        for i, a in enumerate(la_keys):  # sum_b z_ab = sum of x_u over strategies giving layout a
-            for j in range(nv):
-                rows.append(r); cols.append(base + i * nv + j); vals.append(1.0)
-            for k in la[a]:
-                rows.append(r); cols.append(offset[e.producer] + k); vals.append(-1.0)
-            lower.append(0.0); upper.append(0.0); r += 1
-        for j, b in enumerate(lb_keys):
-            for i in range(nu):
-                rows.append(r); cols.append(base + i * nv + j); vals.append(1.0)
-            for k in lb[b]:
-                rows.append(r); cols.append(offset[e.consumer] + k); vals.append(-1.0)
-            lower.append(0.0); upper.append(0.0); r += 1
-    a = coo_matrix((vals, (rows, cols)), shape=(r, col)).tocsr()
-    # HiGHS stops at an absolute gap of 1e-6 by default, which is everything when costs are
-    # microseconds: solve on costs scaled to a maximum of 1, with a tight relative gap.
-    c = np.array(cost)
-    scale = float(np.abs(c).max()) or 1.0
-    result = milp(
-        c / scale,
-        constraints=LinearConstraint(a, lower, upper),
-        integrality=np.array(integrality),
-        bounds=Bounds(np.zeros(col), np.ones(col)),
-        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-9},
-    )
-    if result.x is None:
-        raise SearchTooLargeError(f"the exact search found no solution within {time_limit_s:.0f} s: {result.message}")
-    x = result.x
+        _add_edge(prog, cm, e, la, lb, shared_pairs.get(e.tensor), offset)
+    result = _run_milp(prog, time_limit_s)
     plan = {}
     for n in names:
-        k = int(np.argmax(x[offset[n]:offset[n] + len(options[n])]))
+        k = int(np.argmax(result.x[offset[n]:offset[n] + len(options[n])]))
         plan[n] = options[n][k]
     notes = [] if result.status == 0 else [f"the solver stopped early ({result.message}); the plan may not be optimal"]
     return plan, notes, size

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 
-from planner.cost.model import CostModel, OptionsError, Plan, Strategy
+from planner.cost.model import CostModel, Plan, Strategy
+from planner.options import OptionsError
 from planner.model.graph import OpKind, TensorRole
 from planner.search.drec import DRecSearch
 from planner.errors import PlannerError
@@ -110,7 +111,19 @@ def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) ->
         raise HeadSplitError(f"tensor parallelism of {size} does not divide the {heads} attention heads: Megatron "
                              f"splits whole heads, so choose a tensor-parallel size that divides {heads} "
                              f"(--tp, or a machine whose innermost level has such an arity)")
-    replicated = _after_row_parallel(cm, roles)
+    strategies = _megatron_strategies(cm, roles, tensor)
+    names = [f"{cm.machine.levels[i].name} ({cm.machine.levels[i].arity}-way)" for i in sorted(tensor)]
+    note = (f"tensor parallel over the {', '.join(names)} level(s), data parallel across the others" if names
+            else "no tensor parallelism: data parallel on every level")
+    return Plan(strategies, "megatron", time.perf_counter() - start, [note])
+
+
+def _megatron_strategies(cm: CostModel, roles: dict[str, str], tensor: frozenset[int]) -> dict[str, Strategy]:
+    """Cut by cut: on the ``tensor`` levels the linear layers split as column- or row-parallel
+    (``roles``) and embeddings on the vocabulary, elsewhere the batch; the other critical operators
+    choose as D-Rec does, and layout-following ones are propagated. Then the bias, residual and
+    LayerNorm after a row-parallel all-reduce run whole on every tensor-parallel rank."""
+    g = cm.graph
     batch = g.batch_dims()
     search = DRecSearch(cm)
     strategies: dict[str, Strategy] = {n: () for n in cm.planned}
@@ -139,13 +152,10 @@ def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) ->
                 strategies[n] = strategies[n][:t] + (search.choose(n, strategies, decided, t, True),)
                 decided.add(n)
         search.propagate(strategies, t, decided)
-    for n in replicated:  # bias, residual, LayerNorm after the row-parallel all-reduce: whole on every
-        # tensor-parallel rank, and split on the batch across the data-parallel levels like the rest
+    for n in _after_row_parallel(cm, roles):  # whole on every tensor-parallel rank, and split on the
+        # batch across the data-parallel levels like the rest
         wanted = tuple(None if cut.level in tensor else batch.get(n) for cut in cm.cuts)
         if cm.assignment(n, wanted) is None:
             wanted = tuple(None if cut.level in tensor else dim for cut, dim in zip(cm.cuts, strategies[n]))
         strategies[n] = wanted
-    names = [f"{cm.machine.levels[i].name} ({cm.machine.levels[i].arity}-way)" for i in sorted(tensor)]
-    note = (f"tensor parallel over the {', '.join(names)} level(s), data parallel across the others" if names
-            else "no tensor parallelism: data parallel on every level")
-    return Plan(strategies, "megatron", time.perf_counter() - start, [note])
+    return strategies

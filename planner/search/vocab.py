@@ -79,7 +79,6 @@ def pad_vocabulary(graph: OperatorGraph, tensor: int,
                                   flops=op.flops * (padded / vocab) ** len(mine))
     out = copy.copy(graph)
     out.operators, out.tensors = operators, tensors
-    out.reimport = None  # a re-bound batch must be padded again
     out.vocabulary_padding = (vocab, padded)  # read by the plan JSON (report.plan_to_json)
     return out, vocab, padded
 

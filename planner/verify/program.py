@@ -172,7 +172,10 @@ def prepare(model: str, algorithm: str, processes: int, plan: dict | None = None
     """
     import onnx
 
-    from planner.api import PlanOptions, cost_model_for, search, strategies_from_json
+    from planner.cost.result import cost_model_for
+    from planner.options import PlanOptions
+    from planner.plans.plan_json import strategies_from_json
+    from planner.search.registry import search
     from planner.cost.model import Plan
     from planner.onnx.importer import import_model
 

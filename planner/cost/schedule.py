@@ -1,4 +1,4 @@
-"""Pipeline stages over the outermost machine levels: where to cut, and what the schedule costs.
+"""The 1F1B pipeline schedule of a plan: where the stages are cut, how they are balanced, what it costs.
 
 A 3-D plan puts consecutive groups of operators (stages) on disjoint groups of devices along the
 outermost machine level(s); every stage is the same sub-machine (the machine is symmetric), and
@@ -29,136 +29,13 @@ import numpy as np
 
 from planner.cost.collectives import point_to_point
 from planner.cost.gradients import data_dependent_ops, tied_stage_sync
-from planner.cost.model import CostModel, OptionsError, Strategy, check_counts
-from planner.machine.tree import Level, Machine
 from planner.cost.memory import MemoryReport, memory_per_device
+from planner.cost.model import CostModel, Strategy
+from planner.machine.split import MachineSplit
+from planner.machine.tree import Level
+from planner.options import ConfigError, check_counts
 
 MAX_CUT_POINTS = 600  # the DP is O(stages x points^2); beyond this, every k-th point is kept
-
-
-class ConfigError(OptionsError):
-    """A (pipeline, data, tensor) configuration that does not fit the machine or the model."""
-
-
-# ---- how the stages and the parallel dimensions occupy the machine -----------------------------
-
-@dataclass(frozen=True)
-class MachineSplit:
-    """A machine divided into ``stages`` identical stage machines along its outermost levels.
-
-    ``pipeline`` lists ``(level index, factor)`` outermost first; their product is the number of
-    stages. ``tensor_levels`` are the stage machine's levels that a hand-made configuration uses
-    for tensor parallelism (empty when D-Rec decides).
-    """
-
-    machine: Machine
-    stage_machine: Machine
-    pipeline: tuple[tuple[int, int], ...]
-    tensor_levels: frozenset[int] = frozenset()
-
-    @property
-    def stages(self) -> int:
-        return math.prod(f for _, f in self.pipeline)
-
-    def _digits(self, stage: int) -> list[int]:
-        digits = []
-        for _, f in reversed(self.pipeline):  # least significant (innermost) first
-            digits.append(stage % f)
-            stage //= f
-        return digits[::-1]
-
-    def crossing_level(self, a: int, b: int) -> Level:
-        """The machine level whose links carry traffic between stages ``a`` and ``b``: the
-        outermost pipeline level at which their positions differ."""
-        for (level, _), da, db in zip(self.pipeline, self._digits(a), self._digits(b)):
-            if da != db:
-                return self.machine.levels[level]
-        raise ConfigError(f"stages {a} and {b} are the same stage")
-
-
-def split_machine(machine: Machine, stages: int, tensor: int = 1, data: int | None = None) -> MachineSplit:
-    """Stages take the outermost devices, tensor parallelism the innermost, data the rest.
-
-    A count takes whole levels while it is a multiple of their arity, then a divisor of the next
-    level (so 35 stages x 9 data-parallel groups can share 315 nodes). The stage machine keeps the
-    remaining part of each level with the level's bandwidth and latency; a level shared by data
-    and tensor parallelism becomes two levels, ``name (data)`` outside ``name (tensor)``.
-    """
-    check_counts({"pipeline stages": stages, "tensor-parallel size": tensor}, ConfigError)
-    arities = [lv.arity for lv in machine.levels]
-    shape = " x ".join(f"{lv.arity} {lv.name}" for lv in machine.levels)
-    p = _take(arities, stages, outermost_first=True, what=f"{stages} pipeline stages", shape=shape,
-              where="stages take the outermost levels")
-    rest = [a // q for a, q in zip(arities, p)]
-    t = _take(rest, tensor, outermost_first=False, what=f"tensor parallelism of {tensor}", shape=shape,
-              where="tensor-parallel ranks take the innermost devices")
-    d = [a // q for a, q in zip(rest, t)]
-    if data is not None and math.prod(d) != data:
-        raise ConfigError(f"tensor x pipeline x data = {tensor} x {stages} x {data} = {tensor * stages * data}, but "
-                          f"the machine has {machine.num_devices} devices ({shape}): the product must equal it")
-    levels: list[Level] = []
-    tensor_levels = set()
-    for lv, dl, tl in zip(machine.levels, d, t):
-        shared = dl > 1 and tl > 1
-        for role, f in (("data", dl), ("tensor", tl)):
-            if f > 1:
-                if role == "tensor":
-                    tensor_levels.add(len(levels))
-                name = f"{lv.name} ({role})" if shared else lv.name
-                levels.append(Level(name, f, lv.bandwidth_Bps, lv.latency_s))
-    if not levels:  # one device per stage
-        inner = machine.levels[-1]
-        levels.append(Level(inner.name, 1, inner.bandwidth_Bps, inner.latency_s))
-    stage_machine = Machine(machine.name if stages == 1 else f"{machine.name} / {stages} stages",
-                            machine.device, tuple(levels))
-    pipeline = tuple((i, q) for i, q in enumerate(p) if q > 1)
-    return MachineSplit(machine, stage_machine, pipeline, frozenset(tensor_levels))
-
-
-def _take(arities: list[int], count: int, outermost_first: bool, what: str, shape: str, where: str) -> list[int]:
-    taken = [1] * len(arities)
-    left = count
-    order = range(len(arities)) if outermost_first else reversed(range(len(arities)))
-    for i in order:
-        if left == 1:
-            break
-        if left % arities[i] == 0:
-            taken[i], left = arities[i], left // arities[i]
-        elif arities[i] % left == 0:
-            taken[i], left = left, 1
-        else:
-            break
-    if left != 1:
-        raise ConfigError(f"{what} does not fit the machine ({shape}): {where}, whole levels first and then a "
-                          "divisor of the next level; choose a count built that way")
-    return taken
-
-
-def stage_counts(machine: Machine) -> list[int]:
-    """Every number of stages :func:`split_machine` accepts with no tensor parallelism."""
-    counts = []
-    for n in range(1, machine.num_devices + 1):
-        if machine.num_devices % n == 0:
-            try:
-                split_machine(machine, n)
-            except ConfigError:
-                continue
-            counts.append(n)
-    return counts
-
-
-def micro_batch_graph(graph, micro_batches: int):
-    """The model bound to one of ``micro_batches`` micro-batches of its batch."""
-    if micro_batches == 1:
-        return graph
-    if graph.batch_size is None:
-        raise ConfigError(f"{micro_batches} micro-batches need a model whose first input has a symbolic batch "
-                          "dimension (e.g. 'batch'); this one has a fixed batch: re-batch it with --batch N (the app's "
-                          "batch field) or use 1 micro-batch")
-    if graph.batch_size % micro_batches:
-        raise ConfigError(f"{micro_batches} micro-batches do not divide the batch ({graph.batch_symbol}="
-                          f"{graph.batch_size}); choose a divisor of it")
-    return graph.with_batch(graph.batch_size // micro_batches)
 
 
 # ---- where the stages can be cut ----------------------------------------------------------
@@ -290,8 +167,6 @@ def balance_stages(weights: list[float], parts: int,
         starts.append(k_end)
     return [0, *reversed(starts)]
 
-
-# ---- the schedule and its price ------------------------------------------------------------------
 
 @dataclass
 class PipelineSchedule:

@@ -1,0 +1,59 @@
+"""Re-binding a model's batch: the explicit :class:`Rebinder` the caller builds from the model and
+hands to the searches that need the graph at another batch (one micro-batch of a pipeline, the
+micro-batch of a hand-made configuration, a plan file's micro-batch when exporting it).
+
+A graph carries no way back to its model: re-binding means importing the model again with the
+batch dimension bound to another value, so whoever holds the model builds the Rebinder
+(:func:`planner.onnx.rebinder.rebinder_for`) and passes it down, where a reader can follow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from planner.model.graph import OperatorGraph
+from planner.options import ConfigError
+
+
+@dataclass(frozen=True)
+class Rebinder:
+    """Imports ``model`` again (with ``import_fn``, :func:`planner.onnx.importer.import_model`)
+    with the batch dimension bound to another value and the other bindings kept."""
+
+    model: Any  # the onnx.ModelProto the graphs were imported from
+    name: str
+    import_fn: Callable[[Any, dict[str, int], str], OperatorGraph]
+
+    def with_batch(self, graph: OperatorGraph, value: int) -> OperatorGraph:
+        """The same model as ``graph`` with its batch dimension bound to ``value``."""
+        if value == graph.bindings.get(graph.batch_symbol):
+            return graph
+        if graph.batch_symbol is None:
+            raise ValueError("micro-batches need a model whose first input has a symbolic batch dimension "
+                             "(axis 0 named, e.g. 'batch'); export the model with a dynamic batch axis")
+        if getattr(graph, "vocabulary_padding", None):
+            raise ValueError("re-bind the batch before padding the vocabulary: a re-imported graph is not padded")
+        return self.import_fn(self.model, {**graph.bindings, graph.batch_symbol: value}, self.name)
+
+
+def micro_batch_graph(graph: OperatorGraph, micro_batches: int, rebinder: Rebinder | None) -> OperatorGraph:
+    """The model bound to one of ``micro_batches`` micro-batches of its batch."""
+    if micro_batches == 1:
+        return graph
+    if graph.batch_size is None:
+        raise ConfigError(f"{micro_batches} micro-batches need a model whose first input has a symbolic batch "
+                          "dimension (e.g. 'batch'); this one has a fixed batch: re-batch it with --batch N (the app's "
+                          "batch field) or use 1 micro-batch")
+    if graph.batch_size % micro_batches:
+        raise ConfigError(f"{micro_batches} micro-batches do not divide the batch ({graph.batch_symbol}="
+                          f"{graph.batch_size}); choose a divisor of it")
+    return require_rebinder(rebinder).with_batch(graph, graph.batch_size // micro_batches)
+
+
+def require_rebinder(rebinder: Rebinder | None) -> Rebinder:
+    """The rebinder, or a ValueError that says the caller must pass one (a programming error)."""
+    if rebinder is None:
+        raise ValueError("re-binding the batch needs the model: pass rebinder=planner.onnx.rebinder.rebinder_for(model)")
+    return rebinder
