@@ -1,2 +1,11 @@
-"""The symbolic BSP cost: basis.py, collectives.py, redistribution.py, gradients.py, model.py
-(the cost of a strategy) and memory.py (bytes per device)."""
+"""The symbolic BSP cost: prices, never searches.
+
+* ``collectives``: the BSP primitives (all-reduce, all-gather, hierarchical all-reduce, halo).
+* ``basis``: the symbol basis of the formulas; ``redistribution``: once per tensor and layout;
+  ``gradients``: one gradient per parameter, buckets, the embedding group.
+* ``model``: ``CostModel``, a strategy priced for one operator, one method per cost term (compute,
+  collectives, halos) composed in ``_op_cost``; whole plans; formulas with sympy.
+* ``memory``: bytes per device; ``schedule``: balanced stages and the 1F1B schedule;
+  ``baseline``: pure data parallelism, the yardstick; ``result``: the frozen ``PlanResult`` and
+  ``result_for``, the one evaluator every plan goes through.
+"""

@@ -1,2 +1,3 @@
-"""The abstract machine: tree.py (the symmetric hierarchical machine, presets, splitting) and
-text.py (reading and writing its YAML)."""
+"""The abstract machine: ``tree`` (the symmetric hierarchical machine, its validation and the
+presets in machines/), ``text`` (its YAML and JSON text) and ``split`` (a machine divided among
+pipeline stages, data and tensor parallelism)."""

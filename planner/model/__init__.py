@@ -1,2 +1,10 @@
-"""The operator graph (graph.py), tracing of the batch axis (batch_trace.py), re-binding the batch
-(rebatch.py), and what an export hides in it: buffers, tied weights, quantised weights."""
+"""The operator graph and what an export hides in it.
+
+* ``graph``: ``OperatorGraph`` of iteration-space ``Operator``s and ``Tensor``s (named dimensions,
+  the dimensions indexing each tensor axis, reductions, FLOPs, atomic axis factorisations).
+* ``batch_trace``: the batch axis through flattened, transposed and gathered axes and masks.
+* ``rebatch`` (and ``rebatch_constants``): ``--batch N`` on static exports; ``rebind``: the
+  ``Rebinder`` that re-binds a model's batch for micro-batches, passed explicitly by the caller.
+* ``buffers``, ``tied_weights``, ``quantised``: float buffers that are not parameters, a weight
+  used twice (tied embeddings), frozen weights at their true bits.
+"""

@@ -9,5 +9,6 @@
   module per family of operators.
 * ``importer``: ``import_model``: binds the dimensions and builds the graph from the registry; an op
   type without a rule becomes an opaque, replicated operator.
+* ``rebinder``: the ``Rebinder`` of a model (planner.model.rebind).
 * ``strip_weights``: skeletons without weights.
 """

@@ -1,2 +1,3 @@
-"""Plans as artefacts: plan_json.py (read a plan file back), report.py (the JSON schema),
-override.py (price a plan edited by hand), export.py (apply a plan to a PyTorch model)."""
+"""Plans as artefacts: ``plan_json`` (read a plan file, bounded and checked, its recorded options
+merged once), ``report`` (write the plan JSON), ``override`` (price a plan edited by hand) and
+``export`` (a plan as DTensor, JAX or MindSpore layouts)."""

@@ -1,1 +1,4 @@
-"""Search algorithms: each returns a Plan scored by the same CostModel."""
+"""The searches, all scored by the same ``CostModel``: ``registry`` (algorithm name -> search),
+``drec``, ``exact`` (and ``exact_guard``), ``megatron``, ``data_parallel``, ``vocab`` (Megatron's
+padded vocabulary) and ``configurations`` (stages, micro-batches, recomputation and ZeRO around a
+search; hand-made configurations)."""
