@@ -9,18 +9,18 @@ Static exports: the batch axis is found by tracing (``planner.model.batch_trace.
 lowest axis of the first data input (of size > 1) that reaches operators and is never summed over
 (a sequence is: attention's ``P @ V`` contracts it; features are: every linear layer contracts
 them). :func:`rebatch_static` re-binds that axis to another size: the data inputs' batch axes and
-every shape constant of ``Reshape``/``Expand`` whose output axis carries the batch are rewritten,
-and shapes are re-inferred from the (weight-free) model.
+every constant holding the batch (``Reshape``/``Expand`` shapes, also behind ``Where``/``Concat``,
+and per-sample gather indices: ``planner.model.rebatch_constants``) are rewritten, and shapes are
+re-inferred from the (weight-free) model.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from planner.model.batch_trace import candidate_axes, trace
 from planner.model.graph import OperatorGraph, TensorRole
+from planner.model.rebatch_constants import rewrite_batch_constants
 
 BATCH_NAMES = ("batch", "batch_size", "batchsize", "n", "b", "bs", "nbatch", "num_batch")
 STATIC_SYMBOL = "batch"  # the name a re-batched static export's batch is bound under
@@ -115,45 +115,8 @@ def rebatch_static(model: onnx.ModelProto, graph: OperatorGraph, batch: int) -> 
         axis = graph.batch_axes.get(vi.name)
         if axis is not None:
             vi.type.tensor_type.shape.dim[axis].dim_value = batch
-    consts = {i.name: i for i in g.initializer}
-    const_nodes = {o: n for n in g.node if n.op_type == "Constant" for o in n.output}
-    for k, node in enumerate(g.node):
-        if node.op_type not in ("Reshape", "Expand") or len(node.input) < 2 or not node.output:
-            continue
-        pos = position.get(node.output[0])
-        if pos is None or node.output[0] not in graph.tensors:
-            continue
-        shape_name = node.input[1]
-        value = _constant(consts, const_nodes, shape_name)
-        if value is None:
-            continue  # computed at run time from the input's shape: re-inferred by itself
-        axis, _ = pos
-        extent = graph.tensors[node.output[0]].shape[axis]
-        if axis >= value.size or value[axis] != extent or extent % old:
-            continue  # -1 / 0 (inferred or copied) or broadcast: nothing to rewrite
-        patched = value.copy()
-        patched[axis] = extent // old * batch
-        name = f"{shape_name}__rebatched_{k}"
-        g.initializer.append(numpy_helper.from_array(patched.astype(value.dtype), name))
-        node.input[1] = name
+    rewrite_batch_constants(out, graph, position, old, batch)
     return out
-
-
-def _constant(consts, const_nodes, name: str) -> np.ndarray | None:
-    if name in consts:
-        init = consts[name]
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            return None
-        return numpy_helper.to_array(init).reshape(-1)
-    node = const_nodes.get(name)
-    if node is None:
-        return None
-    for a in node.attribute:
-        if a.name == "value":
-            return numpy_helper.to_array(a.t).reshape(-1)
-        if a.name == "value_ints":
-            return np.array(list(a.ints), dtype=np.int64)
-    return None
 
 
 def is_data_dependent(graph: OperatorGraph, name: str) -> bool:
