@@ -152,13 +152,13 @@ def import_rebatched(model: onnx.ModelProto, bindings: dict[str, int], name: str
     first = original.inputs[0]
     axis = original.batch_axes[first]
     old = original.tensors[first].shape[axis]
-    graph = original if batch == old else import_fn(rebatch_static(model, original, batch), rest, name)
+    try:
+        graph = original if batch == old else import_fn(rebatch_static(model, original, batch), rest, name)
+    except ValueError as exc:  # the importer's error: a shape that no longer infers at all
+        raise RebatchError(_unfit_message(name, old, batch, str(exc).removeprefix("error: "))) from None
     broken = [w for w in graph.warnings if "cannot broadcast" in w and w not in original.warnings]
     if broken:
-        raise RebatchError(f"{name}: re-batching this static export from {old} to {batch} leaves shapes that do not fit "
-                           f"({broken[0].split(';')[0]}): the export bakes its batch of {old} into constants the planner "
-                           "cannot rewrite (an attention mask expanded through Where/Equal, arange(batch) indices); "
-                           f"export the model with a dynamic batch axis, or plan it at batch {old}")
+        raise RebatchError(_unfit_message(name, old, batch, broken[0]))
     shape = graph.tensors[first].shape
     if shape[axis] != batch:
         raise RebatchError(f"re-batching {name} to {batch} failed: input {first} came out {shape}")
@@ -169,6 +169,13 @@ def import_rebatched(model: onnx.ModelProto, bindings: dict[str, int], name: str
     if batch != old:
         graph.warnings.append(f"static export re-batched: input {first} axis {axis} ({old} in the file) bound to {batch}")
     return graph
+
+
+def _unfit_message(name: str, old: int, batch: int, detail: str) -> str:
+    return (f"{name}: re-batching this static export from {old} to {batch} leaves shapes that do not fit "
+            f"({detail.split(';')[0]}): the export bakes its batch of {old} into constants the planner "
+            "cannot rewrite (a mask baked into a constant tensor, one row per sample, say); "
+            f"export the model with a dynamic batch axis, or plan it at batch {old}")
 
 
 def planning_dims(model: onnx.ModelProto) -> list[str]:

@@ -1,6 +1,6 @@
 """The constants of a static export that hold its batch, and their values at another batch.
 
-Used by ``planner.model.rebatch.rebatch_static``. Two kinds of constant carry the exported batch
+Used by ``planner.model.rebatch.rebatch_static``. Three kinds of constant carry the exported batch
 ``old`` in a static TorchScript export:
 
 * **Shape vectors** of ``Reshape`` and ``Expand`` whose output axis carries the batch. The element
@@ -14,8 +14,15 @@ Used by ``planner.model.rebatch.rebatch_static``. Two kinds of constant carry th
   ``planner.model.batch_trace``). The indices are followed back through broadcasting element-wise
   operators and ``Unsqueeze`` to the constants whose axis has the exported batch's size; a constant
   linear along that axis (``arange(old)``, ``arange(old) * seq``, or ``old`` equal slices) is
-  extended to ``new`` rows the same way. Anything else is left as exported, and the re-import
-  then reports the shapes that no longer fit.
+  extended to ``new`` rows the same way.
+* **Expands to the batch that no data reaches**: an operator carrying the batch (element-wise
+  with broadcasting, ``Where``, ``Concat``) whose other input has the batch's extent on that axis
+  without carrying it (a causal mask built from constants, ViT's class token) is followed back
+  through element-wise operators to the ``Expand`` that made the extent, whose shape is patched as
+  above.
+
+Anything else is left as exported (a mask baked into a constant tensor, one row per sample: no
+new row can be made up), and the re-import then reports the shapes that no longer fit.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ from planner.model.graph import OperatorGraph, TensorRole
 
 #: element-wise operators (numpy broadcasting) the per-sample indices are followed through
 _ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div", "Mod", "Neg", "Cast", "Identity"})
+#: operators whose inputs must agree with their output on every axis they do not broadcast
+#: (Concat: on every axis but its own), followed back to an ``Expand`` to the exported batch
+_BROADCASTING = _ELEMENTWISE | frozenset({"Where", "And", "Or", "Xor", "Not", "Pow", "Max", "Min", "Equal", "Less",
+                                          "LessOrEqual", "Greater", "GreaterOrEqual", "Concat"})
 
 
 def rewrite_batch_constants(model: onnx.ModelProto, graph: OperatorGraph, position: dict[str, tuple[int, int]],
@@ -50,7 +61,7 @@ class _Patcher:
 
     def run(self, position: dict[str, tuple[int, int]]) -> None:
         for node in list(self.g.node):
-            if len(node.input) < 2 or not node.output or node.output[0] not in self.graph.tensors:
+            if not node.input or not node.output or node.output[0] not in self.graph.tensors:
                 continue
             pos = position.get(node.output[0])
             if pos is None:
@@ -62,6 +73,10 @@ class _Patcher:
                 width = self._length(node.input[1])
                 if width is not None and extent % self.old == 0:
                     self._shape_element(node, 1, axis - (len(out_shape) - width), extent)
+            elif node.op_type in _BROADCASTING:
+                for k, name in enumerate(node.input):
+                    if name and name not in position:
+                        self._expanded(node, k, axis - (len(out_shape) - len(self._shape(name) or ())), out_shape[axis])
             elif node.op_type == "Gather" and self._role(node.input[1]) is TensorRole.CONSTANT:
                 gathered = _attribute(node, "axis", 0) % max(1, len(self.graph.tensors[node.input[0]].shape))
                 if axis == gathered:
@@ -137,6 +152,24 @@ class _Patcher:
                 if offset <= index < offset + width:
                     return self._shape_element(src, j, index - offset, extent)
                 offset += width
+        return False
+
+    def _expanded(self, node: onnx.NodeProto, k: int, axis: int, extent: int) -> bool:
+        """Patch the ``Expand`` behind ``node.input[k]`` whose ``axis`` is the batch (``extent``)
+        although no data reaches it (a constant causal mask, ViT's class token expanded to the batch)."""
+        name = node.input[k]
+        shape = self._shape(name)
+        if shape is None or not 0 <= axis < len(shape) or shape[axis] != extent or extent % self.old:
+            return False
+        src = self.producer.get(name)
+        if src is None:
+            return False
+        if src.op_type == "Expand" and len(src.input) == 2:
+            width = self._length(src.input[1])
+            return width is not None and self._shape_element(src, 1, axis - (len(shape) - width), extent)
+        if src.op_type in _BROADCASTING and src.op_type != "Concat":
+            return any([self._expanded(src, j, axis - (len(shape) - len(self._shape(inp) or ())), extent)
+                        for j, inp in enumerate(src.input) if inp])
         return False
 
     # -- per-sample indices ----------------------------------------------------------------------
