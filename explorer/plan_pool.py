@@ -13,7 +13,7 @@ it). The result comes back pickled; the graph's re-binding function (a closure o
 does not cross processes and is set again from the main process's graph.
 
 Under AppTest the pool is not used (planning stays on the script thread, deterministic and
-simple to test): see ``app.plan_cache``.
+simple to test): see ``explorer.run.plan_cache``.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ _WORKER_CACHE = None
 def _worker_cache():
     global _WORKER_CACHE
     if _WORKER_CACHE is None:
-        from explorer.core import PlanCache
+        from explorer.cache import PlanCache
 
-        _WORKER_CACHE = PlanCache(graph_bytes=128 * 2**20, result_bytes=1, cost_model_bytes=16 * 2**20)
+        _WORKER_CACHE = PlanCache(graph_bytes=128 * 2**20, result_bytes=1)
     return _WORKER_CACHE
 
 
@@ -57,10 +57,12 @@ class _ResultPickler(pickle.Pickler):
 
 
 def _plan_in_worker(source, data, bindings: dict, machine, options, hints) -> bytes:
+    from explorer.cache import PlanRequest
+
     cache = _worker_cache()
     try:
         graph = cache.graph(source, bindings, data)
-        result = cache.result(source, bindings, graph, machine, options, hints=hints)
+        result = cache.result(PlanRequest(source, bindings, machine, options), graph, hints=hints)
     except Exception as exc:  # noqa: BLE001 - sent back as it is when it can be
         try:
             pickle.dumps(exc)

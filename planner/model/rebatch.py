@@ -20,6 +20,7 @@ import onnx
 
 from planner.model.batch_trace import candidate_axes, trace
 from planner.model.graph import OperatorGraph, TensorRole
+from planner.errors import PlannerError
 from planner.model.rebatch_constants import rewrite_batch_constants
 
 BATCH_NAMES = ("batch", "batch_size", "batchsize", "n", "b", "bs", "nbatch", "num_batch")
@@ -85,7 +86,7 @@ def locate_batch(model: onnx.ModelProto, graph: OperatorGraph) -> None:
         graph.batch_axes = static_batch_axes(graph)
 
 
-class RebatchError(ValueError):
+class RebatchError(PlannerError, ValueError):
     """A static export whose batch cannot be re-bound; the message says why and what to do."""
 
 
