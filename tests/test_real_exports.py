@@ -151,12 +151,11 @@ def test_gpt2_parameters_by_hand(corpus):
 
 NOT_LISTED_GELU = ("not in issue 10: the TorchScript export's GELU is Div, Erf, Add, Mul (4 FLOPs per element), "
                    "the dynamo export's one Gelu operator counts 1")
-NOT_LISTED_ELEMENTWISE = (
-    "not in issue 10: the TorchScript export has many more small operators (shape arithmetic, the "
-    "attention mask, GELU as Div/Erf/Add/Mul), each priced by its memory traffic; with gradients in "
-    "25 MB buckets the tiny models' baseline is compute, e.g. BERT 111 us against 86 us")
-AGREE_XFAIL = {("vit", "flops"): NOT_LISTED_GELU,
-               **{(f, "data_parallel"): NOT_LISTED_ELEMENTWISE for f in ("gpt2", "llama", "mixtral", "bert")}}
+NOT_LISTED_CASTS = (
+    "not in issue 10: Llama's TorchScript export has 31 explicit Cast operators the dynamo export does not, "
+    "each priced by its memory traffic: on 512 A100 at batch 512 its data-parallel baseline is 35.2 us against "
+    "31.5 us (10.4%), and 3.6 us of the 3.7 us gap is those casts (the batch reaches every operator of both files)")
+AGREE_XFAIL = {("vit", "flops"): NOT_LISTED_GELU, ("llama", "data_parallel"): NOT_LISTED_CASTS}
 
 
 # The TorchScript exporter bakes the example sequence length (8) into nn.MultiheadAttention's key

@@ -71,7 +71,7 @@ def trace(graph: OperatorGraph, split: bool = False, starts: dict[str, tuple[int
                 if reduced is None:
                     break
         if found is not None and op.op_type in ROW_GATHERS and all(_factor_of_dim(op, u, found) is None for u in op.outputs):
-            found = _gathered_rows(op, found) or found
+            found = _gathered_rows(graph, op, found) or found
         result[op_name] = found
         if found is None:
             continue
@@ -82,19 +82,31 @@ def trace(graph: OperatorGraph, split: bool = False, starts: dict[str, tuple[int
     return result
 
 
-#: Gathers whose output rows are the rows of their indices (GatherND: ``out[i...] = data[idx[i...]]``).
-ROW_GATHERS = frozenset({"GatherND"})
+#: Gathers whose output rows can be the rows of their indices (``out[i...] = data[idx[i...]]``).
+ROW_GATHERS = frozenset({"GatherND", "Gather"})
 
 
-def _gathered_rows(op: Operator, data_dim: str) -> str | None:
-    """The batch through a GatherND whose indices' leading axis has as many rows as the data's
-    batch (per-sample indices, as exporters build them from ``arange(batch)`` for attention masks):
-    the output's leading dim, which then carries the batch. None when the sizes differ (a gather of
-    tokens, e.g. MoE routing): the batch stops there."""
+def _gathered_rows(graph: OperatorGraph, op: Operator, data_dim: str) -> str | None:
+    """The batch through a gather with per-sample indices, which exporters build from
+    ``arange(batch)`` for attention masks: the output's leading indices dim, which then carries
+    the batch. None otherwise (a gather of tokens, e.g. MoE routing): the batch stops there.
+
+    * ``GatherND`` (dynamo): the indices' leading axis has as many rows as the data's batch dim.
+    * ``Gather`` (TorchScript: ``flat_mask[arange(batch) * seq + arange(seq)]``, the mask
+      flattened to ``(batch*seq)`` rows): the batch is the outer factor of the gathered axis, and
+      the indices are computed from shapes alone (a constant: no data picks the rows) with a
+      leading axis of the batch's size."""
     if len(op.inputs) < 2 or not op.inputs[1].axes or not op.inputs[1].axes[0]:
         return None
     rows = op.inputs[1].axes[0][0]
-    if rows == data_dim or op.dims.get(rows) != op.dims.get(data_dim):
+    if rows == data_dim:
+        return None
+    if op.op_type == "Gather":
+        # data_dim is the data's gathered axis: the caller found it on an input but on no output
+        if (op.factors_of(data_dim)[:1] != (op.dims[rows],)
+                or graph.tensors[op.inputs[1].tensor].role is not TensorRole.CONSTANT):
+            return None
+    elif op.dims.get(rows) != op.dims.get(data_dim):
         return None
     if not any(u.axes and u.axes[0] and u.axes[0][0] == rows for u in op.outputs):
         return None

@@ -9,19 +9,19 @@ Static exports: the batch axis is found by tracing (``planner.model.batch_trace.
 lowest axis of the first data input (of size > 1) that reaches operators and is never summed over
 (a sequence is: attention's ``P @ V`` contracts it; features are: every linear layer contracts
 them). :func:`rebatch_static` re-binds that axis to another size: the data inputs' batch axes and
-every shape constant of ``Reshape``/``Expand`` whose output axis carries the batch are rewritten,
-and shapes are re-inferred from the (weight-free) model.
+every constant holding the batch (``Reshape``/``Expand`` shapes, also behind ``Where``/``Concat``,
+and per-sample gather indices: ``planner.model.rebatch_constants``) are rewritten, and shapes are
+re-inferred from the (weight-free) model.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from planner.model.batch_trace import candidate_axes, trace
 from planner.model.graph import OperatorGraph, TensorRole
 from planner.errors import PlannerError
+from planner.model.rebatch_constants import rewrite_batch_constants
 
 BATCH_NAMES = ("batch", "batch_size", "batchsize", "n", "b", "bs", "nbatch", "num_batch")
 STATIC_SYMBOL = "batch"  # the name a re-batched static export's batch is bound under
@@ -116,45 +116,8 @@ def rebatch_static(model: onnx.ModelProto, graph: OperatorGraph, batch: int) -> 
         axis = graph.batch_axes.get(vi.name)
         if axis is not None:
             vi.type.tensor_type.shape.dim[axis].dim_value = batch
-    consts = {i.name: i for i in g.initializer}
-    const_nodes = {o: n for n in g.node if n.op_type == "Constant" for o in n.output}
-    for k, node in enumerate(g.node):
-        if node.op_type not in ("Reshape", "Expand") or len(node.input) < 2 or not node.output:
-            continue
-        pos = position.get(node.output[0])
-        if pos is None or node.output[0] not in graph.tensors:
-            continue
-        shape_name = node.input[1]
-        value = _constant(consts, const_nodes, shape_name)
-        if value is None:
-            continue  # computed at run time from the input's shape: re-inferred by itself
-        axis, _ = pos
-        extent = graph.tensors[node.output[0]].shape[axis]
-        if axis >= value.size or value[axis] != extent or extent % old:
-            continue  # -1 / 0 (inferred or copied) or broadcast: nothing to rewrite
-        patched = value.copy()
-        patched[axis] = extent // old * batch
-        name = f"{shape_name}__rebatched_{k}"
-        g.initializer.append(numpy_helper.from_array(patched.astype(value.dtype), name))
-        node.input[1] = name
+    rewrite_batch_constants(out, graph, position, old, batch)
     return out
-
-
-def _constant(consts, const_nodes, name: str) -> np.ndarray | None:
-    if name in consts:
-        init = consts[name]
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            return None
-        return numpy_helper.to_array(init).reshape(-1)
-    node = const_nodes.get(name)
-    if node is None:
-        return None
-    for a in node.attribute:
-        if a.name == "value":
-            return numpy_helper.to_array(a.t).reshape(-1)
-        if a.name == "value_ints":
-            return np.array(list(a.ints), dtype=np.int64)
-    return None
 
 
 def is_data_dependent(graph: OperatorGraph, name: str) -> bool:
@@ -191,13 +154,13 @@ def import_rebatched(model: onnx.ModelProto, bindings: dict[str, int], name: str
     first = original.inputs[0]
     axis = original.batch_axes[first]
     old = original.tensors[first].shape[axis]
-    graph = original if batch == old else import_fn(rebatch_static(model, original, batch), rest, name)
+    try:
+        graph = original if batch == old else import_fn(rebatch_static(model, original, batch), rest, name)
+    except ValueError as exc:  # the importer's error: a shape that no longer infers at all
+        raise RebatchError(_unfit_message(name, old, batch, str(exc).removeprefix("error: "))) from None
     broken = [w for w in graph.warnings if "cannot broadcast" in w and w not in original.warnings]
     if broken:
-        raise RebatchError(f"{name}: re-batching this static export from {old} to {batch} leaves shapes that do not fit "
-                           f"({broken[0].split(';')[0]}): the export bakes its batch of {old} into constants the planner "
-                           "cannot rewrite (an attention mask expanded through Where/Equal, arange(batch) indices); "
-                           f"export the model with a dynamic batch axis, or plan it at batch {old}")
+        raise RebatchError(_unfit_message(name, old, batch, broken[0]))
     shape = graph.tensors[first].shape
     if shape[axis] != batch:
         raise RebatchError(f"re-batching {name} to {batch} failed: input {first} came out {shape}")
@@ -207,6 +170,13 @@ def import_rebatched(model: onnx.ModelProto, bindings: dict[str, int], name: str
     if batch != old:
         graph.warnings.append(f"static export re-batched: input {first} axis {axis} ({old} in the file) bound to {batch}")
     return graph
+
+
+def _unfit_message(name: str, old: int, batch: int, detail: str) -> str:
+    return (f"{name}: re-batching this static export from {old} to {batch} leaves shapes that do not fit "
+            f"({detail.split(';')[0]}): the export bakes its batch of {old} into constants the planner "
+            "cannot rewrite (a mask baked into a constant tensor, one row per sample, say); "
+            f"export the model with a dynamic batch axis, or plan it at batch {old}")
 
 
 def planning_dims(model: onnx.ModelProto) -> list[str]:
