@@ -43,7 +43,7 @@ from planner.onnx.importer import ModelImportError, binding_value, import_model,
 from planner.plans.plan_json import check_plan_bounds, check_plan_fields
 from planner.model.rebatch import planning_dims
 from planner.plans.report import op_cuts, op_splits, plan_to_json
-from explorer.cache_budget import deep_size
+from explorer.cache_budget import Sized, deep_size
 from explorer.safe_markdown import md_code, md_fence, md_text, plain
 from planner.search.pipeline import split_machine, stage_counts
 from planner.units import format_bytes, format_seconds
@@ -254,14 +254,16 @@ class PlanCache:
 
     def __init__(self, graph_bytes: int = CACHE_BYTES["graphs"], cost_model_bytes: int = CACHE_BYTES["cost_models"],
                  result_bytes: int = CACHE_BYTES["results"], sweep_bytes: int = CACHE_BYTES["sweeps"],
-                 dims_bytes: int = CACHE_BYTES["dims"]):
-        # Each table is bounded by the bytes its entries keep alive (explorer.cache_budget.deep_size,
-        # measured once when an entry is stored), not by their number: one GPT-3 result keeps
-        # tens of MB, one MLP's a hundred KB. The newest entry always stays.
+                 dims_bytes: int = CACHE_BYTES["dims"], result_entries: int | None = None):
+        # Each table is bounded by the bytes its entries keep alive (explorer.cache_budget: measured
+        # once, when an entry is made), not by their number: one GPT-3 result keeps tens of MB, one
+        # MLP's a hundred KB. The newest entry always stays. ``result_entries`` bounds the results
+        # by number instead, unmeasured (a planning worker keeps only its last result).
         self._graphs = _LRU(math.inf, weight=deep_size, max_weight=graph_bytes)
         self._dims = _LRU(math.inf, weight=deep_size, max_weight=dims_bytes)
         self._cms = _LRU(math.inf, weight=deep_size, max_weight=cost_model_bytes)
-        self._results = _LRU(math.inf, weight=deep_size, max_weight=result_bytes)
+        self._results = (_LRU(math.inf, weight=deep_size, max_weight=result_bytes) if result_entries is None
+                         else _LRU(result_entries))
         self._sweeps = _LRU(math.inf, weight=deep_size, max_weight=sweep_bytes)
         self._models = _LRU(math.inf, weight=len, max_weight=graph_bytes)  # uploads' weight-free bytes, for the pool
         self.pool = None  # a explorer.plan_pool.PlanPool: plans are made in its worker processes
@@ -290,8 +292,11 @@ class PlanCache:
                 return hit
             if stat:
                 self.stats[stat + "_misses"] += 1
-            value = compute()
-            weight = table.weight(value) if table.weight else None  # a walk of the value: not under the lock
+            value, weight = compute(), None
+            if isinstance(value, Sized):  # sized where it was made (a planning worker)
+                value, weight = value
+            elif table.weight:
+                weight = table.weight(value)  # a walk of the value: not under the lock
             with self._lock:
                 table.put(key, value, weight)
             return value
@@ -324,6 +329,8 @@ class PlanCache:
             if data is not None:
                 with self._lock:
                     self._models.put(source.sha256, data)
+            if self.pool is not None:  # imported in a worker, off the script thread: a Sized graph
+                return self.pool.graph(source, data, bindings)
             return import_model(src, dict(bindings), name=source.label)
         return self._memo(self._graphs, key, compute, "graph")
 
