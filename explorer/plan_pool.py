@@ -36,7 +36,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from explorer.cache_budget import Sized, pickled_size
 from planner.cost.model import PlanError
-from planner.onnx.importer import import_model
+from planner.onnx.importer import ModelImportError, import_model
 
 #: The worker's own cache (graphs by model and bindings; one result at a time).
 _WORKER_CACHE = None
@@ -93,12 +93,12 @@ def _dumps(value, graph=None) -> bytes:
     return buf.getvalue()
 
 
-def _sendable(exc: Exception) -> Exception:
-    """``exc`` itself when it crosses processes, else a PlanError with its text."""
+def _sendable(exc: Exception, kind: type = PlanError) -> Exception:
+    """``exc`` itself when it crosses processes, else a ``kind`` error with its text."""
     try:
         pickle.dumps(exc)
     except Exception:  # noqa: BLE001
-        return PlanError(f"{type(exc).__name__}: {exc}")
+        return kind(f"{type(exc).__name__}: {exc}")
     return exc
 
 
@@ -107,7 +107,7 @@ def _import_in_worker(source, data, bindings: dict) -> bytes:
     try:
         graph = _worker_cache().graph(source, bindings, data)
     except Exception as exc:  # noqa: BLE001 - sent back as it is when it can be
-        raise _sendable(exc) from None
+        raise _sendable(exc, ModelImportError) from None
     return _dumps(graph)
 
 

@@ -10,7 +10,7 @@ from planner.api import PlanOptions
 from planner.machine.tree import load_preset
 from explorer.cache_budget import deep_size
 from explorer.plan_pool import PlanPool
-from planner.onnx.importer import import_model
+from planner.onnx.importer import ModelImportError, import_model
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +80,15 @@ def test_models_are_imported_in_the_workers_and_results_share_the_servers_graph(
     assert deep_size(r, exclude=(g,)) <= held["results"] <= 2 * deep_size(r, exclude=(g,))
     assert g.with_batch(16).operators["layer0.attn.q"].flops \
         == 2 * 16 * 128 * 768 * 768  # re-bound here: batch x seq x hidden x hidden, twice
+
+
+def test_an_import_error_in_a_worker_is_the_importers_message(pool):
+    data = b"not an onnx model at all"
+    src = ex.upload_source("junk.onnx", data)
+    cache = ex.PlanCache()
+    cache.pool = pool
+    with pytest.raises(ModelImportError) as remote:
+        cache.graph(src, {}, data)
+    with pytest.raises(ModelImportError) as local:
+        ex.PlanCache().graph(src, {}, data)
+    assert str(remote.value) == str(local.value)
