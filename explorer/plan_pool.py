@@ -7,9 +7,9 @@ own plan, the server keeps answering, and plans of different sessions run on dif
 
 Models are imported in the workers too (:meth:`PlanPool.graph`): the server process never runs
 the importer, and each worker keeps its last few graphs (re-planning one model on another machine
-does not re-import it). A graph comes back pickled (and is charged by its pickle's length, as a
-result is); its re-binding function (a closure over the ``ModelProto``) does not cross processes: the main
-process gets one that imports again from the sample's path or the upload's weight-free bytes.
+does not re-import it). A graph comes back pickled (charged by its pickle's length, as a result
+is); its re-binding function (a closure over the ``ModelProto``) does not cross processes: the
+main process gets one that imports again from the sample's path or the upload's weight-free bytes.
 
 A plan task carries the model, its bound dimensions, the machine, the options and drec+'s hints
 (the plans of what-if variants the main cache has seen), so the worker plans exactly what the
