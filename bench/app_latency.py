@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from explorer import core as ex  # noqa: E402
 from planner.api import PlanOptions, plan_model  # noqa: E402
 from planner.machine.tree import Machine, load_preset  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402

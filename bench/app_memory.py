@@ -26,7 +26,9 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from explorer import upload as app_upload  # noqa: E402
-from explorer import core as ex  # noqa: E402
+from explorer.cache import PlanCache, PlanRequest  # noqa: E402
+from explorer.options import DEFAULT_OPTIONS  # noqa: E402
+from explorer.sources import DEFAULT_MACHINE  # noqa: E402
 from planner.machine.tree import load_preset  # noqa: E402
 
 WIDTH = 1536  # one layer's weight: 1536 x 1536 float32 = 9.4 MB
@@ -59,9 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=30)
     args = parser.parse_args()
-    cache = ex.PlanCache()
-    machine = load_preset(ex.DEFAULT_MACHINE)
-    options = ex.DEFAULT_OPTIONS
+    cache = PlanCache()
+    machine = load_preset(DEFAULT_MACHINE)
+    options = DEFAULT_OPTIONS
 
     def upload(i: int, layers: int) -> tuple[int, float]:
         data = mlp_bytes(layers, seed=i)
@@ -70,7 +72,7 @@ def main() -> None:
         source, small, bindings = app_upload.accept_upload(f"model{i}.onnx", data, cache, {"batch": 256})
         del data
         graph = cache.graph(source, bindings, small)
-        cache.result(source, bindings, graph, machine, options)
+        cache.result(PlanRequest(source, bindings, machine, options), graph)
         return size, time.perf_counter() - t0
 
     upload(1000, 1)  # load the libraries

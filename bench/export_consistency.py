@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from planner.cli.main import USER_ERRORS, positive_int  # noqa: E402
+from planner.cli.common import positive_int  # noqa: E402
+from planner.errors import PlannerError  # noqa: E402
 from planner.api import PlanOptions, plan_model  # noqa: E402
 from planner.machine.tree import load_machine  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         machine = load_machine(args.machine)
-    except USER_ERRORS as exc:
+    except PlannerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"machine {machine.summary()}; batch {args.batch}, seq {args.seq}; default plan (drec+, train)")

@@ -19,7 +19,7 @@ server, not one per result, and no graph to unpickle. The result is charged by i
 (:func:`explorer.cache_budget.pickled_size`): nothing walks it, in the worker or the server.
 
 Under AppTest the pool is not used (planning stays on the script thread, deterministic and
-simple to test): see ``app.plan_cache``.
+simple to test): see ``explorer.run.plan_cache``.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ _GRAPH_ID = "graph"
 def _worker_cache():
     global _WORKER_CACHE
     if _WORKER_CACHE is None:
-        from explorer.core import PlanCache
+        from explorer.cache import PlanCache
 
-        _WORKER_CACHE = PlanCache(graph_bytes=128 * 2**20, result_entries=1, cost_model_bytes=16 * 2**20)
+        _WORKER_CACHE = PlanCache(graph_bytes=128 * 2**20, result_entries=1)
     return _WORKER_CACHE
 
 
@@ -112,10 +112,12 @@ def _import_in_worker(source, data, bindings: dict) -> bytes:
 
 
 def _plan_in_worker(source, data, bindings: dict, machine, options, hints) -> bytes:
+    from explorer.cache import PlanRequest
+
     cache = _worker_cache()
     try:
         graph = cache.graph(source, bindings, data)
-        result = cache.result(source, bindings, graph, machine, options, hints=hints)
+        result = cache.result(PlanRequest(source, bindings, machine, options), graph, hints=hints)
     except Exception as exc:  # noqa: BLE001 - sent back as it is when it can be
         raise _sendable(exc) from None
     return _dumps(result, graph)

@@ -39,7 +39,7 @@ def accept_upload(filename: str, data: bytes, cache, previous_bindings: dict[str
     symbolic dimensions bound (the previous values of the same names kept) and the model imported
     once through ``cache`` (an explorer ``PlanCache``), so that a file that cannot be imported is
     refused (ModelImportError, the importer's message) before it becomes the model in use."""
-    from explorer.core import ModelSource, bindings_for  # the explorer's cache and types
+    from explorer.sources import ModelSource, bindings_for
 
     source = ModelSource("upload", filename, model_sha256(data))
     small = weight_free(data)

@@ -4,20 +4,20 @@ configurations the search tried."""
 
 import streamlit as st
 
-import app
-from explorer import core as ex
+from explorer.run import planned_page
 from explorer.safe_markdown import md_code, md_text
+from explorer.views import cost as view
+from explorer.views.formulas import candidate_strategies, formula_rows
+from explorer.views.memory import memory_figure, memory_table
+from explorer.views.overview import headline
+from explorer.views.pipeline import iteration_figure, stage_table, stage_time_figure, tried_table
 
-ctx: ex.Context = app.planned_page("Cost")
+ctx = planned_page("Cost")
 
 r = ctx.result
-cm = r.cost_model
-ops = sorted(cm.planned, key=lambda n: -sum(r.cost.op_seconds(n).values()))
+ops = view.costliest_operators(r)
 op = st.selectbox("Operator (costliest first)", ops, key="co_op")
-o = r.graph.operators[op]  # as planned: bound to one micro-batch when there are several
-st.caption(f"{md_text(o.op_type)} ({o.kind.value}) · dimensions {md_text(ex.dims_text(o.dims))} · "
-           f"{ex.format_flop_count(o.flops)} forward{' per micro-batch' if r.schedule.micro_batches > 1 else ''} · "
-           f"plan: {md_text(ex.strategy_label(r, op))}")
+st.caption(view.operator_caption(r, op))
 
 st.subheader("Cost formula per candidate split")
 st.markdown(
@@ -26,8 +26,8 @@ st.markdown(
     "communication for each candidate: with its dimensions as symbols, with their sizes, then each term with "
     "this machine's $F$, $g_l$ and $L_l$ (redistribution with neighbours is not included: it depends on them)."
 )
-candidates = ex.candidate_strategies(r, op)
-rows = ex.formula_rows(r, op, candidates)
+candidates = candidate_strategies(r, op)
+rows = formula_rows(r, op, candidates)
 best = min(rows, key=lambda x: x["seconds"])
 for start in range(0, len(rows), 3):
     cols = st.columns(3)
@@ -39,14 +39,14 @@ for start in range(0, len(rows), 3):
             st.latex(row["latex_symbolic"])
             st.latex(row["latex_sized"])
             st.latex(row["latex_terms"])
-            st.metric("on this machine", ex.format_seconds(row["seconds"]), label_visibility="collapsed")
+            st.metric("on this machine", row["seconds_text"], label_visibility="collapsed")
 
 st.subheader("D-Rec's decisions for this operator")
-trace = ex.trace_table(r, op)
+trace = view.trace_table(r, op)
 if trace is None:
     st.info(f"The {r.plan.algorithm} plan records no decision trace; choose drec or drec+ in the sidebar to see one.")
 elif trace.empty:
-    traced = ex.traced_operators(r)
+    traced = view.traced_operators(r)
     st.info("This operator was not decided by the search itself: it follows its neighbours' layouts (folded "
             f"operators get propagated layouts). {len(traced)} operators have a trace, e.g. "
             + ", ".join(md_code(n) for n in traced[:5]))
@@ -60,35 +60,35 @@ else:
 st.subheader("Where the time goes")
 sched = r.schedule
 if r.pipelined:
-    st.markdown(f"**One iteration**: {ex.headline(r)['breakdown']}")
-    st.plotly_chart(ex.iteration_figure(r), key="co_iteration")
+    st.markdown(f"**One iteration**: {headline(r)['breakdown']}")
+    st.plotly_chart(iteration_figure(r), key="co_iteration")
     st.caption("Every slot of the 1F1B schedule takes the slowest stage's time; the bubble is the pipeline filling "
                f"and draining ((P-1)/v = {sched.stages - 1}/{sched.interleave} slots); the gradient all-reduce runs "
                "once per iteration, after the last backward pass. Below, the operators' costs are per micro-batch, "
                "each on its stage's devices.")
 if sched.stages > 1:
     st.markdown("**Each stage, per micro-batch**")
-    st.plotly_chart(ex.stage_time_figure(r), key="co_stages")
-    stages = ex.stage_table(r)
+    st.plotly_chart(stage_time_figure(r), key="co_stages")
+    stages = stage_table(r)
     st.dataframe(stages, hide_index=True, column_config={
         c: st.column_config.NumberColumn(format="%.4g") for c in stages.columns if "(µs)" in c or "(GiB)" in c})
 left, right = st.columns([3, 2])
 with left:
     top = st.slider("Operators shown", 5, min(100, len(ops)) if len(ops) > 5 else 5, min(25, len(ops)), key="co_top",
                     disabled=len(ops) <= 5)
-    st.plotly_chart(ex.op_cost_figure(r, top), key="co_ops")
+    st.plotly_chart(view.op_cost_figure(r, top), key="co_ops")
 with right:
     st.markdown("**Per machine level**")
-    st.plotly_chart(ex.level_cost_figure(r), key="co_levels")
+    st.plotly_chart(view.level_cost_figure(r), key="co_levels")
     st.markdown("**Memory per device**" + (" (the fullest stage)" if sched.stages > 1 else ""))
-    st.plotly_chart(ex.memory_figure(r), key="co_mem")
-    st.dataframe(ex.memory_table(r), hide_index=True, column_config={"GiB": st.column_config.NumberColumn(format="%.4g")})
+    st.plotly_chart(memory_figure(r), key="co_mem")
+    st.dataframe(memory_table(r), hide_index=True, column_config={"GiB": st.column_config.NumberColumn(format="%.4g")})
 
 if r.tried:
     st.subheader("Configurations tried")
     st.caption("Each configuration the search priced (stages x micro-batches x recomputation x ZeRO); it keeps the "
                "fastest that fits in memory. Leave options on auto in the sidebar to let it choose them.")
-    tried = ex.tried_table(r)
+    tried = tried_table(r)
     st.dataframe(tried, hide_index=True, column_config={
         "iteration (ms)": st.column_config.NumberColumn(format="%.4g"),
         "memory per device (GiB)": st.column_config.NumberColumn(format="%.3g"),

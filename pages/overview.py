@@ -2,11 +2,15 @@
 
 import streamlit as st
 
-import app
-from explorer import core as ex
-from explorer.safe_markdown import md_code, md_text
+from explorer.run import page_context
+from explorer.safe_markdown import md_text
+from explorer.views.cost import level_cost_figure
+from explorer.views.memory import memory_figure
+from explorer.views.overview import explanation, headline
+from explorer.views.pipeline import iteration_figure
+from explorer.views.splits import strategy_shape
 
-ctx: ex.Context = app.page_context()
+ctx = page_context()
 st.title("Overview")
 st.caption(f"{md_text(ctx.source.label)} · {md_text(ctx.machine.summary())} · {ctx.options.mode} · {ctx.options.algorithm}")
 
@@ -19,8 +23,7 @@ if ctx.plan_error:
     st.stop()
 
 r = ctx.result
-h = ex.headline(r)
-mem = r.memory
+h = headline(r)
 staged = r.schedule.stages > 1
 c = st.columns([0.8, 1.1, 1.4, 1.0, 1.2, 0.9])
 c[0].metric("Devices", f"{h['devices']:,}", help=md_text(ctx.machine.summary()))
@@ -29,14 +32,14 @@ c[2].metric("Speed-up over pure data parallel", h["speedup"], help=f"pure data p
 c[3].metric("TFLOP/s per device", f"{h['tflops_model']:.3g}",
             help=f"the model's FLOPs per iteration over the iteration time and the devices; counting recomputed "
                  f"FLOPs too (hardware): {h['tflops_hardware']:.3g}")
-c[4].metric("Memory per device", ex.format_bytes(mem.peak),
-            delta=f"of {ex.format_bytes(mem.capacity)}: " + ("fits" if h["fits"] else f"{h['shortfall']} short")
+c[4].metric("Memory per device", h["memory_peak"],
+            delta=f"of {h['memory_capacity']}: " + ("fits" if h["fits"] else f"{h['shortfall']} short")
             + (f" (stage {h['fullest_stage']}, the fullest)" if staged else ""),
             delta_color="green" if h["fits"] else "red", delta_arrow="off")
 c[5].metric("Search time", h["search"], help=f"{r.plan.algorithm}, {len(r.cost_model.planned)} operators planned")
 st.caption(f"Configuration: {h['configuration']}")
 
-st.markdown(ex.explanation(r, ctx.source.label))
+st.markdown(explanation(r, ctx.source.label))
 for note in r.notes:
     st.info(md_text(note))
 
@@ -44,15 +47,15 @@ left, right = st.columns(2)
 with left:
     st.subheader("Where the time goes")
     if r.pipelined:
-        st.plotly_chart(ex.iteration_figure(r), key="ov_iteration")
+        st.plotly_chart(iteration_figure(r), key="ov_iteration")
         st.caption("One iteration: the micro-batches through the slowest stage, the pipeline's bubble and the "
                    "gradient sync; the Cost page has each stage, the Strategy page the schedule.")
     else:
-        st.plotly_chart(ex.level_cost_figure(r), key="ov_levels")
+        st.plotly_chart(level_cost_figure(r), key="ov_levels")
 with right:
     st.subheader("Memory per device" + (" (fullest stage)" if staged else ""))
-    st.plotly_chart(ex.memory_figure(r), key="ov_memory")
-    st.caption(f"Strategy by level: {md_text(ex.strategy_shape(r))}")
+    st.plotly_chart(memory_figure(r), key="ov_memory")
+    st.caption(f"Strategy by level: {md_text(strategy_shape(r))}")
 
 st.divider()
 cols = st.columns(6)

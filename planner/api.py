@@ -183,12 +183,28 @@ def data_parallel_baseline(cm: CostModel, optimizer: str) -> tuple[float, Memory
 
 
 def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | None = None,
-               progress: Callable[[float, str], None] | None = None) -> PlanResult:
-    """Plan a model: with D-Rec, over the stage counts, micro-batches, recomputation and ZeRO
-    stages the options leave open (:mod:`planner.search.configurations`); otherwise as the options fix them."""
+               progress: Callable[[float, str], None] | None = None,
+               hints: list[dict[str, Strategy]] | None = None) -> PlanResult:
+    """THE planning entry: the command line's ``plan`` and the explorer both plan through it.
+
+    Plans over the stage counts, micro-batches, recomputation and ZeRO stages the options leave
+    open, and as the options fix them otherwise (:mod:`planner.search.configurations`). The exact
+    search is refused first when the graph has too many strategies for it
+    (:func:`planner.search.exact_guard.require_exact_feasible`, on one stage's machine). ``progress`` is
+    called with a fraction and a message while planning; drec+ also starts from ``hints`` (plans
+    of the same model and options on other machines, e.g. before a what-if change).
+    """
+    from planner.limits import check_planning_work
     from planner.search.configurations import plan_configurations
 
-    return plan_configurations(graph, machine, options or PlanOptions(), progress)
+    options = options or PlanOptions()
+    if options.algorithm == "exact":
+        from planner.search.exact_guard import require_exact_feasible
+
+        check_planning_work(machine.num_devices, len(graph.operators))
+        stage_machine = split_machine(machine, options.pipeline_stages or 1).stage_machine
+        require_exact_feasible(cost_model_for(graph, stage_machine, options))
+    return plan_configurations(graph, machine, options, progress, hints=hints)
 
 
 # ---- plans written elsewhere -------------------------------------------------------------

@@ -15,6 +15,8 @@ import re
 import stat
 from pathlib import Path
 
+from planner.errors import PlannerError
+
 #: A machine description (YAML or JSON text): the largest preset is about 1 KiB.
 MAX_MACHINE_FILE_BYTES = 64 * 1024
 #: Levels of a machine hierarchy (real machines have 2-4).
@@ -36,7 +38,7 @@ MAX_BINDING_PRODUCT = 2**40
 MAX_PLANNING_WORK = 2**27
 
 
-class LimitError(ValueError):
+class LimitError(PlannerError, ValueError):
     """An input exceeds a documented bound; the message names it and says what to do."""
 
 

@@ -1,5 +1,5 @@
 """The Streamlit explorer through AppTest (streamlit.testing.v1): every page, uploads, machine
-edits, the sidebar's options, the URL, and the helpers of explorer/core.py they rely on."""
+edits, the sidebar's options, the URL, and the explorer helpers they rely on."""
 
 from __future__ import annotations
 
@@ -11,9 +11,23 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import core as ex
+from explorer.cache import PlanCache, PlanRequest
+from explorer.context import Context
+from explorer.options import COMPARE_ALGORITHMS, DEFAULT_OPTIONS, options_with, searches_configurations
+from explorer.sources import DEFAULT_BINDINGS, DEFAULT_MACHINE, DEFAULT_SAMPLE, sample_source
+from explorer.url_state import PIPELINE_URL_PARAMS, decode_url_state, encode_url_state
+from explorer.views.compare import SWEEP_DEVICE_COUNTS, what_if_machine
+from explorer.views.compare import sweep as compare_sweep
+from explorer.views.graph import build_view, default_view
+from explorer.views.layers import layers_of
+from explorer.views.machine import levels_frame, machine_from_levels, machine_with_devices, same_levels
+from explorer.views.report import ReportMeta, report_html, report_json, report_markdown, verification_frames
+from explorer.views.strategy import plan_file_options, with_override
+from planner.api import PlanOptions, cost_model_for
+from planner.onnx.importer import model_sha256
+from planner.search.exact_guard import count_strategies
+from planner.units import format_seconds, gbps
 from explorer import timeline
-from planner.api import PlanOptions
 from planner.machine.tree import MachineError, load_preset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +64,7 @@ def metric(at: AppTest, label: str) -> str:
     raise AssertionError(f"no metric {label!r}; metrics: {[m.label for m in at.metric]}")
 
 
-def ctx(at: AppTest) -> ex.Context:
+def ctx(at: AppTest) -> Context:
     return at.session_state["_ctx"]
 
 
@@ -66,8 +80,8 @@ def test_first_load_shows_a_real_plan():
     assert_clean(at)
     assert [t.value for t in at.title] == ["Overview"]
     c = ctx(at)
-    assert c.source.label == ex.DEFAULT_SAMPLE and c.bindings == ex.DEFAULT_BINDINGS
-    assert c.machine_label == ex.DEFAULT_MACHINE and c.options == ex.DEFAULT_OPTIONS
+    assert c.source.label == DEFAULT_SAMPLE and c.bindings == DEFAULT_BINDINGS
+    assert c.machine_label == DEFAULT_MACHINE and c.options == DEFAULT_OPTIONS
     assert metric(at, "Devices") == "512"
     assert metric(at, "Predicted iteration time").endswith("s")
     assert metric(at, "Speed-up over pure data parallel").endswith("x")
@@ -98,7 +112,7 @@ def test_pages_show_their_content():
     assert any(d.value is not None and "candidate" in d.value.columns for d in at.dataframe)  # D-Rec's trace
     goto(at, "compare")
     table = at.dataframe[0].value
-    assert list(table["algorithm"]) == list(ex.COMPARE_ALGORITHMS)
+    assert list(table["algorithm"]) == list(COMPARE_ALGORITHMS)
     exact = table[table["algorithm"] == "exact"].iloc[0]
     assert exact["note"].startswith("exact: too large for this graph: more than") and "bound" in exact["note"]
     assert table[table["algorithm"] == "data_parallel"].iloc[0]["speed-up over data parallel"] == pytest.approx(1.0)
@@ -122,7 +136,7 @@ def test_upload_a_model_through_the_file_uploader():
     assert_clean(at)
     c = ctx(at)
     assert c.source.kind == "upload" and c.source.label == "my_mlp.onnx"
-    assert c.source.sha256 == ex.model_sha256(data)
+    assert c.source.sha256 == model_sha256(data)
     assert c.result is not None and c.graph.name == "my_mlp.onnx"
     assert metric(at, "Operators") == str(len(c.graph.operators))
     goto(at, "overview")
@@ -139,7 +153,7 @@ def test_upload_garbage_shows_the_importers_message():
     assert not at.exception
     errors = [rendered(e.value) for e in at.error]
     assert len(errors) == 1 and errors[0].startswith("garbage.onnx:") and "not a valid ONNX model" in errors[0]
-    assert ctx(at).source.label == ex.DEFAULT_SAMPLE  # the model in use is unchanged
+    assert ctx(at).source.label == DEFAULT_SAMPLE  # the model in use is unchanged
     goto(at, "overview")
     assert_clean(at)
 
@@ -166,9 +180,9 @@ def test_a_96_layer_model_graph_stays_small():
     goto(at, "model")
     assert_clean(at)
     g = ctx(at).graph
-    assert ex.layers_of(g).count == 96
-    view = ex.default_view(g)
-    vg = ex.build_view(g, view)
+    assert layers_of(g).count == 96
+    view = default_view(g)
+    vg = build_view(g, view)
     assert view.mode == "blocks" and len(vg.nodes) < 200
     assert any("nodes" in c.value for c in at.caption)
 
@@ -190,7 +204,7 @@ def test_edit_a_machine_level_changes_the_plan():
     assert c.result.total_seconds != pytest.approx(before)
     goto(at, "overview")
     assert_clean(at)
-    assert metric(at, "Predicted iteration time") == ex.format_seconds(c.result.total_seconds)
+    assert metric(at, "Predicted iteration time") == format_seconds(c.result.total_seconds)
     assert "machine_json" in at.query_params
 
 
@@ -203,7 +217,7 @@ def test_invalid_level_shows_an_inline_error_and_keeps_the_machine():
     assert not at.exception
     errors = [rendered(e.value) for e in at.error]
     assert len(errors) == 1 and "arity" in errors[0] and "at least 1" in errors[0]
-    assert ctx(at).machine == load_preset(ex.DEFAULT_MACHINE)
+    assert ctx(at).machine == load_preset(DEFAULT_MACHINE)
     goto(at, "strategy")
     assert_clean(at)
 
@@ -266,12 +280,12 @@ def test_switch_algorithm_and_mode():
     at.selectbox(key="sb_precision").select("bf16").run()
     at.selectbox(key="sb_optimizer").select("sgd").run()
     assert_clean(at)
-    assert ctx(at).options == ex.PlanOptions("infer", "bf16", "sgd", "data_parallel")
+    assert ctx(at).options == PlanOptions("infer", "bf16", "sgd", "data_parallel")
     assert at.query_params["mode"] == "infer" and at.query_params["precision"] == "bf16"
     # options survive page switches
     goto(at, "cost")
     goto(at, "overview")
-    assert ctx(at).options == ex.PlanOptions("infer", "bf16", "sgd", "data_parallel")
+    assert ctx(at).options == PlanOptions("infer", "bf16", "sgd", "data_parallel")
 
 
 def test_megatron_on_a_cnn_is_explained_inline():
@@ -288,7 +302,7 @@ def test_url_restores_a_view():
     assert_clean(at)
     c = ctx(at)
     assert (c.source.label, c.bindings, c.machine_label) == ("mlp", {"batch": 64}, "dgx_a100")
-    assert c.options == ex.PlanOptions("infer", "fp16", "adam", "drec")
+    assert c.options == PlanOptions("infer", "fp16", "adam", "drec")
     custom = load_preset("dgx_a100").with_level(0, bandwidth_Bps=1e11)
     at = run_app(model="mlp", machine_json=json.dumps(custom.to_dict()))
     assert ctx(at).machine == custom and ctx(at).machine_label == "custom"
@@ -320,11 +334,11 @@ def test_override_one_operator():
     strategy = tuple(r.plan.strategies[op][:last]) + (None if other == "not split" else other,)
     priced = price_override(r, op, strategy)
     if priced.pipelined:  # the plan's own stages and re-balanced, each with its figure
-        assert metric(at, "Iteration with the override (stages fixed)") == ex.format_seconds(priced.fixed.total_seconds)
+        assert metric(at, "Iteration with the override (stages fixed)") == format_seconds(priced.fixed.total_seconds)
         assert metric(at, "Iteration with the override (re-balanced)") == \
-            ex.format_seconds(priced.rebalanced.total_seconds)
+            format_seconds(priced.rebalanced.total_seconds)
     else:
-        assert metric(at, "Iteration with the override") == ex.format_seconds(priced.fixed.total_seconds)
+        assert metric(at, "Iteration with the override") == format_seconds(priced.fixed.total_seconds)
         assert priced.fixed.total_seconds != r.total_seconds
     assert any(rendered(c.value) == " ".join(priced.lines()) for c in at.caption)
 
@@ -333,11 +347,11 @@ def test_upload_a_plan_json_and_compare():
     at = run_app()
     goto(at, "strategy")
     c = ctx(at)
-    dp = c.plan(options=ex.options_with(c.options, algorithm="data_parallel"))
-    data = json.dumps(ex.report_json(dp, c.meta)).encode()
+    dp = c.plan(options=options_with(c.options, algorithm="data_parallel"))
+    data = json.dumps(report_json(dp, c.meta)).encode()
     at.file_uploader(key="st_plan").upload("dp.json", data).run()
     assert_clean(at)
-    assert metric(at, "dp.json") == ex.format_seconds(dp.total_seconds)
+    assert metric(at, "dp.json") == format_seconds(dp.total_seconds)
     assert int(metric(at, "Operators that differ").split()[0].replace(",", "")) > 0
     at.file_uploader(key="st_plan").clear().upload("bad.json", b"{not json").run()
     assert not at.exception
@@ -358,103 +372,103 @@ def test_what_if_and_sweep():
     at.button(key="wi_sweep").click().run()
     assert_clean(at)
     sweep = at.dataframe[-1].value
-    assert list(sweep["devices"]) == list(ex.SWEEP_DEVICE_COUNTS)
+    assert list(sweep["devices"]) == list(SWEEP_DEVICE_COUNTS)
     assert sweep["iteration (ms)"].notna().all()
 
 
 def test_what_if_machine_changes_only_what_the_sliders_say():
     m = load_preset("dgx_a100_64nodes")
-    w = ex.what_if_machine(m, {0: ex.gbps(m.levels[0].bandwidth_Bps), 1: 25.0}, {0: 3.0}, outer_arity=16)
+    w = what_if_machine(m, {0: gbps(m.levels[0].bandwidth_Bps), 1: 25.0}, {0: 3.0}, outer_arity=16)
     assert w.levels[1].bandwidth_Bps == 25e9 and w.levels[0].bandwidth_Bps == m.levels[0].bandwidth_Bps
     assert w.levels[0].latency_s == pytest.approx(3e-6) and w.levels[1].latency_s == m.levels[1].latency_s
     assert w.levels[0].arity == 16 and w.num_devices == 16 * m.num_devices // m.levels[0].arity
-    assert ex.what_if_machine(m, {}, {}) == m
+    assert what_if_machine(m, {}, {}) == m
 
 
 def test_what_if_communication_scales_with_the_bandwidth():
     """Without latency, a plan's communication time is bytes over bandwidth: halving every link's
     bandwidth doubles it (the same data-parallel plan: its gradient all-reduce), compute unchanged."""
-    c = ex.PlanCache()
-    src, bindings = ex.sample_source("mlp"), {"batch": 64}
+    c = PlanCache()
+    src, bindings = sample_source("mlp"), {"batch": 64}
     g = c.graph(src, bindings)
     m = load_preset("dgx_a100")
-    fast = ex.what_if_machine(m, {0: 200.0}, {0: 0.0})
-    slow = ex.what_if_machine(m, {0: 100.0}, {0: 0.0})
-    opts = ex.PlanOptions(algorithm="data_parallel")
-    a, b = (c.result(src, bindings, g, x, opts).cost.seconds() for x in (fast, slow))
+    fast = what_if_machine(m, {0: 200.0}, {0: 0.0})
+    slow = what_if_machine(m, {0: 100.0}, {0: 0.0})
+    opts = PlanOptions(algorithm="data_parallel")
+    a, b = (c.result(PlanRequest(src, bindings, x, opts), g).cost.seconds() for x in (fast, slow))
     assert a["communication"] > 0
     assert b["communication"] == pytest.approx(2 * a["communication"], rel=1e-9)
     assert b["compute"] == pytest.approx(a["compute"], rel=1e-12)
 
 
 def test_device_sweep_plans_each_count_by_the_outermost_level():
-    c = ex.PlanCache()
-    src, bindings = ex.sample_source("mlp"), {"batch": 64}
+    c = PlanCache()
+    src, bindings = sample_source("mlp"), {"batch": 64}
     g = c.graph(src, bindings)
     m = load_preset("dgx_a100_64nodes")  # 64 nodes x 8 GPUs
-    opts = ex.PlanOptions(algorithm="data_parallel")
-    sweep = c.sweep(src, bindings, g, m, opts, counts=(8, 16, 64))
+    opts = PlanOptions(algorithm="data_parallel")
+    sweep = compare_sweep(c, PlanRequest(src, bindings, m, opts), g, counts=(8, 16, 64))
     assert list(sweep["devices"]) == [8, 16, 64]
     assert sweep["iteration (ms)"].notna().all()
     for n, ms in zip(sweep["devices"], sweep["iteration (ms)"]):
-        machine = ex.machine_with_devices(m, n)
+        machine = machine_with_devices(m, n)
         assert machine.num_devices == n
-        assert ms == pytest.approx(c.result(src, bindings, g, machine, opts).total_seconds * 1e3)
-    assert c.cached_sweep(src, bindings, m, opts, (8, 16, 64)) is sweep
+        assert ms == pytest.approx(c.result(PlanRequest(src, bindings, machine, opts), g).total_seconds * 1e3)
+    assert c.cached_sweep(PlanRequest(src, bindings, m, opts), (8, 16, 64)) is sweep
 
 
-# ---- helpers of explorer/core.py -------------------------------------------------------
+# ---- the explorer's helpers ---------------------------------------------------------------
 
 def test_machine_tables_round_trip_and_errors():
     m = load_preset("dgx_a100_64nodes")
-    frame = ex.levels_frame(m)
-    assert ex.same_levels(frame, m)
-    assert ex.machine_from_levels(m, frame) == m
+    frame = levels_frame(m)
+    assert same_levels(frame, m)
+    assert machine_from_levels(m, frame) == m
     frame.loc[0, "bandwidth (GB/s)"] = -1
     with pytest.raises(MachineError, match="bandwidth must be more than 0"):
-        ex.machine_from_levels(m, frame)
-    frame = ex.levels_frame(m)
+        machine_from_levels(m, frame)
+    frame = levels_frame(m)
     frame.loc[1, "name"] = "node"
     with pytest.raises(MachineError, match="duplicate"):
-        ex.machine_from_levels(m, frame)
-    assert ex.machine_with_devices(m, 4096).num_devices == 4096
-    assert ex.machine_with_devices(m, 8).num_devices == 8
-    assert ex.machine_with_devices(m, 12) is None
+        machine_from_levels(m, frame)
+    assert machine_with_devices(m, 4096).num_devices == 4096
+    assert machine_with_devices(m, 8).num_devices == 8
+    assert machine_with_devices(m, 12) is None
 
 
 def test_count_strategies_matches_the_exact_search():
     from planner.search.exact import all_strategies
 
-    c = ex.PlanCache()
-    src = ex.sample_source("mlp")
+    c = PlanCache()
+    src = sample_source("mlp")
     g = c.graph(src, {"batch": 8})
-    cm = c.cost_model(src, {"batch": 8}, g, load_preset("a100_2x8_slow"), ex.PlanOptions())
+    cm = cost_model_for(g, load_preset("a100_2x8_slow"), PlanOptions())
     for name in cm.planned:
-        assert ex.count_strategies(cm, name, 10**9) == len(all_strategies(cm, name))
+        assert count_strategies(cm, name, 10**9) == len(all_strategies(cm, name))
 
 
 def test_url_state_round_trip():
     m = load_preset("dgx_a100").with_level(0, latency_s=2e-6)
-    src = ex.sample_source("mlp")
-    opts = ex.PlanOptions("infer", "bf16", "sgd", "drec")
-    params = ex.encode_url_state(src, {"batch": 4}, m, None, opts)
-    state, problems = ex.decode_url_state(params)
+    src = sample_source("mlp")
+    opts = PlanOptions("infer", "bf16", "sgd", "drec")
+    params = encode_url_state(src, {"batch": 4}, m, None, opts)
+    state, problems = decode_url_state(params)
     assert not problems
     assert state.model == "mlp" and state.bindings == {"batch": 4} and state.options == opts
     assert state.machine == m.to_dict() and state.machine_preset is None
 
 
 def test_reports_are_stamped():
-    c = ex.PlanCache()
-    src = ex.sample_source("mlp")
+    c = PlanCache()
+    src = sample_source("mlp")
     g = c.graph(src, {"batch": 8})
-    r = c.result(src, {"batch": 8}, g, load_preset("dgx_a100"), ex.PlanOptions())
-    meta = ex.ReportMeta(src, {"batch": 8}, "dgx_a100")
-    data = ex.report_json(r, meta)
+    r = c.result(PlanRequest(src, {"batch": 8}, load_preset("dgx_a100"), PlanOptions()), g)
+    meta = ReportMeta(src, {"batch": 8}, "dgx_a100")
+    data = report_json(r, meta)
     assert data["model_sha256"] == src.sha256 and data["bindings"] == {"batch": 8}
     assert data["machine"] == load_preset("dgx_a100").to_dict()
-    md = ex.report_markdown(r, meta)
-    html = ex.report_html(r, meta)
+    md = report_markdown(r, meta)
+    html = report_html(r, meta)
     for text in (src.sha256, "tool version", "bf16" if False else "adam", "machines/dgx_a100.yaml"):
         assert text in md and text in html
     assert "plotly" in html.lower() and "<script" in html
@@ -462,16 +476,17 @@ def test_reports_are_stamped():
 
 
 def test_plan_cache_hits_and_bounds():
-    c = ex.PlanCache(result_bytes=1)  # one result at a time (the newest always stays)
-    src = ex.sample_source("mlp")
+    c = PlanCache(result_bytes=1)  # one result at a time (the newest always stays)
+    src = sample_source("mlp")
     g = c.graph(src, {"batch": 8})
     assert c.graph(src, {"batch": 8}) is g and c.stats["graph_hits"] == 1
     m = load_preset("dgx_a100")
-    r = c.result(src, {"batch": 8}, g, m, ex.PlanOptions())
-    assert c.result(src, {"batch": 8}, g, m, ex.PlanOptions()) is r
-    assert c.has_result(src, {"batch": 8}, m, ex.PlanOptions())
-    c.result(src, {"batch": 8}, g, m, ex.PlanOptions(algorithm="drec"))
-    assert not c.has_result(src, {"batch": 8}, m, ex.PlanOptions())  # evicted by weight
+    request = PlanRequest(src, {"batch": 8}, m, PlanOptions())
+    r = c.result(request, g)
+    assert c.result(PlanRequest(src, {"batch": 8}, m, PlanOptions()), g) is r
+    assert c.has_result(request)
+    c.result(request.on(options=PlanOptions(algorithm="drec")), g)
+    assert not c.has_result(request)  # evicted by weight
     assert c.stats["result_misses"] == 2 and c.stats["result_hits"] == 1
 
 
@@ -497,7 +512,7 @@ FAKE_ROWS = [{"model": "mlp", "plan": "drec+", "processes": 4, "numerics_match":
 
 
 def test_verification_frames():
-    runs, ops = ex.verification_frames(FAKE_ROWS)
+    runs, ops = verification_frames(FAKE_ROWS)
     assert list(runs["operators within 10%"]) == ["2 / 2", "0 / 1"]
     assert list(ops["operator"]) == ["/fc.0/Gemm", "/fc.0/Gemm"]  # the silent /Relu is left out
     assert list(ops["ratio"]) == [1.0, 1.5]
@@ -533,7 +548,7 @@ def test_a_pipelined_plan_on_every_page():
     assert_clean(at)
     r = ctx(at).result
     assert (r.schedule.stages, r.schedule.micro_batches) == (2, 4)
-    assert metric(at, "Predicted iteration time") == ex.format_seconds(r.total_seconds)
+    assert metric(at, "Predicted iteration time") == format_seconds(r.total_seconds)
     assert metric(at, "TFLOP/s per device") == f"{r.schedule.tflops_per_device()['model']:.3g}"
     assert any("2 pipeline stages x 4 micro-batches of 2" in c.value for c in at.caption)
     goto(at, "strategy")
@@ -567,7 +582,7 @@ def test_sidebar_pipeline_options_and_their_errors():
     at.toggle(key="sb_overlap").set_value(True).run()
     assert_clean(at)
     c = ctx(at)
-    assert c.options == ex.PlanOptions(pipeline_stages=2, micro_batches=4, recompute="selective", zero=1,
+    assert c.options == PlanOptions(pipeline_stages=2, micro_batches=4, recompute="selective", zero=1,
                                        overlap_gradient_sync=True)
     s = c.result.schedule
     assert (s.stages, s.micro_batches, s.recompute, s.zero) == (2, 4, "selective", 1)
@@ -600,7 +615,7 @@ def test_sidebar_pipeline_options_and_their_errors():
     at.selectbox(key="sb_zero").select("auto").run()
     at.toggle(key="sb_overlap").set_value(False).run()
     assert_clean(at)
-    assert ctx(at).options == ex.DEFAULT_OPTIONS
+    assert ctx(at).options == DEFAULT_OPTIONS
     assert not {"stages", "micro_batches", "recompute", "zero", "overlap", "interleave"} & set(at.query_params)
 
 
@@ -615,28 +630,28 @@ def test_a_stage_count_the_machine_does_not_allow_is_an_error_not_a_crash():
 
 
 def test_url_round_trip_of_the_pipeline_options():
-    src = ex.sample_source("mlp")
+    src = sample_source("mlp")
     m = load_preset("dgx_a100")
-    opts = ex.PlanOptions(pipeline_stages=2, micro_batches=8, interleave=2, recompute="full", zero=3,
+    opts = PlanOptions(pipeline_stages=2, micro_batches=8, interleave=2, recompute="full", zero=3,
                           overlap_gradient_sync=True)
-    params = ex.encode_url_state(src, {"batch": 64}, m, "dgx_a100", opts)
-    state, problems = ex.decode_url_state(params)
+    params = encode_url_state(src, {"batch": 64}, m, "dgx_a100", opts)
+    state, problems = decode_url_state(params)
     assert not problems and state.options == opts
-    defaults = ex.encode_url_state(src, {"batch": 64}, m, "dgx_a100", ex.PlanOptions())
-    assert not set(ex.PIPELINE_URL_PARAMS) & set(defaults)
-    assert ex.decode_url_state({"stages": "auto", "zero": "auto"})[0].options == ex.PlanOptions()
+    defaults = encode_url_state(src, {"batch": 64}, m, "dgx_a100", PlanOptions())
+    assert not set(PIPELINE_URL_PARAMS) & set(defaults)
+    assert decode_url_state({"stages": "auto", "zero": "auto"})[0].options == PlanOptions()
 
 
 def test_bad_pipeline_options_in_the_url_are_reported():
-    state, problems = ex.decode_url_state({"stages": "many", "micro_batches": "0", "interleave": "-1",
+    state, problems = decode_url_state({"stages": "many", "micro_batches": "0", "interleave": "-1",
                                            "recompute": "most", "zero": "2", "overlap": "maybe"})
-    assert state.options == ex.PlanOptions()
+    assert state.options == PlanOptions()
     assert len(problems) == 6
     for word in ("stages='many'", "micro_batches='0'", "interleave='-1'", "recompute='most'", "zero='2'",
                  "overlap='maybe'"):
         assert any(p.startswith(word) for p in problems), (word, problems)
-    state, problems = ex.decode_url_state({"mode": "infer", "stages": "2"})
-    assert state.options == ex.PlanOptions(mode="infer")
+    state, problems = decode_url_state({"mode": "infer", "stages": "2"})
+    assert state.options == PlanOptions(mode="infer")
     assert len(problems) == 1 and "for training" in problems[0] and "not used" in problems[0]
     at = run_app(**PIPELINED, stages="many", zero="2")
     assert not at.exception
@@ -646,22 +661,22 @@ def test_bad_pipeline_options_in_the_url_are_reported():
 
 
 def test_the_cache_keeps_configurations_apart():
-    c = ex.PlanCache()
-    src = ex.sample_source("gpt2_small")
+    c = PlanCache()
+    src = sample_source("gpt2_small")
     b = {"batch": 8, "seq": 64}
     g = c.graph(src, b)
     m = load_preset("dgx_a100")
-    fixed = ex.PlanOptions(pipeline_stages=1, micro_batches=1, recompute="none", zero=0)
-    assert not ex.searches_configurations(fixed) and ex.searches_configurations(ex.PlanOptions())
-    assert ex.searches_configurations(ex.options_with(fixed, micro_batches=2))
-    one = c.result(src, b, g, m, fixed)
-    assert one.tried == [] and not one.pipelined  # the single-configuration path
-    piped = c.result(src, b, g, m, ex.options_with(fixed, pipeline_stages=2, micro_batches=4))
+    fixed = PlanOptions(pipeline_stages=1, micro_batches=1, recompute="none", zero=0)
+    assert not searches_configurations(fixed) and searches_configurations(PlanOptions())
+    assert searches_configurations(options_with(fixed, micro_batches=2))
+    one = c.result(PlanRequest(src, b, m, fixed), g)
+    assert len(one.tried) == 1 and not one.pipelined  # plan_model prices the one configuration the options fix
+    piped = c.result(PlanRequest(src, b, m, options_with(fixed, pipeline_stages=2, micro_batches=4)), g)
     assert piped.schedule.stages == 2 and len(piped.tried) == 1
-    assert c.has_result(src, b, m, fixed) and not c.has_result(src, b, m, ex.options_with(fixed, zero=1))
+    assert c.has_result(PlanRequest(src, b, m, fixed)) and not c.has_result(PlanRequest(src, b, m, options_with(fixed, zero=1)))
     # overriding an operator keeps the plan's configuration
     op = next(n for n in piped.cost_model.planned if piped.plan.strategies[n] != piped.cost_model.replicated())
-    alt = ex.with_override(piped, op, piped.cost_model.replicated())
+    alt = with_override(piped, op, piped.cost_model.replicated())
     assert (alt.schedule.stages, alt.schedule.micro_batches) == (2, 4) and alt.total_seconds != piped.total_seconds
 
 
@@ -706,12 +721,12 @@ def test_1f1b_timeline_matches_the_priced_formula_when_stages_are_equal(stages, 
 
 
 def test_plan_timeline_of_a_pipelined_plan_is_truncated_and_split_by_recomputation():
-    c = ex.PlanCache()
-    src = ex.sample_source("gpt2_small")
+    c = PlanCache()
+    src = sample_source("gpt2_small")
     b = {"batch": 64, "seq": 32}
     g = c.graph(src, b)
-    r = c.result(src, b, g, load_preset("dgx_a100"),
-                 ex.PlanOptions(pipeline_stages=2, micro_batches=32, recompute="full", zero=0))
+    r = c.result(PlanRequest(src, b, load_preset("dgx_a100"),
+                             PlanOptions(pipeline_stages=2, micro_batches=32, recompute="full", zero=0)), g)
     tl = timeline.plan_timeline(r, most=6)
     assert tl.truncated and tl.micro_batches == 6 and tl.plan_micro_batches == 32
     first = next(s for s in tl.slots if (s.stage, s.micro_batch, s.kind) == (0, 0, "forward"))
@@ -724,11 +739,11 @@ def test_plan_timeline_of_a_pipelined_plan_is_truncated_and_split_by_recomputati
 def test_a_plan_file_is_scored_with_its_own_configuration():
     current = PlanOptions(pipeline_stages=4, micro_batches=1, recompute="none", zero=0)
     one_stage = {"options": {"pipeline_stages": 1, "micro_batches": 1, "recompute": "full", "zero": 1}}
-    got = ex.plan_file_options(current, one_stage)
+    got = plan_file_options(current, one_stage)
     assert (got.pipeline_stages, got.micro_batches, got.recompute, got.zero) == (1, 1, "full", 1)
     older = {"options": {"mode": "train"}}  # written before stages existed: one stage, one micro-batch
-    got = ex.plan_file_options(current, older)
+    got = plan_file_options(current, older)
     assert (got.pipeline_stages, got.micro_batches) == (1, 1)
-    assert ex.plan_file_options(current, {}) == current
+    assert plan_file_options(current, {}) == current
     with pytest.raises(ValueError, match="options are not valid"):
-        ex.plan_file_options(current, {"options": {"zero": 2}})
+        plan_file_options(current, {"options": {"zero": 2}})

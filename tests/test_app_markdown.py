@@ -15,7 +15,7 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from explorer import core as ex
+from explorer.views.report import report_markdown
 from planner.machine.tree import load_preset
 
 from models import gemm_mlp
@@ -107,7 +107,7 @@ def test_no_page_renders_a_name_as_markdown(at, page):
 def test_the_markdown_report_renders_no_name(at):
     at.switch_page("pages/report.py").run()
     c = at.session_state["_ctx"]
-    report = ex.report_markdown(c.result, c.meta)
+    report = report_markdown(c.result, c.meta)
     for tag in ("file", "machine", "op", "level0"):
         assert f"{tag}!" in report.replace("\\", "")  # each name is in it
     check(report)

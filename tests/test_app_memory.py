@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from explorer import upload as app_upload
-from explorer import core as ex
+from explorer.cache import PlanCache, _LRU
 from explorer.cache_budget import deep_size
 from planner.onnx.importer import import_model, model_sha256
 
@@ -57,7 +57,7 @@ def test_weight_free_keeps_shapes_and_drops_the_data(heavy):
 
 
 def test_an_upload_keeps_no_weights_and_rebinds_the_batch(heavy):
-    cache = ex.PlanCache()
+    cache = PlanCache()
     source, small, bindings = app_upload.accept_upload("heavy.onnx", heavy, cache, {"batch": 64})
     assert source.sha256 == model_sha256(heavy)  # the identity of the file as uploaded
     assert bindings == {"batch": 64} and len(small) < 2_000
@@ -84,7 +84,7 @@ def test_deep_size_counts_what_a_value_holds():
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 100)), max_size=40), st.integers(1, 150))
 def test_lru_by_bytes_stays_within_its_budget(puts, budget):
-    lru = ex._LRU(float("inf"), weight=lambda v: v, max_weight=budget)
+    lru = _LRU(float("inf"), weight=lambda v: v, max_weight=budget)
     for key, weight in puts:
         lru.put(key, weight)
         weights = [w for (_, w) in lru.items.values()]
@@ -106,15 +106,18 @@ def test_pickled_size_bounds_what_a_graph_and_its_results_hold(name):
     from planner.api import PlanOptions
     from planner.machine.tree import load_preset
 
-    src = ex.sample_source(name)
-    cache = ex.PlanCache()
-    bindings = ex.bindings_for(cache.symbolic_dims(src), {"batch": 32, "seq": 128})
+    from explorer.cache import PlanRequest
+    from explorer.sources import bindings_for, sample_source
+
+    src = sample_source(name)
+    cache = PlanCache()
+    bindings = bindings_for(cache.symbolic_dims(src), {"batch": 32, "seq": 128})
     made = cache.graph(src, bindings)
     payload = _dumps(made)
     graph = pickle.loads(payload)
     assert deep_size(graph) <= pickled_size(payload) <= 2 * deep_size(graph)
     for algorithm in ("drec+", "data_parallel"):
-        result = cache.result(src, bindings, made, load_preset("dgx_a100"), PlanOptions(algorithm=algorithm))
+        result = cache.result(PlanRequest(src, bindings, load_preset("dgx_a100"), PlanOptions(algorithm=algorithm)), made)
         payload = _dumps(result, made)
         received = _ResultUnpickler(io.BytesIO(payload), graph).load()
         assert received.graph is graph

@@ -14,7 +14,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import models  # tests/models.py
-from explorer import core as ex
+from explorer.sources import sample_source
+from explorer.url_state import decode_url_state, encode_url_state
 from planner.api import PlanOptions, cost_model_for
 from planner.cost.model import OptionsError
 from planner.machine.tree import load_preset
@@ -141,14 +142,14 @@ def test_cli_refuses_a_negative_bucket_in_one_line(command, capsys):
 
 
 def test_url_carries_the_bucket():
-    src = ex.sample_source("mlp")
+    src = sample_source("mlp")
     m = load_preset("dgx_a100")
     opts = PlanOptions(bucket_mb=10)
-    params = ex.encode_url_state(src, {"batch": 64}, m, "dgx_a100", opts)
+    params = encode_url_state(src, {"batch": 64}, m, "dgx_a100", opts)
     assert params["bucket_mb"] == "10.0"
-    state, problems = ex.decode_url_state(params)
+    state, problems = decode_url_state(params)
     assert not problems and state.options == opts
-    assert "bucket_mb" not in ex.encode_url_state(src, {"batch": 64}, m, "dgx_a100", PlanOptions())
-    state, problems = ex.decode_url_state({"bucket_mb": "-3"})
+    assert "bucket_mb" not in encode_url_state(src, {"batch": 64}, m, "dgx_a100", PlanOptions())
+    state, problems = decode_url_state({"bucket_mb": "-3"})
     assert state.options == PlanOptions()
     assert problems and problems[0].startswith("bucket_mb='-3' is not a number of megabytes >= 0")

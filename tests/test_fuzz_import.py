@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import models
-from planner.cli.main import USER_ERRORS
+from planner.errors import PlannerError
 from planner.api import PlanOptions, plan_model
 from planner.onnx.importer import import_model, require_bound, symbolic_dims
 
@@ -120,6 +120,6 @@ def test_import_then_plan_never_raises_anything_else(samples, data):
         require_bound(graph)
         result = plan_model(graph, models.one_level(2), PlanOptions(mode="infer", algorithm="data_parallel"))
         assert result is not None
-    except USER_ERRORS as exc:
+    except PlannerError as exc:
         message = str(exc)
         assert message and "\n" not in message, (mutations, message)

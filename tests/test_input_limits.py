@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from planner import limits
-from explorer.core import decode_url_state
+from explorer.url_state import decode_url_state
 from planner.machine.tree import Machine, MachineError, load_machine
 from explorer.url_state import unknown_bindings_message
 from tests.models import _model, _weight, gemm_mlp, run_cli, two_level
@@ -361,7 +361,7 @@ def test_app_reports_unknown_bind_names_and_a_100_kb_value():
 
 
 def test_uploaded_plan_json_is_bounded_and_checked_by_field():
-    from explorer.core import read_plan_json
+    from explorer.views.strategy import read_plan_json
 
     with pytest.raises(ValueError, match="100,000 deep, more than the 32 allowed"):
         read_plan_json(nested(100_000).encode())

@@ -1,6 +1,6 @@
 """Defects found by a review of how this round's branches meet (each failed before its fix):
 an upload's tied embedding, export of a Megatron plan with a padded vocabulary, the explorer's
-cost-model cache and the gradient bucket, and ``--batch`` past the bindings bound."""
+plan cache and the gradient bucket, and ``--batch`` past the bindings bound."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from planner.cli.main import main
 from planner.api import PlanOptions, cost_model_for
 from explorer.upload import weight_free
-from explorer.core import ModelSource, PlanCache
+from explorer.cache import PlanCache, PlanRequest
+from explorer.sources import ModelSource
 from planner.machine.tree import load_preset
 from planner.onnx.importer import import_model
 from tests.test_tied_weights import tied_lm
@@ -37,7 +38,7 @@ def test_export_of_a_megatron_plan_with_a_padded_vocabulary(tmp_path, capsys):
     assert out.exists()
 
 
-def test_the_cost_model_cache_keys_on_the_gradient_bucket():
+def test_the_plan_cache_keys_on_the_gradient_bucket():
     path = "sample_models/mlp.onnx"
     source = ModelSource("sample", "mlp", "sha-of-mlp", path)
     bindings = {"batch": 64}
@@ -45,9 +46,9 @@ def test_the_cost_model_cache_keys_on_the_gradient_bucket():
     machine = load_preset("dgx_a100")
     cache = PlanCache()
     for bucket in (25.0, 0.0, 0.01):
-        options = PlanOptions(bucket_mb=bucket)
-        cached = cache.cost_model(source, bindings, graph, machine, options)
-        assert cached.bucket_bytes == bucket * 1e6 == cost_model_for(graph, machine, options).bucket_bytes
+        options = PlanOptions(algorithm="data_parallel", bucket_mb=bucket)
+        cached = cache.result(PlanRequest(source, bindings, machine, options), graph)
+        assert cached.cost_model.bucket_bytes == bucket * 1e6 == cost_model_for(graph, machine, options).bucket_bytes
 
 
 def test_batch_counts_towards_the_bindings_bound(capsys):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from explorer import core as ex
+from explorer.cache import PlanCache, PlanRequest
+from explorer.sources import SAMPLES_DIR, sample_source, upload_source
 from planner.api import PlanOptions
 from planner.machine.tree import load_preset
 from explorer.cache_budget import deep_size
@@ -21,59 +22,61 @@ def pool():
 
 
 def test_the_pool_plans_what_the_script_thread_plans(pool):
-    src, bindings = ex.sample_source("mlp"), {"batch": 64}
+    src, bindings = sample_source("mlp"), {"batch": 64}
     machine = load_preset("dgx_a100")
-    local = ex.PlanCache()
-    remote = ex.PlanCache()
+    local = PlanCache()
+    remote = PlanCache()
     remote.pool = pool
     for options in (PlanOptions(algorithm="drec"), PlanOptions(algorithm="drec+", pipeline_stages=2, micro_batches=4)):
-        a = local.result(src, bindings, local.graph(src, bindings), machine, options)
+        a = local.result(PlanRequest(src, bindings, machine, options), local.graph(src, bindings))
         g = remote.graph(src, bindings)
-        b = remote.result(src, bindings, g, machine, options)
+        b = remote.result(PlanRequest(src, bindings, machine, options), g)
         assert b.plan.strategies == a.plan.strategies
         assert b.total_seconds == pytest.approx(a.total_seconds, rel=1e-12)
         assert (b.schedule.stages, b.schedule.micro_batches) == (a.schedule.stages, a.schedule.micro_batches)
         assert b.graph.reimport is not None
         assert b.graph.with_batch(32).operators  # re-binding works on the returned graph
-    assert remote.has_result(src, bindings, machine, PlanOptions(algorithm="drec"))  # cached in the main process
+    assert remote.has_result(PlanRequest(src, bindings, machine, PlanOptions(algorithm="drec")))  # cached in the main process
 
 
 def test_an_upload_is_planned_from_its_weight_free_bytes(pool):
-    data = (ex.SAMPLES_DIR / "mlp.onnx").read_bytes()
-    src = ex.upload_source("mine.onnx", data)
-    cache = ex.PlanCache()
+    data = (SAMPLES_DIR / "mlp.onnx").read_bytes()
+    src = upload_source("mine.onnx", data)
+    cache = PlanCache()
     cache.pool = pool
     g = cache.graph(src, {"batch": 16}, data)
-    r = cache.result(src, {"batch": 16}, g, load_preset("dgx_a100"), PlanOptions(algorithm="data_parallel"))
+    r = cache.result(PlanRequest(src, {"batch": 16}, load_preset("dgx_a100"), PlanOptions(algorithm="data_parallel")), g)
     assert r.graph.name == "mine.onnx" and r.machine.num_devices == 8
 
 
 def test_the_planners_errors_come_back_unchanged(pool):
-    src = ex.sample_source("resnet50")
-    cache = ex.PlanCache()
+    src = sample_source("resnet50")
+    cache = PlanCache()
     cache.pool = pool
     g = cache.graph(src, {"batch": 8})
     local_error = None
     try:
-        ex.PlanCache().result(src, {"batch": 8}, g, load_preset("dgx_a100"), PlanOptions(algorithm="megatron"))
+        PlanCache().result(PlanRequest(src, {"batch": 8}, load_preset("dgx_a100"), PlanOptions(algorithm="megatron")), g)
     except ValueError as exc:
         local_error = exc
     assert local_error is not None
     with pytest.raises(type(local_error)) as caught:
-        cache.result(src, {"batch": 8}, g, load_preset("dgx_a100"), PlanOptions(algorithm="megatron"))
+        cache.result(PlanRequest(src, {"batch": 8}, load_preset("dgx_a100"), PlanOptions(algorithm="megatron")), g)
     assert str(caught.value) == str(local_error)
 
 
 def test_models_are_imported_in_the_workers_and_results_share_the_servers_graph(pool, monkeypatch):
     def no_import(*args, **kwargs):
         raise AssertionError("the server process imported a model")
-    monkeypatch.setattr(ex, "import_model", no_import)
-    src, bindings = ex.sample_source("bert_base"), {"batch": 64, "seq": 128}
-    cache = ex.PlanCache()
+    import explorer.cache
+
+    monkeypatch.setattr(explorer.cache, "import_model", no_import)
+    src, bindings = sample_source("bert_base"), {"batch": 64, "seq": 128}
+    cache = PlanCache()
     cache.pool = pool
     g = cache.graph(src, bindings)
     assert len(g.operators) == len(import_model(src.path, bindings).operators)
-    r = cache.result(src, bindings, g, load_preset("dgx_a100"), PlanOptions(algorithm="drec"))
+    r = cache.result(PlanRequest(src, bindings, load_preset("dgx_a100"), PlanOptions(algorithm="drec")), g)
     assert r.graph is g  # not a second copy of the graph per result
     held = cache.bytes_held()  # charged at least what each holds, though nothing walked them here
     assert deep_size(g) <= held["graphs"] <= 2 * deep_size(g)
@@ -84,11 +87,11 @@ def test_models_are_imported_in_the_workers_and_results_share_the_servers_graph(
 
 def test_an_import_error_in_a_worker_is_the_importers_message(pool):
     data = b"not an onnx model at all"
-    src = ex.upload_source("junk.onnx", data)
-    cache = ex.PlanCache()
+    src = upload_source("junk.onnx", data)
+    cache = PlanCache()
     cache.pool = pool
     with pytest.raises(ModelImportError) as remote:
         cache.graph(src, {}, data)
     with pytest.raises(ModelImportError) as local:
-        ex.PlanCache().graph(src, {}, data)
+        PlanCache().graph(src, {}, data)
     assert str(remote.value) == str(local.value)

@@ -29,7 +29,8 @@ from real_exports import (  # noqa: E402
     EXAMPLE_SEQ, EXPORTERS, FAMILIES, HF_FAMILIES, ONNX_FAMILIES, QUANT_K, QUANT_N, TORCH_FAMILIES, Corpus,
 )
 
-from planner.cli.main import _load, _machine, _options, build_parser  # noqa: E402
+from planner.cli.common import load_graph, load_machine, plan_options  # noqa: E402
+from planner.cli.main import build_parser  # noqa: E402
 from planner.api import plan_model  # noqa: E402
 from planner.model.graph import TensorRole  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
@@ -81,7 +82,7 @@ def _plan(corpus: Corpus, family: str, exporter: str, preset: str, batch: int, s
         for name, value in export.bindings(batch, seq).items():
             argv += ["--bind", f"{name}={value}"]
         args = build_parser().parse_args(argv)
-        _PLANS[key] = plan_model(_load(args), _machine(args.machine), _options(args))
+        _PLANS[key] = plan_model(load_graph(args), load_machine(args.machine), plan_options(args))
     return _PLANS[key]
 
 

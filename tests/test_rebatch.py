@@ -170,7 +170,8 @@ def test_app_batch_field_rebatches_a_static_upload():
 
 
 def test_app_static_upload_without_a_traceable_batch_has_no_batch_field():
-    from explorer.core import PlanCache, upload_source
+    from explorer.cache import PlanCache
+    from explorer.sources import upload_source
 
     data = single_sample().SerializeToString()
     assert PlanCache().symbolic_dims(upload_source("one.onnx", data), data) == []

@@ -31,6 +31,7 @@ from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic
 from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from planner.machine.tree import Machine
 from planner.cost.redistribution import charged_edges
+from planner.errors import PlannerError
 
 if TYPE_CHECKING:
     import sympy
@@ -53,7 +54,7 @@ ZERO_STAGES = {
 }
 
 
-class OptionsError(ValueError):
+class OptionsError(PlannerError, ValueError):
     """An option (mode, precision, optimizer, algorithm) outside its allowed values."""
 
 
@@ -90,7 +91,7 @@ def check_bucket_mb(bucket_mb) -> float:
     return float(bucket_mb)
 
 
-class PlanError(ValueError):
+class PlanError(PlannerError, ValueError):
     """A plan that cannot be evaluated (unknown operator or dimension, indivisible split)."""
 
 

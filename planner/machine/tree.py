@@ -45,13 +45,14 @@ __all__ = [
 #: Upper bounds on devices and levels (planner/limits.py). Far beyond any real cluster, they
 #: exist so that a typo or a hostile file is refused before anything is built from it.
 from planner.limits import MAX_DEVICES, MAX_MACHINE_LEVELS  # noqa: E402
+from planner.errors import PlannerError
 
 #: Where the preset YAML files live: ``<repo>/machines``, found relative to this file so that it
 #: works from any working directory.
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "machines"
 
 
-class MachineError(ValueError):
+class MachineError(PlannerError, ValueError):
     """Invalid machine description; message names the field and what is expected.
 
     A ``ValueError`` subclass so that generic callers that already catch ``ValueError`` keep

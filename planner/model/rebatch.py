@@ -21,6 +21,7 @@ from onnx import numpy_helper
 
 from planner.model.batch_trace import candidate_axes, trace
 from planner.model.graph import OperatorGraph, TensorRole
+from planner.errors import PlannerError
 
 BATCH_NAMES = ("batch", "batch_size", "batchsize", "n", "b", "bs", "nbatch", "num_batch")
 STATIC_SYMBOL = "batch"  # the name a re-batched static export's batch is bound under
@@ -85,7 +86,7 @@ def locate_batch(model: onnx.ModelProto, graph: OperatorGraph) -> None:
         graph.batch_axes = static_batch_axes(graph)
 
 
-class RebatchError(ValueError):
+class RebatchError(PlannerError, ValueError):
     """A static export whose batch cannot be re-bound; the message says why and what to do."""
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from planner.cost.model import DEFAULT_BUCKET_MB, CostModel, Strategy
 from planner.model.graph import TensorRole
+from planner.errors import PlannerError
 
 FORMATS = ("dtensor", "jax", "mindspore")
 MESH_MODES = ("cuts", "levels")
@@ -45,7 +46,7 @@ REPLICATE = "Replicate()"
 PARTIAL = "Partial()"
 
 
-class ExportError(ValueError):
+class ExportError(PlannerError, ValueError):
     """The plan cannot be exported as asked; the message says why and what to do."""
 
 

@@ -29,11 +29,12 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
 from planner.cost.model import CostModel, Plan, Strategy
+from planner.errors import PlannerError
 
 MAX_VARIABLES = 400_000
 
 
-class SearchTooLargeError(ValueError):
+class SearchTooLargeError(PlannerError, ValueError):
     """The joint space is too big for the exact search; the message names the bound."""
 
 

@@ -16,9 +16,10 @@ import time
 from planner.cost.model import CostModel, OptionsError, Plan, Strategy
 from planner.model.graph import OpKind, TensorRole
 from planner.search.drec import DRecSearch
+from planner.errors import PlannerError
 
 
-class NotATransformerError(ValueError):
+class NotATransformerError(PlannerError, ValueError):
     """The graph does not look like a transformer; the message says what is missing."""
 
 

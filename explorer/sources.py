@@ -1,0 +1,92 @@
+"""Where the explorer's model comes from: the samples in ``sample_models/``, the machine presets,
+uploads' identities (:class:`ModelSource`), and starting values for a model's symbolic
+dimensions. Uploaded bytes are kept by the session (:mod:`explorer.state`), not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from planner.machine.tree import preset_paths
+from planner.onnx.importer import ModelImportError, model_sha256
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+SAMPLES_DIR = ROOT / "sample_models"
+
+
+DEFAULT_SAMPLE = "bert_base"
+
+
+DEFAULT_BINDINGS = {"batch": 256, "seq": 128}
+
+
+DEFAULT_MACHINE = "dgx_a100_64nodes"
+
+
+def sample_paths() -> dict[str, Path]:
+    """Sample name (file stem) -> path of every ``sample_models/*.onnx``."""
+    return {p.stem: p for p in sorted(SAMPLES_DIR.glob("*.onnx"))}
+
+
+def preset_names() -> list[str]:
+    return list(preset_paths())
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model in use comes from. Uploaded bytes are kept by the session, not here."""
+
+    kind: str  # "sample" or "upload"
+    label: str  # sample name or uploaded file name
+    sha256: str
+    path: str | None = None  # samples only
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha256[:12]
+
+
+def sample_source(name: str) -> ModelSource:
+    paths = sample_paths()
+    if name not in paths:
+        raise ModelImportError(f"unknown sample model {name!r}; samples are {', '.join(paths)}")
+    path = paths[name]
+    return ModelSource("sample", name, _file_sha256(path), str(path))
+
+
+_SHA_CACHE: dict[tuple[str, float, int], str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_mtime, st.st_size)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = model_sha256(path)
+    return _SHA_CACHE[key]
+
+
+def upload_source(filename: str, data: bytes) -> ModelSource:
+    return ModelSource("upload", filename, model_sha256(data))
+
+
+def guess_binding(dim: str) -> int:
+    """A starting value for a symbolic dimension: its default when known by name, else 1."""
+    low = dim.lower()
+    if low in DEFAULT_BINDINGS:
+        return DEFAULT_BINDINGS[low]
+    if "batch" in low:
+        return DEFAULT_BINDINGS["batch"]
+    if "seq" in low or "len" in low or "token" in low:
+        return DEFAULT_BINDINGS["seq"]
+    return 1
+
+
+def bindings_for(dims: Iterable[str], previous: dict[str, int] | None = None) -> dict[str, int]:
+    """Values for a model's symbolic dims: the previous value of a dim of the same name, else a guess."""
+    previous = previous or {}
+    return {d: int(previous.get(d, guess_binding(d))) for d in dims}

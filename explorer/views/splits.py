@@ -1,0 +1,86 @@
+"""How a plan splits operators, in words: an operator's splits (``b0 x64 · n x8``), per machine
+cut and per level, the kind of parallelism per level, and how many devices do distinct work.
+Shared by the graph, the strategy tables, the overview and the sweep."""
+
+from __future__ import annotations
+
+import math
+
+from planner.api import PlanResult
+from planner.cost.model import CostModel
+from planner.model.graph import OpKind
+from planner.plans.report import op_cuts, op_splits
+
+
+PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6",
+            "#9D755D", "#BAB0AC", "#1F77B4", "#17BECF", "#BCBD22", "#8C564B"]
+
+
+def strategy_label(result: PlanResult, name: str) -> str:
+    """``b0 x64 · n x8`` (total split of each dimension), or ``replicated``."""
+    if name not in result.plan.strategies:
+        return "not planned"
+    splits = {d: f for d, f in op_splits(result, name).items() if f > 1}
+    return " · ".join(f"{d} x{f}" for d, f in splits.items()) or "replicated"
+
+
+def cut_labels(cm: CostModel) -> list[str]:
+    """One label per prime cut: ``node x2 (1/6)``."""
+    per_level: dict[str, int] = {}
+    for c in cm.cuts:
+        per_level[c.level_name] = per_level.get(c.level_name, 0) + 1
+    seen: dict[str, int] = {}
+    labels = []
+    for c in cm.cuts:
+        seen[c.level_name] = seen.get(c.level_name, 0) + 1
+        n = per_level[c.level_name]
+        labels.append(f"{c.level_name} x{c.factor}" + (f" ({seen[c.level_name]}/{n})" if n > 1 else ""))
+    return labels
+
+
+def level_splits(result: PlanResult, name: str) -> dict[str, str]:
+    """Per machine level, what the operator splits there: ``b0 x8 · n x8`` or ``—``."""
+    out: dict[str, dict[str, int]] = {lv.name: {} for lv in result.cost_model.machine.levels}  # a stage's levels
+    for level, dim, factor in op_cuts(result, name):
+        if dim is not None:
+            out[level][dim] = out[level].get(dim, 1) * factor
+    return {lv: " · ".join(f"{d} x{f}" for d, f in splits.items()) or "—" for lv, splits in out.items()}
+
+
+def strategy_shape(result: PlanResult) -> str:
+    """What kind of parallelism the plan uses: the pipeline stages, then per level of a stage:
+    data, model, data+model, or none.
+
+    A cut counts as data parallel when an operator splits its batch dimension there; weighted by
+    the operators' FLOPs so that a cheap bias add does not name a level.
+    """
+    graph = result.graph
+    batch = graph.batch_dims()
+    cm = result.cost_model
+    heavy = sorted((n for n in cm.planned if graph.operators[n].kind is OpKind.COMPUTE),
+                   key=lambda n: -graph.operators[n].flops)
+    total = sum(graph.operators[n].flops for n in heavy) or 1.0
+    parts = [f"pipeline: {result.schedule.stages} stages"] if result.schedule.stages > 1 else []
+    for li, lv in enumerate(cm.machine.levels):
+        cuts = [t for t, c in enumerate(cm.cuts) if c.level == li]
+        if not cuts:
+            continue
+        data = model = 0.0
+        for n in heavy:
+            w = graph.operators[n].flops / total
+            dims = {result.plan.strategies[n][t] for t in cuts} - {None}
+            if batch.get(n) in dims:
+                data += w
+            if dims - {batch.get(n)}:
+                model += w
+        kinds = [k for k, v in (("data", data), ("model", model)) if v >= 0.1]
+        parts.append(f"{lv.name}: {'+'.join(kinds) or 'replicated'}")
+    return " | ".join(parts) or "one device"
+
+
+def distinct_workers(result: PlanResult) -> int:
+    """How many devices do distinct work: the stages times the product of the cuts of a stage
+    machine at which some operator splits."""
+    cm = result.cost_model
+    return result.schedule.stages * math.prod(c.factor for t, c in enumerate(cm.cuts)
+                                              if any(s[t] is not None for s in result.plan.strategies.values()))

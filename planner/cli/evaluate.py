@@ -1,0 +1,108 @@
+"""``evaluate MODEL.onnx --machine X.yaml --plan PLAN.json`` (score a plan file as written) or
+``--tp T --pp P --dp D --micro-batch-size b --global-batch B`` (price a hand-made Megatron-style
+configuration). Neither searches anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from planner.cli.common import (UsageError, add_memory_args, add_planning_args, load_graph, load_machine,
+                                model_bindings, parse_bindings, plan_options, positive_int, write_json)
+from planner.cli.output import print_result
+from planner.onnx.importer import import_model, model_sha256
+from planner.plans.plan_json import plan_bindings, read_plan_file
+
+HAND_MADE = ("tp", "pp", "dp", "micro_batch_size", "global_batch")
+
+#: What ``evaluate`` takes for an option that neither the command line nor the plan file gives.
+DEFAULTS = {"mode": "train", "precision": None, "optimizer": "adam", "recompute": None, "zero": None,
+            "interleave": 1, "bucket_mb": None}
+
+
+def add_parser(sub) -> None:
+    sp = sub.add_parser("evaluate", help="score a plan file, or a hand-made tensor x pipeline x data configuration")
+    add_planning_args(sp, defaults=False)
+    sp.add_argument("--plan", metavar="PLAN.json",
+                    help='{"ops": [{"name": ..., "cuts": [[level, dim, factor], ...]} or {"name": ..., "splits": {dim: f}}]}')
+    hand = sp.add_argument_group("hand-made configuration (transformers; instead of --plan)")
+    hand.add_argument("--tp", type=positive_int, metavar="T", help="tensor-parallel size (innermost devices)")
+    hand.add_argument("--pp", type=positive_int, metavar="P", help="pipeline stages (outermost devices)")
+    hand.add_argument("--dp", type=positive_int, metavar="D", help="data-parallel size; T x P x D = devices")
+    hand.add_argument("--micro-batch-size", type=positive_int, metavar="b",
+                      help="samples per micro-batch per data-parallel rank")
+    hand.add_argument("--global-batch", type=positive_int, metavar="B",
+                      help="samples per iteration; B / (b x D) micro-batches")
+    add_memory_args(hand)
+    sp.set_defaults(func=run)
+
+
+def run(args) -> int:
+    given = [k for k in HAND_MADE if getattr(args, k) is not None]
+    if args.plan is None:
+        if len(given) != len(HAND_MADE):
+            missing = ", ".join("--" + k.replace("_", "-") for k in HAND_MADE if getattr(args, k) is None)
+            raise UsageError("give a plan file (--plan PLAN.json) or a hand-made configuration: "
+                             f"--tp T --pp P --dp D --micro-batch-size b --global-batch B (missing: {missing})")
+        return run_hand_made(args)
+    if given:
+        raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--micro-batch-size/--global-batch "
+                         "(or drop --plan to evaluate a hand-made configuration)")
+    return run_plan_file(args)
+
+
+def _apply_recorded_options(args, data: dict) -> list[str]:
+    """Fill the options the command line leaves unset from the plan file's recorded ones (else the
+    defaults); returns a note for each option the command line overrides."""
+    recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
+    notes = []
+    for key in ("mode", "precision", "optimizer", "recompute", "zero", "interleave", "bucket_mb"):
+        given = getattr(args, key)
+        if given is None:
+            setattr(args, key, recorded.get(key) if key in recorded else DEFAULTS[key])
+        elif key in recorded and recorded[key] != given:
+            notes.append(f"--{key.replace('_', '-')} {given} overrides the plan file's {recorded[key]}")
+    for key in ("pipeline_stages", "micro_batches", "overlap_gradient_sync"):  # a pipelined plan stays pipelined
+        setattr(args, key, recorded.get(key) or getattr(args, key, None))
+    return notes
+
+
+def run_plan_file(args) -> int:
+    from planner.api import evaluate_plan
+    from planner.plans.report import plan_to_json
+
+    data = read_plan_file(args.plan)
+    notes = _apply_recorded_options(args, data)
+    if isinstance(data.get("bindings"), dict):
+        args.plan_bindings = plan_bindings(data, f"plan file {args.plan}")
+    graph = load_graph(args)
+    result = evaluate_plan(graph, load_machine(args.machine), data, plan_options(args))
+    result.notes.extend(notes)
+    print_result(result, Path(args.model).name, f"plan file {Path(args.plan).name}, priced as written (no search)")
+    write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
+                                       model_bindings(args.model, args)))
+    return 0
+
+
+def run_hand_made(args) -> int:
+    from planner.model.rebatch import STATIC_SYMBOL
+    from planner.plans.report import plan_to_json
+    from planner.search.configurations import evaluate_configuration
+
+    for key, value in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.batch is not None:
+        raise UsageError("--batch does not apply to a hand-made configuration: its batch is --global-batch "
+                         "(and --micro-batch-size); drop --batch")
+    graph = load_graph(args)
+    symbol = graph.batch_symbol or (STATIC_SYMBOL if graph.batch_axes else None)  # a static export: re-batched
+    if symbol and symbol not in parse_bindings(args.bind):
+        # the batch dimension is bound by the configuration; only the others need --bind
+        graph = import_model(args.model, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
+    result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
+                                    args.micro_batch_size, args.global_batch, plan_options(args, algorithm="megatron"))
+    print_result(result, Path(args.model).name, "priced as given (no search)")
+    # the file records the whole batch, so that evaluate --plan prices the same iteration
+    bindings = {**parse_bindings(args.bind), **result.graph.bindings, graph.batch_symbol or symbol: args.global_batch}
+    write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), bindings))
+    return 0
