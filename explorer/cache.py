@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from explorer.cache_budget import deep_size
+from explorer.cache_budget import Sized, deep_size
 from explorer.sources import ModelSource
 from planner.api import PlanOptions, PlanResult, evaluate_plan, plan_model
 from planner.machine.tree import Machine
@@ -114,10 +114,14 @@ class PlanCache:
     """
 
     def __init__(self, graph_bytes: int = CACHE_BYTES["graphs"], result_bytes: int = CACHE_BYTES["results"],
-                 sweep_bytes: int = CACHE_BYTES["sweeps"], dims_bytes: int = CACHE_BYTES["dims"]):
+                 sweep_bytes: int = CACHE_BYTES["sweeps"], dims_bytes: int = CACHE_BYTES["dims"],
+                 result_entries: int | None = None):
+        # ``result_entries`` bounds the results by number instead, unmeasured (a planning worker
+        # keeps only its last result); entries made in a worker come Sized (explorer.cache_budget)
         self._graphs = _LRU(math.inf, weight=deep_size, max_weight=graph_bytes)
         self._dims = _LRU(math.inf, weight=deep_size, max_weight=dims_bytes)
-        self._results = _LRU(math.inf, weight=deep_size, max_weight=result_bytes)
+        self._results = (_LRU(math.inf, weight=deep_size, max_weight=result_bytes) if result_entries is None
+                         else _LRU(result_entries))
         self._sweeps = _LRU(math.inf, weight=deep_size, max_weight=sweep_bytes)
         self._models = _LRU(math.inf, weight=len, max_weight=graph_bytes)  # uploads' weight-free bytes, for the pool
         self.pool = None  # a explorer.plan_pool.PlanPool: plans are made in its worker processes
@@ -146,8 +150,11 @@ class PlanCache:
                 return hit
             if stat:
                 self.stats[stat + "_misses"] += 1
-            value = compute()
-            weight = table.weight(value) if table.weight else None  # a walk of the value: not under the lock
+            value, weight = compute(), None
+            if isinstance(value, Sized):  # sized where it was made (a planning worker)
+                value, weight = value
+            elif table.weight:
+                weight = table.weight(value)  # a walk of the value: not under the lock
             with self._lock:
                 table.put(key, value, weight)
             return value
@@ -174,6 +181,8 @@ class PlanCache:
             if data is not None:
                 with self._lock:
                     self._models.put(source.sha256, data)
+            if self.pool is not None:  # imported in a worker, off the script thread: a Sized graph
+                return self.pool.graph(source, data, bindings)
             return import_model(src, dict(bindings), name=source.label)
         return self._memo(self._graphs, key, compute, "graph")
 

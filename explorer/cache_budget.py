@@ -6,6 +6,12 @@ each once with ``sys.getsizeof``, numpy arrays by their buffers and protobuf mes
 code of functions (a function counts by its closure and defaults), so that a value is charged for
 what it holds, not for the program. Objects shared with other cached values are counted in each:
 the bound errs on the side of evicting early.
+
+A walk costs about a microsecond per object (0.1-0.5 s for a plan result of the samples, 2.7 s
+for GPT-3's), so each entry is sized once, where it is made: the explorer's planning workers send
+a result pickled, and :func:`pickled_size` charges it :data:`BYTES_PER_PICKLED_BYTE` times its
+pickle's length (a walk-free upper bound, tests/test_app_memory.py), and so is a graph imported
+in a worker. :class:`Sized` carries such a size to the cache.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import gc
 import sys
 import types
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,12 +28,32 @@ try:  # the protobuf runtime (upb) keeps messages in C memory: sys.getsizeof doe
 except ImportError:  # pragma: no cover - onnx depends on protobuf
     _Message = ()
 
+#: Bytes a graph or a plan result takes in memory per byte of its pickle. Measured on the samples
+#: (tests/test_app_memory.py): graphs 8.6-10.5, results without their graph 6.3-9.2 (the cost
+#: model's memo tables of small tuples and floats; the smallest models have the highest ratios).
+#: 12 errs on the side of evicting early.
+BYTES_PER_PICKLED_BYTE = 12
+
+
+class Sized(NamedTuple):
+    """A value to cache and the bytes it keeps alive, measured when it was made."""
+
+    value: object
+    nbytes: int
+
+
+def pickled_size(payload: bytes) -> int:
+    """The bytes the value unpickled from ``payload`` keeps alive (an upper bound, no walk)."""
+    return BYTES_PER_PICKLED_BYTE * len(payload)
+
+
 _SKIP = (type, types.ModuleType, types.CodeType, types.FrameType, types.BuiltinFunctionType)
 
 
-def deep_size(value, limit: int | None = None) -> int:
-    """Bytes reachable from ``value`` (stops counting past ``limit`` when given)."""
-    seen: set[int] = set()
+def deep_size(value, limit: int | None = None, exclude: tuple = ()) -> int:
+    """Bytes reachable from ``value`` (stops counting past ``limit`` when given), not counting
+    the objects in ``exclude`` nor what is reachable only through them."""
+    seen: set[int] = {id(x) for x in exclude}
     stack = [value]
     total = 0
     while stack:

@@ -91,3 +91,41 @@ def test_lru_by_bytes_stays_within_its_budget(puts, budget):
         assert lru.total == sum(weights)
         assert lru.total <= budget or len(lru) == 1  # only the newest entry may exceed it alone
         assert lru.get(key) == weight  # the newest always stays
+
+
+@pytest.mark.parametrize("name", ["mlp", "vgg16", "resnet50", "bert_base", "moe"])
+def test_pickled_size_bounds_what_a_graph_and_its_results_hold(name):
+    """What the explorer charges an entry planned in a worker (explorer.plan_pool: a walk-free
+    multiple of its pickle) is at least what walking the unpickled entry finds, and within 2x of
+    it; a result is charged without the graph the graph table already holds."""
+    import io
+    import pickle
+
+    from explorer.cache_budget import pickled_size
+    from explorer.plan_pool import _dumps, _ResultUnpickler
+    from planner.api import PlanOptions
+    from planner.machine.tree import load_preset
+
+    from explorer.cache import PlanRequest
+    from explorer.sources import bindings_for, sample_source
+
+    src = sample_source(name)
+    cache = PlanCache()
+    bindings = bindings_for(cache.symbolic_dims(src), {"batch": 32, "seq": 128})
+    made = cache.graph(src, bindings)
+    payload = _dumps(made)
+    graph = pickle.loads(payload)
+    assert deep_size(graph) <= pickled_size(payload) <= 2 * deep_size(graph)
+    for algorithm in ("drec+", "data_parallel"):
+        result = cache.result(PlanRequest(src, bindings, load_preset("dgx_a100"), PlanOptions(algorithm=algorithm)), made)
+        payload = _dumps(result, made)
+        received = _ResultUnpickler(io.BytesIO(payload), graph).load()
+        assert received.graph is graph
+        held = deep_size(received, exclude=(graph,))
+        assert held <= pickled_size(payload) <= 2 * held
+
+
+def test_deep_size_leaves_out_what_it_is_told_to():
+    shared = np.zeros(1_000_000)  # 8 MB, held elsewhere
+    own = np.zeros(10_000)  # 80 KB
+    assert 80_000 <= deep_size({"a": shared, "b": own}, exclude=(shared,)) < 82_000

@@ -9,7 +9,9 @@ from explorer.cache import PlanCache, PlanRequest
 from explorer.sources import SAMPLES_DIR, sample_source, upload_source
 from planner.api import PlanOptions
 from planner.machine.tree import load_preset
+from explorer.cache_budget import deep_size
 from explorer.plan_pool import PlanPool
+from planner.onnx.importer import ModelImportError, import_model
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +62,35 @@ def test_the_planners_errors_come_back_unchanged(pool):
     with pytest.raises(type(local_error)) as caught:
         cache.result(PlanRequest(src, {"batch": 8}, load_preset("dgx_a100"), PlanOptions(algorithm="megatron")), g)
     assert str(caught.value) == str(local_error)
+
+
+def test_models_are_imported_in_the_workers_and_results_share_the_servers_graph(pool, monkeypatch):
+    def no_import(*args, **kwargs):
+        raise AssertionError("the server process imported a model")
+    import explorer.cache
+
+    monkeypatch.setattr(explorer.cache, "import_model", no_import)
+    src, bindings = sample_source("bert_base"), {"batch": 64, "seq": 128}
+    cache = PlanCache()
+    cache.pool = pool
+    g = cache.graph(src, bindings)
+    assert len(g.operators) == len(import_model(src.path, bindings).operators)
+    r = cache.result(PlanRequest(src, bindings, load_preset("dgx_a100"), PlanOptions(algorithm="drec")), g)
+    assert r.graph is g  # not a second copy of the graph per result
+    held = cache.bytes_held()  # charged at least what each holds, though nothing walked them here
+    assert deep_size(g) <= held["graphs"] <= 2 * deep_size(g)
+    assert deep_size(r, exclude=(g,)) <= held["results"] <= 2 * deep_size(r, exclude=(g,))
+    assert g.with_batch(16).operators["layer0.attn.q"].flops \
+        == 2 * 16 * 128 * 768 * 768  # re-bound here: batch x seq x hidden x hidden, twice
+
+
+def test_an_import_error_in_a_worker_is_the_importers_message(pool):
+    data = b"not an onnx model at all"
+    src = upload_source("junk.onnx", data)
+    cache = PlanCache()
+    cache.pool = pool
+    with pytest.raises(ModelImportError) as remote:
+        cache.graph(src, {}, data)
+    with pytest.raises(ModelImportError) as local:
+        PlanCache().graph(src, {}, data)
+    assert str(remote.value) == str(local.value)
