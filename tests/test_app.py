@@ -745,6 +745,9 @@ def test_a_plan_file_is_scored_with_its_own_configuration():
     older = {"options": {"mode": "train"}}  # written before stages existed: one stage, one micro-batch
     got = plan_file_options(current, older)
     assert (got.pipeline_stages, got.micro_batches) == (1, 1)
-    assert plan_file_options(current, {}) == current
+    # a file that records no options is a one-stage plan too (the CLI's evaluate --plan scores it so)
+    got = plan_file_options(current, {})
+    assert (got.pipeline_stages, got.micro_batches) == (1, 1)
+    assert (got.recompute, got.zero, got.mode) == (current.recompute, current.zero, current.mode)
     with pytest.raises(ValueError, match="options are not valid"):
         plan_file_options(current, {"options": {"zero": 2}})
