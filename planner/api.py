@@ -55,6 +55,11 @@ class PlanOptions:
     bucket_mb:  gradients are all-reduced in buckets of this many megabytes (10^6 bytes), as
                 PyTorch DDP (``bucket_cap_mb``) and Megatron-LM do: latency is paid per bucket,
                 not per tensor; 0 all-reduces each gradient tensor on its own.
+    sequence_parallel: with Megatron tensor parallelism, split the LayerNorm, dropout, bias and
+                residual regions along the sequence (Korthikanti et al. 2022): the all-reduces
+                become reduce-scatters and all-gathers of the same bytes, and those regions'
+                compute and activations are divided by the tensor-parallel size
+                (:mod:`planner.cost.sequence_parallel`). Only the ``megatron`` layouts use it.
     """
 
     mode: str = "train"
@@ -68,6 +73,7 @@ class PlanOptions:
     zero: int | None = None
     overlap_gradient_sync: bool = False
     bucket_mb: float = DEFAULT_BUCKET_MB
+    sequence_parallel: bool = False
 
     def __post_init__(self) -> None:
         check_mode_and_precision(self.mode, self.precision)
@@ -81,6 +87,8 @@ class PlanOptions:
         if not isinstance(self.overlap_gradient_sync, bool):
             raise OptionsError(f"overlap_gradient_sync must be true or false, not {self.overlap_gradient_sync!r}")
         self.bucket_mb = check_bucket_mb(self.bucket_mb)
+        if not isinstance(self.sequence_parallel, bool):
+            raise OptionsError(f"sequence_parallel must be true or false, not {self.sequence_parallel!r}")
         if self.mode == "infer" and ((self.pipeline_stages or 1) > 1 or (self.micro_batches or 1) > 1):
             raise OptionsError("pipeline stages and micro-batches are for training (--mode train)")
 
@@ -132,8 +140,10 @@ class PlanResult:
 def cost_model_for(graph: OperatorGraph, machine: Machine, options: PlanOptions, recompute: str | None = None,
                    zero: int | None = None, micro_batches: int = 1) -> CostModel:
     require_bound(graph)
-    return CostModel(graph, machine, options.mode, options.precision, recompute or options.recompute or "none",
-                     options.zero or 0 if zero is None else zero, micro_batches, options.bucket_mb)
+    cm = CostModel(graph, machine, options.mode, options.precision, recompute or options.recompute or "none",
+                   options.zero or 0 if zero is None else zero, micro_batches, options.bucket_mb)
+    cm.sequence_parallel = options.sequence_parallel
+    return cm
 
 
 def search(cm: CostModel, algorithm: str, progress: Callable[[float, str], None] | None = None,

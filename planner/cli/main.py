@@ -165,6 +165,7 @@ def _options(args, algorithm: str | None = None):
                        interleave=getattr(args, "interleave", None) or 1,
                        recompute=getattr(args, "recompute", None), zero=getattr(args, "zero", None),
                        overlap_gradient_sync=bool(getattr(args, "overlap_gradient_sync", False)),
+                       sequence_parallel=bool(getattr(args, "sequence_parallel", False)),
                        **({} if getattr(args, "bucket_mb", None) is None else {"bucket_mb": args.bucket_mb}))
 
 
@@ -252,7 +253,7 @@ def cmd_evaluate(args) -> int:
             setattr(args, key, recorded.get(key) if key in recorded else _EVALUATE_DEFAULTS[key])
         elif key in recorded and recorded[key] != given:
             notes.append(f"--{key.replace('_', '-')} {given} overrides the plan file's {recorded[key]}")
-    for key in ("pipeline_stages", "micro_batches", "overlap_gradient_sync"):  # a pipelined plan stays pipelined
+    for key in ("pipeline_stages", "micro_batches", "overlap_gradient_sync", "sequence_parallel"):  # kept as planned
         setattr(args, key, recorded.get(key) or getattr(args, key, None))
     if isinstance(data.get("bindings"), dict):
         args.plan_bindings = plan_bindings(data, f"plan file {args.plan}")
@@ -433,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     hand.add_argument("--micro-batch-size", type=positive_int, metavar="b", help="samples per micro-batch per data-parallel rank")
     hand.add_argument("--global-batch", type=positive_int, metavar="B", help="samples per iteration; B / (b x D) micro-batches")
     memory_args(hand)
+    hand.add_argument("--sequence-parallel", action="store_true",
+                      help="sequence parallelism (Korthikanti et al. 2022): LayerNorm, dropout and residual regions "
+                           "split on the sequence over the tensor-parallel ranks; all-reduces become reduce-scatter "
+                           "+ all-gather (same bytes)")
     sp.set_defaults(func=cmd_evaluate)
 
     from planner.plans.export import FORMATS, MESH_MODES

@@ -31,6 +31,7 @@ from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic
 from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from planner.machine.tree import Machine
 from planner.cost.redistribution import charged_edges
+from planner.cost.sequence_parallel import apply_reduce_scatters
 
 if TYPE_CHECKING:
     import sympy
@@ -207,13 +208,14 @@ class CostModel:
     forward collectives; ``zero`` (:data:`ZERO_STAGES`) at stage 3 replaces the gradient
     all-reduce by per-micro-batch parameter all-gathers and a gradient reduce-scatter; with
     ``micro_batches`` > 1 the graph is one micro-batch and the search weighs the once-per-iteration
-    gradient all-reduce by ``1/micro_batches``.
+    gradient all-reduce by ``1/micro_batches``. ``sequence_parallel``: :mod:`planner.cost.sequence_parallel`.
     """
 
     def __init__(self, graph: OperatorGraph, machine: Machine, mode: str = "train", precision: str | None = None,
                  recompute: str = "none", zero: int = 0, micro_batches: int = 1, bucket_mb: float = DEFAULT_BUCKET_MB):
         check_mode_and_precision(mode, precision)
         self.bucket_bytes = check_bucket_mb(bucket_mb) * 1e6
+        self.sequence_parallel = False  # set by planner.api.cost_model_for
         self.grad_roots = gradient_roots(graph)
         self.weight_only = weight_only_ops(graph)
         self._grad_consumers = consumer_counts(graph, self.grad_roots)
@@ -647,6 +649,7 @@ class CostModel:
             comm[name] = c.communication - spread * c.gradient_sync if spread else c.communication
             grad_sync[name] = c.gradient_sync
             redist[name] = self.basis.zero()
+        apply_reduce_scatters(self, full, comm)  # under sequence parallelism, into comm
         for e, la, lb in charged_edges(self, full):  # once per (tensor, target layout)
             redist[e.consumer] = redist[e.consumer] + self._layouts_cost(e, la, lb)
         return PlanCost(self.basis, self.mode, compute, comm, redist, grad_sync, self.micro_batches)
