@@ -31,7 +31,7 @@ from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic
 from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from planner.machine.tree import Machine
 from planner.cost.redistribution import charged_edges
-from planner.cost.sequence_parallel import apply_reduce_scatters
+from planner.cost import activations, sequence_parallel
 
 if TYPE_CHECKING:
     import sympy
@@ -43,8 +43,7 @@ GATHERS = ("Gather", "GatherElements", "GatherND")  # read only the rows they ou
 SLICES = ("Slice",)  # read and write only the part they output (dynamo's unbind: Slice + Squeeze)
 RECOMPUTE = {
     "none": "keep every activation the backward pass needs",
-    "selective": "do not keep the outputs of weight-free operators (attention scores, softmax, "
-                 "element-wise): recompute them in the backward pass",
+    "selective": "recompute the attention core (scores, mask, softmax, dropout, context); keep the rest",
     "full": "keep only each pipeline stage's layer inputs; recompute the whole forward pass",
 }
 ZERO_STAGES = {
@@ -238,6 +237,7 @@ class CostModel:
         self.in_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
         for e in self.edges:
             self.in_edges[e.consumer].append(e)
+        activations.mark_attention_core(self)  # what selective recomputation recomputes: self.selective_ops
         self._assign_cache: dict = {}
         self._redist_cache: dict = {}
         self._redist_time_cache: dict = {}
@@ -305,7 +305,7 @@ class CostModel:
         return self._recomputes(self.info[name])
 
     def _recomputes(self, info: _OpInfo) -> bool:
-        return self.recompute == "full" or (self.recompute == "selective" and not info.has_parameters)
+        return self.recompute == "full" or (self.recompute == "selective" and info.op.name in self.selective_ops)
 
     @staticmethod
     def _flat_map(op: Operator, use: TensorUse, tensor) -> dict[tuple[str, int], int]:
@@ -649,7 +649,7 @@ class CostModel:
             comm[name] = c.communication - spread * c.gradient_sync if spread else c.communication
             grad_sync[name] = c.gradient_sync
             redist[name] = self.basis.zero()
-        apply_reduce_scatters(self, full, comm)  # under sequence parallelism, into comm
+        sequence_parallel.apply_reduce_scatters(self, full, comm)  # under sequence parallelism, into comm
         for e, la, lb in charged_edges(self, full):  # once per (tensor, target layout)
             redist[e.consumer] = redist[e.consumer] + self._layouts_cost(e, la, lb)
         return PlanCost(self.basis, self.mode, compute, comm, redist, grad_sync, self.micro_batches)
