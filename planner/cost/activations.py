@@ -131,18 +131,29 @@ def _kept(t) -> bool:
     return (t.role is TensorRole.ACTIVATION and t.requires_grad) or (t.role is TensorRole.INPUT and t.is_float)
 
 
+def _tables(cm) -> tuple:
+    """What :func:`saved_tensors` needs of the graph alone, computed once per cost model (its
+    variants share it): the fused regions, whether each is non-linear, each tensor's producer, and
+    the tensors some operator reads."""
+    hit = getattr(cm, "_activation_tables", None)
+    if hit is None:
+        regions = _regions(cm)
+        needs: dict[str, bool] = {}
+        for n, root in regions.items():
+            needs[root] = needs.get(root, False) or _nonlinear(cm, n)
+        producer_of = {e.tensor: (e.producer, e.out_index) for e in cm.edges}
+        hit = cm._activation_tables = (regions, needs, producer_of, {e.tensor for e in cm.edges})
+    return hit
+
+
 def saved_tensors(cm, full: dict, ops: list[str], drop_core: bool = False) -> dict[str, float]:
     """Local bytes of every tensor the backward pass of ``ops`` reads, one micro-batch (a dropout
     mask as ``<operator>:mask``). ``drop_core``: the attention core's own tensors are recomputed,
     not kept (its inputs are)."""
     g = cm.graph
     tensors = g.tensors
-    regions = _regions(cm)
-    needs = {}
-    for n, root in regions.items():
-        needs[root] = needs.get(root, False) or _nonlinear(cm, n)
+    regions, needs, producer_of, read = _tables(cm)
     core = cm.selective_ops if drop_core else frozenset()
-    producer_of = {e.tensor: (e.producer, e.out_index) for e in cm.edges}
     kept: dict[str, float] = {}
 
     def keep(name: str, index: int) -> None:
@@ -156,7 +167,6 @@ def saved_tensors(cm, full: dict, ops: list[str], drop_core: bool = False) -> di
             size = min(size, cm.local_bytes(source[0], source[1], full[source[0]]))  # the shard is kept
         kept[use.tensor] = max(kept.get(use.tensor, 0.0), size)
 
-    read = {e.tensor for e in cm.edges}
     for name in ops:
         op = g.operators[name]
         uses = cm.info[name].uses
