@@ -233,11 +233,11 @@ def test_a_lying_value_info_does_not_make_the_importer_evaluate_a_huge_range(mon
     # limit = 10**6 * 10**6 = 10**12 is computed (Mul), so it escapes the file-constant estimate, and
     # the file claims the Range's output has shape [1]: the fold must trust ONNX's inference on the
     # actual values (10**12 elements > 4,096), never the claim, and so never run the Range.
-    import planner.onnx.importer as imp
+    import planner.onnx.shapes as shapes
 
     evaluated = []
-    real = imp._evaluate
-    monkeypatch.setattr(imp, "_evaluate", lambda node, *a: evaluated.append(node.op_type) or real(node, *a))
+    real = shapes._evaluate
+    monkeypatch.setattr(shapes, "_evaluate", lambda node, *a: evaluated.append(node.op_type) or real(node, *a))
     inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("zero", 0), ("a", 10**6), ("b", 10**6), ("one", 1))]
     nodes = [helper.make_node("Mul", ["a", "b"], ["lim"], name="mul"),
              helper.make_node("Range", ["zero", "lim", "one"], ["r"], name="range"),

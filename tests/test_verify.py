@@ -22,6 +22,9 @@ from planner import verify  # noqa: E402
 from planner.cli.main import main  # noqa: E402
 from planner.cost.collectives import hierarchical_all_reduce  # noqa: E402
 from planner.plans.export import PARTIAL, REPLICATE  # noqa: E402
+from planner.verify.moves import exchange_fraction, plan_moves, reduce_moves  # noqa: E402
+from planner.verify.recorder import collective_bytes  # noqa: E402
+from planner.verify.runner import _child_environment, _launch  # noqa: E402
 
 MATRIX = [(m, a, p) for m in verify.MODELS for a in verify.ALGORITHMS for p in verify.PROCESSES]
 
@@ -170,7 +173,7 @@ def moved_bytes(moves, shape, sizes, itemsize=4):
     total = 0.0
     for src, dst, kind in moves:
         if kind == "exchange":
-            total += verify.exchange_fraction(src, dst, shape, sizes) * math.prod(shape) * itemsize
+            total += exchange_fraction(src, dst, shape, sizes) * math.prod(shape) * itemsize
             continue
         local = math.prod(shape) * itemsize
         for p, n in zip(src, sizes):
@@ -189,20 +192,20 @@ def moved_bytes(moves, shape, sizes, itemsize=4):
 
 def test_partial_sums_are_reduced_as_the_hierarchical_all_reduce_prices_them():
     shape, sizes, levels = (16, 256), [2, 2, 2], [0, 1, 1]
-    moves = verify.reduce_moves([S(1), PARTIAL, PARTIAL], [S(1), REPLICATE, REPLICATE], shape, sizes, levels)
+    moves = reduce_moves([S(1), PARTIAL, PARTIAL], [S(1), REPLICATE, REPLICATE], shape, sizes, levels)
     # over the two gpu cuts only (one level of 4): 2 * 3/4 of the local 8 KiB
     assert moved_bytes(moves, shape, sizes) == 2 * 3 / 4 * 8192
-    moves = verify.reduce_moves([PARTIAL] * 3, [REPLICATE] * 3, (64,), sizes, levels)
+    moves = reduce_moves([PARTIAL] * 3, [REPLICATE] * 3, (64,), sizes, levels)
     expected = sum(b for b, _ in hierarchical_all_reduce(256, {0: 2, 1: 4}).values())
     assert moved_bytes(moves, (64,), sizes) == expected == 448
 
 
 def test_redistributions_take_the_cheapest_nested_path():
     shape, sizes = (16, 256), [2, 2]
-    moves = verify.plan_moves([S(1), S(1)], [REPLICATE, S(0)], shape, sizes)
+    moves = plan_moves([S(1), S(1)], [REPLICATE, S(0)], shape, sizes)
     assert [m[2] for m in moves] == ["redistribute", "redistribute"]
     assert moved_bytes(moves, shape, sizes) == 6144  # all-to-all inside, all-gather across: 3/8 S
-    back = verify.plan_moves([REPLICATE, S(0)], [S(1), S(1)], shape, sizes)
+    back = plan_moves([REPLICATE, S(0)], [S(1), S(1)], shape, sizes)
     assert moved_bytes(back, shape, sizes) == 2048  # slice, then all-to-all: 1/8 S
 
 
@@ -211,18 +214,18 @@ def test_block_renumbering_uses_one_exchange():
     path is as cheap as fetching the missing quarter directly."""
     shape, sizes = (16, 256), [2, 2, 2]
     src, dst = [S(1)] * 3, [REPLICATE, S(1), S(1)]
-    moves = verify.plan_moves(src, dst, shape, sizes)
+    moves = plan_moves(src, dst, shape, sizes)
     assert moves == [(src, dst, "exchange")]
-    assert verify.exchange_fraction(src, dst, shape, sizes) == 1 / 4
-    assert verify.exchange_fraction(dst, src, shape, sizes) == 1 / 8
+    assert exchange_fraction(src, dst, shape, sizes) == 1 / 4
+    assert exchange_fraction(dst, src, shape, sizes) == 1 / 8
 
 
 def test_collective_formulas():
-    assert verify.collective_bytes("all_reduce", 1000, 4) == 1500
-    assert verify.collective_bytes("all_gather", 250, 4) == 750  # gathers 4 x 250 into 1000
-    assert verify.collective_bytes("reduce_scatter", 1000, 4) == 750
-    assert verify.collective_bytes("all_to_all", 1000, 4) == 750
-    assert verify.collective_bytes("all_reduce", 1000, 1) == 0
+    assert collective_bytes("all_reduce", 1000, 4) == 1500
+    assert collective_bytes("all_gather", 250, 4) == 750  # gathers 4 x 250 into 1000
+    assert collective_bytes("reduce_scatter", 1000, 4) == 750
+    assert collective_bytes("all_to_all", 1000, 4) == 750
+    assert collective_bytes("all_reduce", 1000, 1) == 0
 
 
 def test_verification_machine_is_two_levels():
@@ -236,10 +239,48 @@ def test_verification_machine_is_two_levels():
 def test_a_launch_that_times_out_is_killed_and_reported():
     start = time.perf_counter()
     with pytest.raises(verify.VerificationError, match="timed out"):
-        verify._launch(2, [{}], 0.01, lambda job: None)
+        _launch(2, [{}], 0.01, lambda job: None)
     assert time.perf_counter() - start < 30
 
 
 def test_a_failing_worker_is_reported_with_its_rank():
     with pytest.raises(verify.VerificationError, match=r"rank \d: KeyError"):
-        verify._launch(2, [{}], 120, lambda job: None)  # a job without its plan
+        _launch(2, [{}], 120, lambda job: None)  # a job without its plan
+
+
+def test_workers_import_this_checkout_from_any_directory(tmp_path):
+    """The worker interpreters get the folder holding ``planner/`` first on their path, so the
+    launch command's ``planner.verify.runner`` resolves even when the caller runs elsewhere."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import planner
+
+    env = _child_environment()
+    root = Path(planner.__file__).resolve().parent.parent
+    assert Path(env["PYTHONPATH"].split(os.pathsep)[0]) == root
+    from planner.verify.runner import WORKER_COMMAND
+
+    check = WORKER_COMMAND.split(";")[0] + "; import planner; print(planner.__file__)"
+    out = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()).resolve() == root / "planner" / "__init__.py"
+
+
+def test_the_package_keeps_the_house_sizes():
+    """One module per concern: none over 700 lines, no function over 60."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(verify.__file__).parent
+    modules = sorted(folder.glob("*.py"))
+    assert {p.stem for p in modules} >= {"models", "moves", "program", "recorder", "executor", "runner", "results"}
+    for path in modules:
+        text = path.read_text()
+        assert len(text.splitlines()) <= 700, path.name
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert node.end_lineno - node.lineno + 1 <= 60, (path.name, node.name)

@@ -24,6 +24,7 @@ constants.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import onnx
 from onnx import TensorProto
@@ -51,51 +52,65 @@ def non_parameter_initializers(graph: onnx.GraphProto, float_types: dict[str, bo
     # Linear(k, 1)) keeps its module path as its name and stays a parameter.
     out = {n for n in candidates if math.prod(inits[n].dims) == 1 and n.startswith(GENERATED_PREFIXES)}
     weights = candidates - out  # float initializers that may be weights
+    flow = _Flow.of(graph, inits, weights, float_types)
+    out |= {n for n in weights if flow.is_buffer(n)}
+    return out
 
-    # For every tensor: does it depend on a graph input, and on float data (a float graph input or a
-    # multi-element float initializer)?
-    depends_input: dict[str, bool] = {}
-    depends_float: dict[str, bool] = {}
-    is_float: dict[str, bool] = dict(float_types or {})
-    for name, init in inits.items():
-        depends_input[name] = False
-        depends_float[name] = name in weights
-        is_float[name] = init.data_type in FLOAT_TYPES
-    for vi in graph.input:
-        if vi.name in inits:
-            continue
-        depends_input[vi.name] = True
-        floating = vi.type.tensor_type.elem_type in FLOAT_TYPES
-        depends_float[vi.name] = floating
-        is_float[vi.name] = floating
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        ins = [i for i in node.input if i]
-        for i in ins:
-            consumers.setdefault(i, []).append(node)
-        dep_in = any(depends_input.get(i, False) for i in ins)
-        dep_float = any(depends_float.get(i, False) for i in ins)
-        for o in node.output:
-            if not o:
+
+@dataclass
+class _Flow:
+    """For every tensor: does it depend on a graph input, on float data (a float graph input or a
+    multi-element float initializer), is it float; and which nodes read it."""
+
+    depends_input: dict[str, bool]
+    depends_float: dict[str, bool]
+    is_float: dict[str, bool]
+    consumers: dict[str, list[onnx.NodeProto]]
+
+    @classmethod
+    def of(cls, graph: onnx.GraphProto, inits: dict, weights: set[str], float_types: dict[str, bool] | None) -> _Flow:
+        flow = cls({}, {}, dict(float_types or {}), {})
+        for name, init in inits.items():
+            flow.depends_input[name] = False
+            flow.depends_float[name] = name in weights
+            flow.is_float[name] = init.data_type in FLOAT_TYPES
+        for vi in graph.input:
+            if vi.name in inits:
                 continue
-            depends_input[o] = dep_in
-            depends_float[o] = dep_float
-            if o not in is_float:
-                is_float[o] = _output_is_float(node, ins, is_float)
+            floating = vi.type.tensor_type.elem_type in FLOAT_TYPES
+            flow.depends_input[vi.name] = True
+            flow.depends_float[vi.name] = floating
+            flow.is_float[vi.name] = floating
+        for node in graph.node:
+            ins = [i for i in node.input if i]
+            for i in ins:
+                flow.consumers.setdefault(i, []).append(node)
+            dep_in = any(flow.depends_input.get(i, False) for i in ins)
+            dep_float = any(flow.depends_float.get(i, False) for i in ins)
+            for o in node.output:
+                if not o:
+                    continue
+                flow.depends_input[o] = dep_in
+                flow.depends_float[o] = dep_float
+                if o not in flow.is_float:
+                    flow.is_float[o] = _output_is_float(node, ins, flow.is_float)
+        return flow
 
-    def buffer(name: str) -> bool:
+    def is_buffer(self, name: str) -> bool:
+        """Followed through its consumers, the initializer meets only data computed from integer
+        inputs (and at least once), and is never the table of a gather."""
         seen = {name}
         frontier = [name]
         met = False
         while frontier:
             tensor = frontier.pop()
-            for node in consumers.get(tensor, []):
+            for node in self.consumers.get(tensor, []):
                 ins = [i for i in node.input if i]
                 if node.op_type in _TABLE_OPS and ins and ins[0] == tensor:
                     return False
-                others = [i for i in ins if i not in seen and is_float.get(i, True) and depends_input.get(i, False)]
+                others = [i for i in ins if i not in seen and self.is_float.get(i, True) and self.depends_input.get(i, False)]
                 if others:
-                    if any(depends_float.get(i, True) for i in others):
+                    if any(self.depends_float.get(i, True) for i in others):
                         return False  # meets activations: a weight
                     met = True  # meets data computed from integer inputs only: stop here
                     continue
@@ -104,9 +119,6 @@ def non_parameter_initializers(graph: onnx.GraphProto, float_types: dict[str, bo
                         seen.add(o)
                         frontier.append(o)
         return met
-
-    out |= {n for n in weights if buffer(n)}
-    return out
 
 
 def _output_is_float(node: onnx.NodeProto, ins: list[str], is_float: dict[str, bool]) -> bool:

@@ -319,77 +319,94 @@ def _check_constant_driven(model: onnx.ModelProto, names: list[str]) -> None:
         ins = list(node.input)
         arg = (lambda k: known.get(ins[k]) if len(ins) > k and ins[k] else None)
         attrs = {a.name: a for a in node.attribute}
-        estimate = None
-        op = node.op_type
-        if op == "Constant":
-            for a in node.attribute:
-                if a.name == "value":
-                    v = tensor_values(a.t)
-                elif a.name in ("value_int", "value_ints"):
-                    v = np.asarray(onnx.helper.get_attribute_value(a), dtype=np.int64)
-                elif a.name in ("value_float", "value_floats"):
-                    v = np.asarray(onnx.helper.get_attribute_value(a), dtype=np.float32)
-                else:
-                    v = None
-                if v is not None and node.output:
-                    known[node.output[0]] = v
+        if _track_value(node, arg, attrs, known):
             continue
-        if op in ("Identity", "Cast", "Squeeze", "Unsqueeze", "Reshape") and arg(0) is not None and node.output:
-            v = arg(0)
-            if op == "Cast" and "to" in attrs:
-                try:
-                    v = v.astype(onnx.helper.tensor_dtype_to_np_dtype(attrs["to"].i))
-                except Exception:  # noqa: BLE001
-                    continue
-            if op in ("Squeeze", "Unsqueeze", "Reshape"):
-                v = v.reshape(-1) if v.size > 1 else v  # value tracking only: the shape is not needed
-            known[node.output[0]] = v
-            continue
-        if op == "Range":
-            start, limit, delta = _scalar(arg(0)), _scalar(arg(1)), _scalar(arg(2))
-            if None not in (start, limit, delta):
-                if delta == 0:
-                    raise LimitError(f"node '{name}' (Range) has a step (delta) of 0: the range would never end")
-                estimate = max(math.ceil((limit - start) / delta), 0)
-        elif op == "ConstantOfShape":
-            dims = _ints(arg(0))
-            if dims is not None:
-                estimate = math.prod(max(d, 0) for d in dims)
-        elif op == "Expand":
-            dims = _ints(arg(1))
-            if dims is not None:
-                base = shapes.get(ins[0], [])
-                n = max(len(dims), len(base))
-                a = [1] * (n - len(base)) + list(base)
-                b = [1] * (n - len(dims)) + dims
-                estimate = math.prod(max(x, y, 0) for x, y in zip(a, b))
-        elif op == "Tile":
-            reps = _ints(arg(1))
-            if reps is not None:
-                estimate = math.prod(max(r, 0) for r in reps) * math.prod(shapes.get(ins[0], [1]))
-        elif op in ("Resize", "Upsample"):
-            sizes = _ints(arg(3)) if op == "Resize" else None
-            scales = arg(2) if op == "Resize" else arg(1)
-            if sizes:
-                estimate = math.prod(max(s, 0) for s in sizes)
-            elif scales is not None and scales.size and ins[0] in shapes and scales.dtype.kind == "f":
-                estimate = math.prod(max(d * float(s), 0) for d, s in zip(shapes[ins[0]], scales.reshape(-1)))
-        elif op == "OneHot":
-            depth = _scalar(arg(1))
-            if depth is not None:
-                estimate = max(depth, 0) * math.prod(shapes.get(ins[0], [1]))
-        elif op in ("RandomNormal", "RandomUniform") and "shape" in attrs:
-            estimate = math.prod(max(d, 0) for d in attrs["shape"].ints)
-        elif op == "Pad":
-            pads = _ints(arg(1))
-            if pads is not None and ins[0] in shapes and len(pads) == 2 * len(shapes[ins[0]]):
-                r = len(shapes[ins[0]])
-                estimate = math.prod(max(d + pads[i] + pads[i + r], 0) for i, d in enumerate(shapes[ins[0]]))
+        estimate = _estimate(node.op_type, name, ins, arg, attrs, shapes)
         if estimate is not None and estimate > MAX_CONSTANT_ELEMENTS:
             raise LimitError(
-                f"node '{name}' ({op}) would make a tensor of about {int(estimate):,} elements from constants in "
-                f"the file, above the bound of {MAX_CONSTANT_ELEMENTS:,} (2^32): refused as hostile or corrupt"
+                f"node '{name}' ({node.op_type}) would make a tensor of about {int(estimate):,} elements from "
+                f"constants in the file, above the bound of {MAX_CONSTANT_ELEMENTS:,} (2^32): refused as hostile or corrupt"
             )
+
+
+def _track_value(node: onnx.NodeProto, arg, attrs: dict, known: dict[str, np.ndarray]) -> bool:
+    """Record the value a Constant or a value-preserving operator makes; True when the node is one."""
+    op = node.op_type
+    if op == "Constant":
+        for a in node.attribute:
+            if a.name == "value":
+                v = tensor_values(a.t)
+            elif a.name in ("value_int", "value_ints"):
+                v = np.asarray(onnx.helper.get_attribute_value(a), dtype=np.int64)
+            elif a.name in ("value_float", "value_floats"):
+                v = np.asarray(onnx.helper.get_attribute_value(a), dtype=np.float32)
+            else:
+                v = None
+            if v is not None and node.output:
+                known[node.output[0]] = v
+        return True
+    if op in ("Identity", "Cast", "Squeeze", "Unsqueeze", "Reshape") and arg(0) is not None and node.output:
+        v = arg(0)
+        if op == "Cast" and "to" in attrs:
+            try:
+                v = v.astype(onnx.helper.tensor_dtype_to_np_dtype(attrs["to"].i))
+            except Exception:  # noqa: BLE001
+                return True
+        if op in ("Squeeze", "Unsqueeze", "Reshape"):
+            v = v.reshape(-1) if v.size > 1 else v  # value tracking only: the shape is not needed
+        known[node.output[0]] = v
+        return True
+    return False
+
+
+def _estimate(op: str, name: str, ins: list[str], arg, attrs: dict, shapes: dict[str, list[int]]):
+    """The elements a constant-driven operator makes, when its operands are constants; else None."""
+    if op == "Range":
+        start, limit, delta = _scalar(arg(0)), _scalar(arg(1)), _scalar(arg(2))
+        if None not in (start, limit, delta):
+            if delta == 0:
+                raise LimitError(f"node '{name}' (Range) has a step (delta) of 0: the range would never end")
+            return max(math.ceil((limit - start) / delta), 0)
+    elif op == "ConstantOfShape":
+        dims = _ints(arg(0))
+        if dims is not None:
+            return math.prod(max(d, 0) for d in dims)
+    elif op == "Expand":
+        dims = _ints(arg(1))
+        if dims is not None:
+            base = shapes.get(ins[0], [])
+            n = max(len(dims), len(base))
+            a = [1] * (n - len(base)) + list(base)
+            b = [1] * (n - len(dims)) + dims
+            return math.prod(max(x, y, 0) for x, y in zip(a, b))
+    elif op == "Tile":
+        reps = _ints(arg(1))
+        if reps is not None:
+            return math.prod(max(r, 0) for r in reps) * math.prod(shapes.get(ins[0], [1]))
+    elif op in ("Resize", "Upsample"):
+        return _resize_estimate(op, ins, arg, shapes)
+    elif op == "OneHot":
+        depth = _scalar(arg(1))
+        if depth is not None:
+            return max(depth, 0) * math.prod(shapes.get(ins[0], [1]))
+    elif op in ("RandomNormal", "RandomUniform") and "shape" in attrs:
+        return math.prod(max(d, 0) for d in attrs["shape"].ints)
+    elif op == "Pad":
+        pads = _ints(arg(1))
+        if pads is not None and ins[0] in shapes and len(pads) == 2 * len(shapes[ins[0]]):
+            r = len(shapes[ins[0]])
+            return math.prod(max(d + pads[i] + pads[i + r], 0) for i, d in enumerate(shapes[ins[0]]))
+    return None
+
+
+def _resize_estimate(op: str, ins: list[str], arg, shapes: dict[str, list[int]]):
+    sizes = _ints(arg(3)) if op == "Resize" else None
+    scales = arg(2) if op == "Resize" else arg(1)
+    if sizes:
+        return math.prod(max(s, 0) for s in sizes)
+    if scales is not None and scales.size and ins[0] in shapes and scales.dtype.kind == "f":
+        return math.prod(max(d * float(s), 0) for d, s in zip(shapes[ins[0]], scales.reshape(-1)))
+    return None
 
 
 # ---- reading the model file ------------------------------------------------------------------

@@ -66,7 +66,6 @@ def diagnose(node: onnx.NodeProto, opsets: dict[str, int], ir_version: int,
         return None  # a custom operator: nothing to check it against
     if node.op_type in _KNOWN_WITHOUT_SCHEMA and not domain:
         return None
-    version = opsets.get(domain, opsets.get("", 1) if not domain else 1)
     if not onnx.defs.has(node.op_type, domain):
         where = f"domain '{domain}'" if domain else "the ONNX standard"
         return f"'{node.op_type}' is not an operator of {where}: replace it or export with a supported operator set"
