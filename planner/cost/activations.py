@@ -40,7 +40,7 @@ DROPOUT_MASK_BYTES = 1  # one byte per element, as PyTorch's and Megatron-LM's d
 
 
 def _fusible(op_type: str) -> bool:
-    from planner.onnx.importer import ELEMENTWISE_FLOPS
+    from planner.onnx.rules.elementwise import ELEMENTWISE_FLOPS
 
     return (op_type in ELEMENTWISE_FLOPS and op_type != "Dropout") or op_type in LINEAR_ELEMENTWISE
 
