@@ -18,8 +18,7 @@ MODES = ("train", "infer")
 PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 RECOMPUTE = {
     "none": "keep every activation the backward pass needs",
-    "selective": "do not keep the outputs of weight-free operators (attention scores, softmax, "
-                 "element-wise): recompute them in the backward pass",
+    "selective": "recompute the attention core (scores, mask, softmax, dropout, context); keep the rest",
     "full": "keep only each pipeline stage's layer inputs; recompute the whole forward pass",
 }
 ZERO_STAGES = {
@@ -108,6 +107,11 @@ class PlanOptions:
     bucket_mb:  gradients are all-reduced in buckets of this many megabytes (10^6 bytes), as
                 PyTorch DDP (``bucket_cap_mb``) and Megatron-LM do: latency is paid per bucket,
                 not per tensor; 0 all-reduces each gradient tensor on its own.
+    sequence_parallel: with Megatron tensor parallelism, split the LayerNorm, dropout, bias and
+                residual regions along the sequence (Korthikanti et al. 2022): the all-reduces
+                become reduce-scatters and all-gathers of the same bytes, and those regions'
+                compute and activations are divided by the tensor-parallel size
+                (:mod:`planner.cost.sequence_parallel`). Only the ``megatron`` layouts use it.
     """
 
     mode: str = "train"
@@ -121,6 +125,7 @@ class PlanOptions:
     zero: int | None = None
     overlap_gradient_sync: bool = False
     bucket_mb: float = DEFAULT_BUCKET_MB
+    sequence_parallel: bool = False
 
     def __post_init__(self) -> None:
         check_mode_and_precision(self.mode, self.precision)
@@ -133,6 +138,8 @@ class PlanOptions:
         check_memory_options(self.recompute or "none", 0 if self.zero is None else self.zero, 1)
         if not isinstance(self.overlap_gradient_sync, bool):
             raise OptionsError(f"overlap_gradient_sync must be true or false, not {self.overlap_gradient_sync!r}")
+        if not isinstance(self.sequence_parallel, bool):
+            raise OptionsError(f"sequence_parallel must be true or false, not {self.sequence_parallel!r}")
         self.bucket_mb = check_bucket_mb(self.bucket_mb)
         if self.mode == "infer" and ((self.pipeline_stages or 1) > 1 or (self.micro_batches or 1) > 1):
             raise OptionsError("pipeline stages and micro-batches are for training (--mode train)")

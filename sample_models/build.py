@@ -194,6 +194,14 @@ class GraphBuilder:
         t = self.node("Mul", [x, t], f"{name}.mul_x")
         return self.node("Mul", [t, self.scalar("const.half", 0.5)], f"{name}.mul_half")
 
+    def dropout(self, x: str, name: str, ratio: float) -> str:
+        """Training-mode Dropout (as a training graph has it; exports for inference drop it)."""
+        train = self._consts.get(("bool", "const.training_mode"))
+        if train is None:
+            train = self._consts[("bool", "const.training_mode")] = "const.training_mode"
+            self.node("Constant", [], train, value=numpy_helper.from_array(np.array(True), train))
+        return self.node("Dropout", [x, self.scalar(f"const.dropout_{ratio}", ratio), train], name)
+
     def heads_split(self, x: str, name: str, heads: int, head_dim: int, perm: list[int]) -> str:
         """[b, s, h] -> Reshape [b, s, heads, head_dim] -> Transpose(perm)."""
         shape = self.ints(f"shape.{heads}x{head_dim}", [0, 0, heads, head_dim])
@@ -201,9 +209,10 @@ class GraphBuilder:
         return self.node("Transpose", [t], f"{name}.transpose", perm=perm)
 
     def attention_core(
-        self, q: str, k: str, v: str, name: str, heads: int, head_dim: int, hidden: int, mask: Callable[[str], str]
+        self, q: str, k: str, v: str, name: str, heads: int, head_dim: int, hidden: int, mask: Callable[[str], str],
+        dropout: float = 0.0,
     ) -> str:
-        """Scores, scale, mask, softmax, context, merge heads.  q/k/v are [b, s, hidden]."""
+        """Scores, scale, mask, softmax, (dropout,) context, merge heads.  q/k/v are [b, s, hidden]."""
         qh = self.heads_split(q, f"{name}.q", heads, head_dim, [0, 2, 1, 3])
         kh = self.heads_split(k, f"{name}.k", heads, head_dim, [0, 2, 1, 3])
         vh = self.heads_split(v, f"{name}.v", heads, head_dim, [0, 2, 1, 3])
@@ -212,6 +221,8 @@ class GraphBuilder:
         s = self.node("Div", [s, self.scalar(f"const.sqrt_head_dim_{head_dim}", math.sqrt(head_dim))], f"{name}.scale")
         s = mask(s)
         p = self.node("Softmax", [s], f"{name}.softmax", axis=-1)
+        if dropout:
+            p = self.dropout(p, f"{name}.dropout", dropout)
         c = self.node("MatMul", [p, vh], f"{name}.context")
         c = self.node("Transpose", [c], f"{name}.merge.transpose", perm=[0, 2, 1, 3])
         return self.node("Reshape", [c, self.ints(f"shape.merge_{hidden}", [0, 0, hidden])], f"{name}.merge.reshape")
@@ -380,8 +391,11 @@ def build_bert_large() -> onnx.ModelProto:
     return _bert("bert_large", 24, 1024, 16, 4096)
 
 
-def _gpt(name: str, layers: int, hidden: int, heads: int, ffn: int, vocab: int, max_pos: int, doc: str) -> onnx.ModelProto:
-    """HuggingFace GPT2LMHeadModel (pre-LN decoder, fused QKV, tied LM head)."""
+def _gpt(name: str, layers: int, hidden: int, heads: int, ffn: int, vocab: int, max_pos: int, doc: str,
+         dropout: float = 0.0) -> onnx.ModelProto:
+    """HuggingFace GPT2LMHeadModel (pre-LN decoder, fused QKV, tied LM head). ``dropout`` > 0 adds
+    training-mode Dropout where GPT-2 and Megatron-LM have it: after the embeddings, on the
+    attention probabilities, and after the attention and MLP output projections."""
     g = GraphBuilder(name)
     head_dim = hidden // heads
     ids = g.input("input_ids", TensorProto.INT64, ["batch", "seq"])
@@ -392,6 +406,8 @@ def _gpt(name: str, layers: int, hidden: int, heads: int, ffn: int, vocab: int, 
     x = g.node("Gather", [wte, ids], "embed.tokens", axis=0)
     p = g.node("Gather", [wpe, pos], "embed.positions", axis=0)
     x = g.node("Add", [x, p], "embed.add")
+    if dropout:
+        x = g.dropout(x, "embed.dropout", dropout)
 
     # Causal mask [seq, seq] (lower triangle True), built once from the run-time sequence length.
     s1 = g.node("Shape", [ids], "causal.seq_len", start=1, end=2)
@@ -411,14 +427,18 @@ def _gpt(name: str, layers: int, hidden: int, heads: int, ffn: int, vocab: int, 
         )
         ctx = g.attention_core(
             q, k, v, f"{n}.attn", heads, head_dim, hidden,
-            mask=lambda s, n=n: g.node("Where", [causal, s, fill], f"{n}.attn.causal_mask"),
+            mask=lambda s, n=n: g.node("Where", [causal, s, fill], f"{n}.attn.causal_mask"), dropout=dropout,
         )
         a = g.linear(ctx, f"{n}.attn.proj", f"{p}.attn.c_proj.weight", f"{p}.attn.c_proj.bias", hidden, hidden)
+        if dropout:
+            a = g.dropout(a, f"{n}.attn.proj.dropout", dropout)
         x = g.node("Add", [x, a], f"{n}.attn.residual")
         m = g.layer_norm(x, f"{n}.ln_2", f"{p}.ln_2", hidden, 1e-5)
         m = g.linear(m, f"{n}.mlp.fc1", f"{p}.mlp.c_fc.weight", f"{p}.mlp.c_fc.bias", hidden, ffn)
         m = g.gelu_tanh(m, f"{n}.mlp.gelu")
         m = g.linear(m, f"{n}.mlp.fc2", f"{p}.mlp.c_proj.weight", f"{p}.mlp.c_proj.bias", ffn, hidden)
+        if dropout:
+            m = g.dropout(m, f"{n}.mlp.dropout", dropout)
         x = g.node("Add", [x, m], f"{n}.mlp.residual")
 
     x = g.layer_norm(x, "ln_f", "ln_f", hidden, 1e-5)

@@ -16,9 +16,11 @@ from .build import GraphBuilder, _bert, _conv, _gpt
 
 
 def gpt_decoder(layers: int, hidden: int = 12288, heads: int = 96, ffn: int = 49152,
-                vocab: int = 50257, max_pos: int = 2048) -> onnx.ModelProto:
-    """A GPT-style decoder (fused QKV, pre-LN, tied LM head), GPT-3 175B shaped by default."""
-    return _gpt(f"gpt_{layers}l", layers, hidden, heads, ffn, vocab, max_pos, f"GPT-style decoder, {layers} layers")
+                vocab: int = 50257, max_pos: int = 2048, dropout: float = 0.0) -> onnx.ModelProto:
+    """A GPT-style decoder (fused QKV, pre-LN, tied LM head), GPT-3 175B shaped by default;
+    ``dropout`` > 0 adds training-mode Dropout where Megatron-LM has it."""
+    return _gpt(f"gpt_{layers}l", layers, hidden, heads, ffn, vocab, max_pos, f"GPT-style decoder, {layers} layers",
+                dropout)
 
 
 def transformer(layers: int = 1, hidden: int = 256, heads: int = 4, ffn: int = 1024, vocab: int = 1000) -> onnx.ModelProto:

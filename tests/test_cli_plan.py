@@ -103,9 +103,10 @@ def test_data_parallel_json_by_hand(tmp_path, capsys):
     #   fc3 (8*4096 + 4096*1024 + 1024 + 8*1024) * 4 = 16,945,152; output Identity 2*8*1024*4 = 65,536
     #   -> 101,879,808 B, three passes (forward, two backward products).
     # Memory: 16 B per parameter with Adam in fp32 (4 weight + 4 gradient + 8 moments) =
-    #   402,800,640 B; activations needing a gradient, 1/8 of the batch: fc1, relu1, fc2, relu2
-    #   8*4096*4 = 131,072 B each, fc3 and output 8*1024*4 = 32,768 B each -> 589,824 B,
-    #   plus the float input kept for fc1's weight gradient, 8*1024*4 = 32,768 B -> 622,592 B.
+    #   402,800,640 B; activations the backward pass reads, 1/8 of the batch: the inputs of relu1,
+    #   fc2, relu2 and fc3 (the outputs of fc1, relu1, fc2, relu2), 8*4096*4 = 131,072 B each; the
+    #   float input fc1 keeps for its weight gradient, 8*1024*4 = 32,768 B; the model's output, which
+    #   the loss reads, 8*1024*4 = 32,768 B (the output Identity keeps nothing) -> 589,824 B.
     out = tmp_path / "dp.json"
     code, _, err = run(["plan", MLP, "--machine", DGX, "--bind", "batch=64", "--algorithm", "data_parallel",
                         "--bucket-mb", "0",  # one all-reduce per tensor, as counted above
@@ -119,8 +120,8 @@ def test_data_parallel_json_by_hand(tmp_path, capsys):
     assert data["data_parallel_cost_seconds"] == pytest.approx(cost["total"], rel=1e-12)
     mem = data["memory_bytes_per_device"]
     assert mem["parameters_and_optimizer"] == 402_800_640
-    assert mem["activations"] == 622_592
-    assert mem["peak"] == 402_800_640 + 622_592
+    assert mem["activations"] == 589_824
+    assert mem["peak"] == 402_800_640 + 589_824
     assert data["fits_in_memory"] is True
 
 

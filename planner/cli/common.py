@@ -167,6 +167,7 @@ def plan_options(args, algorithm: str | None = None):
                        interleave=getattr(args, "interleave", None) or 1,
                        recompute=getattr(args, "recompute", None), zero=getattr(args, "zero", None),
                        overlap_gradient_sync=bool(getattr(args, "overlap_gradient_sync", False)),
+                       sequence_parallel=bool(getattr(args, "sequence_parallel", False)),
                        **({} if getattr(args, "bucket_mb", None) is None else {"bucket_mb": args.bucket_mb}))
 
 

@@ -35,6 +35,10 @@ def add_parser(sub) -> None:
     hand.add_argument("--global-batch", type=positive_int, metavar="B",
                       help="samples per iteration; B / (b x D) micro-batches")
     add_memory_args(hand)
+    hand.add_argument("--sequence-parallel", action="store_true",
+                      help="sequence parallelism (Korthikanti et al. 2022): LayerNorm, dropout and residual regions "
+                           "split on the sequence over the tensor-parallel ranks; all-reduces become reduce-scatter "
+                           "+ all-gather (same bytes)")
     sp.set_defaults(func=run)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from planner.cost.activations import saved_tensors
 from planner.cost.model import CostModel, Strategy
 from planner.model.graph import TensorRole
 from planner.options import DEFAULT_OPTIMIZER, OPTIMIZERS, OptionsError
@@ -53,23 +54,10 @@ def optimizer_bytes_per_parameter(optimizer: str, param_itemsize: int) -> int:
 
 
 def stored_activations(cm: CostModel, full: dict[str, Strategy], ops: list[str]) -> dict[str, float]:
-    """Local bytes of every activation the backward pass of ``ops`` reads, one micro-batch.
-
-    Outputs that need a gradient are kept, and float data inputs (for the first layer's weight
-    gradient); under selective recomputation the outputs of recomputed operators are not.
-    """
-    tensors = cm.graph.tensors
-    kept: dict[str, float] = {}
-    for name in ops:
-        dropped = cm.recompute == "selective" and cm.recomputed(name)
-        for i, use in enumerate(cm.info[name].uses):
-            role = tensors[use.tensor].role
-            if use.is_output and role is TensorRole.ACTIVATION and tensors[use.tensor].requires_grad:
-                if not dropped:
-                    kept[use.tensor] = cm.local_bytes(name, i, full[name])
-            elif role is TensorRole.INPUT and not use.is_output and tensors[use.tensor].is_float:
-                kept[use.tensor] = max(kept.get(use.tensor, 0.0), cm.local_bytes(name, i, full[name]))
-    return kept
+    """Local bytes of every activation the backward pass of ``ops`` reads, one micro-batch: the
+    tensors each operator saves (:mod:`planner.cost.activations`); under selective recomputation
+    the attention core's own tensors are recomputed instead of kept."""
+    return saved_tensors(cm, full, ops, drop_core=cm.recompute == "selective")
 
 
 def _segment_inputs(cm: CostModel, full: dict[str, Strategy], segment: list[str]) -> float:

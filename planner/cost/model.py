@@ -31,6 +31,7 @@ from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic
 from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from planner.machine.tree import Machine
 from planner.cost.redistribution import charged_edges
+from planner.cost import activations, sequence_parallel
 from planner.errors import PlannerError
 from planner.options import (DEFAULT_BUCKET_MB, PRECISION_BYTES, check_bucket_mb, check_memory_options,
                              check_mode_and_precision)
@@ -160,13 +161,14 @@ class CostModel:
     forward collectives; ``zero`` (:data:`ZERO_STAGES`) at stage 3 replaces the gradient
     all-reduce by per-micro-batch parameter all-gathers and a gradient reduce-scatter; with
     ``micro_batches`` > 1 the graph is one micro-batch and the search weighs the once-per-iteration
-    gradient all-reduce by ``1/micro_batches``.
+    gradient all-reduce by ``1/micro_batches``. ``sequence_parallel``: :mod:`planner.cost.sequence_parallel`.
     """
 
     def __init__(self, graph: OperatorGraph, machine: Machine, mode: str = "train", precision: str | None = None,
                  recompute: str = "none", zero: int = 0, micro_batches: int = 1, bucket_mb: float = DEFAULT_BUCKET_MB):
         check_mode_and_precision(mode, precision)
         self.bucket_bytes = check_bucket_mb(bucket_mb) * 1e6
+        self.sequence_parallel = False  # set by planner.cost.result.cost_model_for
         self.grad_roots = gradient_roots(graph)
         self.weight_only = weight_only_ops(graph)
         self._grad_consumers = consumer_counts(graph, self.grad_roots)
@@ -189,6 +191,7 @@ class CostModel:
         self.in_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
         for e in self.edges:
             self.in_edges[e.consumer].append(e)
+        activations.mark_attention_core(self)  # what selective recomputation recomputes: self.selective_ops
         self._assign_cache: dict = {}
         self._redist_cache: dict = {}
         self._redist_time_cache: dict = {}
@@ -256,7 +259,7 @@ class CostModel:
         return self._recomputes(self.info[name])
 
     def _recomputes(self, info: _OpInfo) -> bool:
-        return self.recompute == "full" or (self.recompute == "selective" and not info.has_parameters)
+        return self.recompute == "full" or (self.recompute == "selective" and info.op.name in self.selective_ops)
 
     @staticmethod
     def _flat_map(op: Operator, use: TensorUse, tensor) -> dict[tuple[str, int], int]:
@@ -612,6 +615,7 @@ class CostModel:
             comm[name] = c.communication - spread * c.gradient_sync if spread else c.communication
             grad_sync[name] = c.gradient_sync
             redist[name] = self.basis.zero()
+        sequence_parallel.apply_reduce_scatters(self, full, comm)  # under sequence parallelism, into comm
         for e, la, lb in charged_edges(self, full):  # once per (tensor, target layout)
             redist[e.consumer] = redist[e.consumer] + self._layouts_cost(e, la, lb)
         return PlanCost(self.basis, self.mode, compute, comm, redist, grad_sync, self.micro_batches)

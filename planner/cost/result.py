@@ -62,8 +62,10 @@ class PlanResult:
 def cost_model_for(graph: OperatorGraph, machine: Machine, options: PlanOptions, recompute: str | None = None,
                    zero: int | None = None, micro_batches: int = 1) -> CostModel:
     require_bound(graph)
-    return CostModel(graph, machine, options.mode, options.precision, recompute or options.recompute or "none",
-                     options.zero or 0 if zero is None else zero, micro_batches, options.bucket_mb)
+    cm = CostModel(graph, machine, options.mode, options.precision, recompute or options.recompute or "none",
+                   options.zero or 0 if zero is None else zero, micro_batches, options.bucket_mb)
+    cm.sequence_parallel = options.sequence_parallel
+    return cm
 
 
 def result_for(cm: CostModel, plan: Plan, options: PlanOptions, notes: list[str] | None = None,

@@ -52,6 +52,13 @@ def micro_batch_graph(graph: OperatorGraph, micro_batches: int, rebinder: Rebind
     return require_rebinder(rebinder).with_batch(graph, graph.batch_size // micro_batches)
 
 
+def with_batch(graph: OperatorGraph, value: int, rebinder: Rebinder | None) -> OperatorGraph:
+    """``graph`` itself when its batch is already ``value``, else re-bound by ``rebinder``."""
+    if graph.batch_symbol is not None and value == graph.bindings.get(graph.batch_symbol):
+        return graph
+    return require_rebinder(rebinder).with_batch(graph, value)
+
+
 def require_rebinder(rebinder: Rebinder | None) -> Rebinder:
     """The rebinder, or a ValueError that says the caller must pass one (a programming error)."""
     if rebinder is None:

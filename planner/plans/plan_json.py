@@ -132,7 +132,7 @@ def plan_bindings(data: dict, what: str) -> dict[str, int]:
 #: stages and micro-batches are the plan's own and are kept as recorded.
 OVERRIDABLE = ("mode", "precision", "optimizer", "recompute", "zero", "interleave", "bucket_mb",
                "overlap_gradient_sync")
-RECORDED = OVERRIDABLE + ("pipeline_stages", "micro_batches")
+RECORDED = OVERRIDABLE + ("pipeline_stages", "micro_batches", "sequence_parallel")  # kept as planned
 
 
 def merge_recorded_options(data: dict, base: PlanOptions,
@@ -147,6 +147,7 @@ def merge_recorded_options(data: dict, base: PlanOptions,
     changes["micro_batches"] = changes.get("micro_batches") or 1
     changes["interleave"] = changes.get("interleave") or 1
     changes["overlap_gradient_sync"] = bool(changes.get("overlap_gradient_sync", False))
+    changes["sequence_parallel"] = bool(changes.get("sequence_parallel", False))
     notes = []
     for key, value in (given or {}).items():
         if key not in OVERRIDABLE or value is None or (key == "overlap_gradient_sync" and not value):

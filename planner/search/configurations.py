@@ -22,7 +22,7 @@ from planner.cost.schedule import cut_points, stage_memory
 from planner.machine.split import split_machine, stage_counts
 from planner.machine.tree import Machine
 from planner.model.graph import OperatorGraph
-from planner.model.rebind import Rebinder, micro_batch_graph, require_rebinder
+from planner.model.rebind import Rebinder, micro_batch_graph, with_batch
 from planner.onnx.importer import require_bound
 from planner.options import RECOMPUTE, ConfigError, PlanOptions, check_counts
 from planner.search.drec import SMALL_GRAPH_OPS
@@ -393,7 +393,7 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
 
     def bound(batch: int) -> OperatorGraph:
         if batch not in graphs:
-            graphs[batch] = require_rebinder(rebinder).with_batch(graph, batch)
+            graphs[batch] = with_batch(graph, batch, rebinder)
         return graphs[batch]
 
     require_bound(graph)
@@ -450,7 +450,7 @@ def enumerate_configurations(graph: OperatorGraph, machine: Machine, global_batc
     ladder; ZeRO-3 without stages only), fastest first (those that fit before the others)."""
     options = options or PlanOptions(algorithm="megatron", recompute="none", zero=0)
     graphs: dict[int, OperatorGraph] = {}
-    graphs[global_batch_size] = require_rebinder(rebinder).with_batch(graph, global_batch_size)
+    graphs[global_batch_size] = with_batch(graph, global_batch_size, rebinder)
     baseline = data_parallel_baseline(cost_model_for(graphs[global_batch_size], machine, options, "none", 0),
                                       options.optimizer)
     layouts = []

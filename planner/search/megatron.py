@@ -7,6 +7,11 @@ activation), and column-parallel (split its output ``n``) otherwise: that pairs 
 attention output projection and the MLP's first layer with its second, whatever the export's
 layout. Embedding tables are split on the vocabulary. Weight-free MatMuls (attention scores)
 and the folded operators then follow their neighbours, as in D-Rec.
+
+With sequence parallelism (``cm.sequence_parallel``) the operators Megatron computes replicated
+on the tensor-parallel ranks (bias, dropout, residual, LayerNorm after a row-parallel layer or a
+vocabulary-parallel embedding) are split on their sequence dimension over the tensor-parallel
+cuts instead; :mod:`planner.cost.sequence_parallel` prices the collectives around them.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from __future__ import annotations
 import time
 
 from planner.cost.model import CostModel, Plan, Strategy
-from planner.options import OptionsError
+from planner.cost.sequence_parallel import sequence_dim
 from planner.model.graph import OpKind, TensorRole
 from planner.search.drec import DRecSearch
 from planner.errors import PlannerError
+from planner.options import OptionsError
 
 
 class NotATransformerError(PlannerError, ValueError):
@@ -49,13 +55,16 @@ def attention_heads(cm: CostModel) -> int | None:
     return None
 
 
-def _after_row_parallel(cm: CostModel, roles: dict[str, str]) -> set[str]:
-    """Operators fed by a row-parallel layer before the next linear layer: its bias Add, the
-    residual Add, the LayerNorm. Megatron (without sequence parallelism) all-reduces the
-    row-parallel output and computes these replicated on every tensor-parallel rank."""
+def _after_row_parallel(cm: CostModel, roles: dict[str, str], embeddings: bool = False) -> set[str]:
+    """Operators fed by a row-parallel layer (and, with ``embeddings``, by a vocabulary-parallel
+    embedding) before the next linear layer: its bias Add, the residual Add, the LayerNorm.
+    Megatron (without sequence parallelism) all-reduces the row-parallel output and computes these
+    replicated on every tensor-parallel rank."""
     g = cm.graph
     found: set[str] = set()
     frontier = [n for n, role in roles.items() if role == "k"]
+    if embeddings:
+        frontier += [n for n in cm.planned if g.operators[n].op_type == "Gather" and "v" in g.operators[n].dims]
     while frontier:
         name = frontier.pop()
         for s in g.graph.successors(name):
@@ -111,20 +120,9 @@ def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) ->
         raise HeadSplitError(f"tensor parallelism of {size} does not divide the {heads} attention heads: Megatron "
                              f"splits whole heads, so choose a tensor-parallel size that divides {heads} "
                              f"(--tp, or a machine whose innermost level has such an arity)")
-    strategies = _megatron_strategies(cm, roles, tensor)
-    names = [f"{cm.machine.levels[i].name} ({cm.machine.levels[i].arity}-way)" for i in sorted(tensor)]
-    note = (f"tensor parallel over the {', '.join(names)} level(s), data parallel across the others" if names
-            else "no tensor parallelism: data parallel on every level")
-    return Plan(strategies, "megatron", time.perf_counter() - start, [note])
-
-
-def _megatron_strategies(cm: CostModel, roles: dict[str, str], tensor: frozenset[int]) -> dict[str, Strategy]:
-    """Cut by cut: on the ``tensor`` levels the linear layers split as column- or row-parallel
-    (``roles``) and embeddings on the vocabulary, elsewhere the batch; the other critical operators
-    choose as D-Rec does, and layout-following ones are propagated. Then the bias, residual and
-    LayerNorm after a row-parallel all-reduce run whole on every tensor-parallel rank."""
-    g = cm.graph
     batch = g.batch_dims()
+    sequence_parallel = cm.sequence_parallel and size > 1
+    replicated = _after_row_parallel(cm, roles, embeddings=sequence_parallel)
     search = DRecSearch(cm)
     strategies: dict[str, Strategy] = {n: () for n in cm.planned}
     for t, cut in enumerate(cm.cuts):
@@ -152,10 +150,39 @@ def _megatron_strategies(cm: CostModel, roles: dict[str, str], tensor: frozenset
                 strategies[n] = strategies[n][:t] + (search.choose(n, strategies, decided, t, True),)
                 decided.add(n)
         search.propagate(strategies, t, decided)
-    for n in _after_row_parallel(cm, roles):  # whole on every tensor-parallel rank, and split on the
-        # batch across the data-parallel levels like the rest
-        wanted = tuple(None if cut.level in tensor else batch.get(n) for cut in cm.cuts)
+    split_sequence = _between_linear_layers(cm, strategies, replicated, tensor, batch, sequence_parallel)
+    return Plan(strategies, "megatron", time.perf_counter() - start,
+                _notes(cm, tensor, sequence_parallel, split_sequence, len(replicated)))
+
+
+def _between_linear_layers(cm: CostModel, strategies: dict[str, Strategy], replicated: set[str],
+                           tensor: frozenset[int], batch: dict, sequence_parallel: bool) -> int:
+    """Bias, residual, LayerNorm after the row-parallel all-reduce: whole on every tensor-parallel
+    rank (split on the sequence there with sequence parallelism), and split on the batch across
+    the data-parallel levels like the rest. Returns how many were split on the sequence."""
+    split_sequence = 0
+    for n in replicated:
+        seq = sequence_dim(cm.graph.operators[n], batch.get(n)) if sequence_parallel else None
+        wanted = tuple(seq if cut.level in tensor else batch.get(n) for cut in cm.cuts)
+        if seq is not None and cm.assignment(n, wanted) is not None:
+            split_sequence += 1
+        else:
+            wanted = tuple(None if cut.level in tensor else batch.get(n) for cut in cm.cuts)
         if cm.assignment(n, wanted) is None:
             wanted = tuple(None if cut.level in tensor else dim for cut, dim in zip(cm.cuts, strategies[n]))
         strategies[n] = wanted
-    return strategies
+    return split_sequence
+
+
+def _notes(cm: CostModel, tensor: frozenset[int], sequence_parallel: bool, split_sequence: int,
+           between: int) -> list[str]:
+    names = [f"{cm.machine.levels[i].name} ({cm.machine.levels[i].arity}-way)" for i in sorted(tensor)]
+    notes = [f"tensor parallel over the {', '.join(names)} level(s), data parallel across the others" if names
+             else "no tensor parallelism: data parallel on every level"]
+    if sequence_parallel:
+        notes.append(f"sequence parallel: {split_sequence} of the {between} operators between the linear "
+                     "layers (bias, dropout, residual, LayerNorm) split on the sequence over the tensor-parallel "
+                     "ranks; their all-reduces priced as reduce-scatter + all-gather")
+    elif cm.sequence_parallel:
+        notes.append("sequence parallelism needs tensor parallelism (a tensor-parallel size above 1): not applied")
+    return notes
