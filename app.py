@@ -7,4 +7,5 @@ after the shared sidebar and the plan); the app's logic is in ``explorer/`` and 
 
 from explorer.run import main
 
-main()
+if __name__ == "__main__":  # Streamlit runs the script as __main__; a planning worker (spawned) imports
+    main()                  # it as __mp_main__ and must not start an app of its own

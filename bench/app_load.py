@@ -1,7 +1,7 @@
 """Concurrent sessions: the time to first figures of 5 browser sessions opened at once on 5
 different samples, against each sample opened alone (issue 16 item 9).
 
-Starts ``streamlit run app.py`` (Debian's Chromium through Playwright, as tests/test_browser.py)
+Starts ``streamlit run app.py`` (Debian's Chromium through Playwright, as tests/explorer/test_browser.py)
 and opens the Overview at ``/?model=<sample>&machine=<machine>``. "First figures": the headline
 metrics and a plotly chart are on screen. Each server is warmed up first on a sample not in the
 list (imports, the planning pool's workers), so that the figures compare planning and drawing.

@@ -10,7 +10,7 @@ the bound errs on the side of evicting early.
 A walk costs about a microsecond per object (0.1-0.5 s for a plan result of the samples, 2.7 s
 for GPT-3's), so each entry is sized once, where it is made: the explorer's planning workers send
 a result pickled, and :func:`pickled_size` charges it :data:`BYTES_PER_PICKLED_BYTE` times its
-pickle's length (a walk-free upper bound, tests/test_app_memory.py), and so is a graph imported
+pickle's length (a walk-free upper bound, tests/explorer/test_app_memory.py), and so is a graph imported
 in a worker. :class:`Sized` carries such a size to the cache.
 """
 
@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - onnx depends on protobuf
     _Message = ()
 
 #: Bytes a graph or a plan result takes in memory per byte of its pickle. Measured on the samples
-#: (tests/test_app_memory.py): graphs 8.6-10.5, results without their graph 6.3-9.2 (the cost
+#: (tests/explorer/test_app_memory.py): graphs 8.6-10.5, results without their graph 6.3-9.2 (the cost
 #: model's memo tables of small tuples and floats; the smallest models have the highest ratios).
 #: 12 errs on the side of evicting early.
 BYTES_PER_PICKLED_BYTE = 12

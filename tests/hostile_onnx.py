@@ -1,7 +1,7 @@
 """Builders of hostile ONNX models: tensors whose data points at files on the server, and
 constant-driven operators that would make enormous tensors.
 
-Used by tests/test_import_security.py (in process, with an ``open`` audit hook) and by the strace
+Used by tests/onnx/test_import_security.py (in process, with an ``open`` audit hook) and by the strace
 subprocess it runs (``python tests/hostile_onnx.py DIR TARGET...`` imports every model for each
 target and prints one line per model).
 """

@@ -4,7 +4,7 @@ Each case is a single node (two for the rules that need a constant operand) on d
 operator is planned (not static shape arithmetic) and the rule that the importer looks up for its
 op type decides its dims, axes and FLOPs. ``CASES`` holds (label, model) pairs; the labels name
 the variant (``Softmax_opset11``, ``Gemm_transB``, ...). Used by ``bench/import_digest.py`` (the
-graph digest before and after a refactoring of the importer) and ``tests/test_onnx_rules.py``.
+graph digest before and after a refactoring of the importer) and ``tests/onnx/test_onnx_rules.py``.
 """
 
 from __future__ import annotations

@@ -95,3 +95,17 @@ def test_the_contracts_cover_the_declared_rules():
     assert set(by_id["planner-no-ui-libraries"]["forbidden_modules"]) == {"streamlit", "plotly", "pandas"}
     assert by_id["planner-not-explorer"]["forbidden_modules"] == ["explorer"]
     assert sys.version_info >= (3, 11)  # tomllib
+
+
+ROOMS = {"onnx", "model", "machine", "cost", "search", "plans", "verify", "cli", "explorer"}
+CROSS_CUTTING = {"test_architecture.py", "test_readme_example.py", "test_real_exports.py", "test_units.py"}
+
+
+def test_the_tests_mirror_the_rooms():
+    """A test file lives in the folder of the room it tests (tests/cost/, tests/explorer/, ...);
+    only the cross-cutting ones sit at the top."""
+    misplaced = [str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_*.py")
+                 if not (p.parent.name in ROOMS and p.parent.parent == REPO / "tests")
+                 and not (p.parent == REPO / "tests" and p.name in CROSS_CUTTING)]
+    assert misplaced == []
+    assert {p.name for p in (REPO / "tests").iterdir() if p.is_dir() and p.name != "__pycache__"} <= ROOMS

@@ -20,7 +20,7 @@ from planner.machine.tree import load_preset
 
 from models import gemm_mlp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 PAGES = ["overview", "model", "machine", "strategy", "cost", "compare", "report"]
 MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])

@@ -12,7 +12,7 @@ from onnx import TensorProto
 
 from planner.onnx.strip_weights import check_model_skeleton
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_models"
 
 _spec = importlib.util.spec_from_file_location("sample_models_build", SAMPLES / "build.py")

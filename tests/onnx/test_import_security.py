@@ -25,7 +25,7 @@ from hostile_onnx import constant_driven, hostile_models, huge_range, leak_chain
 from planner.onnx import guard as onnx_guard
 from planner.onnx.importer import ModelImportError, import_model, load_model_proto
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECRET = b"Z" * 64  # 'Z' = 90: a Range of length 90 would betray the first byte
 
 # ---- the audit hook: installed once, records opens of watched names --------------------------

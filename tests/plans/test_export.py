@@ -27,7 +27,7 @@ import models  # tests/models.py
 from planner.plans.export import ExportError, apply_dtensor_plan, export_plan, parse_placement, tuple_literal
 from planner.onnx.importer import import_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 R, P = "Replicate()", "Partial()"
 
 

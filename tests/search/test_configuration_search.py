@@ -22,7 +22,7 @@ from planner.machine.tree import Device, Level, Machine, load_machine
 from planner.onnx.importer import import_model
 from planner.options import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import models  # tests/models.py
 from planner.onnx.importer import import_model
 from planner.search.vocab import pad_vocabulary
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GPT2 = str(REPO / "sample_models" / "gpt2_small.onnx")
 run = models.run_cli
 

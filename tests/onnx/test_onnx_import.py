@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from planner.model.graph import OpKind, TensorRole
 from planner.onnx.importer import ModelImportError, import_model, load_model_proto, require_bound, symbolic_dims
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 F, I64, BOOL = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
 
 
@@ -504,7 +504,7 @@ def test_binding_accepts_numpy_integers():
 def test_fixed_model_has_no_symbolic_dims_to_bind():
     model = make([node("Relu", ["x"], ["y"])], [X], [out("y")])
     with pytest.raises(ModelImportError) as err:
-        import_model(model, {"seq": 2})  # 'batch' re-batches a static export (tests/test_rebatch.py)
+        import_model(model, {"seq": 2})  # 'batch' re-batches a static export (tests/model/test_rebatch.py)
     assert "seq" in str(err.value) and "fixed" in str(err.value)
 
 

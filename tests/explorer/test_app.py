@@ -31,7 +31,7 @@ from planner.units import format_seconds, gbps
 from explorer import timeline
 from planner.machine.tree import MachineError, load_preset
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 TIMEOUT = 60
 PAGES = ["overview", "model", "machine", "strategy", "cost", "compare", "report"]

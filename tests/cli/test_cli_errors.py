@@ -16,7 +16,7 @@ import models  # tests/models.py
 import planner
 from planner.errors import PlannerError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MLP = str(REPO / "sample_models" / "mlp.onnx")
 DGX = str(REPO / "machines" / "dgx_a100.yaml")
 

@@ -25,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import models  # tests/models.py
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "sample_models").glob("*.onnx"))
 REQUIRED_KEYS = {"operators", "op_types", "parameters", "flops_forward", "unbound_dims", "unsupported_op_types"}
 EXTRA_KEYS_ALLOWED = {"model", "activation_bytes", "parameter_bytes", "frozen_parameters", "input_shapes"}

@@ -4,7 +4,7 @@ item 13): it must equal the JSON's ``iteration_seconds``.
 By hand, mlp.onnx (25,175,040 fp32 parameters, 6 tensors) data parallel on 8 A100s with one
 all-reduce per tensor: the gradient sync is 2 * 7/8 * 100,700,160 B / 300e9 B/s + 12 * 5e-6 s
 = 0.6474176 ms; the compute of the three passes is 3 * 101,879,808 B / 2.039e12 B/s = 0.1499 ms
-(memory-bound; see tests/test_cli_plan.py), of which the backward passes are 2/3 = 0.09993 ms:
+(memory-bound; see tests/cli/test_cli_plan.py), of which the backward passes are 2/3 = 0.09993 ms:
 overlapped, that much of the sync is hidden.
 """
 

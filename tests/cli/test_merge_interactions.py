@@ -16,7 +16,7 @@ from explorer.cache import PlanCache, PlanRequest
 from explorer.sources import ModelSource
 from planner.machine.tree import load_preset
 from planner.onnx.importer import import_model
-from tests.test_tied_weights import tied_lm
+from tests.model.test_tied_weights import tied_lm
 
 
 def test_upload_counts_a_tied_embedding_once():

@@ -284,7 +284,7 @@ def test_full_recomputation_keeps_only_the_layer_inputs():
 # ---- ZeRO: memory and traffic ------------------------------------------------------------------
 
 def zero_model(zero: int):
-    # tests/test_memory.py's MLP: 3,152 parameters, data parallel over 4 devices of one level
+    # tests/cost/test_memory.py's MLP: 3,152 parameters, data parallel over 4 devices of one level
     g = models.graph_of(models.gemm_mlp([32, 64, 16], batch=64, relu=True))
     return CostModel(g, models.one_level(4), "train", zero=zero, bucket_mb=0)
 
@@ -330,7 +330,7 @@ def test_recomputation_adds_one_forward_pass_of_the_recomputed_operators():
     for name in ("fc0", "relu0", "fc1"):
         base = none.op_cost(name, ()).compute[0]
         assert full.op_cost(name, ()).compute[0] == pytest.approx(base * 4 / 3)
-        # selective recomputes only an attention core (tests/test_activations.py); an MLP has none
+        # selective recomputes only an attention core (tests/cost/test_activations.py); an MLP has none
         assert selective.op_cost(name, ()).compute[0] == pytest.approx(base)
 
 
@@ -397,7 +397,7 @@ def test_bert_is_cut_between_layers_despite_its_attention_mask():
     # the mask is read by all 12 layers and crosses every cut alike: it must not hide them
     from planner.onnx.importer import import_model
 
-    g = import_model(Path(__file__).resolve().parents[1] / "sample_models" / "bert_base.onnx", {"batch": 2, "seq": 16})
+    g = import_model(Path(__file__).resolve().parents[2] / "sample_models" / "bert_base.onnx", {"batch": 2, "seq": 16})
     cm = CostModel(g, nodes_machine(1))
     starts = {cm.planned[k] for k in cut_points(cm).positions}
     assert {f"layer{i}.attn.q" for i in range(12)} <= starts  # each layer's input

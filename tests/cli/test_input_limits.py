@@ -26,7 +26,7 @@ from planner.machine.tree import Machine, MachineError, load_machine
 from explorer.url_state import unknown_bindings_message
 from tests.models import _model, _weight, gemm_mlp, run_cli, two_level
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 DEVICE = {"name": "d", "peak_flops": 1e14, "memory_bytes": 8e10}
 

@@ -24,7 +24,7 @@ from planner.errors import PlannerError
 from planner.api import PlanOptions, plan_model
 from planner.onnx.importer import import_model, require_bound, symbolic_dims
 
-SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
 NAMES = ["mlp", "moe", "vgg16"]
 OP_TYPES = ["MatMul", "Add", "Relu", "Softmax", "Transpose", "Reshape", "Gemm", "Conv", "Einsum", "Range",
             "ConstantOfShape", "Expand", "Tile", "Concat", "Gather", "Frobnicate", "If", "Identity"]

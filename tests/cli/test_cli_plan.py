@@ -17,7 +17,7 @@ import pytest
 
 import models  # tests/models.py
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MLP = str(REPO / "sample_models" / "mlp.onnx")
 DGX = str(REPO / "machines" / "dgx_a100.yaml")
 SLOW = str(REPO / "machines" / "a100_2x8_slow.yaml")
