@@ -80,7 +80,7 @@ def test_models_are_imported_in_the_workers_and_results_share_the_servers_graph(
     held = cache.bytes_held()  # charged at least what each holds, though nothing walked them here
     assert deep_size(g) <= held["graphs"] <= 2 * deep_size(g)
     assert deep_size(r, exclude=(g,)) <= held["results"] <= 2 * deep_size(r, exclude=(g,))
-    assert g.with_batch(16).operators["layer0.attn.q"].flops \
+    assert cache.rebinder(src).with_batch(g, 16).operators["layer0.attn.q"].flops \
         == 2 * 16 * 128 * 768 * 768  # re-bound here: batch x seq x hidden x hidden, twice
 
 
