@@ -31,11 +31,9 @@ from planner.onnx import validate as onnx_validate
 from planner.onnx.load import (ModelImportError, batch_symbol, check_graph, check_header, load_model_proto,  # noqa: F401
                                model_sha256, operator_names, symbolic_dims)
 from planner.onnx.rules import REGISTRY, NodeContext, OpSpec, RuleError, Static, opaque_spec, supported_op_types  # noqa: F401
-from planner.onnx.shapes import (ShapeTable, _evaluate, constant_shape, constant_value,  # noqa: F401
+from planner.onnx.shapes import (ShapeTable, constant_shape, constant_value,  # noqa: F401
                                  dtype_of, infer_shapes, inline_value, opset_of)
 
-# names other modules import from here (planner.verify reads the evaluator, the names and the opset)
-_operator_names, _opset = operator_names, opset_of
 
 def _check_bindings(bindings: dict) -> None:
     for key, value in bindings.items():

@@ -41,13 +41,13 @@ class RunContext:
 def build_program(cm, strategies, model_proto, layouts: dict[str, OpLayout] | None = None) -> dict:
     """The step the workers execute: per planned operator (ONNX order), its ONNX type and
     attributes, and for each input and output the placements and the redistributions."""
-    from planner.onnx.importer import _operator_names
+    from planner.onnx.load import operator_names
 
     layouts = layouts or op_layouts(cm, strategies)
     dims = mesh_dims(cm, "cuts")
     sizes = [d.size for d in dims]
     levels = [d.level for d in dims]
-    nodes = {name: node for node, name in zip(model_proto.graph.node, _operator_names(model_proto.graph.node))}
+    nodes = {name: node for node, name in zip(model_proto.graph.node, operator_names(model_proto.graph.node))}
     constants = static_constants(cm, model_proto)
     post_of: dict[str, list[str]] = {}
     steps = [_step(name, layouts[name], nodes[name], post_of, sizes, levels) for name in cm.planned]
@@ -64,15 +64,16 @@ def static_constants(cm, model_proto) -> dict:
     import numpy as np
 
     from planner.onnx.guard import VERIFY_MAX_ELEMENTS, evaluation_allowed
-    from planner.onnx.importer import _evaluate, _operator_names, _opset
+    from planner.onnx.load import operator_names
+    from planner.onnx.shapes import _evaluate, opset_of
 
     constants: dict[str, np.ndarray] = {}
     for init in model_proto.graph.initializer:
         if cm.graph.tensors.get(init.name) is not None and cm.graph.tensors[init.name].role is TensorRole.CONSTANT:
             constants[init.name] = _gated(init, init.name)
     planned = set(cm.planned)
-    opset = _opset(model_proto)
-    for node, name in zip(model_proto.graph.node, _operator_names(model_proto.graph.node)):
+    opset = opset_of(model_proto)
+    for node, name in zip(model_proto.graph.node, operator_names(model_proto.graph.node)):
         if name in planned:
             continue
         args = [constants.get(i) if i else None for i in node.input]
