@@ -161,7 +161,8 @@ class CostModel:
     forward collectives; ``zero`` (:data:`ZERO_STAGES`) at stage 3 replaces the gradient
     all-reduce by per-micro-batch parameter all-gathers and a gradient reduce-scatter; with
     ``micro_batches`` > 1 the graph is one micro-batch and the search weighs the once-per-iteration
-    gradient all-reduce by ``1/micro_batches``. ``precision="fp8"``: :mod:`planner.cost.fp8`. ``sequence_parallel``: :mod:`planner.cost.sequence_parallel`.
+    gradient all-reduce by ``1/micro_batches``. ``precision="fp8"``: :mod:`planner.cost.fp8`.
+    ``sequence_parallel``: :mod:`planner.cost.sequence_parallel`.
     """
 
     def __init__(self, graph: OperatorGraph, machine: Machine, mode: str = "train", precision: str | None = None,

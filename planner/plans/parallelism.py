@@ -20,12 +20,13 @@ one dimension (or none); the dimension's role says what kind of parallelism it i
 
 **A cut's name.** Only *data* (with *expert* on the expert layers: expert parallelism inside
 the data-parallel ranks, as Megatron-LM counts it) -> DP (and EP); only *column*, *row*, *heads*,
-*vocabulary* with at least one column or row -> TP, followed by the order of its linear layers
-(``column-row`` when every row-parallel layer follows a column-parallel one, as Megatron pairs
-them; ``column`` or ``row`` when all are; ``mixed`` otherwise) and ``+ SP`` when the
-normalisations between them are split on the sequence (Megatron's sequence parallelism); only
-*sequence* -> CP; anything else fits no name and is listed by its dimensions' roles
-(``hybrid: batch x hidden over node``). Degrees multiply over the cuts of a level and over the
+*vocabulary* with at least one column or row (some operators may be replicated there, as
+Megatron replicates the K and V projections when the KV heads are fewer than the ranks) -> TP,
+followed by the order of its linear layers (``column-row`` when every row-parallel layer follows
+a column-parallel one, as Megatron pairs them; ``column`` or ``row`` when all are; ``mixed``
+otherwise) and ``+ SP`` when the normalisations between them are split on the sequence
+(Megatron's sequence parallelism); only *sequence* -> CP; anything else fits no name and is
+listed by its dimensions' roles (``hybrid: batch x hidden over node``). Degrees multiply over the cuts of a level and over the
 levels; pipeline stages come from the schedule (``PP 16``, ``PP 4 (interleave 2)``).
 
 **Layers.** Operators named like ``layer12.attn.qkv`` (a family with at least two indices) are
@@ -129,7 +130,7 @@ def name_cut(result: PlanResult, names: list[str], cut: int, batch) -> tuple[str
         return "DP", ""
     if kinds == {"data", "expert"} or kinds == {"expert"}:
         return "DP+EP", ""
-    if kinds <= TENSOR_ROLES and kinds & {"column", "row"}:
+    if kinds - {"replicated"} <= TENSOR_ROLES and kinds & {"column", "row"}:  # GQA's K/V may be replicated
         sp = " + SP" if _sequence_parallel(result, names, cut, batch) else ""
         return "TP", _tensor_order(roles) + sp
     if kinds == {"sequence"}:
