@@ -23,6 +23,7 @@ from planner import __version__
 from planner.api import PlanResult
 from planner.machine.tree import load_preset, preset_paths
 from planner.model.graph import OpKind
+from planner.plans.parallelism import describe
 from planner.plans.report import plan_to_json
 from planner.units import format_bytes, microseconds
 
@@ -51,6 +52,7 @@ def report_stamp(result: PlanResult, meta: ReportMeta) -> list[tuple[str, str]]:
         ("machine", f"{meta.machine_label}: {result.machine.summary()}"),
         ("mode", o.mode), ("algorithm", o.algorithm), ("precision", o.precision or "as in the model"),
         ("optimizer", o.optimizer), ("configuration", configuration_label(result)),
+        ("parallelism", describe(result)["name"]),
         ("command", reproduce_command(result, meta)),
     ]
 

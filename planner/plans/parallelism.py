@@ -36,6 +36,7 @@ operators outside them (embeddings, the head) form one more group.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
 
@@ -229,10 +230,22 @@ def layer_groups(names: list[str]) -> list[tuple[str, list[str]]]:
     return list(groups.items())
 
 
+_CACHE: dict[int, tuple[PlanResult, dict]] = {}  # the last few results described (the app asks per page)
+
+
 def describe(result: PlanResult) -> dict:
     """The plan in the engineers' vocabulary: ``name`` (the whole plan), ``levels`` (per level of
-    the stage machine: its name, ``degrees`` per kind, the TP detail, hybrid words) and ``layers``
-    (per group of consecutive layers with the same name)."""
+    the stage machine: its name and ``name``) and ``layers`` (per group of consecutive layers with
+    the same name). A fresh copy each time; the last 16 results' descriptions are remembered."""
+    hit = _CACHE.get(id(result))
+    if hit is None or hit[0] is not result:
+        if len(_CACHE) >= 16:
+            _CACHE.clear()
+        hit = _CACHE[id(result)] = (result, _describe(result))
+    return copy.deepcopy(hit[1])
+
+
+def _describe(result: PlanResult) -> dict:
     cm = result.cost_model
     batch = cm.graph.batch_dims()
     stages, interleave = result.schedule.stages, result.schedule.interleave
