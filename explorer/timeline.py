@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
+from explorer.figures import fit
 from planner.cost.result import PlanResult
 from planner.units import format_seconds
 
@@ -163,9 +164,8 @@ def timeline_figure(timeline: Timeline) -> go.Figure:
                       xaxis_title=f"time in the iteration ({unit})",
                       yaxis=dict(categoryorder="array", categoryarray=rows, autorange="reversed",
                                  tickfont=dict(size=10)),
-                      margin=dict(t=40, l=10, r=10, b=10), legend=dict(orientation="h", y=1.02, yanchor="bottom",
-                                                                      x=0), uniformtext=dict(minsize=7, mode="hide"))
-    return fig
+                      uniformtext=dict(minsize=7, mode="hide"))
+    return fit(fig)
 
 
 def _time_unit(seconds: float) -> tuple[float, str]:
