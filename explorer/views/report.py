@@ -5,6 +5,7 @@ the command that reproduces the plan, and the verification's tables."""
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass
 
 import pandas as pd
@@ -40,9 +41,24 @@ def report_source(meta: ReportMeta) -> ReportSource:
     return ReportSource(shown, path, meta.model.sha256, dict(meta.bindings), meta.machine_label)
 
 
+#: The last reports built, by plan (a weak reference: a plan evicted from the cache is not kept
+#: alive here) and source: the page's reruns do not write the formulas again.
+_REPORTS: dict[int, tuple[weakref.ref, ReportSource, Report]] = {}
+_KEPT_REPORTS = 4
+
+
 def report_document(result: PlanResult, meta: ReportMeta) -> Report:
     """The report of the plan (planner.plans.report_doc), as ``python -m planner report`` writes it."""
-    return build_report(result, report_source(meta))
+    source = report_source(meta)
+    kept = _REPORTS.get(id(result))
+    if kept and kept[0]() is result and kept[1] == source:
+        return kept[2]
+    report = build_report(result, source)
+    dead = [key for key, kept in _REPORTS.items() if kept[0]() is None]
+    for key in dead + list(_REPORTS)[:-(_KEPT_REPORTS - 1)]:  # room for this one
+        _REPORTS.pop(key, None)
+    _REPORTS[id(result)] = (weakref.ref(result), source, report)
+    return report
 
 
 def report_stamp(result: PlanResult, meta: ReportMeta) -> list[tuple[str, str]]:
