@@ -149,7 +149,8 @@ def sweep_figure(frame: pd.DataFrame) -> go.Figure:
             secondary_y=False)
     fig.update_xaxes(devices_axis(ok["devices"]), title_text="devices")
     fig.update_yaxes(time_log_axis(plan_s + dp_s), title_text="predicted iteration", secondary_y=False)
-    fig.update_yaxes(title_text="speed-up over data parallel (x)", showgrid=False, rangemode="tozero", secondary_y=True)
+    fig.update_yaxes(title_text="speed-up over data parallel (x)", tickmode="auto", showgrid=False, rangemode="tozero",
+                     secondary_y=True)
     fig.update_layout(height=420)
     return fit(fig)
 
