@@ -18,8 +18,10 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:820px;m
 color:#222;font-size:14px;line-height:1.4}
 h1{font-size:22px;margin:.2em 0 .4em}h2{font-size:17px;margin:1.4em 0 .4em;border-bottom:1px solid #ddd}
 h3{font-size:14px;margin:1em 0 .2em}
+h1,h2,h3,p,li{overflow-wrap:anywhere}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0;max-width:100%}
-td,th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top;overflow-wrap:break-word}
+td,th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
+td{overflow-wrap:anywhere}
 th{background:#f4f4f4}
 code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;overflow-wrap:anywhere;
 white-space:pre-wrap;word-break:break-word}
