@@ -146,14 +146,13 @@ def stage_time_figure(result: PlanResult) -> go.Figure:
     """Each stage's time per micro-batch, operators and sends stacked; the slowest is marked
     (every slot of the pipeline takes its time)."""
     sched = result.schedule
-    names = [f"stage {s}" for s in range(sched.stages)]
+    slowest = slowest_stage(result)
+    # the slowest is named in its tick label: an arrow above the bar would reach into the legend
+    names = [f"stage {s}" + (" (slowest)" if s == slowest else "") for s in range(sched.stages)]
     fig = go.Figure()
     for label, values in (("operators", stage_work_seconds(result)), ("sends", sched.send_seconds)):
         fig.add_trace(go.Bar(x=names, y=[microseconds(v) for v in values], name=label,
                              marker_color=_SCHEDULE_COLORS[label]))
-    slowest = slowest_stage(result)
-    fig.add_annotation(x=names[slowest], y=microseconds(sched.stage_seconds[slowest]), text="slowest",
-                       showarrow=True, arrowhead=2, ay=-30)
     fig.update_layout(barmode="stack", height=320, yaxis_title="µs per micro-batch")
     return fit(fig)
 

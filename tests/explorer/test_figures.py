@@ -146,3 +146,14 @@ def test_operator_names_are_abbreviated_on_the_axis_and_whole_on_hover(plain):
     fig = cost.op_cost_figure(plain)
     assert list(fig.layout.yaxis.tickvals) == list(fig.data[0].y)
     assert all(len(t) <= 32 for t in fig.layout.yaxis.ticktext)
+
+
+def test_nothing_is_drawn_above_the_plot_where_the_legend_is(pipelined):
+    """The slowest stage is named in its tick label and the priced line in the axis title: an
+    arrow or a label above the plot would meet the legend."""
+    times = pipelined.schedule.stage_seconds
+    fig = pipeline.stage_time_figure(pipelined)
+    labels = list(fig.data[0].x)
+    assert [i for i, label in enumerate(labels) if label.endswith("(slowest)")] == [times.index(max(times))]
+    for fig in (fig, timeline.timeline_figure(timeline.plan_timeline(pipelined))):
+        assert all(a.yref != "paper" or a.y < 1 for a in fig.layout.annotations)
