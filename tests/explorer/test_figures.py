@@ -152,8 +152,8 @@ def test_nothing_is_drawn_above_the_plot_where_the_legend_is(pipelined):
     """The slowest stage is named in its tick label and the priced line in the axis title: an
     arrow or a label above the plot would meet the legend."""
     times = pipelined.schedule.stage_seconds
-    fig = pipeline.stage_time_figure(pipelined)
-    labels = list(fig.data[0].x)
+    stages = pipeline.stage_time_figure(pipelined)
+    labels = list(stages.data[0].x)
     assert [i for i, label in enumerate(labels) if label.endswith("(slowest)")] == [times.index(max(times))]
-    for fig in (fig, timeline.timeline_figure(timeline.plan_timeline(pipelined))):
+    for fig in (stages, timeline.timeline_figure(timeline.plan_timeline(pipelined))):
         assert all(a.yref != "paper" or a.y < 1 for a in fig.layout.annotations)
