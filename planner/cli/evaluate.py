@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
                       help="samples per micro-batch per data-parallel rank")
     hand.add_argument("--global-batch", type=positive_int, metavar="B",
                       help="samples per iteration; B / (b x D) micro-batches")
+    hand.add_argument("--cp", type=positive_int, metavar="C", default=1,
+                      help="context-parallel size (ring attention over the sequence, zig-zag chunks; 2C must divide "
+                           "the sequence); T x P x D x C = devices (default 1)")
     add_memory_args(hand)
     hand.add_argument("--sequence-parallel", action="store_true",
                       help="sequence parallelism (Korthikanti et al. 2022): LayerNorm, dropout and residual regions "
@@ -51,8 +54,8 @@ def run(args) -> int:
             raise UsageError("give a plan file (--plan PLAN.json) or a hand-made configuration: "
                              f"--tp T --pp P --dp D --micro-batch-size b --global-batch B (missing: {missing})")
         return run_hand_made(args)
-    if given:
-        raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--micro-batch-size/--global-batch "
+    if given or args.cp != 1:
+        raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--cp/--micro-batch-size/--global-batch "
                          "(or drop --plan to evaluate a hand-made configuration)")
     return run_plan_file(args)
 
@@ -95,11 +98,21 @@ def run_hand_made(args) -> int:
     if symbol and symbol not in parse_bindings(args.bind):
         # the batch dimension is bound by the configuration; only the others need --bind
         graph = import_model(args.model, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
-    result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
-                                    args.micro_batch_size, args.global_batch, plan_options(args, algorithm="megatron"),
-                                    rebinder=rebinder_for(args.model))
+    options = plan_options(args, algorithm="megatron")
+    if args.cp > 1:
+        from planner.search.context_parallel import evaluate_context_configuration
+
+        result = evaluate_context_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp, args.cp,
+                                                args.micro_batch_size, args.global_batch, options,
+                                                rebinder=rebinder_for(args.model))
+    else:
+        result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
+                                        args.micro_batch_size, args.global_batch, options,
+                                        rebinder=rebinder_for(args.model))
     print_result(result, Path(args.model).name, "priced as given (no search)")
     # the file records the whole batch, so that evaluate --plan prices the same iteration
-    bindings = {**parse_bindings(args.bind), **result.graph.bindings, graph.batch_symbol or symbol: args.global_batch}
+    # (with --cp, the plan of s / C tokens per rank and B x C of those: replayed without the ring, and said so)
+    bindings = {**parse_bindings(args.bind), **result.graph.bindings,
+                graph.batch_symbol or symbol: args.global_batch * args.cp}
     write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), bindings))
     return 0
