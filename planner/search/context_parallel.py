@@ -187,8 +187,8 @@ def with_ring(result: PlanResult, tensor: int, context: int, seq: int) -> PlanRe
 LONG_SEQUENCE = 8192  # from this sequence length on, the search also tries context parallelism
 
 
-def _preferred(a: PlanResult, b: PlanResult) -> bool:
-    """Fits beats does-not-fit; then faster; among the unfitting, less memory (the search's rule)."""
+def preferred(a: PlanResult, b: PlanResult) -> bool:
+    """Whether ``a`` beats ``b``: fits beats does-not-fit; then faster; among the unfitting, less memory (the search's rule)."""
     if a.memory.fits != b.memory.fits:
         return a.memory.fits
     return a.total_seconds < b.total_seconds if a.memory.fits else a.memory.peak < b.memory.peak
@@ -237,12 +237,12 @@ def search_context(best: PlanResult, graph: OperatorGraph, machine: Machine, opt
         if progress:
             progress(i / max(1, len(layouts)), f"context parallel {context} x tensor {tensor} x pipeline {pipeline}")
         try:
-            result = _climb(graph, machine, options, rebinder, (tensor, pipeline, data, context), symbol, seq,
+            result = climb_context(graph, machine, options, rebinder, (tensor, pipeline, data, context), symbol, seq,
                             (best.data_parallel_seconds, best.data_parallel_memory))
         except ConfigError:
             continue
         priced += 1
-        if _preferred(result, chosen):
+        if preferred(result, chosen):
             chosen = result
     note = (f"context parallelism tried (sequence {seq:,}): {priced} configuration(s) TP x PP x DP x CP with the ring; "
             + ("kept " + describe_algorithm(chosen) if chosen is not best else "none beats the plan found"))
@@ -253,7 +253,7 @@ def describe_algorithm(result: PlanResult) -> str:
     return result.plan.algorithm.replace("hand-made: ", "")
 
 
-def _climb(graph, machine, options, rebinder, layout, symbol, seq, baseline) -> PlanResult:
+def climb_context(graph, machine, options, rebinder, layout, symbol, seq, baseline) -> PlanResult:
     """One layout on the memory ladder: the ``s / C`` plan priced once per rung, the ring added."""
     tensor, pipeline, data, context = layout
     ladder = memory_ladder(options.recompute, options.zero, pipeline == 1)
