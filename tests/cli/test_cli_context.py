@@ -32,6 +32,7 @@ def test_evaluate_cp_names_and_prices_the_ring(machine_file, capsys):
     lines = dict(line.split(None, 1) for line in out.splitlines() if line and not line.startswith(" "))
     assert lines["parallelism"] == "TP 4 (column-row) x CP 2"
     assert "tensor 4 x pipeline 1 x data 1 x context 2" in lines["algorithm"]
+    assert "per level: node (2) CP 2, gpu (4) TP 4 (column-row)" in out
     assert "context parallel 2 over node (ring, zig-zag chunks of 128 tokens)" in out
 
 

@@ -54,7 +54,11 @@ def with_cp(llama):
 
 
 def test_named_context_parallel(with_cp):
-    assert describe(with_cp)["name"] == "DP 2 x TP 4 (column-row) x CP 2"
+    described = describe(with_cp)
+    assert described["name"] == "DP 2 x TP 4 (column-row) x CP 2"
+    # the 16 GPUs: 4 data x 4 tensor; of the 4 data ranks, the innermost 2 are the context-parallel ones
+    assert [(lv["level"], lv["name"]) for lv in described["levels"]] == [
+        ("gpu (data)", "DP 2 x CP 2"), ("gpu (tensor)", "TP 4 (column-row)")]
 
 
 def test_ring_blocks_are_the_un_repeated_kv_heads(with_cp):
