@@ -24,7 +24,9 @@ floor that the cores set.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import statistics
 import sys
 import threading
@@ -73,9 +75,12 @@ def cpu_split(pid: int) -> tuple[float, float]:
 
 
 def shown_seconds(text: str) -> float:
-    """``712 ms`` -> 0.712 (a time as the explorer shows it)."""
-    number, unit = text.split()
-    return float(number) * {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9}[unit]
+    """``712 ms`` -> 0.712 (a time as the explorer shows it; NaN when it reads otherwise)."""
+    found = re.fullmatch(r"\s*([0-9.,]+)\s*(ns|µs|us|ms|s|min)\s*", text)
+    if not found:
+        return math.nan
+    scale = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9, "min": 60.0}[found.group(2)]
+    return float(found.group(1).replace(",", "")) * scale
 
 
 @dataclass
