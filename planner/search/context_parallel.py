@@ -181,14 +181,14 @@ def with_ring(result: PlanResult, tensor: int, context: int, seq: int) -> PlanRe
     return replace(result, schedule=schedule, plan=plan, notes=notes)
 
 
-
 # ---- context parallelism as a candidate of the configuration search -----------------------------
 
 LONG_SEQUENCE = 8192  # from this sequence length on, the search also tries context parallelism
 
 
 def preferred(a: PlanResult, b: PlanResult) -> bool:
-    """Whether ``a`` beats ``b``: fits beats does-not-fit; then faster; among the unfitting, less memory (the search's rule)."""
+    """Whether ``a`` beats ``b`` by the search's rule: fits beats does-not-fit; then faster; among the
+    unfitting, less memory."""
     if a.memory.fits != b.memory.fits:
         return a.memory.fits
     return a.total_seconds < b.total_seconds if a.memory.fits else a.memory.peak < b.memory.peak
@@ -237,8 +237,8 @@ def search_context(best: PlanResult, graph: OperatorGraph, machine: Machine, opt
         if progress:
             progress(i / max(1, len(layouts)), f"context parallel {context} x tensor {tensor} x pipeline {pipeline}")
         try:
-            result = climb_context(graph, machine, options, rebinder, (tensor, pipeline, data, context), symbol, seq,
-                            (best.data_parallel_seconds, best.data_parallel_memory))
+            result = climb_context(graph, machine, options, rebinder, (tensor, pipeline, data, context), symbol,
+                                   seq, (best.data_parallel_seconds, best.data_parallel_memory))
         except ConfigError:
             continue
         priced += 1
