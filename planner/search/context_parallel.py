@@ -219,8 +219,8 @@ def context_layouts(machine: Machine, seq: int, heads: int | None, batch: int,
 def search_context(best: PlanResult, graph: OperatorGraph, machine: Machine, options: PlanOptions,
                    rebinder: Rebinder | None, progress=None) -> PlanResult:
     """``best`` (the configuration search's plan), or a context-parallel configuration that beats
-    it, when the sequence is long (at least :data:`LONG_SEQUENCE`) or nothing else fits; each
-    layout climbs the memory ladder (recomputation, ZeRO) to its first rung that fits."""
+    it, when the sequence is long (at least :data:`LONG_SEQUENCE`), or one that fits when ``best``
+    does not; each layout climbs the memory ladder (recomputation, ZeRO) to its first rung that fits."""
     if (options.mode != "train" or rebinder is None or graph.batch_size is None or options.interleave > 1
             or options.micro_batches is not None or not any(op.op_type == "Softmax" for op in graph.operators.values())):
         return best
@@ -242,7 +242,7 @@ def search_context(best: PlanResult, graph: OperatorGraph, machine: Machine, opt
         except ConfigError:
             continue
         priced += 1
-        if preferred(result, chosen):
+        if (seq >= LONG_SEQUENCE or result.memory.fits) and preferred(result, chosen):  # short: only to fit
             chosen = result
     note = (f"context parallelism tried (sequence {seq:,}): {priced} configuration(s) TP x PP x DP x CP with the ring; "
             + ("kept " + describe_algorithm(chosen) if chosen is not best else "none beats the plan found"))
