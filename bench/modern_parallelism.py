@@ -83,7 +83,7 @@ def hand_made(graph, machine, seq: int):
     return best, len(results)
 
 
-def context_rows(nodes_list=(16, 128), seqs=(8192, 32768, 131072)) -> list[dict]:
+def context_rows(nodes_list=(16, 128), seqs=(8192, 32768, 131072), on_row=None) -> list[dict]:
     """Per machine and sequence: the plan ``plan`` finds (drec+, context parallelism among its
     candidates) and the best hand-made configuration, with the seconds each took to find."""
     rows = []
@@ -100,6 +100,8 @@ def context_rows(nodes_list=(16, 128), seqs=(8192, 32768, 131072)) -> list[dict]
             rows.append({"nodes": nodes, "seq": seq, "batch": batch, "found": _row(found), "search_seconds": searched,
                          "hand_made": _row(best), "hand_made_priced": priced,
                          "hand_made_seconds": time.perf_counter() - start})
+            if on_row:
+                on_row(rows[-1])
     return rows
 
 
@@ -115,15 +117,17 @@ def main() -> int:
     parser.add_argument("--seq", type=int, nargs="+", default=[8192, 32768, 131072])
     parser.add_argument("--json", metavar="OUT.json")
     args = parser.parse_args()
-    rows = context_rows(args.nodes, args.seq)
-    print("Llama-2-70B shape, bf16, Adam, ~4M tokens per iteration, DGX H100 nodes (8 GPUs, 80 GB)")
-    for row in rows:
-        print(f"{row['nodes']:>4} nodes  seq {row['seq']:>7,}  batch {row['batch']:>4}  "
-              f"plan: {_show(row['found'])} (search {row['search_seconds']:.0f} s)  |  "
-              f"best hand-made of {row['hand_made_priced']}: {_show(row['hand_made'])}")
+    print("Llama-2-70B shape, bf16, Adam, ~4M tokens per iteration, DGX H100 nodes (8 GPUs, 80 GB)", flush=True)
+    rows = context_rows(args.nodes, args.seq, on_row=_print_row)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
+
+
+def _print_row(row: dict) -> None:
+    print(f"{row['nodes']:>4} nodes  seq {row['seq']:>7,}  batch {row['batch']:>4}  "
+          f"plan: {_show(row['found'])} (search {row['search_seconds']:.0f} s)  |  "
+          f"best hand-made of {row['hand_made_priced']}: {_show(row['hand_made'])}", flush=True)
 
 
 if __name__ == "__main__":
