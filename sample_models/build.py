@@ -41,10 +41,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import onnx
@@ -550,8 +549,7 @@ def _swiglu(g: GraphBuilder, m: str, n: str, p: str, hidden: int, ffn: int, expe
     return g.node("MatMul", [h, g.weight(f"{p}.down_proj.weight", lead + [ffn, hidden])], f"{n}.down_proj")
 
 
-@dataclass(frozen=True)
-class MoEShape:
+class MoEShape(NamedTuple):
     """A mixture-of-experts MLP: ``experts`` routed experts of FFN ``ffn`` each, ``top_k`` per
     token, ``shared`` always-on experts of the same FFN (DeepSeek-MoE), capacity factor
     ``capacity_factor`` (each expert takes at most ``ceil(tokens x top_k x factor / experts)``
