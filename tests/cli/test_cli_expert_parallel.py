@@ -29,6 +29,11 @@ def test_ep_is_priced_and_named(model, tmp_path, capsys):
     assert "parallelism  DP 4 x TP 2 (column-row) x EP 4" in text
     assert "expert parallel 4: 6 expert operators" in text
     assert json.loads(out.read_text())["parallelism"]["name"] == "DP 4 x TP 2 (column-row) x EP 4"
+    iteration = next(line for line in text.splitlines() if line.startswith("iteration"))
+    # the plan file read back is priced the same and named the same
+    assert main(["evaluate", model, "--machine", DGX, "--plan", str(out)]) == 0
+    again = capsys.readouterr().out
+    assert iteration in again.splitlines() and "parallelism  DP 4 x TP 2 (column-row) x EP 4" in again
 
 
 @pytest.mark.parametrize("tp, dp, ep, message", [
