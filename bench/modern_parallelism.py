@@ -11,7 +11,7 @@ Megatron-style ``evaluate --tp T --pp P --dp D --ep E --micro-batch-size 1`` for
 P in 1, 2, 4, 8 and E in 1, 8 (and every expert for DeepSeek's 64 when it divides D), with the
 distributed optimizer (ZeRO 1) and selective recomputation, as Megatron-LM trains MoE models; the
 best is the fastest that fits in memory (the fastest of all when none fits). ``--quick``: 16 nodes
-only.
+only; ``--model mixtral_8x7b|deepseek_moe`` and ``--nodes N``: one sample, one machine size.
 
 (``context_rows()``, long sequences on a Llama-70B shape, is added by the context-parallel work.)
 """
@@ -70,10 +70,10 @@ def _hand_made(path: Path, machine, experts: int) -> tuple[object, float]:
     return best, time.perf_counter() - start
 
 
-def moe_rows(node_counts=(16, 128)) -> list[dict]:
-    rows = []
+def iter_moe_rows(node_counts=(16, 128), models=tuple(MOE_SAMPLES)):
+    """The rows one by one (the search's, then the best hand-made one), as they are priced."""
     with tempfile.TemporaryDirectory() as tmp:
-        for name, experts in MOE_SAMPLES.items():
+        for name in models:
             path = Path(tmp) / f"{name}.onnx"
             path.write_bytes(build.build_model(name).SerializeToString())
             for nodes in node_counts:
@@ -82,24 +82,36 @@ def moe_rows(node_counts=(16, 128)) -> list[dict]:
                 found = plan_model(import_model(path, {"batch": GLOBAL_BATCH, "seq": SEQ}), machine,
                                    PlanOptions(algorithm="drec+", precision="bf16"), rebinder=rebinder_for(path))
                 s = found.schedule
-                rows.append(_row(name, nodes, f"search: {s.stages} stage(s) x {s.micro_batches} micro-batches, "
-                                 f"recompute {s.recompute}, ZeRO {s.zero}", found, time.perf_counter() - start))
-                hand, seconds = _hand_made(path, machine, experts)
-                rows.append(_row(name, nodes, "best hand-made: " + hand.plan.algorithm.removeprefix("hand-made: "),
-                                 hand, seconds))
-    return rows
+                yield _row(name, nodes, f"search: {s.stages} stage(s) x {s.micro_batches} micro-batches, "
+                           f"recompute {s.recompute}, ZeRO {s.zero}", found, time.perf_counter() - start)
+                hand, seconds = _hand_made(path, machine, MOE_SAMPLES[name])
+                yield _row(name, nodes, "best hand-made: " + hand.plan.algorithm.removeprefix("hand-made: "),
+                           hand, seconds)
 
 
-def print_rows(rows: list[dict]) -> None:
-    print("| model | GPUs | plan | parallelism | iteration | memory per GPU | fits |")
-    print("|---|---:|---|---|---:|---:|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['devices']} | {r['plan']} | {r['parallelism']} | {format_seconds(r['iteration'])} "
-              f"| {format_bytes(r['memory'])} | {'yes' if r['fits'] else 'no'} |", flush=True)
+def moe_rows(node_counts=(16, 128), models=tuple(MOE_SAMPLES)) -> list[dict]:
+    return list(iter_moe_rows(node_counts, models))
+
+
+HEADER = "| model | GPUs | plan | parallelism | iteration | memory per GPU | fits |\n|---|---:|---|---|---:|---:|---|"
+
+
+def print_row(r: dict) -> None:
+    print(f"| {r['model']} | {r['devices']} | {r['plan']} | {r['parallelism']} | {format_seconds(r['iteration'])} "
+          f"| {format_bytes(r['memory'])} | {'yes' if r['fits'] else 'no'} |", flush=True)
 
 
 def main(argv: list[str]) -> int:
-    print_rows(moe_rows((16,) if "--quick" in argv else (16, 128)))
+    """``--quick``: 16 nodes only; ``--model NAME`` and ``--nodes N`` restrict the MoE rows."""
+    nodes = (16,) if "--quick" in argv else (16, 128)
+    models = tuple(MOE_SAMPLES)
+    if "--nodes" in argv:
+        nodes = (int(argv[argv.index("--nodes") + 1]),)
+    if "--model" in argv:
+        models = (argv[argv.index("--model") + 1],)
+    print(HEADER, flush=True)
+    for row in iter_moe_rows(nodes, models):
+        print_row(row)
     return 0
 
 

@@ -16,6 +16,6 @@ DEEPSEEK = dict(layers=3, hidden=64, heads=4, ffn=128, vocab=100, experts=16, to
 
 
 def write(directory: Path, name: str, **shape) -> Path:
-    path = Path(directory) / f"{name}_{abs(hash(tuple(sorted(shape.items())))) % 10**8}.onnx"
+    path = Path(directory) / ("_".join([name] + [f"{k}{v}" for k, v in sorted(shape.items())]) + ".onnx")
     path.write_bytes(build.build_model(name, **shape).SerializeToString(deterministic=True))
     return path
