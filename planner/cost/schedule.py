@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner.cost.collectives import point_to_point
 from planner.cost.gradients import data_dependent_ops, tied_stage_sync
 from planner.cost.memory import MemoryReport, memory_per_device
 from planner.cost.model import CostModel, Strategy
+from planner.cost.pipeline_sends import BACKWARD, FORWARD, BoundaryTraffic, boundary_traffic
 from planner.machine.split import MachineSplit
-from planner.machine.tree import Level
 from planner.options import ConfigError, check_counts
 
 MAX_CUT_POINTS = 600  # the DP is O(stages x points^2); beyond this, every k-th point is kept
@@ -272,14 +271,17 @@ def assign_stages(cm: CostModel, strategies: dict[str, Strategy], split: Machine
     per_op = _per_op_seconds(cm, cost)
     if chunks > 1:
         crossing = crossing or _crossing_bytes(cm, full, points)
-        forward = np.array([crossing[i][0] for i in range(len(segments))] + [0.0])  # by boundary index
-        backward = np.array([crossing[i][1] for i in range(len(segments))] + [0.0])
         links = [split.crossing_level((c - 1) % stages, c % stages) for c in range(1, chunks)]
         nothing = np.zeros(len(segments) + 1)
 
-        def sends(j):  # chunk j: gradients back over its first boundary, activations forward over its last
-            return (_level_seconds(links[j - 1], backward) if j > 0 else nothing,
-                    _level_seconds(links[j], forward) if j < chunks - 1 else nothing)
+        def sends(j):  # chunk j: what it pays at its first boundary and at its last (pipeline_sends)
+            first = nothing
+            if j > 0:  # sends the gradients back, gathers the activations it receives
+                first = crossing.seconds(links[j - 1], BACKWARD)[0] + crossing.seconds(links[j - 1], FORWARD)[1]
+            last = nothing
+            if j < chunks - 1:  # sends the activations forward, gathers the gradients it receives
+                last = crossing.seconds(links[j], FORWARD)[0] + crossing.seconds(links[j], BACKWARD)[1]
+            return first, last
 
         starts = balance_stages([sum(per_op[n] for n in seg) for seg in segments], chunks, sends)
     else:
@@ -333,7 +335,7 @@ def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: Machin
     basis = cm.basis
     points = points or cut_points(cm)
     chunks = stages * interleave
-    crossing = _crossing_bytes(cm, full, points) if chunks > 1 else {}
+    crossing = _crossing_bytes(cm, full, points) if chunks > 1 else None
     assignment = assignment or assign_stages(cm, full, split, interleave, points, cost, crossing)
     stage_of_op, starts = assignment.stage_of_op, assignment.starts
     per_op = _per_op_seconds(cm, cost)
@@ -346,9 +348,10 @@ def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: Machin
         level = split.crossing_level(a, b)
         if c < stages:
             boundary_levels.append(level.name)
-        nbytes_fwd, nbytes_bwd = crossing[starts[c]]
-        sends[a] += _level_seconds(level, nbytes_fwd)
-        sends[b] += _level_seconds(level, nbytes_bwd)
+        i = starts[c]
+        (fwd_send, fwd_gather), (bwd_send, bwd_gather) = (crossing.seconds(level, way) for way in (FORWARD, BACKWARD))
+        sends[a] += float(fwd_send[i] + bwd_gather[i])  # activations out, their gradients gathered back in
+        sends[b] += float(bwd_send[i] + fwd_gather[i])
 
     work = [0.0] * stages
     grad = [0.0] * stages
@@ -379,36 +382,6 @@ def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: Machin
                             split.machine.num_devices, assignment)
 
 
-def _level_seconds(level: Level, nbytes):
-    """Seconds of point-to-point sends of ``nbytes`` (a number or an array) over ``level``; a
-    boundary that carries nothing costs nothing."""
-    h, steps = point_to_point(np.asarray(nbytes, dtype=float))
-    seconds = np.where(h > 0, h * level.gap_s_per_byte + steps * level.latency_s, 0.0)
-    return float(seconds) if seconds.ndim == 0 else seconds
-
-
-def _crossing_bytes(cm: CostModel, full: dict[str, Strategy], points: CutPoints) -> dict[int, tuple[float, float]]:
-    """Per segment index ``i`` (the boundary before segment ``i``): the local bytes one device
-    sends forward (activations) and backward (their gradients), in the producer's layout."""
-    order = points.order
-    index = {n: i for i, n in enumerate(order)}
-    bounds = points.bounds
-    seg_of = np.searchsorted(np.asarray(bounds[1:]), np.arange(len(order)), side="right")
-    fwd = np.zeros(len(bounds))
-    bwd = np.zeros(len(bounds))
-    counted: set[tuple[str, int]] = set()
-    for e in per_sample_edges(cm):
-        a, b = seg_of[index[e.producer]], seg_of[index[e.consumer]]
-        if a == b:
-            continue
-        split = math.prod(cm.cut_factor[t] for t, x in enumerate(cm.layout(e.producer, e.out_index, full[e.producer]))
-                          if x >= 0)
-        local = e.nbytes / split
-        for boundary in range(a + 1, b + 1):  # the tensor is relayed through every boundary it spans
-            if (e.tensor, boundary) in counted:
-                continue
-            counted.add((e.tensor, boundary))
-            fwd[boundary] += local
-            if cm.mode == "train" and e.requires_grad:
-                bwd[boundary] += local
-    return {i: (float(fwd[i]), float(bwd[i])) for i in range(len(bounds))}
+def _crossing_bytes(cm: CostModel, full: dict[str, Strategy], points: CutPoints) -> BoundaryTraffic:
+    """The point-to-point traffic at every boundary between segments (:mod:`planner.cost.pipeline_sends`)."""
+    return boundary_traffic(cm, full, points, per_sample_edges(cm))
