@@ -72,6 +72,11 @@ if sched.stages > 1:
     stages = stage_table(r)
     st.dataframe(stages, hide_index=True, column_config={
         c: st.column_config.NumberColumn(format="%.4g") for c in stages.columns if "(µs)" in c or "(GiB)" in c})
+if r.options.mode == "train":
+    st.markdown("**Communication hidden behind compute, and exposed** (per iteration; the overlaps are in the sidebar)")
+    overlap = view.overlap_table(r)
+    st.dataframe(overlap, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.4g") for c in overlap.columns if "(µs)" in c})
 left, right = st.columns([3, 2])
 with left:
     top = st.slider("Operators shown", 5, min(100, len(ops)) if len(ops) > 5 else 5, min(25, len(ops)), key="co_top",

@@ -139,7 +139,7 @@ class PlanOptions:
     interleave: int = 1
     recompute: str | None = None
     zero: int | None = None
-    overlap_gradient_sync: bool = False
+    overlap_gradient_sync: bool = True
     bucket_mb: float = DEFAULT_BUCKET_MB
     sequence_parallel: bool = False
     prefetch_parameters: bool = True

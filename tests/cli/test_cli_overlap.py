@@ -1,5 +1,6 @@
-"""The CLI's ``iteration`` line honours --overlap-gradient-sync on one-stage plans (issue 10,
-item 13): it must equal the JSON's ``iteration_seconds``.
+"""The CLI's ``iteration`` line honours --overlap-gradient-sync (the default) and
+--no-overlap-gradient-sync on one-stage plans (issue 10, item 13): it must equal the JSON's
+``iteration_seconds``.
 
 By hand, mlp.onnx (25,175,040 fp32 parameters, 6 tensors) data parallel on 8 A100s with one
 all-reduce per tensor: the gradient sync is 2 * 7/8 * 100,700,160 B / 300e9 B/s + 12 * 5e-6 s
@@ -36,7 +37,8 @@ def printed_seconds(line: str) -> float:
 
 
 def test_one_stage_iteration_line_with_overlap(tmp_path, capsys):
-    code, plain_out, err = models.run_cli(ARGS + ["--json", tmp_path / "plain.json"], capsys)
+    code, plain_out, err = models.run_cli(ARGS + ["--no-overlap-gradient-sync", "--json", tmp_path / "plain.json"],
+                                          capsys)
     assert code == 0, err
     code, out, err = models.run_cli(ARGS + ["--overlap-gradient-sync", "--json", tmp_path / "o.json"], capsys)
     assert code == 0, err
