@@ -78,7 +78,7 @@ def predict(row: Row, machine_path: Path) -> dict:
     for key, recompute, sp, measured in (("full", "full", False, row.full_seconds),
                                          ("sp_selective", "selective", True, row.sp_selective_seconds)):
         options = PlanOptions(algorithm="megatron", precision="bf16", recompute=recompute, zero=0,
-                              interleave=row.interleave, sequence_parallel=sp)
+                              interleave=row.interleave, sequence_parallel=sp, overlap_gradient_sync=False)
         result = evaluate_configuration(graph, machine, TENSOR, row.pipeline, data, row.micro_batch, row.batch,
                                         options, graphs=graphs, rebinder=rebinder)
         out[key] = {"measured_seconds": measured, "predicted_seconds": result.total_seconds,
