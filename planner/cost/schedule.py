@@ -7,12 +7,15 @@ D-Rec plans the operators on it, on the levels the stages do not use. A batch is
 
 * per micro-batch, stage ``s`` takes ``t_s``: its operators' compute, collectives and
   redistributions under the stage plan, plus the point-to-point sends of activations to the next
-  stage and of their gradients to the previous one, over the level the stage boundary crosses;
+  stage and of their gradients to the previous one, over the level the stage boundary crosses
+  (scattered over a replicated tensor's replicas and gathered, when cheaper:
+  :mod:`planner.cost.pipeline_sends`); ZeRO-3 gathers and the sends count as far as the compute
+  does not hide them (:mod:`planner.cost.overlap`);
 * the iteration takes ``(m + (P-1)/v) * max_s t_s``: ``m`` slots of the slowest stage plus the
   fill-and-drain bubble of ``(P-1)/v`` slots (``v`` model chunks per device with the interleaved
   schedule, which sends ``v`` times as many activations), then the once-per-iteration gradient
-  all-reduce, the longest of the stages' (partly hidden behind the last backward pass when
-  overlap is on);
+  all-reduce, the longest of the stages' exposed part (bucket by bucket behind the last backward
+  pass when that overlap is on);
 * stage ``s`` keeps the activations of ``min(m, P - s)`` micro-batches (the first stage the most).
 
 The stage boundaries are chosen by dynamic programming over the cut points (the places where the
