@@ -206,7 +206,7 @@ class _Search:
             return None  # more stages than layers; a fixed count gets assign_stages' message
         hints = [h for h in self.hints if all(len(strategy) == len(cm.cuts) for strategy in h.values())]
         plan = search(cm, algorithm, report, hints=hints or None)
-        if algorithm in ("drec", "drec+"):  # the Megatron-SP layout as a candidate (planner.search.megatron)
+        if algorithm == "drec+":  # the Megatron-SP layout as a candidate (planner.search.megatron)
             plan, cm = sequence_parallel_candidate(cm, plan)
         if stages > 1:  # the search's own notes are about the plan of one stage
             plan.notes = [f"inside each stage: {note}" for note in plan.notes]

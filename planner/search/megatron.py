@@ -191,8 +191,8 @@ def _notes(cm: CostModel, tensor: frozenset[int], sequence_parallel: bool, split
 
 
 def sequence_parallel_candidate(cm: CostModel, plan: Plan) -> tuple[Plan, CostModel]:
-    """The Megatron layout with sequence parallelism as a candidate beside a searched ``plan`` of
-    the same stage machine (the configuration search's hook): priced as such (a cost model with
+    """The Megatron layout with sequence parallelism as a candidate beside a ``plan`` drec+ found
+    on the same stage machine (the configuration search's hook): priced as such (a cost model with
     ``sequence_parallel`` set, :mod:`planner.cost.sequence_parallel`), it replaces the plan when
     its time per micro-batch is lower. Returns the plan to keep and the cost model that prices it.
     A graph that is not a transformer, or whose heads the innermost level does not divide, or a
