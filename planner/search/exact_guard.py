@@ -14,7 +14,7 @@ from planner.search.exact import SearchTooLargeError
 EXACT_MAX_STRATEGIES = 20_000
 #: On a chain or a tree it is a dynamic program (:mod:`planner.search.exact_dp`), whose work grows with
 #: the strategies and the layouts of each tensor: this many strategies in total.
-EXACT_DP_MAX_STRATEGIES = 100_000
+EXACT_DP_MAX_STRATEGIES = 150_000
 
 
 def count_strategies(cm: CostModel, name: str, cap: int) -> int:

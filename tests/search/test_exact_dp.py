@@ -26,7 +26,7 @@ from planner.options import PlanOptions
 from planner.cost.result import cost_model_for
 from planner.search.exact import all_strategies, plan_exact
 from planner.search.exact_dp import dp_applies, forest, plan_dp
-from planner.search.exact_guard import require_exact_feasible
+from planner.search.exact_guard import EXACT_MAX_STRATEGIES, exact_feasible, require_exact_feasible
 from planner.search.exact_tables import seconds
 from planner.search.registry import search
 from sample_models import synthetic
@@ -141,3 +141,13 @@ def test_exact_never_above_drec_plus_on_random_chains(seed):
     exact = cm.total_seconds(plan_exact(cm).strategies)
     assert exact <= cm.total_seconds(search(cm, "drec+").strategies) * (1 + REL)
     assert exact <= cm.total_seconds(data_parallel_strategies(cm)) * (1 + REL)
+
+
+def test_the_guard_accepts_a_50_operator_chain_on_64_devices():
+    # issue 13's target size: 25 Gemm + 24 ReLU on 8 x 8 devices (six cuts) has about 120,000
+    # strategies, above the integer program's 20,000 but within the dynamic program's 150,000
+    cm = cost_model_for(import_model(synthetic.mlp([1024, 4096, 2048, 512] * 6 + [1024, 4096]), {"batch": 256}),
+                        machine([("node", 8, 2.5e10, 1e-5), ("gpu", 8, 3e11, 2e-6)]), PlanOptions())
+    assert len(cm.planned) == 49 and cm.machine.num_devices == 64 and dp_applies(cm)
+    assert not exact_feasible(cm, EXACT_MAX_STRATEGIES)
+    require_exact_feasible(cm)
