@@ -82,9 +82,13 @@ def plan_exact(cm: CostModel, max_variables: int = MAX_VARIABLES, time_limit_s: 
     if not cm.cuts:
         return Plan({n: () for n in cm.planned}, "exact", time.perf_counter() - start)
     if dp_applies(cm):
-        strategies, _ = plan_dp(cm)
-        return Plan(strategies, "exact", time.perf_counter() - start,
-                    ["exact by dynamic programming over layouts (the graph is a chain or a tree)"])
+        strategies, predicted = plan_dp(cm)
+        notes = ["exact by dynamic programming over layouts (the graph is a chain or a tree)"]
+        priced = cm.total_seconds(strategies)
+        if abs(priced - predicted) > 1e-9 * max(abs(priced), 1e-30):  # a cost term the program does not add up
+            notes.append(f"the evaluator prices this plan at {priced:.6g} s, the dynamic program at {predicted:.6g} s: "
+                         "it may not be optimal")
+        return Plan(strategies, "exact", time.perf_counter() - start, notes)
     options = {}
     for n in cm.planned:  # refuse before enumerating a space that would not fit anyway
         options[n] = all_strategies(cm, n, limit=max_variables)

@@ -151,3 +151,12 @@ def test_the_guard_accepts_a_50_operator_chain_on_64_devices():
     assert len(cm.planned) == 49 and cm.machine.num_devices == 64 and dp_applies(cm)
     assert not exact_feasible(cm, EXACT_MAX_STRATEGIES)
     require_exact_feasible(cm)
+
+
+def test_a_term_the_program_does_not_add_up_is_reported(monkeypatch):
+    # were the evaluator to price a term the dynamic program leaves out, the plan says so
+    cm = cost_model_for(import_model(synthetic.mlp([8, 8, 8]), {"batch": 8}), MACHINES[0], PlanOptions())
+    assert plan_exact(cm).notes == ["exact by dynamic programming over layouts (the graph is a chain or a tree)"]
+    real = cm.total_seconds
+    monkeypatch.setattr(cm, "total_seconds", lambda plan: real(plan) + 1e-6)
+    assert "may not be optimal" in plan_exact(cm).notes[-1]
