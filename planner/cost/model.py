@@ -185,13 +185,10 @@ class CostModel:
         self.cut_factor = [c.factor for c in self.cuts]
         self.cut_level = [c.level for c in self.cuts]
         self.num_levels = len(machine.levels)
-        self.planned = graph.planned_operators()
-        self.info: dict[str, _OpInfo] = {n: self._op_info(graph.operators[n]) for n in self.planned}
-        self.edges = self._edges()
-        self.in_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
-        for e in self.edges:
-            self.in_edges[e.consumer].append(e)
-        activations.mark_attention_core(self)  # what selective recomputation recomputes: self.selective_ops
+        # the per-operator tables depend on the graph and these options, not on the machine: the
+        # cost models of one graph on several machines (stage counts, what-ifs, sweeps) share them
+        self.planned, self.info, self.edges, self.in_edges, self.selective_ops = graph.memo(
+            "cost tables", (mode, precision, self.bucket_bytes), self._graph_tables)
         self._assign_cache: dict = {}
         self._redist_cache: dict = {}
         self._redist_time_cache: dict = {}
@@ -200,6 +197,16 @@ class CostModel:
         self._candidates_cache: dict = {}
         self._gaps = [lv.gap_s_per_byte for lv in machine.levels]
         self._latencies = [lv.latency_s for lv in machine.levels]
+
+    def _graph_tables(self) -> tuple:
+        self.planned = self.graph.planned_operators()
+        self.info: dict[str, _OpInfo] = {n: self._op_info(self.graph.operators[n]) for n in self.planned}
+        self.edges = self._edges()
+        self.in_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
+        for e in self.edges:
+            self.in_edges[e.consumer].append(e)
+        activations.mark_attention_core(self)  # what selective recomputation recomputes: self.selective_ops
+        return self.planned, self.info, self.edges, self.in_edges, self.selective_ops
 
     def _set_memory_options(self, recompute: str, zero: int, micro_batches: int) -> None:
         check_memory_options(recompute, zero, micro_batches)

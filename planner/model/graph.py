@@ -193,6 +193,25 @@ class OperatorGraph:
             hit = cache[key] = (stamp, compute())
         return hit[1]
 
+    def memo(self, tag: str, key, compute):
+        """The value ``compute()`` gave for ``key`` on this graph's operators and tensors (the
+        latest ``key`` per ``tag`` is kept): the cost model's per-operator tables, shared by the
+        cost models of one graph on several machines. Not pickled with the graph; a copy with
+        other operators or tensors (a padded vocabulary) computes its own."""
+        memo = self.__dict__.setdefault("_memo", {})
+        hit = memo.get(tag)
+        if hit is not None and hit[0] is self.operators and hit[1] is self.tensors and hit[2] == key \
+                and hit[3] is self.graph:
+            return hit[4]
+        value = compute()
+        memo[tag] = (self.operators, self.tensors, key, self.graph, value)
+        return value
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_memo", None)  # tables of the planner's own, made again where needed
+        return state
+
     def topological_order(self) -> list[str]:
         return list(self._derived("topological_order", lambda: tuple(nx.topological_sort(self.graph))))
 

@@ -57,3 +57,22 @@ def test_a_signature_follows_its_tensor_table():
     assert ops[1].signature(tensors) != ops[2].signature(tensors)
     assert ops[1].signature(graph.tensors) == ops[2].signature(graph.tensors)
     assert "_signature" not in pickle.loads(pickle.dumps(ops[1])).__dict__
+
+
+def test_cost_models_of_one_graph_share_its_tables_and_a_padded_copy_gets_its_own():
+    from planner.cost.result import cost_model_for
+    from planner.machine.tree import load_preset
+    from planner.options import PlanOptions
+    from planner.search.vocab import pad_vocabulary
+
+    graph = import_model("sample_models/gpt2_small.onnx", {"batch": 8, "seq": 16})
+    one, two = load_preset("dgx_a100"), load_preset("dgx_a100_64nodes")
+    a, b = cost_model_for(graph, one, PlanOptions()), cost_model_for(graph, two, PlanOptions())
+    assert a.info is b.info and a.edges is b.edges
+    assert cost_model_for(graph, one, PlanOptions(precision="bf16")).info is not a.info  # other bytes
+    padded, vocab, to = pad_vocabulary(graph, 8)
+    assert (vocab, to) == (50257, 51200)  # 50 x 1024: the next multiple of 128 x 8 (by hand)
+    c = cost_model_for(padded, one, PlanOptions())
+    head = next(n for n in c.planned if any(v == 51200 for v in padded.operators[n].dims.values()))
+    assert c.info[head].op.dims != cost_model_for(graph, one, PlanOptions()).info[head].op.dims
+    assert "_memo" not in vars(pickle.loads(pickle.dumps(graph)))
