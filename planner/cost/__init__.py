@@ -4,7 +4,8 @@
 * ``basis``: the symbol basis of the formulas; ``redistribution``: once per tensor and layout;
   ``gradients``: one gradient per parameter, buckets, the embedding group.
 * ``model``: ``CostModel``, a strategy priced for one operator, one method per cost term (compute,
-  collectives, halos) composed in ``_op_cost``; whole plans; formulas with sympy.
+  collectives, halos) composed in ``_op_cost``; whole plans; formulas with sympy. ``tables``: its
+  per-operator tables, shared by the cost models of one graph on several machines.
 * ``memory``: bytes per device; ``schedule``: balanced stages and the 1F1B schedule;
   ``baseline``: pure data parallelism, the yardstick; ``result``: the frozen ``PlanResult`` and
   ``result_for``, the one evaluator every plan goes through.

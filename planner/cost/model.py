@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from planner.cost.tables import graph_tables
+
 from planner.cost.basis import Basis, _larger  # the basis (1/F, g_l, L_l); Basis is re-exported here
 from planner.cost.collectives import flat_collectives, halo_exchange, hierarchical_all_reduce, hierarchical_collectives
 from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic, weight_only_ops
@@ -185,10 +187,8 @@ class CostModel:
         self.cut_factor = [c.factor for c in self.cuts]
         self.cut_level = [c.level for c in self.cuts]
         self.num_levels = len(machine.levels)
-        # the per-operator tables depend on the graph and these options, not on the machine: the
-        # cost models of one graph on several machines (stage counts, what-ifs, sweeps) share them
-        self.planned, self.info, self.edges, self.in_edges, self.selective_ops = graph.memo(
-            "cost tables", (mode, precision, self.bucket_bytes), self._graph_tables)
+        self.planned, self.info, self.edges, self.in_edges, self.selective_ops = graph.memo(  # not the machine's:
+            "cost tables", (mode, precision, self.bucket_bytes), lambda: graph_tables(self))  # shared by machines
         self._assign_cache: dict = {}
         self._redist_cache: dict = {}
         self._redist_time_cache: dict = {}
@@ -197,16 +197,6 @@ class CostModel:
         self._candidates_cache: dict = {}
         self._gaps = [lv.gap_s_per_byte for lv in machine.levels]
         self._latencies = [lv.latency_s for lv in machine.levels]
-
-    def _graph_tables(self) -> tuple:
-        self.planned = self.graph.planned_operators()
-        self.info: dict[str, _OpInfo] = {n: self._op_info(self.graph.operators[n]) for n in self.planned}
-        self.edges = self._edges()
-        self.in_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
-        for e in self.edges:
-            self.in_edges[e.consumer].append(e)
-        activations.mark_attention_core(self)  # what selective recomputation recomputes: self.selective_ops
-        return self.planned, self.info, self.edges, self.in_edges, self.selective_ops
 
     def _set_memory_options(self, recompute: str, zero: int, micro_batches: int) -> None:
         check_memory_options(recompute, zero, micro_batches)
