@@ -253,8 +253,8 @@ def main() -> int:
         graph = import_model(ROOT / "sample_models" / "bert_large.onnx", {"batch": args.batch, "seq": args.seq})
         changed = machine.with_level(1, bandwidth_Bps=(bandwidth - 3.0) * 1e9)
         rebinder = rebinder_for(ROOT / "sample_models" / "bert_large.onnx")
-        planner_only.append(timed(lambda: plan_model(graph, changed, PlanOptions(algorithm=args.algorithm),
-                                                     rebinder=rebinder)))
+        planner_only.append(timed(lambda g=graph, m=changed, r=rebinder: plan_model(
+            g, m, PlanOptions(algorithm=args.algorithm), rebinder=r)))
         print(f"run {run + 1}: first load {first[-1]:.2f} s, machine edit {machine_redraw[-1]:.2f} s, "
               f"what-if {whatif_redraw[-1]:.2f} s, planner alone {planner_only[-1]:.2f} s", flush=True)
 
