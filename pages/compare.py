@@ -6,6 +6,7 @@ from explorer import state
 from explorer.options import COMPARE_ALGORITHMS, error_text, options_with
 from explorer.run import page_context
 from explorer.safe_markdown import md_code, md_text
+from explorer.tables import table
 from explorer.views import compare as view
 
 ctx = page_context()
@@ -32,13 +33,8 @@ for i, algo in enumerate(COMPARE_ALGORITHMS):
 if bar is not None:
     bar.empty()
 frame = view.compare_table(rows)
-st.dataframe(frame, hide_index=True, column_config={
-    "iteration (ms)": st.column_config.NumberColumn(format="%.4g"),
-    "speed-up over data parallel": st.column_config.NumberColumn(format="%.2fx"),
-    "memory per device (GiB)": st.column_config.NumberColumn(format="%.3g"),
-    "search (s)": st.column_config.NumberColumn(format="%.3g"),
-    "note": st.column_config.TextColumn(width="large"),
-})
+st.dataframe(**table(frame, {"speed-up over data parallel": st.column_config.NumberColumn(format="%.2fx"),
+                             "note": st.column_config.TextColumn(width="large")}), hide_index=True)
 left, right = st.columns([3, 2])
 left.plotly_chart(view.compare_figure(frame), key="cmp_bar")
 with right:
@@ -87,7 +83,7 @@ fig = view.what_if_metrics(ctx.result, alt)
 w = st.columns(4)
 w[0].metric("Devices", fig["devices"], delta=fig["devices_delta"])
 w[1].metric("Predicted iteration time", fig["iteration"], delta=fig["iteration_delta"], delta_color="inverse")
-w[2].metric("Speed-up over pure data parallel", fig["speedup"])
+w[2].metric("Speed-up vs data parallel", fig["speedup"])
 w[3].metric("Operators whose split changed", fig["changed"])
 st.caption(f"Strategy by level: {md_text(fig['shape'])} (current: {md_text(fig['current_shape'])}) · search "
            f"{fig['search']}")
@@ -112,8 +108,5 @@ if sweep is None:
         slot.empty()
 if sweep is not None:
     st.plotly_chart(view.sweep_figure(sweep), key="wi_sweep_fig")
-    st.dataframe(sweep, hide_index=True, column_config={
-        "iteration (ms)": st.column_config.NumberColumn(format="%.4g"),
-        "speed-up over data parallel": st.column_config.NumberColumn(format="%.2fx"),
-        "data parallel (ms)": st.column_config.NumberColumn(format="%.4g"),
-    })
+    st.dataframe(**table(sweep, {"speed-up over data parallel": st.column_config.NumberColumn(format="%.2fx")}),
+                 hide_index=True)

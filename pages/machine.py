@@ -6,6 +6,7 @@ from explorer import state
 from explorer.run import page_context
 from explorer.safe_markdown import md_code, md_text
 from explorer.sources import preset_names
+from explorer.tables import format_number
 from explorer.views import machine as view
 
 ctx = page_context()
@@ -62,8 +63,8 @@ if errors.get("levels"):
 
 m1, m2, m3 = st.columns(3)
 m1.metric("Devices", f"{machine.num_devices:,}")
-m2.metric("Device peak", f"{fields['peak_tflops']:.4g} TFLOP/s")
-m3.metric("Device memory", f"{fields['memory_gib']:.3g} GiB")
+m2.metric("Device peak", f"{format_number(fields['peak_tflops'])} TFLOP/s")
+m3.metric("Device memory", f"{format_number(fields['memory_gib'])} GiB")
 st.plotly_chart(view.machine_tree_figure(machine), key="mc_tree")
 st.caption("Cut schedule (D-Rec splits the machine one prime at a time, outermost level first): "
            + (", ".join(md_text(cut) for cut in view.cut_schedule(machine)) or "none (one device)"))

@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer.run import page_context
 from explorer.safe_markdown import md_text
+from explorer.tables import format_number
 from explorer.views.cost import level_cost_figure
 from explorer.views.memory import memory_figure
 from explorer.views.overview import explanation, headline
@@ -25,13 +26,13 @@ if ctx.plan_error:
 r = ctx.result
 h = headline(r)
 staged = r.schedule.stages > 1
-c = st.columns([0.8, 1.1, 1.4, 1.0, 1.2, 0.9])
+c = [*st.columns(3), *st.columns(3)]  # two rows of three: no label is cut at 1024 px
 c[0].metric("Devices", f"{h['devices']:,}", help=md_text(ctx.machine.summary()))
 c[1].metric("Predicted iteration time", h["iteration"], help=h["breakdown"])
-c[2].metric("Speed-up over pure data parallel", h["speedup"], help=f"pure data parallel: {h['data_parallel']}")
-c[3].metric("TFLOP/s per device", f"{h['tflops_model']:.3g}",
+c[2].metric("Speed-up vs data parallel", h["speedup"], help=f"over pure data parallel: {h['data_parallel']}")
+c[3].metric("TFLOP/s per device", format_number(h["tflops_model"]),
             help=f"the model's FLOPs per iteration over the iteration time and the devices; counting recomputed "
-                 f"FLOPs too (hardware): {h['tflops_hardware']:.3g}")
+                 f"FLOPs too (hardware): {format_number(h['tflops_hardware'])}")
 c[4].metric("Memory per device", h["memory_peak"],
             delta=f"of {h['memory_capacity']}: " + ("fits" if h["fits"] else f"{h['shortfall']} short")
             + (f" (stage {h['fullest_stage']}, the fullest)" if staged else ""),

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from planner.machine.tree import Machine, MachineError
-from planner.units import GB, GIB, TFLOPS, US, gbps, gib, microseconds, tflops
+from planner.units import GB, GIB, TFLOPS, US, format_number, gbps, gib, microseconds, tflops
 
 
 LEVEL_COLUMNS = ("name", "arity", "bandwidth (GB/s)", "latency (µs)")
@@ -131,8 +131,8 @@ def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int 
     frontier = ["root"]
     for depth, lv in enumerate(machine.levels):
         below = math.prod(x.arity for x in machine.levels[depth + 1:])
-        what = f"level {lv.name}: {lv.arity} per parent, {gbps(lv.bandwidth_Bps):.4g} GB/s, " \
-               f"{microseconds(lv.latency_s):.3g} µs" + (f"; {below:,} devices each" if below > 1 else "")
+        what = f"level {lv.name}: {lv.arity} per parent, {format_number(gbps(lv.bandwidth_Bps))} GB/s, " \
+               f"{format_number(microseconds(lv.latency_s))} µs" + (f"; {below:,} devices each" if below > 1 else "")
         if lv.arity <= expand_up_to:
             picks = [(k, 1) for k in range(lv.arity)]
         else:

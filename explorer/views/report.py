@@ -24,7 +24,7 @@ from planner.api import PlanResult
 from planner.machine.tree import load_preset, preset_paths
 from planner.model.graph import OpKind
 from planner.plans.report import plan_to_json
-from planner.units import format_bytes, microseconds
+from planner.units import format_bytes, format_number, microseconds
 
 
 @dataclass
@@ -102,7 +102,7 @@ def report_tables(result: PlanResult) -> dict[str, pd.DataFrame]:
         {"figure": "predicted iteration", "value": f"{h['iteration']} = {h['breakdown']}"},
         {"figure": "compute / communication / redistribution" + (" (one micro-batch)" if result.pipelined else ""),
          "value": f"{h['compute']} / {h['communication']} / {h['redistribution']}"},
-        {"figure": "TFLOP/s per device (model / hardware)", "value": f"{h['tflops_model']:.4g} / {h['tflops_hardware']:.4g}"},
+        {"figure": "TFLOP/s per device (model / hardware)", "value": f"{format_number(h['tflops_model'])} / {format_number(h['tflops_hardware'])}"},
         {"figure": "pure data parallel", "value": h["data_parallel"]},
         {"figure": "speed-up over pure data parallel", "value": h["speedup"]},
         {"figure": "memory per device" + stage, "value": f"{format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}"

@@ -14,6 +14,7 @@ No streamlit here: the explorer's Cost page and the reports draw what these func
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ SIGNIFICANT = 4  #: significant digits of a coefficient that is not a small exac
 MAX_DENOMINATOR = 1024  #: a fraction is kept exact when its denominator is at most this ...
 MAX_NUMERATOR = 10_000  #: ... and its numerator below this
 MEMORY_BANDWIDTH = "B_{mem}"  #: the symbol of the device's memory bandwidth
-PER_LINE = 3  #: arguments of a max per line
+LONG = 28  #: a term whose LaTeX shows more characters (commands and braces aside) is broken over lines
 CONTRACTIONS = {"MatMul", "Gemm", "Einsum", "Conv", "ConvTranspose", "MatMulInteger", "QLinearMatMul"}
 
 #: names of bound symbolic dimensions, as a reader says them
@@ -147,18 +148,38 @@ def _roofline_args(term, flops_symbol):
 
 
 def _term_latex(term, flops_symbol) -> list[str]:
-    """One term, on one line or (a roofline with long arguments) several."""
+    """One term, on one line or, when long, several: a roofline one argument per line, a
+    factor times a sum (``g_l (a + b)``) one summand per line."""
+    import sympy
+
     roof = _roofline_args(term, flops_symbol)
-    if roof is None:
-        return [to_latex(term)]
-    coefficient, args = roof
-    lead = "" if coefficient == 1 else to_latex(coefficient) + " "
-    texts = [to_latex(a) for a in args]
-    if sum(len(t) for t in texts) < 90:
-        return [f"{lead}\\max\\left({', '.join(texts)}\\right)"]
-    lines = [f"{lead}\\max\\Big({texts[0]},"]
-    for i, text in enumerate(texts[1:], 1):
-        lines.append("\\quad " + text + ("," if i < len(texts) - 1 else "\\Big)"))
+    if roof is not None:
+        coefficient, args = roof
+        lead = "" if coefficient == 1 else to_latex(coefficient) + " "
+        return _bracketed(f"{lead}\\max", [to_latex(a) for a in args], ", ", ",")
+    text = to_latex(term)
+    sums = [f for f in sympy.Mul.make_args(term) if isinstance(f, sympy.Add)]
+    if visible_length(text) < LONG or len(sums) != 1:
+        return [text]
+    rest = sympy.Mul(*[f for f in sympy.Mul.make_args(term) if f is not sums[0]])
+    lead = "" if rest == 1 else to_latex(rest)
+    return _bracketed(lead, [to_latex(a) for a in sympy.Add.make_args(sums[0])], " + ", "")
+
+
+def visible_length(latex: str) -> int:
+    """Roughly how many characters ``latex`` shows: without its commands, braces, scripts' marks
+    and spaces (a fraction counts both its lines: an overestimate that errs towards breaking)."""
+    return len(re.sub(r"\\[a-zA-Z]+|[{}_^ ]", "", latex))
+
+
+def _bracketed(lead: str, parts: list[str], joint: str, comma: str) -> list[str]:
+    """``lead(parts joined)`` on one line when short, else one part per line inside tall brackets."""
+    if visible_length(lead) + sum(visible_length(t) + 1 for t in parts) < LONG:
+        return [f"{lead}\\left({joint.join(parts)}\\right)"]
+    lines = [f"{lead}\\bigg({parts[0]}{comma}"]
+    for i, text in enumerate(parts[1:], 1):
+        sign = "" if comma or text.startswith("-") else "+ "
+        lines.append(f"{sign}{text}" + (comma if i < len(parts) - 1 else "\\bigg)"))
     return lines
 
 
@@ -182,7 +203,7 @@ def latex_lines(expr, constants: dict | None = None, flops_symbol=None) -> str:
     for t in terms:
         starts.add(i)
         i += len(_term_latex(t, flops_symbol))
-    body = [("&" if k == 0 else "&+ " if k in starts else "&\\qquad ") + line for k, line in enumerate(lines)]
+    body = [("&" if k == 0 else "&+ " if k in starts else "&\\quad ") + line for k, line in enumerate(lines)]
     return "\\begin{aligned}" + "\\\\".join(body) + "\\end{aligned}"
 
 
@@ -218,7 +239,7 @@ def signature(op, parameters: set[str]) -> str:
 def dimension_names(graph: OperatorGraph, name: str) -> dict[str, str]:
     """What each of the operator's dimensions is, where the model tells it: ``batch`` (traced
     from the batch axis), a bound symbolic dimension by its size (``sequence`` for ``seq``),
-    ``summed`` (a reduction: a contraction's input features when a weight has it), ``output
+    ``summed`` (a reduction; ``summed input features`` when a weight has it), ``output
     features`` (a weight's other dimension in a contraction), ``weight``; the others are left out (the
     letter and its size are all that is known)."""
     from planner.model.graph import TensorRole
@@ -234,7 +255,7 @@ def dimension_names(graph: OperatorGraph, name: str) -> dict[str, str]:
         if d == batch_dim or d.endswith("~b"):
             out[d] = "batch"
         elif d in op.reduction_dims:
-            out[d] = "summed" + (" (input features)" if d in weight_dims else "")
+            out[d] = "summed input features" if d in weight_dims else "summed"
         elif d in weight_dims:
             out[d] = "output features" if op.op_type in CONTRACTIONS else "weight"
         elif size in symbols:

@@ -58,9 +58,20 @@ def test_a_long_roofline_is_broken_over_lines():
     expr = 3 * sympy.Max(2 * b * k * m * n, traffic) / F + g * k * n
     text = ft.latex_lines(expr, MEM, F)
     lines = text.removeprefix("\\begin{aligned}").removesuffix("\\end{aligned}").split("\\\\")
-    assert lines[0] == "&3 \\max\\Big(\\frac{2 b_{0} k m n}{F},"
-    assert lines[1].startswith("&\\qquad \\quad \\frac{") and lines[1].endswith("}{B_{mem}}\\Big)")
+    assert lines[0] == "&3 \\max\\bigg(\\frac{2 b_{0} k m n}{F},"
+    assert lines[1].startswith("&\\quad \\frac{") and lines[1].endswith("}{B_{mem}}\\bigg)")
     assert lines[2] == "&+ g_{gpu} k n"
+
+
+def test_a_long_sum_times_a_symbol_is_one_summand_per_line():
+    expr = g * (b * k * m / 32 + 3 * k * n + b * m * n / 7 + b * k * n / 5 + k * m * n / 9)
+    text = ft.latex_lines(expr)
+    assert text.startswith("\\begin{aligned}&g_{gpu}\\bigg(")
+    lines = text.removeprefix("\\begin{aligned}&").removesuffix("\\end{aligned}").split("\\\\&\\quad ")
+    assert len(lines) == 5
+    assert lines[-1].endswith("\\bigg)") and all(line.startswith("+ ") for line in lines[1:])
+    # short: one line
+    assert ft.latex_lines(g * (k + n)) == "g_{gpu} \\left(k + n\\right)"
 
 
 def test_no_raw_rational_survives_a_realistic_formula():
@@ -79,8 +90,8 @@ def test_signature_and_dimension_names_of_a_gemm():
     params = {"W0", "b0", "W1", "b1"}
     assert ft.signature(op, params) == "y[m,n] = Σ_k x[m,k] · w1[k,n] + w2[n]"
     names = ft.dimension_names(graph, "fc0")
-    assert names == {"m": "batch", "n": "output features", "k": "summed (input features)"}
-    assert ft.dimensions_text(op, names) == "m = batch (16), n = output features (128), k = summed (input features) (64)"
+    assert names == {"m": "batch", "n": "output features", "k": "summed input features"}
+    assert ft.dimensions_text(op, names) == "m = batch (16), n = output features (128), k = summed input features (64)"
 
 
 def test_signature_of_an_elementwise_operator_names_the_operation():
