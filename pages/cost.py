@@ -64,10 +64,12 @@ sched = r.schedule
 if r.pipelined:
     st.markdown(f"**One iteration**: {headline(r)['breakdown']}")
     st.plotly_chart(iteration_figure(r), key="co_iteration")
-    st.caption("Every slot of the 1F1B schedule takes the slowest stage's time; the bubble is the pipeline filling "
-               f"and draining ((P-1)/v = {sched.stages - 1}/{sched.interleave} slots); the gradient all-reduce runs "
-               "once per iteration, after the last backward pass. Below, the operators' costs are per micro-batch, "
-               "each on its stage's devices.")
+    st.caption("Every slot of the " + ("1F1B schedule" if r.options.mode == "train" else "pipeline")
+               + " takes the slowest stage's time; the bubble is the pipeline filling "
+               f"and draining ((P-1)/v = {sched.stages - 1}/{sched.interleave} slots)"
+               + ("; the gradient all-reduce runs once per iteration, after the last backward pass"
+                  if r.options.mode == "train" else "")
+               + ". Below, the operators' costs are per micro-batch, each on its stage's devices.")
 if sched.stages > 1:
     st.markdown("**Each stage, per micro-batch**")
     st.plotly_chart(stage_time_figure(r), key="co_stages")

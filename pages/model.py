@@ -55,7 +55,7 @@ if g.unsupported_op_types:
     st.warning("Unsupported operator types (planned as replicated, costs approximate): "
                + md_text(", ".join(g.unsupported_op_types)))
 if g.warnings:
-    with st.expander(f"{len(g.warnings)} import warning(s)"):
+    with st.expander(tables.plural(len(g.warnings), "import warning")):
         for w in g.warnings:
             st.markdown("- " + md_text(w))
 

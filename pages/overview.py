@@ -49,8 +49,9 @@ with left:
     st.subheader("Where the time goes")
     if r.pipelined:
         st.plotly_chart(iteration_figure(r), key="ov_iteration")
-        st.caption("One iteration: the micro-batches through the slowest stage, the pipeline's bubble and the "
-                   "gradient sync; the Cost page has each stage, the Strategy page the schedule.")
+        st.caption("One iteration: the micro-batches through the slowest stage, the pipeline's bubble"
+                   + (" and the gradient sync" if r.options.mode == "train" else "")
+                   + "; the Cost page has each stage, the Strategy page the schedule.")
     else:
         st.plotly_chart(level_cost_figure(r), key="ov_levels")
 with right:

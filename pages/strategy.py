@@ -61,7 +61,8 @@ st.subheader("Pipeline stages")
 sched = r.schedule
 if sched.stages == 1:
     st.info("The plan has one stage: every device holds the whole model"
-            + (f", and each iteration runs {sched.micro_batches} micro-batches, accumulating the gradients."
+            + (f", and each iteration runs {sched.micro_batches} micro-batches"
+               + (", accumulating the gradients." if r.options.mode == "train" else ".")
                if sched.micro_batches > 1 else ".")
             + " Set the pipeline stages in the sidebar to see a pipelined plan.")
 else:
