@@ -6,7 +6,7 @@ from explorer import state
 from explorer.options import COMPARE_ALGORITHMS, error_text, options_with
 from explorer.run import page_context
 from explorer.safe_markdown import md_code, md_text
-from explorer.tables import table
+from explorer.tables import format_number, table
 from explorer.views import compare as view
 
 ctx = page_context()
@@ -56,9 +56,9 @@ for i, lv in enumerate(m.levels):
         st.markdown(f"**{md_text(lv.name)} level** (x{lv.arity})")
         bw_now, lat_now = view.level_now(lv)
         bandwidths[i] = st.select_slider("bandwidth (GB/s)", view.bandwidth_choices(bw_now), value=round(bw_now, 6),
-                                         key=f"wi_bw_{i}_{version}", format_func=lambda v: f"{v:g}")
+                                         key=f"wi_bw_{i}_{version}", format_func=lambda v: format_number(v, 4))
         latencies[i] = st.select_slider("latency (µs)", view.latency_choices(lat_now), value=round(lat_now, 6),
-                                        key=f"wi_lat_{i}_{version}", format_func=lambda v: f"{v:g}")
+                                        key=f"wi_lat_{i}_{version}", format_func=lambda v: format_number(v, 4))
 with cols[-1]:
     inner = m.num_devices // m.levels[0].arity
     arities = sorted({a for a in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if a * inner <= 2**20} | {m.levels[0].arity})
