@@ -16,11 +16,10 @@ import numbers
 
 import numpy as np
 import pandas as pd
-import streamlit as st
 
 from planner.units import DASH, decimals_for, format_in, format_number, missing, plural, yes_no
 
-__all__ = ["table", "clean_frame", "format_number", "plural", "yes_no"]  # the pages' formatters too
+__all__ = ["table", "clean_frame", "text_frame", "format_number", "plural", "yes_no"]  # the pages' formatters too
 
 
 def _is_bool(value) -> bool:
@@ -76,10 +75,22 @@ def clean_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     return shown, formats
 
 
+def text_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every cell as the text a reader sees (for the Markdown and HTML reports):
+    number columns with their fixed decimals, ``yes``/``no``, a dash for missing cells."""
+    shown, formats = clean_frame(frame)
+    for col, fmt in formats.items():
+        decimals = 0 if fmt == "%d" else int(fmt[2:-1])
+        shown[col] = [format_in(float(v), 1.0, decimals) for v in shown[col]]
+    return shown
+
+
 def table(frame: pd.DataFrame, config: dict | None = None) -> dict:
     """Keyword arguments for ``st.dataframe``: the cleaned ``data`` and a ``column_config`` with
     a fixed-decimal format for each number column; ``config`` adds or replaces columns' configs
     (a text column's width, a speed-up's ``%.2fx``)."""
+    import streamlit as st  # only here: the views build reports through text_frame without streamlit
+
     shown, formats = clean_frame(frame)
     column_config = {c: st.column_config.NumberColumn(format=f) for c, f in formats.items()}
     column_config.update(config or {})

@@ -53,9 +53,9 @@ st.data_editor(
     column_config={
         "name": st.column_config.TextColumn("name", help="e.g. node, gpu"),
         "arity": st.column_config.NumberColumn("arity", help="children per parent, a whole number >= 1", step=1),
-        "bandwidth (GB/s)": st.column_config.NumberColumn("bandwidth (GB/s)", format="%.4g",
+        "bandwidth (GB/s)": st.column_config.NumberColumn("bandwidth (GB/s)", format="plain",
                                                           help="per device, per direction"),
-        "latency (µs)": st.column_config.NumberColumn("latency (µs)", format="%.4g"),
+        "latency (µs)": st.column_config.NumberColumn("latency (µs)", format="plain"),
     },
 )
 if errors.get("levels"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import time
 from dataclasses import dataclass
 
@@ -13,6 +12,7 @@ import pandas as pd
 
 from explorer.safe_markdown import md_code, md_fence, md_text
 from explorer.sources import ModelSource
+from explorer.tables import text_frame
 from explorer.url_state import encode_bindings
 from explorer.views.cost import level_cost_figure, op_cost_figure
 from explorer.views.memory import memory_figure, memory_table
@@ -77,19 +77,12 @@ def reproduce_command(result: PlanResult, meta: ReportMeta) -> str:
     return " ".join(parts)
 
 
-def _md_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
+def _md_table(frame: pd.DataFrame) -> str:
+    """A Markdown table with the cells as the app's tables show them (:func:`explorer.tables.text_frame`)."""
     cols = list(frame.columns)
     lines = ["| " + " | ".join(md_text(c) for c in cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    for row in frame.itertuples(index=False):
-        cells = []
-        for v in row:
-            if isinstance(v, float):
-                cells.append("" if math.isnan(v) else format(v, floatfmt))
-            elif v is None or v is pd.NA:
-                cells.append("")
-            else:
-                cells.append(md_text(v))
-        lines.append("| " + " | ".join(cells) + " |")
+    for row in text_frame(frame).itertuples(index=False):
+        lines.append("| " + " | ".join(md_text(v) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -153,15 +146,15 @@ def report_html(result: PlanResult, meta: ReportMeta) -> str:
     body = [
         f"<h1>Parallel plan: {html.escape(meta.model.label)} on {html.escape(result.machine.name)}</h1>",
         f"<table>{stamp}</table>",
-        "<h2>Headline</h2>", t["summary"].to_html(index=False, escape=True),
+        "<h2>Headline</h2>", text_frame(t["summary"]).to_html(index=False, escape=True),
         f"<p>{html.escape(explanation(result, meta.model.label, markdown=False)).replace('**', '')}</p>",
-        *(["<h2>Pipeline stages</h2>", t["stages"].to_html(index=False, float_format="%.4g")] if "stages" in t else []),
-        "<h2>Communication per machine level</h2>", t["levels"].to_html(index=False, float_format="%.4g"),
-        "<h2>Memory per device</h2>", t["memory"].to_html(index=False, float_format="%.4g"),
+        *(["<h2>Pipeline stages</h2>", text_frame(t["stages"]).to_html(index=False)] if "stages" in t else []),
+        "<h2>Communication per machine level</h2>", text_frame(t["levels"]).to_html(index=False),
+        "<h2>Memory per device</h2>", text_frame(t["memory"]).to_html(index=False),
         *parts,
         "<h2>Machine (YAML, SI units)</h2>", f"<pre>{html.escape(result.machine.to_yaml())}</pre>",
         f"<h2>Compute operators ({len(t['operators'])}; the JSON lists every planned operator)</h2>",
-        t["operators"].to_html(index=False, float_format="%.4g", na_rep=""),
+        text_frame(t["operators"]).to_html(index=False),
     ]
     if notes:
         body += ["<h2>Notes</h2>", f"<ul>{notes}</ul>"]
