@@ -75,7 +75,8 @@ def explanation(result: PlanResult, model_label: str, markdown: bool = True) -> 
                 "every operator is replicated, because splitting there would cost more in communication than it "
                 "saves (a larger batch or faster links change that; try the Compare page's what-if).")
     split = (f"{s['compute'] / total:.0%} compute, {s['communication'] / total:.0%} communication inside operators "
-             f"(all-reduces of partial sums and gradients) and {s['redistribution'] / total:.0%} redistribution between "
+             "(all-reduces of partial sums" + (" and gradients" if result.options.mode == "train" else "")
+             + f") and {s['redistribution'] / total:.0%} redistribution between "
              "operators whose layouts differ")
     time_text = f"**{h['iteration']}** is the predicted time of {mode}: {split}. "
     if result.pipelined:
