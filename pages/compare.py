@@ -80,7 +80,7 @@ except Exception as exc:  # noqa: BLE001
     st.error(f"No plan on the what-if machine: {md_text(error_text(ctx.options.algorithm, exc))}")
     st.stop()
 fig = view.what_if_metrics(ctx.result, alt)
-w = st.columns(4)
+w = [*st.columns(2), *st.columns(2)]  # two rows of two: no label is cut at 1024 px
 w[0].metric("Devices", fig["devices"], delta=fig["devices_delta"])
 w[1].metric("Predicted iteration time", fig["iteration"], delta=fig["iteration_delta"], delta_color="inverse")
 w[2].metric("Speed-up vs data parallel", fig["speedup"])
