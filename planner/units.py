@@ -141,6 +141,15 @@ def common_scale(values: Iterable[float], units: tuple = BYTE_UNITS) -> tuple[st
     return next(((u, s) for u, s in units if top >= s), units[-1])
 
 
+def format_bytes_like(nbytes: float, *others: float) -> str:
+    """``nbytes`` in the unit of the largest of it and ``others``: one unit for one quantity in a
+    view (``0.411 GiB of 74.5 GiB``, not ``421 MiB of 74.5 GiB``)."""
+    if missing(nbytes):
+        return DASH
+    unit, scale = common_scale([nbytes, *others])
+    return f"{format_number(nbytes / scale)} {unit}"
+
+
 def decimals_for(values: Iterable[float], digits: int = DIGITS, max_decimals: int = 3) -> int:
     """The decimals one column shows so that its smallest non-zero value keeps ``digits``
     significant digits (at most ``max_decimals``); a fixed count keeps the column aligned."""

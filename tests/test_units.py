@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.units import (BYTE_UNITS, COUNT_UNITS, DASH, FLOP_UNITS, SECOND_UNITS, clean_float, common_scale,
-                           decimals_for, format_bytes, format_count, format_delta_seconds, format_flop_count,
+                           decimals_for, format_bytes, format_bytes_like, format_count, format_delta_seconds, format_flop_count,
                            format_in, format_number, format_seconds, format_speedup, gbps, gib, microseconds,
                            plural, tflops, yes_no)
 
@@ -88,6 +88,9 @@ def test_one_unit_per_column():
     assert decimals_for([120.0, 3000.0]) == 0
     assert format_in(0.46 * 2**30, 2**30, 2) == "0.46"
     assert format_in(None, 2**30, 2) == DASH
+    # a peak of 421 MiB beside a capacity of 74.5 GiB reads in GiB: 421/1024 = 0.411
+    assert format_bytes_like(421 * 2**20, 74.5 * 2**30) == "0.411 GiB"
+    assert format_bytes_like(74.5 * 2**30, 421 * 2**20) == "74.5 GiB"
 
 
 def test_conversions_to_the_explorers_units():

@@ -8,7 +8,7 @@ from explorer.safe_markdown import md_text, plain
 from explorer.views.pipeline import configuration_label, fullest_stage, stage_work_seconds
 from explorer.views.splits import distinct_workers
 from planner.api import PlanResult
-from planner.units import format_bytes, format_seconds, format_speedup, plural
+from planner.units import format_bytes, format_bytes_like, format_seconds, format_speedup, plural
 
 
 def headline(result: PlanResult) -> dict:
@@ -40,11 +40,11 @@ def headline(result: PlanResult) -> dict:
         "data_parallel": format_seconds(result.data_parallel_seconds) + (
             f" (does not fit: {format_bytes(result.data_parallel_memory.peak)} per device)"
             if result.data_parallel_memory is not None and not result.data_parallel_memory.fits else ""),
-        "memory": f"{format_bytes(mem.peak)} / {format_bytes(mem.capacity)}",
-        "memory_peak": format_bytes(mem.peak),
-        "memory_capacity": format_bytes(mem.capacity),
+        "memory": f"{format_bytes_like(mem.peak, mem.capacity)} / {format_bytes(mem.capacity)}",
+        "memory_peak": format_bytes_like(mem.peak, mem.capacity),
+        "memory_capacity": format_bytes_like(mem.capacity, mem.peak),
         "fits": mem.fits,
-        "shortfall": format_bytes(mem.shortfall_bytes),
+        "shortfall": format_bytes_like(mem.shortfall_bytes, mem.peak, mem.capacity),
         "search": format_seconds(result.plan.search_seconds),
         "compute": format_seconds(s["compute"]),
         "communication": format_seconds(s["communication"]),
@@ -91,7 +91,8 @@ def explanation(result: PlanResult, model_label: str, markdown: bool = True) -> 
         + (f" (but pure data parallelism does not fit: it needs {format_bytes(result.data_parallel_memory.peak)} per "
            "device). " if result.data_parallel_memory is not None and not result.data_parallel_memory.fits else ". ")
         + 
-        f"Per device {who} needs {format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}: it {fit}. "
+        f"Per device {who} needs {format_bytes_like(result.memory.peak, result.memory.capacity)} of "
+        f"{format_bytes_like(result.memory.capacity, result.memory.peak)}: it {fit}. "
         "Predictions are model estimates for comparing strategies, not measurements."
         + (" Here no operator is split: with this batch and machine, every split would cost more in communication "
            "than it saves in compute, so each device runs the whole iteration (the others hold replicas)."

@@ -24,7 +24,7 @@ from planner.api import PlanResult
 from planner.machine.tree import load_preset, preset_paths
 from planner.model.graph import OpKind
 from planner.plans.report import plan_to_json
-from planner.units import format_bytes, format_number, microseconds
+from planner.units import format_bytes_like, format_number, microseconds
 
 
 @dataclass
@@ -98,7 +98,9 @@ def report_tables(result: PlanResult) -> dict[str, pd.DataFrame]:
         {"figure": "TFLOP/s per device (model / hardware)", "value": f"{format_number(h['tflops_model'])} / {format_number(h['tflops_hardware'])}"},
         {"figure": "pure data parallel", "value": h["data_parallel"]},
         {"figure": "speed-up over pure data parallel", "value": h["speedup"]},
-        {"figure": "memory per device" + stage, "value": f"{format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}"
+        {"figure": "memory per device" + stage,
+         "value": f"{format_bytes_like(result.memory.peak, result.memory.capacity)} of "
+                  f"{format_bytes_like(result.memory.capacity, result.memory.peak)}"
                                                          + ("" if h["fits"] else f" (does NOT fit: {h['shortfall']} short)")},
         {"figure": "search time", "value": h["search"]},
     ])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from planner.units import format_bytes, format_number, format_seconds, format_speedup, plural
+from planner.units import format_bytes, format_bytes_like, format_number, format_seconds, format_speedup, plural
 
 
 def print_result(result, label: str, how: str) -> None:
@@ -60,6 +60,7 @@ def _print_throughput_and_memory(result) -> None:
     dp_fit = f" (it does not fit: {format_bytes(dp_memory.peak)} per device)" if dp_memory and not dp_memory.fits else ""
     print(f"data parallel {format_seconds(result.data_parallel_seconds)}{dp_fit}: speed-up over pure data parallel "
           f"{format_speedup(result.speedup_over_data_parallel)}")
-    fit = "fits" if mem.fits else f"does NOT fit: {format_bytes(mem.shortfall_bytes)} short"
+    fit = "fits" if mem.fits else f"does NOT fit: {format_bytes_like(mem.shortfall_bytes, mem.peak)} short"
     where = f" (stage {[m.peak for m in sched.memory].index(mem.peak)}, the fullest)" if sched.stages > 1 else ""
-    print(f"memory       {format_bytes(mem.peak)} per device of {format_bytes(mem.capacity)}{where} ({fit})")
+    print(f"memory       {format_bytes_like(mem.peak, mem.capacity)} per device of "
+          f"{format_bytes_like(mem.capacity, mem.peak)}{where} ({fit})")

@@ -86,10 +86,10 @@ def test_first_load_shows_a_real_plan():
     assert metric(at, "Devices") == "512"
     assert metric(at, "Predicted iteration time").endswith("s")
     assert metric(at, "Speed-up vs data parallel").endswith("x")
-    # BERT-base over 2 stages of 256 A100s: 531 MiB of the fullest stage, in units a person reads
+    # BERT-base over 2 stages of 256 A100s: 531 MiB of the fullest stage, in the unit of the capacity (GiB)
     # (not "0.519 GiB"): format_bytes of the result's own peak, whose unit is worked out here
     peak = c.result.memory.peak
-    assert 2**20 <= peak < 2**30 and metric(at, "Memory per device") == f"{peak / 2**20:.3g} MiB"
+    assert 2**20 <= peak < 2**30 and metric(at, "Memory per device") == f"{peak / 2**30:.3g} GiB"
     assert metric(at, "Search time")
     assert any("speed-up over pure data parallel" in m.value for m in at.markdown)
     # the view is in the URL
