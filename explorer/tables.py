@@ -17,9 +17,11 @@ import numbers
 import numpy as np
 import pandas as pd
 
-from planner.units import DASH, decimals_for, format_in, format_number, missing, plural, yes_no
+from planner.units import DASH, decimals_for, format_number, missing, plural, yes_no
 
-__all__ = ["table", "clean_frame", "text_frame", "format_number", "plural", "yes_no"]  # the pages' formatters too
+__all__ = ["table", "clean_frame", "text_frame", "format_number", "plural", "yes_no", "SPEEDUP"]  # pages' formatters too
+
+SPEEDUP = {"speed-up over data parallel": "%.2fx"}  #: the speed-up column's format, as format_speedup writes it
 
 
 def _is_bool(value) -> bool:
@@ -53,26 +55,32 @@ def _number_format(values) -> str:
     return f"%.{decimals_for(finite)}f"
 
 
-def clean_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The frame as it is shown and the printf format of each number column it keeps as numbers."""
+def _as_text(value, fmt: str) -> str:
+    if missing(value):
+        return DASH
+    return fmt % (int(value) if fmt == "%d" else float(value))
+
+
+def clean_frame(frame: pd.DataFrame, formats: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The frame as it is shown and the printf format of each number column it keeps as numbers;
+    ``formats`` gives a column its own (``%.2fx`` for a speed-up)."""
     out = {}
-    formats = {}
+    kept = {}
     for col in frame.columns:
         values = frame[col]
         if _is_bool_column(values):
             out[col] = [yes_no(v) for v in values]
         elif _is_number_column(values):
-            fmt = _number_format(values)
+            fmt = (formats or {}).get(col) or _number_format(values)
             if any(missing(v) for v in values):  # a dash must show: text, formatted alike
-                decimals = 0 if fmt == "%d" else int(fmt[2:-1])
-                out[col] = [format_in(None if missing(v) else float(v), 1.0, decimals) for v in values]
+                out[col] = [_as_text(v, fmt) for v in values]
             else:
                 out[col] = list(values)
-                formats[col] = fmt
+                kept[col] = fmt
         else:
             out[col] = [_text(v) for v in values]
     shown = pd.DataFrame(out, columns=list(frame.columns), index=frame.index)
-    return shown, formats
+    return shown, kept
 
 
 def text_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -80,18 +88,17 @@ def text_frame(frame: pd.DataFrame) -> pd.DataFrame:
     number columns with their fixed decimals, ``yes``/``no``, a dash for missing cells."""
     shown, formats = clean_frame(frame)
     for col, fmt in formats.items():
-        decimals = 0 if fmt == "%d" else int(fmt[2:-1])
-        shown[col] = [format_in(float(v), 1.0, decimals) for v in shown[col]]
+        shown[col] = [_as_text(v, fmt) for v in shown[col]]
     return shown
 
 
-def table(frame: pd.DataFrame, config: dict | None = None) -> dict:
+def table(frame: pd.DataFrame, config: dict | None = None, formats: dict[str, str] | None = None) -> dict:
     """Keyword arguments for ``st.dataframe``: the cleaned ``data`` and a ``column_config`` with
-    a fixed-decimal format for each number column; ``config`` adds or replaces columns' configs
-    (a text column's width, a speed-up's ``%.2fx``)."""
+    a fixed-decimal format for each number column; ``formats`` gives columns their own printf
+    format (a speed-up's ``%.2fx``), ``config`` adds or replaces columns' configs (a width)."""
     import streamlit as st  # only here: the views build reports through text_frame without streamlit
 
-    shown, formats = clean_frame(frame)
+    shown, formats = clean_frame(frame, formats)
     column_config = {c: st.column_config.NumberColumn(format=f) for c, f in formats.items()}
     column_config.update(config or {})
     return {"data": shown, "column_config": column_config}

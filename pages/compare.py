@@ -6,7 +6,7 @@ from explorer import state
 from explorer.options import COMPARE_ALGORITHMS, error_text, options_with
 from explorer.run import page_context
 from explorer.safe_markdown import md_code, md_text
-from explorer.tables import format_number, table
+from explorer.tables import SPEEDUP, format_number, table
 from explorer.views import compare as view
 
 ctx = page_context()
@@ -33,8 +33,7 @@ for i, algo in enumerate(COMPARE_ALGORITHMS):
 if bar is not None:
     bar.empty()
 frame = view.compare_table(rows)
-st.dataframe(**table(frame, {"speed-up over data parallel": st.column_config.NumberColumn(format="%.2fx"),
-                             "note": st.column_config.TextColumn(width="large")}), hide_index=True)
+st.dataframe(**table(frame, {"note": st.column_config.TextColumn(width="large")}, SPEEDUP), hide_index=True)
 left, right = st.columns([3, 2])
 left.plotly_chart(view.compare_figure(frame), key="cmp_bar")
 with right:
@@ -108,5 +107,4 @@ if sweep is None:
         slot.empty()
 if sweep is not None:
     st.plotly_chart(view.sweep_figure(sweep), key="wi_sweep_fig")
-    st.dataframe(**table(sweep, {"speed-up over data parallel": st.column_config.NumberColumn(format="%.2fx")}),
-                 hide_index=True)
+    st.dataframe(**table(sweep, formats=SPEEDUP), hide_index=True)

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from planner.machine.tree import Machine, MachineError
-from planner.units import GB, GIB, TFLOPS, US, format_number, gbps, gib, microseconds, tflops
+from planner.units import GB, GIB, TFLOPS, US, clean_float, format_number, gbps, gib, microseconds, tflops
 
 
 LEVEL_COLUMNS = ("name", "arity", "bandwidth (GB/s)", "latency (µs)")
@@ -50,7 +50,8 @@ def machine_from_levels(machine: Machine, frame: pd.DataFrame) -> Machine:
         lat = _cell_number(row.get("latency (µs)"), i, "latency (µs)", "10")
         if lat < 0:
             raise MachineError(f"level {i + 1} ({name}): latency must be 0 µs or more, e.g. 10; got {lat:g}")
-        levels.append({"name": str(name).strip(), "arity": int(arity), "bandwidth_Bps": bw * GB, "latency_s": lat * US})
+        levels.append({"name": str(name).strip(), "arity": int(arity), "bandwidth_Bps": clean_float(bw * GB),
+                       "latency_s": clean_float(lat * US)})
     data = machine.to_dict()
     data["levels"] = levels
     return Machine.from_dict(data)

@@ -116,7 +116,8 @@ def test_pages_show_their_content():
     assert list(table["algorithm"]) == list(COMPARE_ALGORITHMS)
     exact = table[table["algorithm"] == "exact"].iloc[0]
     assert exact["note"].startswith("exact: too large for this graph: more than") and "bound" in exact["note"]
-    assert table[table["algorithm"] == "data_parallel"].iloc[0]["speed-up over data parallel"] == pytest.approx(1.0)
+    # the exact search's row has no speed-up (a dash), so the column reads as text, as format_speedup writes it
+    assert table[table["algorithm"] == "data_parallel"].iloc[0]["speed-up over data parallel"] == "1.00x"
     goto(at, "report")
     labels = [b.label for b in at.get("download_button")]
     assert {"Plan JSON", "Report (HTML)", "Report (Markdown)", "Machine YAML"} <= set(labels)
@@ -562,9 +563,9 @@ def test_a_pipelined_plan_on_every_page():
     assert_clean(at)
     frames = {tuple(d.value.columns): d.value for d in at.dataframe}
     stages = next(f for cols, f in frames.items() if "slowest" in cols)
-    assert list(stages["stage"]) == [0, 1] and stages["slowest"].sum() == 1
+    assert list(stages["stage"]) == [0, 1] and list(stages["slowest"]).count("yes") == 1
     tried = next(f for cols, f in frames.items() if "in use" in cols)
-    assert tried["in use"].sum() == 1 and list(tried["stages"]) == [2]
+    assert list(tried["in use"]) == ["yes"] and list(tried["stages"]) == [2]
     assert any(m.value.startswith("**One iteration**: 4 micro-batches x slowest stage") for m in at.markdown)
     assert {"co_iteration", "co_stages"} <= chart_keys(at)
     for page in ("overview", "report", "compare"):
