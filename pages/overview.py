@@ -34,8 +34,8 @@ c[3].metric("TFLOP/s per device", format_number(h["tflops_model"]),
             help=f"the model's FLOPs per iteration over the iteration time and the devices; counting recomputed "
                  f"FLOPs too (hardware): {format_number(h['tflops_hardware'])}")
 c[4].metric("Memory per device", h["memory_peak"],
-            delta=f"of {h['memory_capacity']}: " + ("fits" if h["fits"] else f"{h['shortfall']} short")
-            + (f" (stage {h['fullest_stage']}, the fullest)" if staged else ""),
+            delta=f"of {h['memory_capacity']}: " + ("fits" if h["fits"] else f"{h['shortfall']} short"),
+            help=f"stage {h['fullest_stage']}, the fullest" if staged else None,  # the delta stays short: not cut
             delta_color="green" if h["fits"] else "red", delta_arrow="off")
 c[5].metric("Search time", h["search"], help=f"{r.plan.algorithm}, {len(r.cost_model.planned)} operators planned")
 st.caption(f"Configuration: {h['configuration']}")
