@@ -6,6 +6,7 @@ from explorer import state
 from explorer.run import page_context
 from explorer.safe_markdown import md_code, md_text
 from explorer.sources import preset_names
+from explorer.tables import format_number
 from explorer.views import machine as view
 
 ctx = page_context()
@@ -52,9 +53,9 @@ st.data_editor(
     column_config={
         "name": st.column_config.TextColumn("name", help="e.g. node, gpu"),
         "arity": st.column_config.NumberColumn("arity", help="children per parent, a whole number >= 1", step=1),
-        "bandwidth (GB/s)": st.column_config.NumberColumn("bandwidth (GB/s)", format="%.4g",
+        "bandwidth (GB/s)": st.column_config.NumberColumn("bandwidth (GB/s)", format="plain",
                                                           help="per device, per direction"),
-        "latency (µs)": st.column_config.NumberColumn("latency (µs)", format="%.4g"),
+        "latency (µs)": st.column_config.NumberColumn("latency (µs)", format="plain"),
     },
 )
 if errors.get("levels"):
@@ -62,8 +63,8 @@ if errors.get("levels"):
 
 m1, m2, m3 = st.columns(3)
 m1.metric("Devices", f"{machine.num_devices:,}")
-m2.metric("Device peak", f"{fields['peak_tflops']:.4g} TFLOP/s")
-m3.metric("Device memory", f"{fields['memory_gib']:.3g} GiB")
+m2.metric("Device peak", f"{format_number(fields['peak_tflops'])} TFLOP/s")
+m3.metric("Device memory", f"{format_number(fields['memory_gib'])} GiB")
 st.plotly_chart(view.machine_tree_figure(machine), key="mc_tree")
 st.caption("Cut schedule (D-Rec splits the machine one prime at a time, outermost level first): "
            + (", ".join(md_text(cut) for cut in view.cut_schedule(machine)) or "none (one device)"))

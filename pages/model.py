@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import state
+from explorer import state, tables
 from explorer.run import page_context
 from explorer.safe_markdown import md_code, md_text
 from explorer.sources import sample_paths
@@ -55,7 +55,7 @@ if g.unsupported_op_types:
     st.warning("Unsupported operator types (planned as replicated, costs approximate): "
                + md_text(", ".join(g.unsupported_op_types)))
 if g.warnings:
-    with st.expander(f"{len(g.warnings)} import warning(s)"):
+    with st.expander(tables.plural(len(g.warnings), "import warning")):
         for w in g.warnings:
             st.markdown("- " + md_text(w))
 
@@ -73,10 +73,8 @@ if layers.count >= 2:
     layer_range = f4.slider(f"Layers ({md_text(layers.family)}N)", lo, hi, (lo, hi), key="mp_layers")
 shown = filter_table(table, types, kinds, text, layer_range)
 st.caption(f"{len(shown):,} of {len(table):,} operators (shape arithmetic hidden)")
-st.dataframe(shown, hide_index=True, height=320, column_config={
-    "GFLOP": st.column_config.NumberColumn(format="%.4g"),
-    "parameters": st.column_config.NumberColumn(format="localized"),
-})
+st.dataframe(**tables.table(shown, {"parameters": st.column_config.NumberColumn(format="localized")}), hide_index=True,
+             height=320)
 
 # ---- graph ----
 st.subheader("Graph")

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from explorer.figures import fit
 from planner.machine.tree import Machine, MachineError
-from planner.units import GB, GIB, TFLOPS, US, gbps, gib, microseconds, tflops
+from planner.units import GB, GIB, TFLOPS, US, clean_float, format_number, gbps, gib, microseconds, tflops
 
 
 LEVEL_COLUMNS = ("name", "arity", "bandwidth (GB/s)", "latency (µs)")
@@ -51,7 +51,8 @@ def machine_from_levels(machine: Machine, frame: pd.DataFrame) -> Machine:
         lat = _cell_number(row.get("latency (µs)"), i, "latency (µs)", "10")
         if lat < 0:
             raise MachineError(f"level {i + 1} ({name}): latency must be 0 µs or more, e.g. 10; got {lat:g}")
-        levels.append({"name": str(name).strip(), "arity": int(arity), "bandwidth_Bps": bw * GB, "latency_s": lat * US})
+        levels.append({"name": str(name).strip(), "arity": int(arity), "bandwidth_Bps": clean_float(bw * GB),
+                       "latency_s": clean_float(lat * US)})
     data = machine.to_dict()
     data["levels"] = levels
     return Machine.from_dict(data)
@@ -132,8 +133,8 @@ def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int 
     frontier = ["root"]
     for depth, lv in enumerate(machine.levels):
         below = math.prod(x.arity for x in machine.levels[depth + 1:])
-        what = f"level {lv.name}: {lv.arity} per parent, {gbps(lv.bandwidth_Bps):.4g} GB/s, " \
-               f"{microseconds(lv.latency_s):.3g} µs" + (f"; {below:,} devices each" if below > 1 else "")
+        what = f"level {lv.name}: {lv.arity} per parent, {format_number(gbps(lv.bandwidth_Bps))} GB/s, " \
+               f"{format_number(microseconds(lv.latency_s))} µs" + (f"; {below:,} devices each" if below > 1 else "")
         if lv.arity <= expand_up_to:
             picks = [(k, 1) for k in range(lv.arity)]
         else:

@@ -9,7 +9,7 @@ from explorer.views.pipeline import configuration_label, fullest_stage, stage_wo
 from explorer.views.splits import distinct_workers
 from planner.api import PlanResult
 from planner.plans.parallelism import describe, summary_lines
-from planner.units import format_bytes, format_seconds, format_speedup
+from planner.units import format_bytes, format_bytes_like, format_seconds, format_speedup, plural
 
 
 def headline(result: PlanResult) -> dict:
@@ -21,9 +21,10 @@ def headline(result: PlanResult) -> dict:
     sched = result.schedule
     flops = sched.tflops_per_device()
     if result.pipelined:
-        breakdown = (f"{sched.micro_batches} micro-batches x slowest stage {format_seconds(max(sched.stage_seconds))} "
-                     f"+ bubble {format_seconds(sched.bubble_seconds)} + gradient sync "
-                     f"{format_seconds(max(sched.gradient_sync_seconds))}")
+        breakdown = (f"{plural(sched.micro_batches, 'micro-batch')} x slowest stage "
+                     f"{format_seconds(max(sched.stage_seconds))} + bubble {format_seconds(sched.bubble_seconds)}"
+                     + (f" + gradient sync {format_seconds(max(sched.gradient_sync_seconds))}"
+                        if result.options.mode == "train" else ""))
     else:
         breakdown = (f"compute {format_seconds(s['compute'])} + communication {format_seconds(s['communication'])} "
                      f"+ redistribution {format_seconds(s['redistribution'])}")
@@ -41,11 +42,11 @@ def headline(result: PlanResult) -> dict:
         "data_parallel": format_seconds(result.data_parallel_seconds) + (
             f" (does not fit: {format_bytes(result.data_parallel_memory.peak)} per device)"
             if result.data_parallel_memory is not None and not result.data_parallel_memory.fits else ""),
-        "memory": f"{format_bytes(mem.peak)} / {format_bytes(mem.capacity)}",
-        "memory_peak": format_bytes(mem.peak),
-        "memory_capacity": format_bytes(mem.capacity),
+        "memory": f"{format_bytes_like(mem.peak, mem.capacity)} / {format_bytes(mem.capacity)}",
+        "memory_peak": format_bytes_like(mem.peak, mem.capacity),
+        "memory_capacity": format_bytes_like(mem.capacity, mem.peak),
         "fits": mem.fits,
-        "shortfall": format_bytes(mem.shortfall_bytes),
+        "shortfall": format_bytes_like(mem.shortfall_bytes, mem.peak, mem.capacity),
         "search": format_seconds(result.plan.search_seconds),
         "compute": format_seconds(s["compute"]),
         "communication": format_seconds(s["communication"]),
@@ -76,7 +77,8 @@ def explanation(result: PlanResult, model_label: str, markdown: bool = True) -> 
                 "every operator is replicated, because splitting there would cost more in communication than it "
                 "saves (a larger batch or faster links change that; try the Compare page's what-if).")
     split = (f"{s['compute'] / total:.0%} compute, {s['communication'] / total:.0%} communication inside operators "
-             f"(all-reduces of partial sums and gradients) and {s['redistribution'] / total:.0%} redistribution between "
+             "(all-reduces of partial sums" + (" and gradients" if result.options.mode == "train" else "")
+             + f") and {s['redistribution'] / total:.0%} redistribution between "
              "operators whose layouts differ")
     time_text = f"**{h['iteration']}** is the predicted time of {mode}: {split}. "
     if result.pipelined:
@@ -91,7 +93,8 @@ def explanation(result: PlanResult, model_label: str, markdown: bool = True) -> 
         + (f" (but pure data parallelism does not fit: it needs {format_bytes(result.data_parallel_memory.peak)} per "
            "device). " if result.data_parallel_memory is not None and not result.data_parallel_memory.fits else ". ")
         + 
-        f"Per device {who} needs {format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}: it {fit}. "
+        f"Per device {who} needs {format_bytes_like(result.memory.peak, result.memory.capacity)} of "
+        f"{format_bytes_like(result.memory.capacity, result.memory.peak)}: it {fit}. "
         "Predictions are model estimates for comparing strategies, not measurements."
         + (" Here no operator is split: with this batch and machine, every split would cost more in communication "
            "than it saves in compute, so each device runs the whole iteration (the others hold replicas)."
@@ -105,22 +108,26 @@ def pipeline_explanation(result: PlanResult, operator_split: str, esc: Callable 
     slowest = max(range(sched.stages), key=lambda i: sched.stage_seconds[i])
     t = sched.stage_seconds[slowest]
     size = f" of {sched.micro_batch_size}" if sched.micro_batch_size else ""
+    train = result.options.mode == "train"
+    micro = f"**{plural(sched.micro_batches, 'micro-batch')}**"
     if sched.stages > 1:
         levels = esc(", ".join(dict.fromkeys(sched.boundary_levels))) or "no"
         shape = (f"The model is cut into **{sched.stages} pipeline stages** (consecutive layers, each on "
-                 f"{result.split.stage_machine.num_devices:,} devices; activations and their gradients are sent "
-                 f"between stages over the {levels} level) and the batch into **{sched.micro_batches} micro-batches**"
-                 f"{size}, run in the 1F1B schedule"
+                 f"{result.split.stage_machine.num_devices:,} devices; activations"
+                 + (" and their gradients" if train else "") + f" are sent between stages over the {levels} level) "
+                 f"and the batch into {micro}{size}, run in the " + ("1F1B schedule" if train else "pipeline")
                  + (f" with {sched.interleave} model chunks per device" if sched.interleave > 1 else "") + ". ")
         slots = (f"{sched.micro_batches} x the slowest stage's {format_seconds(t)} per micro-batch (stage {slowest}: "
                  f"{format_seconds(stage_work_seconds(result)[slowest])} of operators, "
                  f"{format_seconds(sched.send_seconds[slowest])} of sends), plus the fill-and-drain bubble of "
                  f"{format_seconds(sched.bubble_seconds)}")
     else:
-        shape = (f"The batch is processed as **{sched.micro_batches} micro-batches**{size}, accumulating the "
-                 "gradients, so that the gradient all-reduce happens once per iteration. ")
+        shape = (f"The batch is processed as {micro}{size}" + (", accumulating the gradients, so that the gradient "
+                                                               "all-reduce happens once per iteration. " if train else ". "))
         slots = f"{sched.micro_batches} x {format_seconds(t)} per micro-batch"
-    return (shape + f"**{format_seconds(result.total_seconds)}** is the predicted time of one training iteration: "
-            f"{slots}, plus the gradient all-reduce of {format_seconds(max(sched.gradient_sync_seconds))}"
+    sync = (f", plus the gradient all-reduce of {format_seconds(max(sched.gradient_sync_seconds))}"
             + (" (the part the last backward pass does not hide)" if result.options.overlap_gradient_sync else "")
-            + f". Over the whole model, one micro-batch is {operator_split}. ")
+            if train else "")
+    return (shape + f"**{format_seconds(result.total_seconds)}** is the predicted time of one "
+            + ("training iteration" if train else "batch") + f": {slots}{sync}. Over the whole model, one "
+            f"micro-batch is {operator_split}. ")

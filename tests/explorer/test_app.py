@@ -85,11 +85,11 @@ def test_first_load_shows_a_real_plan():
     assert c.machine_label == DEFAULT_MACHINE and c.options == DEFAULT_OPTIONS
     assert metric(at, "Devices") == "512"
     assert metric(at, "Predicted iteration time").endswith("s")
-    assert metric(at, "Speed-up over pure data parallel").endswith("x")
-    # BERT-base over 2 stages of 256 A100s: 531 MiB of the fullest stage, in units a person reads
+    assert metric(at, "Speed-up vs data parallel").endswith("x")
+    # BERT-base over 2 stages of 256 A100s: 531 MiB of the fullest stage, in the unit of the capacity (GiB)
     # (not "0.519 GiB"): format_bytes of the result's own peak, whose unit is worked out here
     peak = c.result.memory.peak
-    assert 2**20 <= peak < 2**30 and metric(at, "Memory per device") == f"{peak / 2**20:.3g} MiB"
+    assert 2**20 <= peak < 2**30 and metric(at, "Memory per device") == f"{peak / 2**30:.3g} GiB"
     assert metric(at, "Search time")
     assert any("speed-up over pure data parallel" in m.value for m in at.markdown)
     # the view is in the URL
@@ -116,7 +116,8 @@ def test_pages_show_their_content():
     assert list(table["algorithm"]) == list(COMPARE_ALGORITHMS)
     exact = table[table["algorithm"] == "exact"].iloc[0]
     assert exact["note"].startswith("exact: too large for this graph: more than") and "bound" in exact["note"]
-    assert table[table["algorithm"] == "data_parallel"].iloc[0]["speed-up over data parallel"] == pytest.approx(1.0)
+    # the exact search's row has no speed-up (a dash), so the column reads as text, as format_speedup writes it
+    assert table[table["algorithm"] == "data_parallel"].iloc[0]["speed-up over data parallel"] == "1.00x"
     goto(at, "report")
     labels = [b.label for b in at.get("download_button")]
     assert {"Plan JSON", "Report (HTML)", "Report (Markdown)", "Machine YAML"} <= set(labels)
@@ -271,7 +272,7 @@ def test_switch_algorithm_and_mode():
     at.selectbox(key="sb_algorithm").select("data_parallel").run()
     assert_clean(at)
     assert ctx(at).options.algorithm == "data_parallel"
-    assert metric(at, "Speed-up over pure data parallel") == "1.00x"
+    assert metric(at, "Speed-up vs data parallel") == "1.00x"
     at.segmented_control(key="sb_mode").set_value("infer").run()
     assert_clean(at)
     r = ctx(at).result
@@ -563,9 +564,9 @@ def test_a_pipelined_plan_on_every_page():
     assert_clean(at)
     frames = {tuple(d.value.columns): d.value for d in at.dataframe}
     stages = next(f for cols, f in frames.items() if "slowest" in cols)
-    assert list(stages["stage"]) == [0, 1] and stages["slowest"].sum() == 1
+    assert list(stages["stage"]) == [0, 1] and list(stages["slowest"]).count("yes") == 1
     tried = next(f for cols, f in frames.items() if "in use" in cols)
-    assert tried["in use"].sum() == 1 and list(tried["stages"]) == [2]
+    assert list(tried["in use"]) == ["yes"] and list(tried["stages"]) == [2]
     assert any(m.value.startswith("**One iteration**: 4 micro-batches x slowest stage") for m in at.markdown)
     assert {"co_iteration", "co_stages"} <= chart_keys(at)
     for page in ("overview", "report", "compare"):
