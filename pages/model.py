@@ -85,13 +85,13 @@ g1, g2, g3, g4 = st.columns([3, 3, 2, 2])
 modes = list(graph_view.VIEW_MODES)
 mode = g1.selectbox("View", modes, index=modes.index(default.mode), format_func=graph_view.VIEW_MODES.get, key="mp_view")
 view = graph_view.GraphView(mode)
-if mode in ("blocks", "layers"):
-    if layers.count >= 2:
-        lo, hi = layers.indices[0], layers.indices[-1]
+if mode in ("blocks", "layers") and layers.count >= 2:
+    lo, hi = layers.indices[0], layers.indices[-1]
+    view.expand = mode == "layers" or g2.toggle("Expand layers", key="mp_view_expand",
+                                                help="draw a range of layers operator by operator")
+    if view.expand:
         view.layer_range = g2.slider("Expanded layers" if mode == "blocks" else "Layers", lo, hi,
                                      default.layer_range if default.mode in ("blocks", "layers") else (lo, lo), key="mp_view_layers")
-    else:
-        g2.info("No repeated layers in the names: the heaviest operators are shown.")
 elif mode == "heaviest":
     view.top_n = g2.slider("N heaviest", 5, 200, default.top_n, key="mp_view_top")
 elif mode == "range":

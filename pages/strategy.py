@@ -50,11 +50,11 @@ with tab_heat:
         st.plotly_chart(view.strategy_heatmap(r, names), key="st_heat")
 with tab_graph:
     shown_graph = graph_view.default_view(g)
-    if layer_range is not None and shown_graph.mode == "blocks":
-        shown_graph.layer_range = layer_range
     vg = graph_view.build_view(g, shown_graph)
-    st.caption(f"{graph_view.VIEW_MODES[shown_graph.mode]} ({len(vg.nodes)} nodes; collapsed layers take the split of their "
-               "heaviest operator); change the view on the Model page")
+    st.caption(f"{graph_view.VIEW_MODES[shown_graph.mode]} ({len(vg.nodes)} nodes; a collapsed layer takes the split of "
+               "its heaviest operator). Colours name what is split (batch, sequence, hidden, heads, vocabulary, "
+               "experts) and over which machine level; hover a node for its time and its dimensions' own letters. "
+               "Expand layers on the Model page.")
     st.plotly_chart(graph_view.graph_figure(g, vg, "strategy", r), key="st_graph")
 
 # ---- pipeline stages ----

@@ -1,4 +1,5 @@
-"""How a plan splits operators, in words: an operator's splits (``b0 x64 · n x8``), per machine
+"""How a plan splits operators, in words: an operator's splits (``b0 x64 · n x8``), the same by the
+role of each split dimension and the level it is split over (``batch x64 over node``), per machine
 cut and per level, the kind of parallelism per level, and how many devices do distinct work.
 Shared by the graph, the strategy tables, the overview and the sweep."""
 
@@ -8,7 +9,8 @@ import math
 
 from planner.api import PlanResult
 from planner.cost.model import CostModel
-from planner.model.graph import OpKind
+from planner.model.graph import OperatorGraph, OpKind
+from planner.model.roles import dim_roles
 from planner.plans.report import op_cuts, op_splits
 
 
@@ -22,6 +24,35 @@ def strategy_label(result: PlanResult, name: str) -> str:
         return "not planned"
     splits = {d: f for d, f in op_splits(result, name).items() if f > 1}
     return " · ".join(f"{d} x{f}" for d, f in splits.items()) or "replicated"
+
+
+_ROLES_CACHE: dict[int, tuple[OperatorGraph, dict]] = {}
+
+
+def roles_of(graph: OperatorGraph) -> dict[str, dict[str, str]]:
+    """:func:`planner.model.roles.dim_roles` of a graph, computed once per graph."""
+    hit = _ROLES_CACHE.get(id(graph))
+    if hit is None or hit[0] is not graph:
+        hit = (graph, dim_roles(graph))
+        if len(_ROLES_CACHE) > 16:
+            _ROLES_CACHE.clear()
+        _ROLES_CACHE[id(graph)] = hit
+    return hit[1]
+
+
+def role_label(result: PlanResult, name: str) -> str:
+    """The split by role and level: ``batch x64 over node · heads x8 over gpu``, or ``replicated``;
+    the same for every operator that splits the same thing over the same level, whatever its
+    local dimension letters."""
+    if name not in result.plan.strategies:
+        return "not planned"
+    roles = roles_of(result.graph).get(name, {})
+    parts: dict[tuple[str, str], int] = {}
+    for level, dim, factor in op_cuts(result, name):
+        if dim is not None:
+            key = (roles.get(dim, "other"), level)
+            parts[key] = parts.get(key, 1) * factor
+    return " · ".join(f"{role} x{f} over {level}" for (role, level), f in parts.items()) or "replicated"
 
 
 def cut_labels(cm: CostModel) -> list[str]:
