@@ -6,7 +6,7 @@ from explorer.run import page_context
 from explorer.safe_markdown import md_text
 from explorer.views.cost import level_cost_figure
 from explorer.views.memory import memory_figure
-from explorer.views.overview import explanation, headline
+from explorer.views.overview import explanation, headline, story
 from explorer.views.pipeline import iteration_figure
 from explorer.views.splits import strategy_shape
 
@@ -39,7 +39,9 @@ c[4].metric("Memory per device", h["memory_peak"],
 c[5].metric("Search time", h["search"], help=f"{r.plan.algorithm}, {len(r.cost_model.planned)} operators planned")
 st.caption(f"Configuration: {h['configuration']}")
 
-st.markdown(explanation(r, ctx.source.label))
+st.markdown(story(r, ctx.machine_label))
+with st.expander("What the numbers mean", expanded=False):
+    st.markdown(explanation(r, ctx.source.label, machine_label=ctx.machine_label))
 for note in r.notes:
     st.info(md_text(note))
 
