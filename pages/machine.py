@@ -75,8 +75,8 @@ if errors.get("levels"):
 
 m1, m2, m3 = st.columns(3)
 m1.metric("Devices", f"{machine.num_devices:,}")
-m2.metric("Device peak", f"{fields['peak_tflops']:.4g} TFLOP/s")
-m3.metric("Device memory", f"{fields['memory_gib']:.3g} GiB")
+m2.metric("Device peak (TFLOP/s)", f"{fields['peak_tflops']:.4g}")
+m3.metric("Device memory (GiB)", f"{fields['memory_gib']:.3g}")
 st.plotly_chart(view.machine_tree_figure(machine), key="mc_tree")
 st.caption("Cut schedule (D-Rec splits the machine one prime at a time, outermost level first): "
            + (", ".join(md_text(cut) for cut in view.cut_schedule(machine)) or "none (one device)"))

@@ -6,9 +6,8 @@ from explorer.run import page_context
 from explorer.safe_markdown import md_text
 from explorer.views.cost import level_cost_figure
 from explorer.views.memory import memory_figure
-from explorer.views.overview import explanation, headline, story
+from explorer.views.overview import explanation, headline, split_by_level, story
 from explorer.views.pipeline import iteration_figure
-from explorer.views.splits import strategy_shape
 
 ctx = page_context()
 st.title("Overview")
@@ -25,7 +24,7 @@ if ctx.plan_error:
 r = ctx.result
 h = headline(r)
 staged = r.schedule.stages > 1
-c = st.columns([0.8, 1.1, 1.4, 1.0, 1.2, 0.9])
+c = [*st.columns(3), *st.columns(3)]  # two rows of three: no label is cut at 1024 px
 c[0].metric("Devices", f"{h['devices']:,}", help=md_text(ctx.machine.summary()))
 c[1].metric("Predicted iteration time", h["iteration"], help=h["breakdown"])
 c[2].metric("Speed-up over pure data parallel", h["speedup"], help=f"pure data parallel: {h['data_parallel']}")
@@ -57,7 +56,7 @@ with left:
 with right:
     st.subheader("Memory per device" + (" (fullest stage)" if staged else ""))
     st.plotly_chart(memory_figure(r), key="ov_memory")
-    st.caption(f"Strategy by level: {md_text(strategy_shape(r))}")
+    st.caption(f"Split by level: {md_text(split_by_level(r))}")
 
 st.divider()
 cols = st.columns(6)

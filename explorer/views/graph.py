@@ -213,6 +213,11 @@ def _hover(graph: OperatorGraph, entry: dict, result: PlanResult | None) -> str:
     return "<br>".join(lines)
 
 
+def _short_label(entry: dict) -> str:
+    """A collapsed layer's name under its node (``layer3``); nothing under single operators."""
+    return entry["label"].split(" (")[0] if entry["block"] else ""
+
+
 def graph_figure(graph: OperatorGraph, view: ViewGraph, color_by: str = "kind", result: PlanResult | None = None,
                  orientation: str = "left-right", height: int = 560) -> go.Figure:
     """The layered model graph; ``color_by`` is 'kind', 'type' or 'strategy' (needs ``result``)."""
@@ -238,9 +243,12 @@ def graph_figure(graph: OperatorGraph, view: ViewGraph, color_by: str = "kind", 
     for i, key in enumerate(ranked):
         members = groups[key]
         points = [xy(nid) for nid in members]
-        fig.add_trace(go.Scattergl(
-            x=[p[0] for p in points], y=[p[1] for p in points], mode="markers", name=str(key),
-            text=[_hover(graph, view.nodes[nid], result) for nid in members], hovertemplate="%{text}<extra></extra>",
+        labelled = any(view.nodes[nid]["block"] for nid in members)
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in points], y=[p[1] for p in points], mode="markers+text" if labelled else "markers",
+            name=str(key), text=[_short_label(view.nodes[nid]) for nid in members], textposition="bottom center",
+            textfont=dict(size=10), hovertext=[_hover(graph, view.nodes[nid], result) for nid in members],
+            hovertemplate="%{hovertext}<extra></extra>",
             marker=dict(size=[5 + (biggest - 5) * math.sqrt(view.nodes[nid]["size_flops"] / maxf) for nid in members],
                         color=PALETTE[i % len(PALETTE)], line=dict(width=0.5, color="#333")),
         ))

@@ -104,6 +104,13 @@ def _model_split_reason(result: PlanResult) -> str:
             f"gradients need no all-reduce over those devices: {names}" + (" and others" if len(split) > 2 else ""))
 
 
+def split_by_level(result: PlanResult) -> str:
+    """``node: batch, hidden | gpu: batch, hidden`` (and the pipeline stages first)."""
+    parts = [f"pipeline: {result.schedule.stages} stages"] if result.schedule.stages > 1 else []
+    parts += [f"{level}: {', '.join(roles) or 'replicated'}" for level, roles in level_roles(result)]
+    return " | ".join(parts) or "one device"
+
+
 def story(result: PlanResult, machine_label: str | None = None) -> str:
     """The Overview's first two sentences (Markdown): what the plan split where, and the speed-up
     over pure data parallelism with the reason."""
