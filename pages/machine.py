@@ -31,9 +31,9 @@ if errors.get("preset"):
 effect = view.edit_effect(state.machine_before(), ctx.result, ctx.machine_label)
 if effect is not None:
     e1, e2, e3 = st.columns([1, 1, 2])
-    e1.metric("Iteration time (after the edit)", effect["iteration_after"], delta=effect["iteration_delta"],
+    e1.metric("Iteration time", effect["iteration_after"], delta=effect["iteration_delta"],
               delta_color="inverse", help=f"before: {effect['iteration_before']}")
-    e2.metric("Speed-up over pure data parallel", effect["speedup_after"],
+    e2.metric("Speed-up", effect["speedup_after"], help="over pure data parallelism",
               delta=f"was {effect['speedup_before']}", delta_color="off", delta_arrow="off")
     e3.caption(md_text(effect["caption"]) + " Each edit re-plans at once (the bar above shows the progress).")
 elif ctx.result is not None:

@@ -47,7 +47,7 @@ if ctx.model_error:
     st.stop()
 
 g = ctx.graph
-for col, (label, value) in zip(st.columns(5), model_metrics(g)):
+for col, (label, value) in zip([*st.columns(3), *st.columns(3)], model_metrics(g)):  # two rows: nothing cut at 1024 px
     col.metric(label, value)
 layers = layers_of(g)
 

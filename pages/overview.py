@@ -27,7 +27,7 @@ staged = r.schedule.stages > 1
 c = [*st.columns(3), *st.columns(3)]  # two rows of three: no label is cut at 1024 px
 c[0].metric("Devices", f"{h['devices']:,}", help=md_text(ctx.machine.summary()))
 c[1].metric("Predicted iteration time", h["iteration"], help=h["breakdown"])
-c[2].metric("Speed-up over pure data parallel", h["speedup"], help=f"pure data parallel: {h['data_parallel']}")
+c[2].metric("Speed-up", h["speedup"], help=f"over pure data parallelism, which takes {h['data_parallel']}")
 c[3].metric("TFLOP/s per device", f"{h['tflops_model']:.3g}",
             help=f"the model's FLOPs per iteration over the iteration time and the devices; counting recomputed "
                  f"FLOPs too (hardware): {h['tflops_hardware']:.3g}")
