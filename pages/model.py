@@ -7,7 +7,7 @@ from explorer.run import page_context
 from explorer.safe_markdown import md_code, md_text
 from explorer.sources import sample_paths
 from explorer.views import graph as graph_view
-from explorer.views.layers import layers_of
+from explorer.views.layers import layer_column_text, layers_of
 from explorer.views.model import filter_table, model_metrics, operator_table
 
 ctx = page_context()
@@ -73,7 +73,7 @@ if layers.count >= 2:
     layer_range = f4.slider(f"Layers ({md_text(layers.family)}N)", lo, hi, (lo, hi), key="mp_layers")
 shown = filter_table(table, types, kinds, text, layer_range)
 st.caption(f"{len(shown):,} of {len(table):,} operators (shape arithmetic hidden)")
-st.dataframe(shown, hide_index=True, height=320, column_config={
+st.dataframe(layer_column_text(shown), hide_index=True, height=320, column_config={
     "GFLOP": st.column_config.NumberColumn(format="%.4g"),
     "parameters": st.column_config.NumberColumn(format="localized"),
 })

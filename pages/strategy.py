@@ -9,7 +9,7 @@ from explorer.safe_markdown import md_text
 from explorer.views import graph as graph_view
 from explorer.views import strategy as view
 from explorer.views.cost import costliest_operators, cost_unit
-from explorer.views.layers import layers_of
+from explorer.views.layers import layer_column_text, layers_of
 from explorer.views.model import filter_table
 from explorer.views.overview import headline
 from explorer.views.pipeline import stage_layer_figure
@@ -39,7 +39,7 @@ with tab_table:
     st.caption(f"{len(shown):,} of {len(table):,} planned operators; cost columns in µs {cost_unit(r)}"
                + (", each operator on its stage's devices" if r.schedule.stages > 1 else ""))
     fmt = {c: st.column_config.NumberColumn(format="%.4g") for c in table.columns if c.endswith("(µs)")}
-    st.dataframe(shown, hide_index=True, height=380, column_config=fmt)
+    st.dataframe(layer_column_text(shown), hide_index=True, height=380, column_config=fmt)
 with tab_heat:
     names = list(shown["operator"])
     if not names:

@@ -19,7 +19,7 @@ from planner.units import format_flop_count, format_seconds
 
 
 VIEW_MODES = {
-    "blocks": "one node per repeated layer (expand a range)",
+    "blocks": "one node per repeated layer",
     "layers": "only a range of layers",
     "heaviest": "the N heaviest operators and their neighbours",
     "range": "a range of topological positions",

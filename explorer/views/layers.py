@@ -4,10 +4,12 @@ every table shows (parameters, dimensions)."""
 
 from __future__ import annotations
 
+import pandas as pd
+
 from planner.model.graph import OperatorGraph, TensorRole
 from planner.model.layers import Layers, find_layers
 
-__all__ = ["Layers", "dims_text", "layers_of", "op_parameters"]
+__all__ = ["Layers", "dims_text", "layer_column_text", "layers_of", "op_parameters"]
 
 
 _LAYERS_CACHE: dict[int, tuple[OperatorGraph, Layers]] = {}
@@ -30,3 +32,11 @@ def op_parameters(graph: OperatorGraph, name: str) -> int:
 
 def dims_text(dims: dict[str, int]) -> str:
     return " ".join(f"{d}={s}" for d, s in dims.items())
+
+
+def layer_column_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table's ``layer`` column as a person reads it: the index, or a dash for an operator in no
+    layer (a missing number would be drawn "None"). Filter on the numbers first, then show this."""
+    if "layer" not in frame:
+        return frame
+    return frame.assign(layer=["—" if pd.isna(value) else str(int(value)) for value in frame["layer"]])
