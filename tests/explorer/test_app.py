@@ -95,7 +95,7 @@ def test_first_load_shows_a_real_plan():
     # the view is in the URL
     assert at.query_params["model"] == "bert_base"
     assert at.query_params["machine"] == "dgx_a100_64nodes"
-    assert at.query_params["bind"] == "batch:256,seq:128"
+    assert at.query_params["bind"] == "batch:2048,seq:128"
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -122,9 +122,11 @@ def test_pages_show_their_content():
     assert {"Plan JSON", "Report (HTML)", "Report (Markdown)", "Machine YAML"} <= set(labels)
     goto(at, "strategy")
     assert any("split" in (d.value.columns if d.value is not None else []) for d in at.dataframe)
-    # the default plan uses pipeline stages (4 x 1 micro-batch on BERT-base, batch 256, 512 GPUs)
-    assert ctx(at).result.schedule.stages > 1
-    assert {"st_stage_layers", "st_timeline"} <= chart_keys(at)
+    # the default plan is one an engineer would run: BERT-base at 2,048 sequences on 512 GPUs is one
+    # stage and one micro-batch of 4 sequences per device (no pipeline bubble; pipelined plans are
+    # drawn in test_a_pipelined_plan_on_every_page)
+    sched = ctx(at).result.schedule
+    assert sched.stages == 1 and sched.micro_batches == 1 and sched.bubble_seconds == 0
 
 
 # ---- the model: samples, uploads, bindings ------------------------------------------------
@@ -168,7 +170,7 @@ def test_pick_a_sample_and_bind_its_dimensions():
     at.number_input(key="mp_bind_seq").set_value(64).run()
     assert_clean(at)
     c = ctx(at)
-    assert c.bindings == {"batch": 256, "seq": 64}
+    assert c.bindings == {"batch": 2048, "seq": 64}
     assert c.graph is not None and c.result is not None
     # the sidebar shows the same binding
     assert at.number_input(key="sb_bind_seq").value == 64
