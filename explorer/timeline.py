@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
+from explorer.figures import fit
 from planner.cost.result import PlanResult
 from planner.units import format_seconds
 
@@ -156,16 +157,14 @@ def timeline_figure(timeline: Timeline) -> go.Figure:
                           f"%{{customdata[2]:.4g}} {unit}<extra></extra>",
         ))
     fig.add_vline(x=timeline.priced_seconds * scale, line=dict(color="#333", dash="dash"))
-    fig.add_annotation(x=timeline.priced_seconds * scale, y=1, yref="paper", yanchor="bottom", xanchor="right",
-                       showarrow=False, text="priced: (m + (P-1)/v) x slowest stage", font=dict(size=11))
     rows = [f"stage {s}" for s in range(timeline.stages)]
     fig.update_layout(barmode="overlay", height=max(220, min(1400, 26 * timeline.stages + 130)),
-                      xaxis_title=f"time in the iteration ({unit})",
+                      # the line's meaning in the axis title: above the plot it would meet the legend
+                      xaxis_title=f"time in the iteration ({unit}); dashed: priced, (m + (P-1)/v) x slowest stage",
                       yaxis=dict(categoryorder="array", categoryarray=rows, autorange="reversed",
                                  tickfont=dict(size=10)),
-                      margin=dict(t=40, l=10, r=10, b=10), legend=dict(orientation="h", y=1.02, yanchor="bottom",
-                                                                      x=0), uniformtext=dict(minsize=7, mode="hide"))
-    return fig
+                      uniformtext=dict(minsize=7, mode="hide"))
+    return fit(fig)
 
 
 def _time_unit(seconds: float) -> tuple[float, str]:

@@ -1,4 +1,4 @@
-"""Report: the plan as JSON (the command line's schema) and a self-contained HTML or Markdown report."""
+"""Report: the plan as JSON (the command line's schema) and the report as HTML, PDF or Markdown."""
 
 import streamlit as st
 
@@ -18,16 +18,30 @@ st.dataframe(view.stamp_table(r, meta), hide_index=True)
 
 plan_json = view.plan_json_text(r, meta)
 markdown = view.report_markdown(r, meta)
-c = st.columns(4)
+c = st.columns(5)
 c[0].download_button("Plan JSON", plan_json, file_name=f"{stem}.json", mime="application/json", on_click="ignore",
                      icon=":material/data_object:", help="the schema of `python -m planner plan --json`; "
                      "`python -m planner evaluate` and the Strategy page read it back")
 c[1].download_button("Report (HTML)", lambda: view.report_html(r, meta), file_name=f"{stem}.html", mime="text/html",
-                     on_click="ignore", icon=":material/html:", help="self-contained: tables, figures and plotly.js inlined")
-c[2].download_button("Report (Markdown)", markdown, file_name=f"{stem}.md", mime="text/markdown", on_click="ignore",
+                     on_click="ignore", icon=":material/html:",
+                     help="one self-contained page: tables and static SVG charts, no script")
+make_pdf = c[2].button("Report (PDF)", icon=":material/picture_as_pdf:", disabled=not view.pdf_available(),
+                       help="the HTML report printed by headless Chromium (a few seconds)" if view.pdf_available()
+                       else "needs Chromium on the server (apt-get install chromium); the HTML report prints to PDF "
+                            "from any browser")
+c[3].download_button("Report (Markdown)", markdown, file_name=f"{stem}.md", mime="text/markdown", on_click="ignore",
                      icon=":material/article:")
-c[3].download_button("Machine YAML", ctx.machine.to_yaml(), file_name=f"{ctx.machine.name}.yaml",
+c[4].download_button("Machine YAML", ctx.machine.to_yaml(), file_name=f"{ctx.machine.name}.yaml",
                      mime="application/x-yaml", on_click="ignore", icon=":material/dns:")
+if make_pdf:
+    with st.spinner("Printing the report to PDF with headless Chromium"):
+        pdf, problem = view.report_pdf(r, meta)
+    if problem:
+        st.error(f"The PDF could not be made: {md_text(problem)}")
+    else:
+        st.download_button("Download the PDF", pdf, file_name=f"{stem}.pdf", mime="application/pdf",
+                           on_click="ignore", icon=":material/download:", type="primary")
+st.caption("The same report from the command line: `python -m planner report PLAN.json --format html|pdf|md`.")
 
 st.subheader("Preview")
 with st.container(border=True, height=600):

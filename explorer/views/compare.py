@@ -3,12 +3,14 @@ over device counts."""
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable, Iterable
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from explorer.figures import abbreviate, devices_axis, fit, time_log_axis
 from explorer.options import error_text
 from explorer.views.machine import machine_with_devices
 from explorer.views.pipeline import configuration_label
@@ -37,14 +39,19 @@ def compare_row(algorithm: str, result: PlanResult | None, error: str | None = N
 
 
 def compare_figure(frame: pd.DataFrame) -> go.Figure:
+    """Each algorithm's predicted iteration, green when it fits in memory, red when not; a log
+    axis labelled in the unit when the times span more than 30x."""
     ok = frame[frame["iteration (ms)"].notna()]
     colors = ["#54A24B" if f else "#E45756" for f in ok["fits"]]
-    fig = go.Figure(go.Bar(x=ok["algorithm"], y=ok["iteration (ms)"], marker_color=colors,
-                           text=[format_seconds(v / 1e3) for v in ok["iteration (ms)"]], textposition="outside",
-                           hovertemplate="%{x}: %{y:.4g} ms<extra></extra>"))
-    fig.update_layout(height=320, yaxis_title="predicted iteration (ms)", margin=dict(t=30, l=10, r=10, b=10),
-                      yaxis_type="log" if len(ok) and ok["iteration (ms)"].max() > 30 * ok["iteration (ms)"].min() else "linear")
-    return fig
+    seconds = [v / 1e3 for v in ok["iteration (ms)"]]
+    log = len(ok) > 0 and max(seconds) > 30 * min(seconds)
+    fig = go.Figure(go.Bar(x=ok["algorithm"], y=seconds if log else list(ok["iteration (ms)"]), marker_color=colors,
+                           text=[format_seconds(v) for v in seconds], textposition="outside", cliponaxis=False,
+                           customdata=[format_seconds(v) for v in seconds],
+                           hovertemplate="%{x}: %{customdata}<extra></extra>"))
+    yaxis = time_log_axis(seconds) if log else dict(rangemode="tozero")
+    fig.update_layout(height=320, yaxis=dict(yaxis, title="predicted iteration" + ("" if log else " (ms)")))
+    return fit(fig, legend=False)
 
 
 def bandwidth_choices(current_GBps: float) -> list[float]:
@@ -106,28 +113,46 @@ def device_sweep(machine: Machine, counts: Iterable[int], plan_at: Callable[[Mac
                                        "data parallel (ms)", "fits", "strategy", "changed"])
 
 
+#: The markers of the sweep's strategy changes, one per change (cycled).
+CHANGE_SYMBOLS = ("diamond", "star", "triangle-up", "square", "pentagon", "hexagon")
+CHANGE_COLORS = ("#B279A2", "#E45756", "#9D755D", "#4C78A8", "#EECA3B", "#72B7B2")
+
+
 def sweep_figure(frame: pd.DataFrame) -> go.Figure:
+    """The sweep: the plan's and pure data parallelism's iteration (log axis in the unit) and the
+    speed-up (right axis) over the device counts (powers of two); each device count where the
+    strategy changes is a marker with its strategy in the legend (in full on hover)."""
     from plotly.subplots import make_subplots
 
     ok = frame[frame["iteration (ms)"].notna()]
+    plan_s, dp_s = [v / 1e3 for v in ok["iteration (ms)"]], [v / 1e3 for v in ok["data parallel (ms)"]]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=ok["devices"], y=ok["iteration (ms)"], name="plan (ms)", mode="lines+markers",
-                             text=ok["strategy"], hovertemplate="%{x} devices: %{y:.4g} ms<br>%{text}<extra></extra>"),
+    fig.add_trace(go.Scatter(x=ok["devices"], y=plan_s, name="plan", mode="lines+markers",
+                             customdata=list(zip([format_seconds(v) for v in plan_s], map(html.escape, ok["strategy"]))),
+                             hovertemplate="%{x} devices: %{customdata[0]}<br>%{customdata[1]}<extra></extra>"),
                   secondary_y=False)
-    fig.add_trace(go.Scatter(x=ok["devices"], y=ok["data parallel (ms)"], name="data parallel (ms)",
-                             mode="lines", line=dict(dash="dot")), secondary_y=False)
-    fig.add_trace(go.Scatter(x=ok["devices"], y=ok["speed-up over data parallel"], name="speed-up over data parallel",
-                             mode="lines+markers", line=dict(color="#54A24B")), secondary_y=True)
-    for _, row in ok[ok["changed"]].iterrows():
-        fig.add_vline(x=row["devices"], line=dict(color="#999", dash="dash"))
-        fig.add_annotation(x=math.log10(row["devices"]), y=1.0, yref="paper", text=row["strategy"], showarrow=False,
-                           textangle=-90, xanchor="right", yanchor="top", font=dict(size=10))
-    fig.update_xaxes(type="log", title="devices")
-    fig.update_yaxes(type="log", title_text="predicted iteration (ms)", secondary_y=False)
-    fig.update_yaxes(title_text="speed-up over data parallel (x)", secondary_y=True, tickmode="auto", showgrid=False,
-                     rangemode="tozero")
-    fig.update_layout(height=380, margin=dict(t=30, l=10, r=10, b=10), legend=dict(orientation="h", y=1.08))
-    return fig
+    fig.add_trace(go.Scatter(x=ok["devices"], y=dp_s, name="data parallel", mode="lines", line=dict(dash="dot"),
+                             customdata=[format_seconds(v) for v in dp_s],
+                             hovertemplate="%{x} devices: %{customdata}<extra>data parallel</extra>"), secondary_y=False)
+    fig.add_trace(go.Scatter(x=ok["devices"], y=ok["speed-up over data parallel"], name="speed-up (right axis)",
+                             mode="lines+markers", line=dict(color="#54A24B"),
+                             hovertemplate="%{x} devices: %{y:.2f}x<extra></extra>"), secondary_y=True)
+    for i, (_, row) in enumerate(ok[ok["changed"]].iterrows()):
+        strategy = str(row["strategy"])  # level names come from the user: plotly reads its text as HTML
+        fig.add_trace(go.Scatter(
+            x=[row["devices"]], y=[row["iteration (ms)"] / 1e3], mode="markers", legendgroup="changes",
+            name=html.escape(f"from {row['devices']:,}: {abbreviate(strategy, 48)}"),
+            customdata=[html.escape(strategy)],
+            marker=dict(symbol=CHANGE_SYMBOLS[i % len(CHANGE_SYMBOLS)], size=15, color=CHANGE_COLORS[i % len(CHANGE_COLORS)],
+                        line=dict(width=1, color="#333")),
+            hovertemplate=f"strategy changes at {row['devices']:,} devices:<br>%{{customdata}}<extra></extra>"),
+            secondary_y=False)
+    fig.update_xaxes(devices_axis(ok["devices"]), title_text="devices")
+    fig.update_yaxes(time_log_axis(plan_s + dp_s), title_text="predicted iteration", secondary_y=False)
+    fig.update_yaxes(title_text="speed-up over data parallel (x)", tickmode="auto", showgrid=False, rangemode="tozero",
+                     secondary_y=True)
+    fig.update_layout(height=420)
+    return fit(fig)
 
 
 def compare_table(rows: list[dict]) -> pd.DataFrame:

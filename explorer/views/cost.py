@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from explorer.figures import fit, name_axis
 from explorer.safe_markdown import md_text
 from explorer.views.layers import dims_text
 from explorer.views.splits import strategy_label
@@ -62,9 +63,8 @@ def op_cost_figure(result: PlanResult, top: int = 30) -> go.Figure:
         fig.add_trace(go.Bar(y=names, x=[microseconds(cost.op_seconds(n)[term]) for n in names], name=term,
                              orientation="h", marker_color=_TERM_COLORS[term]))
     fig.update_layout(barmode="stack", height=max(320, 18 * len(names) + 100), xaxis_title=f"µs {cost_unit(result)}",
-                      yaxis=dict(autorange="reversed", tickfont=dict(size=10)), margin=dict(t=30, l=10, r=10, b=10),
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
-    return fig
+                      yaxis=dict(name_axis(names), autorange="reversed", tickfont=dict(size=10)))
+    return fit(fig)
 
 
 def cost_unit(result: PlanResult) -> str:
@@ -84,9 +84,8 @@ def level_cost_figure(result: PlanResult) -> go.Figure:
     for term in ("communication", "redistribution"):
         fig.add_trace(go.Bar(x=cats, y=[0.0] + [microseconds(v[term]) for v in by_level.values()], name=term,
                              marker_color=_TERM_COLORS[term]))
-    fig.update_layout(barmode="stack", height=320, yaxis_title=f"µs {cost_unit(result)}", margin=dict(t=30, l=10, r=10, b=10),
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
-    return fig
+    fig.update_layout(barmode="stack", height=320, yaxis_title=f"µs {cost_unit(result)}")
+    return fit(fig)
 
 
 def costliest_operators(result: PlanResult) -> list[str]:

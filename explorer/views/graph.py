@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import networkx as nx
 import plotly.graph_objects as go
 
+from explorer.figures import fit
 from explorer.views.layers import Layers, dims_text, layers_of
 from explorer.views.splits import PALETTE, role_label, strategy_label
 from planner.api import PlanResult
@@ -252,7 +253,6 @@ def graph_figure(graph: OperatorGraph, view: ViewGraph, color_by: str = "kind", 
             marker=dict(size=[5 + (biggest - 5) * math.sqrt(view.nodes[nid]["size_flops"] / maxf) for nid in members],
                         color=PALETTE[i % len(PALETTE)], line=dict(width=0.5, color="#333")),
         ))
-    fig.update_layout(height=height, margin=dict(t=10, l=10, r=10, b=10), hovermode="closest",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+    fig.update_layout(height=height, hovermode="closest",
                       xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white")
-    return fig
+    return fit(fig)

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
+from explorer.figures import fit
 from planner.api import PlanResult
 from planner.machine.tree import Machine, MachineError
 from planner.units import (GB, GIB, TFLOPS, US, format_delta_seconds, format_seconds, format_speedup, gbps, gib,
@@ -165,8 +166,8 @@ def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int 
                               branchvalues="total", marker=dict(colors=colors), customdata=hovers,
                               hovertemplate="%{label}<br>%{customdata}<extra></extra>", tiling=dict(orientation="v"),
                               textfont=dict(size=12), sort=False))
-    fig.update_layout(margin=dict(t=10, l=10, r=10, b=10), height=110 + 70 * len(machine.levels))
-    return fig
+    fig.update_layout(height=110 + 70 * len(machine.levels))
+    return fit(fig, legend=False, top=10)
 
 
 def device_fields(machine: Machine) -> dict[str, float]:

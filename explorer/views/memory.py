@@ -1,17 +1,26 @@
-"""Memory per device (of the fullest stage) against the device's capacity: a bar and a table."""
+"""Memory per device (of the fullest stage) against the device's capacity: a bar scaled to the
+plan and a table."""
 
 from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from explorer.figures import fit
 from explorer.views.pipeline import fullest_stage
 from planner.api import PlanResult
-from planner.units import gib
+from planner.units import format_bytes, gib
+
+
+#: The capacity is drawn on the axis when the peak needs at least this share of it; below, the
+#: axis is scaled to the plan and the capacity is only named (a 0.46 GiB plan on an 80 GiB axis
+#: would be an invisible sliver).
+CAPACITY_ON_AXIS = 0.6
 
 
 def memory_figure(result: PlanResult) -> go.Figure:
-    """Memory per device (of the fullest stage), stacked, against the device's capacity."""
+    """Memory per device (of the fullest stage), stacked, scaled to the plan; the capacity is a
+    dashed line when it is near (or below) the peak, else named in the axis title."""
     mem = result.memory
     parts = [("parameters", mem.parameters, "#4C78A8"), ("gradients", mem.gradients, "#72B7B2"),
              ("optimizer state", mem.optimizer_state, "#EECA3B"), ("activations", mem.activations, "#F58518")]
@@ -19,13 +28,20 @@ def memory_figure(result: PlanResult) -> go.Figure:
     fig = go.Figure()
     for label, value, color in parts:
         fig.add_trace(go.Bar(y=[row], x=[gib(value)], name=label, orientation="h", marker_color=color,
-                             hovertemplate=f"{label}: %{{x:.3g}} GiB<extra></extra>"))
-    fig.add_vline(x=gib(mem.capacity), line=dict(color="#E45756" if not mem.fits else "#333", dash="dash"),
-                  annotation_text=f"capacity {gib(mem.capacity):.3g} GiB", annotation_position="top")
-    fig.update_layout(barmode="stack", height=220, xaxis_title="GiB", margin=dict(t=40, l=10, r=10, b=10),
-                      xaxis=dict(range=[0, max(gib(mem.peak), gib(mem.capacity)) * 1.1]),
-                      legend=dict(orientation="h", y=-0.5))
-    return fig
+                             hovertemplate=f"{label}: {format_bytes(value)}<extra></extra>"))
+    peak, capacity = gib(mem.peak), gib(mem.capacity)
+    used = f"{mem.peak / mem.capacity:.1%} used" if mem.capacity else "no capacity given"
+    title = f"GiB per device · capacity {format_bytes(mem.capacity)} ({used})"
+    if capacity and peak >= CAPACITY_ON_AXIS * capacity:
+        top = max(peak, capacity) * 1.08
+        color = "#333" if mem.fits else "#E45756"
+        fig.add_vline(x=capacity, line=dict(color=color, dash="dash"))
+        fig.add_annotation(x=capacity, y=1, yref="paper", yanchor="top", xanchor="right", showarrow=False,
+                           text=f"capacity {format_bytes(mem.capacity)}", font=dict(color=color, size=11))
+    else:
+        top = (peak or 1.0) * 1.15
+    fig.update_layout(barmode="stack", height=240, xaxis=dict(title=title, range=[0, top]))
+    return fit(fig)
 
 
 def memory_table(result: PlanResult) -> pd.DataFrame:

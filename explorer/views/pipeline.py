@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import pandas as pd
 import plotly.graph_objects as go
 
+from explorer.figures import abbreviate, fit
 from explorer.views.layers import layers_of
 from planner.api import PlanResult
 from planner.units import gib, microseconds
@@ -105,12 +106,12 @@ def stage_layer_figure(result: PlanResult, max_ticks: int = 24) -> go.Figure:
     firsts = frame.drop_duplicates("order")
     step = max(1, math.ceil(len(firsts) / max_ticks))
     ticks = firsts.iloc[::step]
-    fig.update_layout(height=max(240, min(700, 14 * stages + 200)), margin=dict(t=10, l=10, r=10, b=10),
+    fig.update_layout(height=max(240, min(700, 14 * stages + 200)),
                       xaxis=dict(title="layer (blocks in topological order)", tickvals=list(ticks["order"]),
-                                 ticktext=[str(b) for b in ticks["block"]], tickangle=-45, tickfont=dict(size=9)),
+                                 ticktext=[abbreviate(b, 20) for b in ticks["block"]], tickangle=-45, tickfont=dict(size=9)),
                       yaxis=dict(title="pipeline stage", range=[stages - 0.5, -0.5], dtick=1 if stages <= 16 else None,
                                  zeroline=False))
-    return fig
+    return fit(fig, legend=False, top=10)
 
 
 def stage_table(result: PlanResult) -> pd.DataFrame:
@@ -145,17 +146,15 @@ def stage_time_figure(result: PlanResult) -> go.Figure:
     """Each stage's time per micro-batch, operators and sends stacked; the slowest is marked
     (every slot of the pipeline takes its time)."""
     sched = result.schedule
-    names = [f"stage {s}" for s in range(sched.stages)]
+    slowest = slowest_stage(result)
+    # the slowest is named in its tick label: an arrow above the bar would reach into the legend
+    names = [f"stage {s}" + (" (slowest)" if s == slowest else "") for s in range(sched.stages)]
     fig = go.Figure()
     for label, values in (("operators", stage_work_seconds(result)), ("sends", sched.send_seconds)):
         fig.add_trace(go.Bar(x=names, y=[microseconds(v) for v in values], name=label,
                              marker_color=_SCHEDULE_COLORS[label]))
-    slowest = slowest_stage(result)
-    fig.add_annotation(x=names[slowest], y=microseconds(sched.stage_seconds[slowest]), text="slowest",
-                       showarrow=True, arrowhead=2, ay=-30)
-    fig.update_layout(barmode="stack", height=320, yaxis_title="µs per micro-batch", margin=dict(t=40, l=10, r=10, b=10),
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom", traceorder="normal"))
-    return fig
+    fig.update_layout(barmode="stack", height=320, yaxis_title="µs per micro-batch")
+    return fit(fig)
 
 
 def iteration_figure(result: PlanResult) -> go.Figure:
@@ -173,9 +172,8 @@ def iteration_figure(result: PlanResult) -> go.Figure:
     for label, seconds, color in parts:
         fig.add_trace(go.Bar(y=["iteration"], x=[seconds * 1e3], name=label, orientation="h", marker_color=color,
                              hovertemplate=f"{label}: %{{x:.4g}} ms<extra></extra>"))
-    fig.update_layout(barmode="stack", height=200, xaxis_title="ms per iteration", margin=dict(t=10, l=10, r=10, b=10),
-                      legend=dict(orientation="h", y=-0.6, traceorder="normal"))
-    return fig
+    fig.update_layout(barmode="stack", height=220, xaxis_title="ms per iteration")
+    return fit(fig)
 
 
 def tried_table(result: PlanResult) -> pd.DataFrame:

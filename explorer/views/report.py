@@ -1,30 +1,22 @@
-"""The Report page: the plan JSON stamped with the model's identity, the Markdown and
-self-contained HTML reports, the command that reproduces the plan, and the verification's tables."""
+"""The Report page: the plan JSON stamped with the model's identity, the report (HTML with static
+SVG charts, PDF, Markdown: ``planner.plans.report_*``, the same as ``python -m planner report``),
+the command that reproduces the plan, and the verification's tables."""
 
 from __future__ import annotations
 
-import html
 import json
-import math
-import time
+import weakref
 from dataclasses import dataclass
 
 import pandas as pd
 
-from explorer.safe_markdown import md_code, md_fence, md_text
 from explorer.sources import ModelSource
-from explorer.url_state import encode_bindings
-from explorer.views.cost import level_cost_figure, op_cost_figure
-from explorer.views.memory import memory_figure, memory_table
-from explorer.views.overview import explanation, headline
-from explorer.views.pipeline import configuration_label, stage_table
-from explorer.views.strategy import strategy_table
-from planner import __version__
 from planner.api import PlanResult
-from planner.machine.tree import load_preset, preset_paths
-from planner.model.graph import OpKind
 from planner.plans.report import plan_to_json
-from planner.units import format_bytes, microseconds
+from planner.plans.report_doc import Report, ReportSource, build_report, reproduce_command, stamp_rows
+from planner.plans.report_html import report_html as html_of
+from planner.plans.report_md import report_markdown as markdown_of
+from planner.plans.report_pdf import ReportError, find_chromium, html_to_pdf
 
 
 @dataclass
@@ -41,133 +33,58 @@ def report_json(result: PlanResult, meta: ReportMeta) -> dict:
     return data
 
 
+def report_source(meta: ReportMeta) -> ReportSource:
+    """Where the plan comes from, as the report names it (a sample by its file in sample_models/)."""
+    label = meta.model.label
+    path = f"sample_models/{label}.onnx" if meta.model.kind == "sample" else label
+    shown = label + (" (sample)" if meta.model.kind == "sample" else " (uploaded)")
+    return ReportSource(shown, path, meta.model.sha256, dict(meta.bindings), meta.machine_label)
+
+
+#: The last reports built, by plan (a weak reference: a plan evicted from the cache is not kept
+#: alive here) and source: the page's reruns do not write the formulas again.
+_REPORTS: dict[int, tuple[weakref.ref, ReportSource, Report]] = {}
+_KEPT_REPORTS = 4
+
+
+def report_document(result: PlanResult, meta: ReportMeta) -> Report:
+    """The report of the plan (planner.plans.report_doc), as ``python -m planner report`` writes it."""
+    source = report_source(meta)
+    kept = _REPORTS.get(id(result))
+    if kept and kept[0]() is result and kept[1] == source:
+        return kept[2]
+    report = build_report(result, source)
+    dead = [key for key, kept in _REPORTS.items() if kept[0]() is None]
+    for key in dead + list(_REPORTS)[:-(_KEPT_REPORTS - 1)]:  # room for this one
+        _REPORTS.pop(key, None)
+    _REPORTS[id(result)] = (weakref.ref(result), source, report)
+    return report
+
+
 def report_stamp(result: PlanResult, meta: ReportMeta) -> list[tuple[str, str]]:
-    o = result.options
-    return [
-        ("tool version", __version__),
-        ("model", meta.model.label + (" (sample)" if meta.model.kind == "sample" else " (uploaded)")),
-        ("model sha256", meta.model.sha256),
-        ("bound dimensions", encode_bindings(meta.bindings) or "none"),
-        ("machine", f"{meta.machine_label}: {result.machine.summary()}"),
-        ("mode", o.mode), ("algorithm", o.algorithm), ("precision", o.precision or "as in the model"),
-        ("optimizer", o.optimizer), ("configuration", configuration_label(result)),
-        ("command", reproduce_command(result, meta)),
-    ]
-
-
-def reproduce_command(result: PlanResult, meta: ReportMeta) -> str:
-    o = result.options
-    model = f"sample_models/{meta.model.label}.onnx" if meta.model.kind == "sample" else meta.model.label
-    preset = meta.machine_label in preset_paths() and load_preset(meta.machine_label) == result.machine
-    machine_file = f"machines/{meta.machine_label}.yaml" if preset else f"{result.machine.name}.yaml"
-    parts = ["python -m planner plan", model, f"--machine {machine_file}"]
-    parts += [f"--bind {k}={v}" for k, v in meta.bindings.items()]
-    parts += [f"--mode {o.mode}", f"--algorithm {o.algorithm}", f"--optimizer {o.optimizer}"]
-    if o.precision:
-        parts.append(f"--precision {o.precision}")
-    # the configuration the result has (the search's choice, when the options left it open)
-    for flag, value in (("--pipeline-stages", o.pipeline_stages), ("--micro-batches", o.micro_batches),
-                        ("--recompute", o.recompute), ("--zero", o.zero)):
-        if value is not None:
-            parts.append(f"{flag} {value}")
-    if o.interleave > 1:
-        parts.append(f"--interleave {o.interleave}")
-    if o.overlap_gradient_sync:
-        parts.append("--overlap-gradient-sync")
-    return " ".join(parts)
-
-
-def _md_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(md_text(c) for c in cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    for row in frame.itertuples(index=False):
-        cells = []
-        for v in row:
-            if isinstance(v, float):
-                cells.append("" if math.isnan(v) else format(v, floatfmt))
-            elif v is None or v is pd.NA:
-                cells.append("")
-            else:
-                cells.append(md_text(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def report_tables(result: PlanResult) -> dict[str, pd.DataFrame]:
-    h = headline(result)
-    stage = f" (stage {h['fullest_stage']}, the fullest)" if result.schedule.stages > 1 else ""
-    summary = pd.DataFrame([
-        {"figure": "devices", "value": f"{result.machine.num_devices:,}"},
-        {"figure": "configuration", "value": h["configuration"]},
-        {"figure": "predicted iteration", "value": f"{h['iteration']} = {h['breakdown']}"},
-        {"figure": "compute / communication / redistribution" + (" (one micro-batch)" if result.pipelined else ""),
-         "value": f"{h['compute']} / {h['communication']} / {h['redistribution']}"},
-        {"figure": "TFLOP/s per device (model / hardware)", "value": f"{h['tflops_model']:.4g} / {h['tflops_hardware']:.4g}"},
-        {"figure": "pure data parallel", "value": h["data_parallel"]},
-        {"figure": "speed-up over pure data parallel", "value": h["speedup"]},
-        {"figure": "memory per device" + stage, "value": f"{format_bytes(result.memory.peak)} of {format_bytes(result.memory.capacity)}"
-                                                         + ("" if h["fits"] else f" (does NOT fit: {h['shortfall']} short)")},
-        {"figure": "search time", "value": h["search"]},
-    ])
-    levels = pd.DataFrame([{"level": lv, "communication (µs)": microseconds(v["communication"]),
-                            "redistribution (µs)": microseconds(v["redistribution"])}
-                           for lv, v in result.cost.by_level().items()])
-    ops = strategy_table(result)
-    ops = ops[ops["kind"] == OpKind.COMPUTE.value].drop(columns=["position", "kind"])
-    tables = {"summary": summary, "levels": levels, "memory": memory_table(result), "operators": ops}
-    if result.schedule.stages > 1:
-        tables["stages"] = stage_table(result)
-    return tables
+    source = report_source(meta)
+    return list(stamp_rows(result, source)) + [("command", reproduce_command(result, source))]
 
 
 def report_markdown(result: PlanResult, meta: ReportMeta) -> str:
-    t = report_tables(result)
-    out = [f"# Parallel plan: {md_text(meta.model.label)} on {md_text(result.machine.name)}", ""]
-    out += [f"- **{k}**: {md_code(v)}" for k, v in report_stamp(result, meta)]
-    out += ["", "## Headline", "", _md_table(t["summary"]), "", explanation(result, meta.model.label), "",
-            *(["## Pipeline stages", "", _md_table(t["stages"]), ""] if "stages" in t else []),
-            "## Communication per machine level", "", _md_table(t["levels"]), "",
-            "## Memory per device", "", _md_table(t["memory"]), "",
-            "## Machine (YAML, SI units)", "", md_fence(result.machine.to_yaml().rstrip(), "yaml"), "",
-            f"## Compute operators ({len(t['operators'])}; the JSON lists every planned operator)", "",
-            _md_table(t["operators"]), ""]
-    if result.notes:
-        out += ["## Notes", ""] + [f"- {md_text(n)}" for n in result.notes] + [""]
-    return "\n".join(out)
+    return markdown_of(report_document(result, meta))
 
 
 def report_html(result: PlanResult, meta: ReportMeta) -> str:
-    """A self-contained HTML report: tables, the figures (plotly.js inlined once) and the stamp."""
-    t = report_tables(result)
-    figs = [("Cost per operator", op_cost_figure(result, top=25)), ("Cost per machine level", level_cost_figure(result)),
-            ("Memory per device", memory_figure(result))]
-    parts = []
-    for i, (title, fig) in enumerate(figs):
-        parts.append(f"<h2>{html.escape(title)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    stamp = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>"
-                    for k, v in report_stamp(result, meta))
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ddd;padding:3px 6px;"
-             "text-align:left}th{background:#f4f4f4}pre{background:#f6f6f6;padding:1em;overflow:auto}")
-    body = [
-        f"<h1>Parallel plan: {html.escape(meta.model.label)} on {html.escape(result.machine.name)}</h1>",
-        f"<table>{stamp}</table>",
-        "<h2>Headline</h2>", t["summary"].to_html(index=False, escape=True),
-        f"<p>{html.escape(explanation(result, meta.model.label, markdown=False)).replace('**', '')}</p>",
-        *(["<h2>Pipeline stages</h2>", t["stages"].to_html(index=False, float_format="%.4g")] if "stages" in t else []),
-        "<h2>Communication per machine level</h2>", t["levels"].to_html(index=False, float_format="%.4g"),
-        "<h2>Memory per device</h2>", t["memory"].to_html(index=False, float_format="%.4g"),
-        *parts,
-        "<h2>Machine (YAML, SI units)</h2>", f"<pre>{html.escape(result.machine.to_yaml())}</pre>",
-        f"<h2>Compute operators ({len(t['operators'])}; the JSON lists every planned operator)</h2>",
-        t["operators"].to_html(index=False, float_format="%.4g", na_rep=""),
-    ]
-    if notes:
-        body += ["<h2>Notes</h2>", f"<ul>{notes}</ul>"]
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Plan: {html.escape(meta.model.label)}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}"
-            f"<p><small>planner {__version__}, generated {time.strftime('%Y-%m-%d %H:%M:%S')}</small></p></body></html>")
+    """A self-contained HTML page: tables and static SVG charts, no script."""
+    return html_of(report_document(result, meta))
+
+
+def report_pdf(result: PlanResult, meta: ReportMeta) -> tuple[bytes | None, str | None]:
+    """The PDF (the HTML page printed by headless Chromium), or why it cannot be made."""
+    try:
+        return html_to_pdf(report_html(result, meta)), None
+    except ReportError as exc:
+        return None, str(exc)
+
+
+def pdf_available() -> bool:
+    return find_chromium() is not None
 
 
 def verification_frames(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:

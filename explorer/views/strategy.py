@@ -10,6 +10,7 @@ from dataclasses import replace
 import pandas as pd
 import plotly.graph_objects as go
 
+from explorer.figures import fit, name_axis
 from explorer.options import error_text
 from explorer.safe_markdown import md_text
 from explorer.views.overview import split_by_level
@@ -77,9 +78,9 @@ def strategy_heatmap(result: PlanResult, names: list[str], max_rows: int = 400) 
         zmin=-0.5, zmax=k - 0.5, xgap=1, ygap=0.5,
         colorbar=dict(title="dimension", tickvals=list(range(k)), ticktext=categories),
     ))
-    fig.update_layout(height=max(300, min(1200, 14 * len(names) + 120)), margin=dict(t=10, l=10, r=10, b=10),
-                      yaxis=dict(autorange="reversed", tickfont=dict(size=9)), xaxis=dict(side="top"))
-    return fig
+    fig.update_layout(height=max(300, min(1200, 14 * len(names) + 120)),
+                      yaxis=dict(name_axis(names), autorange="reversed", tickfont=dict(size=9)), xaxis=dict(side="top"))
+    return fit(fig, legend=False, top=10)
 
 
 def with_override(result: PlanResult, name: str, strategy: tuple) -> PlanResult:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m planner inspect|plan|evaluate|strip-weights|export|verify ...``
+"""Command line: ``python -m planner inspect|plan|evaluate|strip-weights|export|report|verify ...``
 (also installed as the ``planner`` command).
 
 This module assembles the parser (each command's module adds its own sub-parser) and owns the
@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from planner.cli import evaluate, export, inspect, plan, strip_weights, verify
+from planner.cli import evaluate, export, inspect, plan, report, strip_weights, verify
 from planner.errors import PlannerError
 
 #: The commands in the order ``--help`` lists them; each module has ``add_parser(sub)``.
-COMMANDS = (inspect, strip_weights, plan, evaluate, export, verify)
+COMMANDS = (inspect, strip_weights, plan, evaluate, export, report, verify)
 
 PROG = "python -m planner"
 

@@ -1,0 +1,88 @@
+"""The report as Markdown (CommonMark with GFM tables): the same sections as the HTML page, the
+charts' numbers as tables. Every name from outside (the model's file and operator names, the
+machine's and its levels' names) is made inert: punctuation that could start a Markdown construct
+is backslash-escaped (:func:`md_text`), code spans and the one fenced block (the machine YAML)
+get a fence longer than any run of backticks inside (:func:`md_code`, :func:`md_fence`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from planner.plans.report_doc import Report, Table
+from planner.units import format_seconds
+
+#: Characters escaped wherever they are (CommonMark renders ``\\x`` as ``x`` for ASCII punctuation).
+SPECIAL = frozenset("\\`*_{}[]()<>#!|~$:&@^")
+_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
+_WWW = re.compile(r"(?i)(www)\.")
+_LEADING = re.compile(r"^([-+=]|\d{1,9}(?=[.)]))")
+
+
+def _one_line(value) -> str:
+    return _BREAKS.sub(" ", str(value)).strip()
+
+
+def md_text(value) -> str:
+    """``value`` as Markdown that renders as exactly its text, on one line."""
+    out = "".join("\\" + ch if ch in SPECIAL else ch for ch in _one_line(value))
+    out = _WWW.sub(r"\1\\.", out)
+    m = _LEADING.match(out)
+    if m:
+        out = "\\" + out if not m.group(1).isdigit() else out[:m.end()] + "\\" + out[m.end():]
+    return out
+
+
+def md_code(value, in_table: bool = False) -> str:
+    """``value`` as an inline code span shown literally (in a table cell its pipes are escaped:
+    GFM splits the cells before it reads code spans)."""
+    text = _one_line(value)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    span = f"{fence} {text} {fence}"
+    return span.replace("|", "\\|") if in_table else span
+
+
+def md_fence(text: str, info: str = "") -> str:
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def md_table(table: Table, code_first: bool = False) -> str:
+    lines = ["| " + " | ".join(md_text(h) for h in table.header) + " |",
+             "| " + " | ".join("---" for _ in table.header) + " |"]
+    for row in table.rows:
+        cells = [md_code(v, in_table=True) if code_first and i == 0 else md_text(v) for i, v in enumerate(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _formulas(report: Report) -> list[str]:
+    out = [md_text(report.symbols), ""]
+    for i, f in enumerate(report.formulas, 1):
+        terms = " + ".join(f"{format_seconds(v)} ({label})" for label, v in f.terms)
+        alike = f" and {f.alike:,} more like it" if f.alike else ""
+        out += [f"{i}\\. {md_code(f.name)}{alike} ({md_text(f.op_type)}), split {md_text(f.split)}", "",
+                f"   {md_code(f.symbolic)}", "", f"   with {md_text(f.sizes)}", "",
+                f"   {md_code(f'= {terms} = {format_seconds(f.seconds)}')}", ""]
+    return out
+
+
+def report_markdown(report: Report) -> str:
+    out = [f"# {md_text(report.title)}", "", md_text(report.summary), "",
+           "## Headline", "", md_table(report.headline), "",
+           "## Configuration", "", md_table(report.stamp), "",
+           "## Parallelism", "", *[f"- {md_text(line)}" for line in report.parallelism], "",
+           "## Cost breakdown", "", md_table(report.cost), "", md_table(report.levels), ""]
+    if report.stages:
+        out += ["### Pipeline stages", "", md_table(report.stages), ""]
+    out += ["## Memory per device", "", md_table(report.memory), "",
+            f"## Formulas of the {len(report.formulas)} costliest operators", "", *_formulas(report),
+            f"## The {len(report.operators.rows)} costliest operators", "", "The plan JSON lists every operator.", "",
+            md_table(report.operators, code_first=True), "",
+            "## Reproduce", "", md_code(report.command), "",
+            "## Machine (YAML, SI units)", "", md_fence(report.machine_yaml, "yaml"), ""]
+    if report.notes:
+        out += ["## Notes", "", *[f"- {md_text(n)}" for n in report.notes], ""]
+    return "\n".join(out)
