@@ -72,7 +72,8 @@ def where_split(result: PlanResult) -> str:
     sched = result.schedule
     if sched.stages > 1:
         levels = ", ".join(dict.fromkeys(sched.boundary_levels)) or "no"
-        parts.append(f"the layers into {sched.stages} pipeline stages (sent between over the {levels} level)")
+        parts.append(f"the layers into {sched.stages} pipeline stages (activations sent between them over the {levels} "
+                     "level)")
     replicated, outer = [], " of a stage" if sched.stages > 1 else ""
     levels = {lv.name: lv for lv in result.cost_model.machine.levels}
     for level, roles in level_roles(result):
@@ -122,12 +123,16 @@ def story(result: PlanResult, machine_label: str | None = None) -> str:
     if dp_mem is not None and not dp_mem.fits:
         why = (f"pure data parallelism does not even fit: every device would hold the whole model, "
                f"{format_bytes(dp_mem.peak)} against {format_bytes(dp_mem.capacity)}")
+    elif sp < 0.98:
+        why = (f"what the sidebar fixes here ({h['configuration']}, with {result.plan.algorithm}) costs more than it "
+               "saves: set the pipeline and memory options back to auto, with drec+, to let the search choose")
     elif sp < 1.02:
         why = ("with this batch each device has enough samples that computing dominates and data parallelism's "
                "gradient all-reduce is already cheap: try a smaller batch, slower links or a bigger model")
     else:
         why = _model_split_reason(result)
-    second = (f"One iteration takes **{h['iteration']}**, a speed-up of **{h['speedup']}** over pure data parallelism "
+    versus = (f"a speed-up of **{h['speedup']}** over" if sp >= 0.98 else f"**{h['speedup']}** the speed of")
+    second = (f"One iteration takes **{h['iteration']}**, {versus} pure data parallelism "
               f"({format_seconds(result.data_parallel_seconds)}), because {why}.")
     return f"{first} {second}"
 
