@@ -37,6 +37,7 @@ c[4].metric("Memory per device", h["memory_peak"],
             delta_color="green" if h["fits"] else "red", delta_arrow="off")
 c[5].metric("Search time", h["search"], help=f"{r.plan.algorithm}, {len(r.cost_model.planned)} operators planned")
 st.caption(f"Configuration: {h['configuration']}")
+st.caption(f"Parallelism: {md_text(h['parallelism_lines'][0])}")
 
 st.markdown(story(r, ctx.machine_label))
 with st.expander("What the numbers mean", expanded=False):

@@ -19,7 +19,9 @@ ctx = planned_page("Strategy")
 
 r = ctx.result
 g = ctx.graph
-st.caption(view.header_caption(r, headline(r)))
+h = headline(r)
+st.caption(view.header_caption(r, h))
+st.markdown("**In engineers' terms:** " + md_text(" · ".join(h["parallelism_lines"])))
 
 table = view.strategy_table(r)
 layers = layers_of(g)

@@ -15,7 +15,10 @@ from dataclasses import asdict, dataclass
 from planner.errors import PlannerError
 
 MODES = ("train", "infer")
-PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+#: bytes of the float tensors under each precision; under ``fp8`` everything but the linear layers'
+#: FP8 inputs is bf16 (:data:`FP8_INPUT_BYTES`, :mod:`planner.cost.fp8`)
+PRECISION_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 2}
+FP8_INPUT_BYTES = 1  #: a linear layer's activation and weight copy under fp8, as Transformer Engine keeps them
 RECOMPUTE = {
     "none": "keep every activation the backward pass needs",
     "selective": "recompute the attention core (scores, mask, softmax, dropout, context); keep the rest",
@@ -92,6 +95,8 @@ class PlanOptions:
 
     mode:       ``train`` (forward + backward, gradients, optimizer state) or ``infer``.
     precision:  bytes of float tensors: ``fp32``, ``bf16`` or ``fp16``; None keeps the ONNX type.
+                ``fp8``: the linear layers' matrix multiplies at the device's FP8 peak with 1-byte
+                inputs, everything else bf16 (:mod:`planner.cost.fp8`).
     optimizer:  ``adam`` or ``sgd``: sets the optimizer state in memory (train mode only).
     algorithm:  one of :data:`ALGORITHMS`.
     pipeline_stages: stages over the outermost machine levels. None lets ``drec``/``drec+`` try the

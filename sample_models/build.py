@@ -466,6 +466,93 @@ def build_gpt3_175b() -> onnx.ModelProto:
     )
 
 
+def _rms_norm(g: GraphBuilder, x: str, name: str, weight: str, dim: int, eps: float) -> str:
+    """LlamaRMSNorm as exported at opset 17: x / sqrt(mean(x^2) + eps) * weight."""
+    t = g.node("Mul", [x, x], f"{name}.square")
+    t = g.node("ReduceMean", [t], f"{name}.mean", axes=[-1], keepdims=1)
+    t = g.node("Add", [t, g.scalar(f"const.rms_eps_{eps}", eps)], f"{name}.add_eps")
+    t = g.node("Sqrt", [t], f"{name}.sqrt")
+    t = g.node("Div", [x, t], f"{name}.normalise")
+    return g.node("Mul", [t, g.weight(weight, [dim])], f"{name}.scale")
+
+
+def _repeat_kv(g: GraphBuilder, x: str, name: str, kv_heads: int, heads: int, head_dim: int) -> str:
+    """[b, s, kv*d] -> [b, kv, s, d], then each KV head repeated for its heads/kv query heads as
+    HuggingFace's repeat_kv does: Unsqueeze, Expand (broadcast), Reshape to [b, heads, s, d]."""
+    t = g.heads_split(x, name, kv_heads, head_dim, [0, 2, 1, 3])
+    if kv_heads == heads:
+        return t
+    t = g.node("Unsqueeze", [t, g.ints("axes.2", [2])], f"{name}.unsqueeze")
+    t = g.node("Expand", [t, g.ints(f"shape.repeat_{heads // kv_heads}", [1, 1, heads // kv_heads, 1, 1])],
+               f"{name}.repeat")
+    return g.node("Reshape", [t, g.ints(f"shape.heads_{heads}x{head_dim}", [0, heads, -1, head_dim])],
+                  f"{name}.repeat.reshape")
+
+
+def _llama(name: str, layers: int, hidden: int, heads: int, kv_heads: int, ffn: int, vocab: int,
+           doc: str) -> onnx.ModelProto:
+    """A Llama-style decoder (HuggingFace LlamaForCausalLM's shapes): RMSNorm, separate Q, K, V
+    projections without bias, grouped-query attention (``kv_heads`` K and V heads, each repeated for
+    ``heads / kv_heads`` query heads), SwiGLU MLP, untied LM head. Rotary embeddings are left out
+    (no parameters; a few element-wise FLOPs)."""
+    g = GraphBuilder(name)
+    head_dim = hidden // heads
+    ids = g.input("input_ids", TensorProto.INT64, ["batch", "seq"])
+    x = g.node("Gather", [g.weight("model.embed_tokens.weight", [vocab, hidden]), ids], "embed.tokens", axis=0)
+    s1 = g.node("Shape", [ids], "causal.seq_len", start=1, end=2)
+    ss = g.node("Concat", [s1, s1], "causal.shape", axis=0)
+    ones = g.node("ConstantOfShape", [ss], "causal.ones", value=helper.make_tensor("value", TensorProto.BOOL, [1], [True]))
+    causal = g.node("Trilu", [ones], "causal.mask", upper=0)
+    fill = g.scalar("const.f32_min", float(np.finfo(np.float32).min))
+    for i in range(layers):
+        p, n = f"model.layers.{i}", f"layer{i}"
+        a = _rms_norm(g, x, f"{n}.input_layernorm", f"{p}.input_layernorm.weight", hidden, 1e-5)
+        q = g.node("MatMul", [a, g.weight(f"{p}.self_attn.q_proj.weight", [hidden, hidden])], f"{n}.attn.q_proj")
+        kv = {}
+        for part in ("k", "v"):
+            w = g.weight(f"{p}.self_attn.{part}_proj.weight", [hidden, kv_heads * head_dim])
+            y = g.node("MatMul", [a, w], f"{n}.attn.{part}_proj")
+            kv[part] = _repeat_kv(g, y, f"{n}.attn.{part}", kv_heads, heads, head_dim)
+        qh = g.heads_split(q, f"{n}.attn.q", heads, head_dim, [0, 2, 1, 3])
+        kt = g.node("Transpose", [kv["k"]], f"{n}.attn.k.transpose_last", perm=[0, 1, 3, 2])
+        sc = g.node("MatMul", [qh, kt], f"{n}.attn.scores")
+        sc = g.node("Div", [sc, g.scalar(f"const.sqrt_head_dim_{head_dim}", math.sqrt(head_dim))], f"{n}.attn.scale")
+        sc = g.node("Where", [causal, sc, fill], f"{n}.attn.causal_mask")
+        pr = g.node("Softmax", [sc], f"{n}.attn.softmax", axis=-1)
+        c = g.node("MatMul", [pr, kv["v"]], f"{n}.attn.context")
+        c = g.node("Transpose", [c], f"{n}.attn.merge.transpose", perm=[0, 2, 1, 3])
+        c = g.node("Reshape", [c, g.ints(f"shape.merge_{hidden}", [0, 0, hidden])], f"{n}.attn.merge.reshape")
+        o = g.node("MatMul", [c, g.weight(f"{p}.self_attn.o_proj.weight", [hidden, hidden])], f"{n}.attn.o_proj")
+        x = g.node("Add", [x, o], f"{n}.attn.residual")
+        m = _rms_norm(g, x, f"{n}.post_attention_layernorm", f"{p}.post_attention_layernorm.weight", hidden, 1e-5)
+        gate = g.node("MatMul", [m, g.weight(f"{p}.mlp.gate_proj.weight", [hidden, ffn])], f"{n}.mlp.gate_proj")
+        up = g.node("MatMul", [m, g.weight(f"{p}.mlp.up_proj.weight", [hidden, ffn])], f"{n}.mlp.up_proj")
+        act = g.node("Mul", [gate, g.node("Sigmoid", [gate], f"{n}.mlp.sigmoid")], f"{n}.mlp.silu")
+        h = g.node("Mul", [act, up], f"{n}.mlp.gated")
+        d = g.node("MatMul", [h, g.weight(f"{p}.mlp.down_proj.weight", [ffn, hidden])], f"{n}.mlp.down_proj")
+        x = g.node("Add", [x, d], f"{n}.mlp.residual")
+    x = _rms_norm(g, x, "norm", "model.norm.weight", hidden, 1e-5)
+    g.node("MatMul", [x, g.weight("lm_head.weight", [hidden, vocab])], "logits")
+    g.output("logits", TensorProto.FLOAT, ["batch", "seq", vocab])
+    return g.model(doc)
+
+
+def build_llama3_8b() -> onnx.ModelProto:
+    return _llama(
+        "llama3_8b", 32, 4096, 32, 8, 14336, 128256,
+        "Llama-3-8B shaped: 32 layers, hidden 4096, 32 query heads and 8 KV heads (grouped-query attention), "
+        "SwiGLU FFN 14336, vocab 128256, untied LM head; no rotary embedding.",
+    )
+
+
+def build_llama2_70b() -> onnx.ModelProto:
+    return _llama(
+        "llama2_70b", 80, 8192, 64, 8, 28672, 32000,
+        "Llama-2-70B shaped: 80 layers, hidden 8192, 64 query heads and 8 KV heads (grouped-query attention), "
+        "SwiGLU FFN 28672, vocab 32000, untied LM head; no rotary embedding.",
+    )
+
+
 def build_moe() -> onnx.ModelProto:
     """One mixture-of-experts FFN layer: d_model 512, d_ff 2048, E = 8 experts, top-2 routing.
 
@@ -502,6 +589,8 @@ BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
     "gpt2_small": build_gpt2_small,
     "gpt3_175b": build_gpt3_175b,
     "moe": build_moe,
+    "llama3_8b": build_llama3_8b,
+    "llama2_70b": build_llama2_70b,
 }
 
 MODEL_NAMES = tuple(BUILDERS)

@@ -8,6 +8,7 @@ from explorer.safe_markdown import md_text, plain
 from explorer.views.pipeline import configuration_label, fullest_stage, stage_work_seconds
 from explorer.views.splits import distinct_workers, level_roles, weights_split_by_model
 from planner.api import PlanResult
+from planner.plans.parallelism import describe, summary_lines
 from planner.units import format_bytes, format_count, format_seconds, format_speedup
 
 
@@ -32,6 +33,7 @@ def headline(result: PlanResult) -> dict:
         "iteration": format_seconds(result.total_seconds),
         "breakdown": breakdown,
         "configuration": configuration_label(result),
+        "parallelism_lines": summary_lines(describe(result)),  # the engineers' terms; [0] names the plan
         "tflops_model": flops["model"],
         "tflops_hardware": flops["hardware"],
         "fullest_stage": fullest_stage(result),

@@ -90,7 +90,9 @@ def add_planning_args(sp: argparse.ArgumentParser, defaults: bool = True) -> Non
     sp.add_argument("--machine", required=True, metavar="X.yaml", help="machine description (see machines/)")
     sp.add_argument("--mode", choices=MODES, default="train" if defaults else None,
                     help=f"train (forward+backward) or infer (default: train{from_file})")
-    sp.add_argument("--precision", choices=list(PRECISION_BYTES), help="bytes of float tensors (default: the ONNX type)")
+    sp.add_argument("--precision", choices=list(PRECISION_BYTES),
+                    help="bytes of float tensors (default: the ONNX type); fp8: linear layers at the device's FP8 peak "
+                         "(peak_flops_fp8) with 1-byte inputs, the rest bf16")
     sp.add_argument("--optimizer", choices=list(OPTIMIZERS), default=DEFAULT_OPTIMIZER if defaults else None,
                     help=f"optimizer state in memory (default {DEFAULT_OPTIMIZER})")
     sp.add_argument("--bucket-mb", type=megabytes, metavar="MB", help=f"{BUCKET_HELP} (default 25{from_file})")

@@ -12,6 +12,7 @@ from planner.cli.output import print_result
 from planner.onnx.importer import import_model, model_sha256
 from planner.onnx.rebinder import rebinder_for
 from planner.options import PlanOptions
+from planner.plans.parallelism import describe, recorded_name
 from planner.plans.plan_json import OVERRIDABLE, merge_recorded_options, plan_bindings, read_plan_file
 
 HAND_MADE = ("tp", "pp", "dp", "micro_batch_size", "global_batch")
@@ -68,6 +69,10 @@ def run_plan_file(args) -> int:
     graph = load_graph(args)
     result = evaluate_plan(graph, load_machine(args.machine), data, options, rebinder=rebinder_for(args.model))
     result.notes.extend(notes)
+    recorded = recorded_name(data)  # an output of plan --json: only compared, never trusted
+    if recorded is not None and recorded != describe(result)["name"]:
+        result.notes.append(f"the plan file calls its parallelism {recorded!r}; as priced here it is "
+                            f"{describe(result)['name']!r}")
     print_result(result, Path(args.model).name, f"plan file {Path(args.plan).name}, priced as written (no search)")
     write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
                                        model_bindings(args.model, args)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from planner.plans.parallelism import describe, summary_lines
 from planner.units import format_bytes, format_seconds
 
 
@@ -13,6 +14,8 @@ def print_result(result, label: str, how: str) -> None:
     print(f"model        {label} ({result.graph.parameter_count:,} parameters{padded})")
     print(f"machine      {result.machine.summary()}")
     print(f"algorithm    {result.plan.algorithm} ({result.options.mode}), {how}")
+    for i, line in enumerate(summary_lines(describe(result))):
+        print(f"{'parallelism' if i == 0 else '':13}{line}")
     if result.pipelined:
         _print_pipeline(result)
     else:

@@ -21,10 +21,13 @@ Owns three things the memory model and the recomputation pricing share:
   inputs Q, K, V are kept); tensor parallelism divides what the plan splits, and sequence
   parallelism keeps a column-parallel layer's input as the sequence shard its producer holds
   (Megatron-LM all-gathers it again in the backward pass, overlapped with the weight gradient).
+  Under ``--precision fp8`` a linear layer keeps its input as its own 1-byte FP8 copy
+  (:mod:`planner.cost.fp8`).
 """
 
 from __future__ import annotations
 
+from planner.cost import fp8
 from planner.model.graph import OpKind, TensorRole
 
 #: element-wise operators fused into one kernel (Dropout apart: it saves a mask of its own)
@@ -156,7 +159,7 @@ def saved_tensors(cm, full: dict, ops: list[str], drop_core: bool = False) -> di
     core = cm.selective_ops if drop_core else frozenset()
     kept: dict[str, float] = {}
 
-    def keep(name: str, index: int) -> None:
+    def keep(name: str, index: int, in_fp8: bool = False) -> None:
         use = cm.info[name].uses[index]
         t = tensors[use.tensor]
         if not _kept(t) or (name in core and t.producer in core):
@@ -165,7 +168,8 @@ def saved_tensors(cm, full: dict, ops: list[str], drop_core: bool = False) -> di
         source = producer_of.get(use.tensor)
         if cm.sequence_parallel and source and not use.is_output and source[0] in full:
             size = min(size, cm.local_bytes(source[0], source[1], full[source[0]]))  # the shard is kept
-        kept[use.tensor] = max(kept.get(use.tensor, 0.0), size)
+        key = f"{use.tensor}:fp8" if in_fp8 else use.tensor  # an FP8 linear layer keeps its own 1-byte copy
+        kept[key] = max(kept.get(key, 0.0), size * fp8.input_scale(use) if in_fp8 else size)
 
     for name in ops:
         op = g.operators[name]
@@ -196,5 +200,5 @@ def saved_tensors(cm, full: dict, ops: list[str], drop_core: bool = False) -> di
         else:  # matrix products, convolutions and anything else: the inputs that are not weights
             for i in inputs:
                 if not uses[i].is_parameter:
-                    keep(name, i)
+                    keep(name, i, name in cm.fp8_ops)
     return kept

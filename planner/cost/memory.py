@@ -1,8 +1,9 @@
 """Per-device memory of a plan: parameters, gradients, optimizer state and activations.
 
 All sizes are local (partitioned) sizes under the plan. Training keeps, per parameter, its
-weight and gradient at the training precision plus the optimizer's state; inference keeps the
-weights and the largest working set of one operator.
+weight and gradient at the training precision plus the optimizer's state (and, under
+``--precision fp8``, a 1-byte FP8 copy of each linear layer's weight: :mod:`planner.cost.fp8`);
+inference keeps the weights and the largest working set of one operator.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from planner.cost import fp8
 from planner.cost.activations import saved_tensors
 from planner.cost.model import CostModel, Strategy
 from planner.model.graph import TensorRole
-from planner.options import DEFAULT_OPTIMIZER, OPTIMIZERS, OptionsError
+from planner.options import DEFAULT_OPTIMIZER, FP8_INPUT_BYTES, OPTIMIZERS, OptionsError
 
 
 @dataclass
@@ -107,13 +109,15 @@ def memory_per_device(cm: CostModel, plan: dict[str, Strategy], optimizer: str =
                 op_total += local
         working_set = max(working_set, op_total)
     capacity = cm.machine.device.memory_bytes
+    copies = set().union(*(fp8.weight_copies(cm, n) for n in ops if n in cm.fp8_ops))  # FP8 weight copies
     if cm.mode == "infer":
-        return MemoryReport(sum(b for b, _ in param_bytes.values()), 0.0, 0.0, working_set, capacity)
+        return MemoryReport(sum(b * (1 + (FP8_INPUT_BYTES / cm.tensor_itemsize(t) if t in copies else 0))
+                                for t, (b, _) in param_bytes.items()), 0.0, 0.0, working_set, capacity)
     params = grads = state = 0.0
     for tname, (local, group) in param_bytes.items():
         itemsize = cm.tensor_itemsize(tname)
         shard = group if cm.zero == 3 else 1
-        params += local / shard
+        params += local / shard * (1 + (FP8_INPUT_BYTES / itemsize if tname in copies else 0))
         if tensors[tname].frozen:
             continue  # a quantised weight is not trained: no gradient, no optimizer state
         grads += local / shard

@@ -31,7 +31,7 @@ from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic
 from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from planner.machine.tree import Machine
 from planner.cost.redistribution import charged_edges
-from planner.cost import activations, sequence_parallel
+from planner.cost import activations, fp8, sequence_parallel
 from planner.errors import PlannerError
 from planner.options import (DEFAULT_BUCKET_MB, PRECISION_BYTES, check_bucket_mb, check_memory_options,
                              check_mode_and_precision)
@@ -161,12 +161,14 @@ class CostModel:
     forward collectives; ``zero`` (:data:`ZERO_STAGES`) at stage 3 replaces the gradient
     all-reduce by per-micro-batch parameter all-gathers and a gradient reduce-scatter; with
     ``micro_batches`` > 1 the graph is one micro-batch and the search weighs the once-per-iteration
-    gradient all-reduce by ``1/micro_batches``. ``sequence_parallel``: :mod:`planner.cost.sequence_parallel`.
+    gradient all-reduce by ``1/micro_batches``. ``precision="fp8"``: :mod:`planner.cost.fp8`.
+    ``sequence_parallel``: :mod:`planner.cost.sequence_parallel`.
     """
 
     def __init__(self, graph: OperatorGraph, machine: Machine, mode: str = "train", precision: str | None = None,
                  recompute: str = "none", zero: int = 0, micro_batches: int = 1, bucket_mb: float = DEFAULT_BUCKET_MB):
         check_mode_and_precision(mode, precision)
+        self.fp8_ratio = fp8.compute_ratio(machine) if precision == "fp8" else 1.0  # FP8 linear layers
         self.bucket_bytes = check_bucket_mb(bucket_mb) * 1e6
         self.sequence_parallel = False  # set by planner.cost.result.cost_model_for
         self.grad_roots = gradient_roots(graph)
@@ -187,6 +189,7 @@ class CostModel:
         self.num_levels = len(machine.levels)
         self.planned = graph.planned_operators()
         self.info: dict[str, _OpInfo] = {n: self._op_info(graph.operators[n]) for n in self.planned}
+        self.fp8_ops = fp8.linear_layers(self) if precision == "fp8" else frozenset()
         self.edges = self._edges()
         self.in_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
         for e in self.edges:
@@ -428,10 +431,14 @@ class CostModel:
         """One pass's local work: the roofline, the larger of the FLOPs and the memory traffic (in
         FLOP-equivalents, when the device has a memory bandwidth)."""
         work = flops / (math.prod(split.values()) if split else 1)
+        in_fp8 = info.op.name in self.fp8_ops  # at the FP8 peak, its inputs 1 byte (planner.cost.fp8)
+        if in_fp8:
+            work = work * self.fp8_ratio
         if self.flops_per_memory_byte:
             # a gather reads only the rows it outputs, not its whole table (input 0)
             moved = info.uses[1:] if info.op.op_type in GATHERS else info.uses
-            traffic = sum(local_bytes(u) for u in moved)
+            traffic = sum(local_bytes(u) * (fp8.input_scale(u) if in_fp8 and u.dims & info.op.reduction_dims
+                                            and not u.is_output else 1) for u in moved)
             if info.op.op_type in SLICES:  # reads only the part it outputs: as a Split's share
                 traffic = 2 * sum(local_bytes(u) for u in info.uses if u.is_output)
             traffic *= self.flops_per_memory_byte

@@ -70,7 +70,7 @@ _EXPECTED = {
     "machine": "a mapping with keys name, device, levels, e.g. machines/dgx_a100.yaml",
     "name": "a non-empty string naming the machine, e.g. 'dgx_a100'",
     "device": "a mapping with keys name, peak_flops, memory_bytes[, compute_efficiency, "
-    "memory_bandwidth_Bps], "
+    "memory_bandwidth_Bps, peak_flops_fp8], "
     "e.g. {name: A100, peak_flops: 312e12, memory_bytes: 80e9}",
     "levels": "a non-empty list of levels, outermost first, "
     "e.g. [{name: node, arity: 2, bandwidth_Bps: 25e9, latency_s: 1e-5}]",
@@ -83,6 +83,8 @@ _EXPECTED = {
     "reach, e.g. 0.6",
     "memory_bandwidth_Bps": "a positive number of bytes per second between the device and its "
     "memory (HBM), e.g. 2.039e12 for an A100 80GB; leave it out to price every operator by its FLOPs",
+    "peak_flops_fp8": "a positive number of FLOP/s of dense FP8 matrix multiplies (the datasheet's "
+    "figure without sparsity), e.g. 1979e12 for an H100 SXM; leave it out on a device without FP8",
     "level.name": "a non-empty string naming the level, e.g. 'node' or 'gpu'",
     "arity": f"a whole number of children per parent, from 1 to {MAX_DEVICES}, e.g. 8",
     "bandwidth_Bps": "a positive number of bytes per second (per device, per direction), "
@@ -91,7 +93,7 @@ _EXPECTED = {
 }
 
 _MACHINE_KEYS = ("name", "device", "levels")
-_DEVICE_KEYS = ("name", "peak_flops", "memory_bytes", "compute_efficiency", "memory_bandwidth_Bps")
+_DEVICE_KEYS = ("name", "peak_flops", "memory_bytes", "compute_efficiency", "memory_bandwidth_Bps", "peak_flops_fp8")
 _DEVICE_REQUIRED = ("name", "peak_flops", "memory_bytes")
 _LEVEL_KEYS = ("name", "arity", "bandwidth_Bps", "latency_s")
 
@@ -278,6 +280,8 @@ class Device:
     ``memory_bandwidth_Bps`` (optional) lets operators that move more bytes than they compute
     (norms, softmax, element-wise) be priced by their memory traffic: the roofline takes the
     larger of the two times. Without it every operator is priced by its FLOPs alone.
+    ``peak_flops_fp8`` (optional) is the dense FP8 matrix-multiply peak that ``--precision fp8``
+    prices the linear layers at (:mod:`planner.cost.fp8`); derated by the same efficiency.
     """
 
     name: str
@@ -285,6 +289,7 @@ class Device:
     memory_bytes: float
     compute_efficiency: float = 1.0  # in (0, 1]: fraction of peak large kernels reach
     memory_bandwidth_Bps: float | None = None  # device memory (HBM) bytes per second
+    peak_flops_fp8: float | None = None  # FLOP/s of dense FP8 matrix multiplies
 
     def __post_init__(self) -> None:
         self._validate("Device")
@@ -304,6 +309,9 @@ class Device:
         if self.memory_bandwidth_Bps is not None:
             _set(self, "memory_bandwidth_Bps", _positive_invertible(
                 self.memory_bandwidth_Bps, f"{path}.memory_bandwidth_Bps", "memory_bandwidth_Bps"))
+        if self.peak_flops_fp8 is not None:
+            _set(self, "peak_flops_fp8", _positive_invertible(
+                self.peak_flops_fp8, f"{path}.peak_flops_fp8", "peak_flops_fp8"))
         if not math.isfinite(1.0 / self.effective_flops):
             raise _fail(
                 f"{path}.peak_flops", "peak_flops", self.peak_flops, "too small: 1/F overflows"
@@ -470,11 +478,13 @@ class Machine:
     def with_device(self, **changes: Any) -> Machine:
         """A copy with device fields changed (e.g. another efficiency), fully validated.
 
-        ``memory_bandwidth_Bps=None`` removes the memory bandwidth (FLOPs-only pricing)."""
+        ``memory_bandwidth_Bps=None`` removes the memory bandwidth (FLOPs-only pricing), and
+        ``peak_flops_fp8=None`` the FP8 peak."""
         data = self.to_dict()
         data["device"].update(changes)
-        if data["device"].get("memory_bandwidth_Bps", 0) is None:
-            del data["device"]["memory_bandwidth_Bps"]
+        for optional in ("memory_bandwidth_Bps", "peak_flops_fp8"):
+            if data["device"].get(optional, 0) is None:
+                del data["device"][optional]
         return Machine.from_dict(data)
 
     # -- serialisation --------------------------------------------------------------------------
@@ -490,6 +500,7 @@ class Machine:
                 "compute_efficiency": self.device.compute_efficiency,
                 **({"memory_bandwidth_Bps": self.device.memory_bandwidth_Bps}
                    if self.device.memory_bandwidth_Bps is not None else {}),
+                **({"peak_flops_fp8": self.device.peak_flops_fp8} if self.device.peak_flops_fp8 is not None else {}),
             },
             "levels": [
                 {
@@ -517,7 +528,7 @@ class Machine:
             "peak_flops": _positive(dev["peak_flops"], "device.peak_flops", "peak_flops"),
             "memory_bytes": _positive(dev["memory_bytes"], "device.memory_bytes", "memory_bytes"),
         }
-        for optional in ("compute_efficiency", "memory_bandwidth_Bps"):
+        for optional in ("compute_efficiency", "memory_bandwidth_Bps", "peak_flops_fp8"):
             if optional in dev:
                 device_fields[optional] = dev[optional]
         try:
@@ -592,6 +603,8 @@ class Machine:
         )
         n = self.num_devices
         specs = [_si(self.device.peak_flops, "FLOP/s")]
+        if self.device.peak_flops_fp8 is not None:
+            specs.append(f"FP8 {_si(self.device.peak_flops_fp8, 'FLOP/s')}")
         if self.device.compute_efficiency != 1.0:
             specs.append(f"{self.device.compute_efficiency:.0%} efficiency")
         specs.append(_binary(self.device.memory_bytes))

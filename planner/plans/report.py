@@ -7,6 +7,7 @@ import math
 
 from planner import __version__
 from planner.cost.result import PlanResult
+from planner.plans.parallelism import describe
 
 
 def op_splits(result: PlanResult, name: str) -> dict[str, int]:
@@ -73,6 +74,7 @@ def plan_to_json(result: PlanResult, model_label: str | None = None, model_sha25
         "data_parallel_cost_seconds": result.data_parallel_seconds,
         "data_parallel_fits_in_memory": result.data_parallel_memory.fits if result.data_parallel_memory else None,
         "speedup_over_data_parallel": result.speedup_over_data_parallel if math.isfinite(result.speedup_over_data_parallel) else None,
+        "parallelism": describe(result),  # the plan in the engineers' terms (planner/plans/parallelism.py)
         "notes": list(result.notes),
         "ops": ops,
     }

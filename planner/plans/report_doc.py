@@ -19,6 +19,7 @@ from planner.cost.result import PlanResult
 from planner.machine.tree import Machine, load_preset, preset_paths
 from planner.model.graph import OpKind
 from planner.options import PlanOptions
+from planner.plans.parallelism import describe
 from planner.plans.report import op_cuts
 from planner.units import format_bytes, format_flop_count, format_seconds, format_speedup
 
@@ -172,7 +173,7 @@ def stamp_rows(result: PlanResult, source: ReportSource) -> list[tuple[str, str]
             ("machine", f"{source.machine_label}: {result.machine.summary()}"), ("mode", o.mode),
             ("algorithm", result.plan.algorithm), ("precision", o.precision or "as in the model"),
             ("optimizer", o.optimizer if o.mode == "train" else "none (inference)"),
-            ("configuration", configuration_text(result))]
+            ("configuration", configuration_text(result)), ("parallelism", describe(result)["name"])]
 
 
 # ---- the headline ------------------------------------------------------------------------------

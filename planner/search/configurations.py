@@ -280,7 +280,7 @@ class _Scan:
         self.machine, self.options = state.machine, state.options
         self.results: dict[int, PlanResult] = {}
         self.lightest = None  # (stages, least memory per device seen with them), ZeRO-3 aside
-        self.floor = _compute_floor(state.graph, state.machine)
+        self.floor = _compute_floor(state.graph, state.machine, state.options.precision)
         state.skipped = []
 
     def run(self) -> dict[int, PlanResult]:
@@ -318,13 +318,17 @@ class _Scan:
                 self.lightest = (stages, least_memory)
 
 
-def _compute_floor(graph: OperatorGraph, machine: Machine) -> float:
+def _compute_floor(graph: OperatorGraph, machine: Machine, precision: str | None = None) -> float:
     """The least time the training compute of one iteration can take on the machine: 3x the
     forward FLOPs of the planned operators, spread evenly over every device at full rate (the
     roofline only adds to it). Valid for any plan, stage count and micro-batch count: a
-    micro-batch's FLOPs are at least the batch's divided by the micro-batch count."""
+    micro-batch's FLOPs are at least the batch's divided by the micro-batch count. Under fp8 every
+    FLOP is taken at the faster of the two peaks."""
     flops = sum(graph.operators[n].flops for n in graph.planned_operators())
-    return 3 * flops / (machine.num_devices * machine.device.effective_flops)
+    rate = machine.device.effective_flops
+    if precision == "fp8" and machine.device.peak_flops_fp8:
+        rate = max(rate, machine.device.peak_flops_fp8 * machine.device.compute_efficiency)
+    return 3 * flops / (machine.num_devices * rate)
 
 
 def _better(a: PlanResult, b: PlanResult) -> bool:

@@ -94,6 +94,19 @@ def _linear_layers(cm: CostModel) -> dict[str, str]:
     return roles
 
 
+def _inside_a_head(cm: CostModel, name: str, role: str, prefix: Strategy) -> bool:
+    """Grouped-query attention with fewer K/V heads than tensor-parallel ranks: a column split
+    of the K or V projection (output ``n`` = KV heads x head dim) that would fall on the head
+    dimension, once the heads are all split. Megatron-LM replicates the projection on those ranks
+    instead (each rank computes its KV head whole; the gradients of the copies are summed where
+    the heads are repeated), and so does this layout: the projection is not split at that cut."""
+    if role != "n":
+        return False
+    factors = cm.graph.operators[name].factors_of("n")
+    assign = cm.assignment(name, prefix + ("n",))
+    return assign is not None and len(factors) > 1 and assign[-1] == ("n", len(factors) - 1)
+
+
 def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) -> Plan:
     """``tensor_levels``: the machine levels used for tensor parallelism (default: the innermost
     level with more than one device); the other levels split the batch."""
@@ -136,7 +149,7 @@ def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) ->
             elif cut.level not in tensor:
                 choice = batch.get(n)
             elif n in roles:
-                choice = roles[n]
+                choice = None if _inside_a_head(cm, n, roles[n], strategies[n]) else roles[n]
             elif op.op_type == "Gather" and "v" in op.dims and n not in roles:
                 choice = "v"
             else:

@@ -76,6 +76,7 @@ EXPECTED_PRESETS = {
     "dgx_a100_64nodes": 512,  # 64 x 8
     "selene": 384,  # 48 x 8
     "h100_cluster": 256,  # 32 x 8
+    "h200_cluster": 256,  # 32 x 8
     "v100_8": 8,  # 8 gpus
     "ascend910_16x8": 128,  # 16 x 8
     "a100_512x8": 4096,  # 512 x 8
@@ -110,6 +111,13 @@ def test_preset_figures():
     assert [lv.name for lv in cluster.levels] == ["node", "gpu"]
     assert cluster.levels[0].bandwidth_Bps == 25e9  # 200 Gb/s / 8 bits
     assert load_preset("h100_cluster").levels[0].bandwidth_Bps == 50e9  # 400 Gb/s / 8
+    # H100 SXM datasheet: FP8 3,958 TFLOP/s with sparsity, dense half; no FP8 on the A100
+    assert load_preset("h100_cluster").device.peak_flops_fp8 == 1979e12
+    assert dgx.device.peak_flops_fp8 is None
+    # H200 SXM datasheet: 141 GB HBM3e at 4.8 TB/s, the H100's compute
+    h200 = load_preset("h200_cluster").device
+    assert (h200.memory_bytes, h200.memory_bandwidth_Bps, h200.peak_flops, h200.peak_flops_fp8) == \
+        (141e9, 4.8e12, 989e12, 1979e12)
     assert load_preset("ascend910_16x8").levels[0].bandwidth_Bps == 12.5e9  # 100 Gb/s / 8
     assert load_preset("a100_2x8_slow").levels[0].bandwidth_Bps == 1.25e9  # 10 Gb/s / 8
 
@@ -375,6 +383,9 @@ INVALID = [
     ("eff-zero", _set(["device", "compute_efficiency"], 0), "device.compute_efficiency"),
     ("eff-above-one", _set(["device", "compute_efficiency"], 1.5), "device.compute_efficiency"),
     ("eff-negative", _set(["device", "compute_efficiency"], -0.1), "device.compute_efficiency"),
+    ("fp8-zero", _set(["device", "peak_flops_fp8"], 0), "device.peak_flops_fp8"),
+    ("fp8-text", _set(["device", "peak_flops_fp8"], "fast"), "device.peak_flops_fp8"),
+    ("fp8-bool", _set(["device", "peak_flops_fp8"], True), "device.peak_flops_fp8"),
     ("device-unknown-key", _set(["device", "compute_eficiency"], 0.5), "device.compute_eficiency"),
     ("levels-missing", _delete(["levels"]), "levels"),
     ("levels-empty", _set(["levels"], []), "levels"),
@@ -511,6 +522,7 @@ FIELD_PATHS = [
     ["device", "peak_flops"],
     ["device", "memory_bytes"],
     ["device", "compute_efficiency"],
+    ["device", "peak_flops_fp8"],
     ["levels"],
     ["levels", 0],
     ["levels", 1, "name"],
@@ -625,3 +637,13 @@ def test_random_machines_round_trip(machine):
     assert Machine.from_json(machine.to_json()) == machine
     assert Machine.from_dict(machine.to_dict()) == machine
     assert machine.summary().startswith(f"{machine.levels[0].arity} {machine.levels[0].name}")
+
+
+def test_fp8_peak_is_optional_round_trips_and_can_be_removed():
+    machine = load_preset("h100_cluster")
+    assert Machine.from_yaml(machine.to_yaml()).device.peak_flops_fp8 == 1979e12
+    assert "FP8 1.979 PFLOP/s" in machine.summary()
+    plain = machine.with_device(peak_flops_fp8=None)
+    assert plain.device.peak_flops_fp8 is None and "peak_flops_fp8" not in plain.to_dict()["device"]
+    assert "FP8" not in plain.summary()
+    assert plain.with_device(peak_flops_fp8="2e15").device.peak_flops_fp8 == 2e15  # YAML 1.1 spelling

@@ -86,6 +86,13 @@ def test_exact_parameter_counts():
         "gpt2_small": 124_439_808,
         "gpt3_175b": 174_604_259_328,
         "moe": 16_801_792,
+        # embeddings and untied head 2 x 128,256 x 4,096; per layer q, o 4,096^2, k, v 4,096 x 1,024
+        # (8 KV heads of 128), gate, up, down 4,096 x 14,336, two norms 4,096; 32 layers; final norm
+        "llama3_8b": 2 * 128_256 * 4_096 + 32 * (2 * 4_096**2 + 2 * 4_096 * 1_024 + 3 * 4_096 * 14_336 + 2 * 4_096)
+        + 4_096,  # 8,030,261,248, Llama-3-8B's count
+        # the same with hidden 8,192, k, v 8,192 x 1,024, FFN 28,672, vocab 32,000, 80 layers
+        "llama2_70b": 2 * 32_000 * 8_192 + 80 * (2 * 8_192**2 + 2 * 8_192 * 1_024 + 3 * 8_192 * 28_672 + 2 * 8_192)
+        + 8_192,  # 68,976,648,192, Llama-2-70B's count
     }
     assert {n: float_params(load(n)) for n in build.MODEL_NAMES} == exact
 
