@@ -30,14 +30,7 @@ from planner.model.graph import OperatorGraph, TensorRole
 
 def data_dependent_ops(graph: OperatorGraph) -> set[str]:
     """Operators whose outputs depend on the data inputs (everything but weight arithmetic)."""
-    reached = set(graph.inputs)
-    found = set()
-    for name in graph.topological_order():
-        op = graph.operators[name]
-        if any(u.tensor in reached for u in op.inputs):
-            found.add(name)
-            reached.update(u.tensor for u in op.outputs)
-    return found
+    return set(graph.data_dependent_operators())  # computed once per graph
 
 
 def weight_only_ops(graph: OperatorGraph) -> set[str]:

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from planner.cost.tables import graph_tables
 from planner.cost.basis import Basis, _larger  # the basis (1/F, g_l, L_l); Basis is re-exported here
 from planner.cost.collectives import flat_collectives, halo_exchange, hierarchical_all_reduce, hierarchical_collectives
 from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic, weight_only_ops
 from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from planner.machine.tree import Machine
 from planner.cost.redistribution import charged_edges
-from planner.cost import activations, fp8, overlap, sequence_parallel
+from planner.cost import fp8, overlap, sequence_parallel
 from planner.errors import PlannerError
 from planner.options import (DEFAULT_BUCKET_MB, PRECISION_BYTES, check_bucket_mb, check_memory_options,
                              check_mode_and_precision)
@@ -190,14 +191,9 @@ class CostModel:
         self.cut_factor = [c.factor for c in self.cuts]
         self.cut_level = [c.level for c in self.cuts]
         self.num_levels = len(machine.levels)
-        self.planned = graph.planned_operators()
-        self.info: dict[str, _OpInfo] = {n: self._op_info(graph.operators[n]) for n in self.planned}
+        self.planned, self.info, self.edges, self.in_edges, self.selective_ops = graph.memo(  # not the machine's:
+            "cost tables", (mode, precision, self.bucket_bytes), lambda: graph_tables(self))  # shared by machines
         self.fp8_ops = fp8.linear_layers(self) if precision == "fp8" else frozenset()
-        self.edges = self._edges()
-        self.in_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
-        for e in self.edges:
-            self.in_edges[e.consumer].append(e)
-        activations.mark_attention_core(self)  # what selective recomputation recomputes: self.selective_ops
         self._assign_cache: dict = {}
         self._redist_cache: dict = {}
         self._redist_time_cache: dict = {}
