@@ -1,4 +1,5 @@
-"""The exact optimum under the cost model, over the same choices D-Rec has.
+"""The exact optimum under the cost model, over the same choices D-Rec has: the integer program for
+graphs with cycles (chains and trees go to the dynamic program of :mod:`planner.search.exact_dp`).
 
 Every planned operator (folded ones included) picks one full strategy (a dimension or none at
 each cut). The plan's cost is a sum of per-operator terms and per-edge terms that depend on the
@@ -73,13 +74,27 @@ def _edge_groups(cm: CostModel, options: dict[str, list[Strategy]]):
 
 
 def plan_exact(cm: CostModel, max_variables: int = MAX_VARIABLES, time_limit_s: float = 120.0) -> Plan:
+    """The optimum: by dynamic programming over layouts when operators and tensors form a forest
+    (chains, trees: :mod:`planner.search.exact_dp`), else by the integer program below."""
+    from planner.search.exact_dp import dp_applies, plan_dp
+
     start = time.perf_counter()
+    if not cm.cuts:
+        return Plan({n: () for n in cm.planned}, "exact", time.perf_counter() - start)
+    if dp_applies(cm):
+        strategies, predicted = plan_dp(cm)
+        notes = ["exact by dynamic programming over layouts (the graph is a chain or a tree)"]
+        priced = cm.total_seconds(strategies)
+        if abs(priced - predicted) > 1e-9 * max(abs(priced), 1e-30):  # a cost term the program does not add up
+            notes.append(f"the evaluator prices this plan at {priced:.6g} s, the dynamic program at {predicted:.6g} s: "
+                         "it may not be optimal")
+        return Plan(strategies, "exact", time.perf_counter() - start, notes)
     options = {}
     for n in cm.planned:  # refuse before enumerating a space that would not fit anyway
         options[n] = all_strategies(cm, n, limit=max_variables)
         if sum(len(v) for v in options.values()) > max_variables:
             raise _too_large(cm, f"more than {max_variables:,}", max_variables)
-    strategies, notes, _ = solve(cm, options, max_variables, time_limit_s)
+    strategies, notes, _ = solve(cm, options, max_variables, time_limit_s, gap=0.0)
     return Plan(strategies, "exact", time.perf_counter() - start, notes)
 
 
@@ -160,9 +175,10 @@ def _add_edge(prog: _Program, cm: CostModel, e, la, lb, shared: dict | None, off
                  0.0, 0.0)
 
 
-def _run_milp(prog: _Program, time_limit_s: float):
+def _run_milp(prog: _Program, time_limit_s: float, gap: float):
     """HiGHS stops at an absolute gap of 1e-6 by default, which is everything when costs are
-    microseconds: solve on costs scaled to a maximum of 1, with a tight relative gap."""
+    microseconds: solve on costs scaled to a maximum of 1, with a tight relative gap (0 for the
+    exact search: proven optimal, up to the solver's tolerances)."""
     a = coo_matrix((prog.vals, (prog.rows, prog.cols)), shape=(prog.r, prog.col)).tocsr()
     c = np.array(prog.cost)
     scale = float(np.abs(c).max()) or 1.0
@@ -171,7 +187,7 @@ def _run_milp(prog: _Program, time_limit_s: float):
         constraints=LinearConstraint(a, prog.lower, prog.upper),
         integrality=np.array(prog.integrality),
         bounds=Bounds(np.zeros(prog.col), np.ones(prog.col)),
-        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-9},
+        options={"time_limit": time_limit_s, "mip_rel_gap": gap},
     )
     if result.x is None:
         raise SearchTooLargeError(f"the exact search found no solution within {time_limit_s:.0f} s: {result.message}")
@@ -179,7 +195,7 @@ def _run_milp(prog: _Program, time_limit_s: float):
 
 
 def solve(cm: CostModel, options: dict[str, list[Strategy]], max_variables: int = MAX_VARIABLES,
-          time_limit_s: float = 120.0) -> tuple[dict[str, Strategy], list[str], int]:
+          time_limit_s: float = 120.0, gap: float = 1e-9) -> tuple[dict[str, Strategy], list[str], int]:
     """The cheapest combination of one option per operator (the integer program above), the
     solver's notes, and the number of variables the program had.
 
@@ -202,7 +218,7 @@ def solve(cm: CostModel, options: dict[str, list[Strategy]], max_variables: int 
     _add_shared(prog, cm, groups, shared_pairs)
     for e, la, lb in groups:
         _add_edge(prog, cm, e, la, lb, shared_pairs.get(e.tensor), offset)
-    result = _run_milp(prog, time_limit_s)
+    result = _run_milp(prog, time_limit_s, gap)
     plan = {}
     for n in names:
         k = int(np.argmax(result.x[offset[n]:offset[n] + len(options[n])]))

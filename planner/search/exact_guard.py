@@ -8,9 +8,13 @@ from planner.cost.model import CostModel
 from planner.search.exact import SearchTooLargeError
 
 
-#: The exact search is an integer program over every strategy of every operator; it is started only
-#: when the operators have at most this many strategies in total (a few seconds to solve).
+#: On a graph with cycles the exact search is an integer program over every strategy of every
+#: operator; it is started only when the operators have at most this many strategies in total (a few
+#: seconds to solve).
 EXACT_MAX_STRATEGIES = 20_000
+#: On a chain or a tree it is a dynamic program (:mod:`planner.search.exact_dp`), whose work grows with
+#: the strategies and the layouts of each tensor: this many strategies in total.
+EXACT_DP_MAX_STRATEGIES = 150_000
 
 
 def count_strategies(cm: CostModel, name: str, cap: int) -> int:
@@ -53,8 +57,11 @@ def require_exact_feasible(cm: CostModel) -> None:
     Counting is cheap; listing every strategy of every operator (what :func:`plan_exact` solves
     over) on a CNN over 512 devices is not.
     """
-    if not exact_feasible(cm):
+    from planner.search.exact_dp import dp_applies
+
+    bound = EXACT_DP_MAX_STRATEGIES if dp_applies(cm) else EXACT_MAX_STRATEGIES
+    if not exact_feasible(cm, bound):
         raise SearchTooLargeError(
-            f"too large for this graph: more than {EXACT_MAX_STRATEGIES:,} strategies (the exact search's bound) "
+            f"too large for this graph: more than {bound:,} strategies (the exact search's bound) "
             f"over {len(cm.planned)} operators on {cm.machine.num_devices} devices; the exact search is for small "
             "graphs and machines (e.g. the mlp sample on dgx_a100)")

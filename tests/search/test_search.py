@@ -33,7 +33,10 @@ def mlp_cm(widths=(32, 64, 16), batch=64, relu=True, machine=None, mode="train")
 # ---- exact ----------------------------------------------------------------------------------
 
 def test_exact_refuses_too_large_naming_the_bound():
-    cm = mlp_cm()
+    # a residual block (a cycle): the integer program's bound applies (chains go to exact_dp)
+    from sample_models import synthetic
+
+    cm = CostModel(models.graph_of(synthetic.transformer(1, 32, 2, 64), batch=2, seq=4), models.two_level())
     with pytest.raises(SearchTooLargeError, match=r"bound of 10\b"):
         plan_exact(cm, max_variables=10)
 
