@@ -93,7 +93,7 @@ def formula_legend(result: PlanResult, name: str) -> tuple[str, str]:
             f"divided among p devices. {machine_symbols_text(result)} {_mode_text(result)}")
     tip = ("The letters are the operator's own names for the axes of its iteration space (the loops of its "
            "einsum), numbered per operator: the same letter in two operators need not be the same axis."
-           + (f" {', '.join(unnamed)}: not named by the model (no traced batch, no bound symbolic dimension, no "
+           + (f" {', '.join(unnamed)}: not named by the model (no traced batch, heads, vocabulary or experts, no bound symbolic dimension, no "
               "weight or sum); its size says what it is." if unnamed else ""))
     return text, tip
 

@@ -7,7 +7,8 @@ every other coefficient in engineering notation with 4 significant digits: ``1.6
 ``L_l`` and ``B_mem``, the device's memory bandwidth, in the roofline ``max(w/F, bytes/B_mem)``),
 long formulas broken over lines (KaTeX ``aligned``), an operator's einsum-style signature
 (``y[b,m,n] = Σ_k x[b,m,k] · w[k,n]``) and the names of its dimensions where the model tells them
-(the batch, a bound symbolic dimension such as the sequence, a summed or a weight's dimension).
+(the batch, a bound symbolic dimension such as the sequence, heads, head_dim, vocabulary, experts,
+a summed or a weight's dimension).
 No streamlit here: the explorer's Cost page and the reports draw what these functions return.
 """
 
@@ -327,10 +328,12 @@ def signature(op, parameters: set[str]) -> str:
 
 def dimension_names(graph: OperatorGraph, name: str) -> dict[str, str]:
     """What each of the operator's dimensions is, where the model tells it: ``batch`` (traced
-    from the batch axis), a bound symbolic dimension by its size (``sequence`` for ``seq``),
+    from the batch axis), ``heads``, ``head_dim``, ``vocabulary`` or ``experts`` (from the roles
+    of attention, embedding and expert operators: ``planner.cost.dimension_roles``), a bound symbolic dimension by its size (``sequence`` for ``seq``),
     ``summed`` (a reduction; ``summed input features`` when a weight has it), ``output
     features`` (a weight's other dimension in a contraction), ``weight``; the others are left out (the
     letter and its size are all that is known)."""
+    from planner.cost.dimension_roles import dimension_roles
     from planner.model.graph import TensorRole
 
     op = graph.operators[name]
@@ -339,10 +342,14 @@ def dimension_names(graph: OperatorGraph, name: str) -> dict[str, str]:
     weight_dims = {d for u in op.inputs if u.tensor in params for d in u.dims()}
     symbols = {v: _SYMBOL_WORDS.get(k.lower(), k) for k, v in graph.bindings.items()
                if k != graph.batch_symbol and v > 1}
+    roles = dimension_roles(graph).get(name, {})
     out: dict[str, str] = {}
     for d, size in op.dims.items():
         if d == batch_dim or d.endswith("~b"):
             out[d] = "batch"
+        elif d in roles:
+            summed = d in op.reduction_dims and op.op_type in CONTRACTIONS
+            out[d] = f"summed {roles[d]}" if summed else roles[d]
         elif d in op.reduction_dims:
             out[d] = "summed input features" if d in weight_dims else "summed"
         elif d in weight_dims:
