@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from explorer.figures import abbreviate, fit
 from explorer.views.layers import layers_of
 from planner.api import PlanResult
-from planner.units import gib, microseconds
+from planner.units import format_flop_count, format_seconds, gib, microseconds
 
 
 def configuration_label(result: PlanResult) -> str:
@@ -99,8 +99,9 @@ def stage_layer_figure(result: PlanResult, max_ticks: int = 24) -> go.Figure:
         x=frame["order"], y=frame["stage"], mode="lines+markers", line=dict(color="#BBBBBB", width=1),
         marker=dict(color=frame["stage"], colorscale="Viridis", cmin=0, cmax=max(stages - 1, 1), size=9,
                     symbol="square", line=dict(width=0.5, color="#333")),
-        customdata=frame[["block", "operators", "GFLOP"]].to_numpy(),
-        hovertemplate="%{customdata[0]}: stage %{y}<br>%{customdata[1]} operators, %{customdata[2]:.4g} GFLOP "
+        customdata=[[block, f"{ops:,}", format_flop_count(gflop * 1e9)]  # preformatted: planner.units
+                    for block, ops, gflop in zip(frame["block"], frame["operators"], frame["GFLOP"])],
+        hovertemplate="%{customdata[0]}: stage %{y}<br>%{customdata[1]} operators, %{customdata[2]} "
                       "forward<extra></extra>",
     ))
     firsts = frame.drop_duplicates("order")
@@ -171,7 +172,7 @@ def iteration_figure(result: PlanResult) -> go.Figure:
     fig = go.Figure()
     for label, seconds, color in parts:
         fig.add_trace(go.Bar(y=["iteration"], x=[seconds * 1e3], name=label, orientation="h", marker_color=color,
-                             hovertemplate=f"{label}: %{{x:.4g}} ms<extra></extra>"))
+                             customdata=[format_seconds(seconds)], hovertemplate=f"{label}: %{{customdata}}<extra></extra>"))
     fig.update_layout(barmode="stack", height=220, xaxis_title="ms per iteration")
     return fit(fig)
 
