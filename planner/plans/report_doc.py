@@ -248,8 +248,9 @@ def cost_rows(result: PlanResult) -> list[tuple[str, str]]:
             (f"redistribution between operators{per}", format_seconds(s["redistribution"]))]
     if result.pipelined:
         rows += [("micro-batches x slowest stage", f"{sched.micro_batches:,} x {format_seconds(max(sched.stage_seconds))}"),
-                 ("pipeline bubble", format_seconds(sched.bubble_seconds)),
-                 ("gradient sync (exposed)", format_seconds(max(sched.gradient_sync_seconds)))]
+                 ("pipeline bubble", format_seconds(sched.bubble_seconds))]
+        if result.options.mode == "train":
+            rows.append(("gradient sync (exposed)", format_seconds(max(sched.gradient_sync_seconds))))
     return rows + [("iteration", format_seconds(result.total_seconds))]
 
 
@@ -269,11 +270,22 @@ def stage_table(result: PlanResult) -> Table:
     return Table(("stage", "operators", "per micro-batch", "of which sends", "memory per device"), tuple(rows))
 
 
+def memory_parts(result: PlanResult) -> list[tuple[str, float]]:
+    """The parts of the memory per device (bytes): parameters, gradients, optimizer state and
+    activations in training; parameters and activations in inference, which keeps no gradients
+    and no optimizer state."""
+    mem = result.memory
+    parts = [("parameters", mem.parameters), ("gradients", mem.gradients), ("optimizer state", mem.optimizer_state),
+             ("activations", mem.activations)]
+    if result.options.mode != "train":
+        parts = [(label, v) for label, v in parts if label in ("parameters", "activations")]
+    return parts
+
+
 def memory_rows(result: PlanResult) -> list[tuple[str, str]]:
     mem = result.memory
-    return [("parameters", format_bytes(mem.parameters)), ("gradients", format_bytes(mem.gradients)),
-            ("optimizer state", format_bytes(mem.optimizer_state)), ("activations", format_bytes(mem.activations)),
-            ("peak", format_bytes(mem.peak)), ("capacity", format_bytes(mem.capacity))]
+    return [(label, format_bytes(v)) for label, v in memory_parts(result)] + [
+        ("peak", format_bytes(mem.peak)), ("capacity", format_bytes(mem.capacity))]
 
 
 def costliest(result: PlanResult) -> list[str]:
@@ -290,8 +302,7 @@ def charts(result: PlanResult, top: int = 15) -> tuple[Chart, ...]:
     levels = (Bar("devices (compute)", (("compute", s["compute"]),)),) + tuple(
         Bar(f"{lv} level", (("communication", v["communication"]), ("redistribution", v["redistribution"])))
         for lv, v in cost.by_level().items())
-    memory = (Bar("per device", (("parameters", mem.parameters), ("gradients", mem.gradients),
-                                 ("optimizer state", mem.optimizer_state), ("activations", mem.activations))),)
+    memory = (Bar("per device", tuple(memory_parts(result))),)
     return (Chart(f"The {len(ops)} costliest operators ({per})", "s", ops),
             Chart(f"Cost per machine level ({per})", "s", levels),
             Chart("Memory per device" + (" (the fullest stage)" if result.schedule.stages > 1 else ""), "B", memory,
