@@ -28,6 +28,19 @@ top[1].markdown(f"**In use:** {md_code(ctx.machine_label)} — {md_text(machine.
 if errors.get("preset"):
     st.error(md_text(errors["preset"]))
 
+# ---- what the last change did to the plan ----
+effect = view.edit_effect(state.machine_before(), ctx.result, ctx.machine_label)
+if effect is not None:
+    e1, e2, e3 = st.columns([1, 1, 2])
+    e1.metric("Iteration time", effect["iteration_after"], delta=effect["iteration_delta"],
+              delta_color="inverse", help=f"before: {effect['iteration_before']}")
+    e2.metric("Speed-up", effect["speedup_after"], help="over pure data parallelism",
+              delta=f"was {effect['speedup_before']}", delta_color="off", delta_arrow="off")
+    e3.caption(md_text(effect["caption"]) + " Each edit re-plans at once (the bar above shows the progress).")
+elif ctx.result is not None:
+    st.caption(f"Plan on this machine: {md_text(ctx.result.plan.algorithm)}, {ctx.result.machine.num_devices:,} devices; "
+               "edit a field below to see the iteration time and speed-up before and after.")
+
 # ---- device ----
 st.subheader("Device")
 d = machine.device

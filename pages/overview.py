@@ -7,9 +7,8 @@ from explorer.safe_markdown import md_text
 from explorer.tables import format_number
 from explorer.views.cost import level_cost_figure
 from explorer.views.memory import memory_figure
-from explorer.views.overview import explanation, headline
+from explorer.views.overview import explanation, headline, split_by_level, story
 from explorer.views.pipeline import iteration_figure
-from explorer.views.splits import strategy_shape
 
 ctx = page_context()
 st.title("Overview")
@@ -29,7 +28,7 @@ staged = r.schedule.stages > 1
 c = [*st.columns(3), *st.columns(3)]  # two rows of three: no label is cut at 1024 px
 c[0].metric("Devices", f"{h['devices']:,}", help=md_text(ctx.machine.summary()))
 c[1].metric("Predicted iteration time", h["iteration"], help=h["breakdown"])
-c[2].metric("Speed-up vs data parallel", h["speedup"], help=f"over pure data parallel: {h['data_parallel']}")
+c[2].metric("Speed-up vs data parallel", h["speedup"], help=f"over pure data parallelism, which takes {h['data_parallel']}")
 c[3].metric("TFLOP/s per device", format_number(h["tflops_model"]),
             help=f"the model's FLOPs per iteration over the iteration time and the devices; counting recomputed "
                  f"FLOPs too (hardware): {format_number(h['tflops_hardware'])}")
@@ -41,7 +40,9 @@ c[5].metric("Search time", h["search"], help=f"{r.plan.algorithm}, {len(r.cost_m
 st.caption(f"Configuration: {h['configuration']}")
 st.caption(f"Parallelism: {md_text(h['parallelism_lines'][0])}")
 
-st.markdown(explanation(r, ctx.source.label))
+st.markdown(story(r, ctx.machine_label))
+with st.expander("What the numbers mean", expanded=False):
+    st.markdown(explanation(r, ctx.source.label, machine_label=ctx.machine_label))
 for note in r.notes:
     st.info(md_text(note))
 
@@ -58,7 +59,7 @@ with left:
 with right:
     st.subheader("Memory per device" + (" (fullest stage)" if staged else ""))
     st.plotly_chart(memory_figure(r), key="ov_memory")
-    st.caption(f"Strategy by level: {md_text(strategy_shape(r))}")
+    st.caption(f"Split by level: {md_text(split_by_level(r))}")
 
 st.divider()
 cols = st.columns(6)

@@ -9,7 +9,7 @@ from explorer.safe_markdown import md_text
 from explorer.views import graph as graph_view
 from explorer.views import strategy as view
 from explorer.views.cost import costliest_operators, cost_unit
-from explorer.views.layers import layers_of
+from explorer.views.layers import layer_column_text, layers_of
 from explorer.views.model import filter_table
 from explorer.views.overview import headline
 from explorer.views.pipeline import stage_layer_figure
@@ -40,7 +40,7 @@ tab_table, tab_heat, tab_graph = st.tabs(["Table", "Heatmap by machine cut", "Gr
 with tab_table:
     st.caption(f"{len(shown):,} of {len(table):,} planned operators; cost columns in µs {cost_unit(r)}"
                + (", each operator on its stage's devices" if r.schedule.stages > 1 else ""))
-    st.dataframe(**tables.table(shown), hide_index=True, height=380)
+    st.dataframe(**tables.table(layer_column_text(shown)), hide_index=True, height=380)
 with tab_heat:
     names = list(shown["operator"])
     if not names:
@@ -51,11 +51,11 @@ with tab_heat:
         st.plotly_chart(view.strategy_heatmap(r, names), key="st_heat")
 with tab_graph:
     shown_graph = graph_view.default_view(g)
-    if layer_range is not None and shown_graph.mode == "blocks":
-        shown_graph.layer_range = layer_range
     vg = graph_view.build_view(g, shown_graph)
-    st.caption(f"{graph_view.VIEW_MODES[shown_graph.mode]} ({len(vg.nodes)} nodes; collapsed layers take the split of their "
-               "heaviest operator); change the view on the Model page")
+    st.caption(f"{graph_view.VIEW_MODES[shown_graph.mode]} ({len(vg.nodes)} nodes; a collapsed layer takes the split of "
+               "its heaviest operator). Colours name what is split (batch, sequence, hidden, heads, vocabulary, "
+               "experts) and over which machine level; hover a node for its time and its dimensions' own letters. "
+               "Expand layers on the Model page.")
     st.plotly_chart(graph_view.graph_figure(g, vg, "strategy", r), key="st_graph")
 
 # ---- pipeline stages ----

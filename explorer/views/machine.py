@@ -1,5 +1,6 @@
 """The Machine page: the levels as an editable table (GB/s, µs) and back, the device fields,
-scaling a machine to a device count, and the tree as an icicle."""
+scaling a machine to a device count, the tree as an icicle, and what the last edit did to the
+plan (iteration time and speed-up before and after)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from explorer.figures import fit
+from planner.api import PlanResult
 from planner.machine.tree import Machine, MachineError
-from planner.units import GB, GIB, TFLOPS, US, clean_float, format_number, gbps, gib, microseconds, tflops
+from planner.units import (GB, GIB, TFLOPS, US, clean_float, format_delta_seconds, format_number, format_seconds,
+                           format_speedup, gbps, gib, microseconds, tflops)
 
 
 LEVEL_COLUMNS = ("name", "arity", "bandwidth (GB/s)", "latency (µs)")
@@ -176,3 +179,23 @@ def device_fields(machine: Machine) -> dict[str, float]:
 def cut_schedule(machine: Machine) -> list[str]:
     """D-Rec's cuts of the machine, outermost first: ``node x2``."""
     return [f"{c.level_name} x{c.factor}" for c in machine.cuts()]
+
+
+def edit_effect(before: dict | None, result: PlanResult | None, label: str) -> dict | None:
+    """What the last machine change did to the plan: the iteration time and the speed-up over pure
+    data parallelism before and after, as text (``iteration_delta`` reads ``+1.2 ms`` when slower),
+    and a caption naming both machines; None when there is nothing to compare."""
+    if before is None or result is None or before["result"] is result:
+        return None
+    old = before["result"]
+    faster = result.total_seconds < old.total_seconds
+    return {
+        "iteration_before": format_seconds(old.total_seconds),
+        "iteration_after": format_seconds(result.total_seconds),
+        "iteration_delta": format_delta_seconds(result.total_seconds - old.total_seconds),
+        "faster": faster,
+        "speedup_before": format_speedup(old.speedup_over_data_parallel),
+        "speedup_after": format_speedup(result.speedup_over_data_parallel),
+        "caption": (f"Before: {before['label']} ({before['machine'].summary()}). After: {label} "
+                    f"({result.machine.summary()}), re-planned with {result.plan.algorithm}."),
+    }

@@ -86,16 +86,16 @@ def test_first_load_shows_a_real_plan():
     assert metric(at, "Devices") == "512"
     assert metric(at, "Predicted iteration time").endswith("s")
     assert metric(at, "Speed-up vs data parallel").endswith("x")
-    # BERT-base over 2 stages of 256 A100s: 531 MiB of the fullest stage, in the unit of the capacity (GiB)
-    # (not "0.519 GiB"): format_bytes of the result's own peak, whose unit is worked out here
+    # BERT-base at 2,048 sequences on 512 A100s: 1.6 GiB per device, in units a person reads (not
+    # "1.64e+03 MiB"): format_bytes of the result's own peak, whose unit is worked out here
     peak = c.result.memory.peak
-    assert 2**20 <= peak < 2**30 and metric(at, "Memory per device") == f"{peak / 2**30:.3g} GiB"
+    assert 2**30 <= peak < 2**40 and metric(at, "Memory per device") == f"{peak / 2**30:.3g} GiB"
     assert metric(at, "Search time")
     assert any("speed-up over pure data parallel" in m.value for m in at.markdown)
     # the view is in the URL
     assert at.query_params["model"] == "bert_base"
     assert at.query_params["machine"] == "dgx_a100_64nodes"
-    assert at.query_params["bind"] == "batch:256,seq:128"
+    assert at.query_params["bind"] == "batch:2048,seq:128"
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -123,9 +123,11 @@ def test_pages_show_their_content():
     assert {"Plan JSON", "Report (HTML)", "Report (Markdown)", "Machine YAML"} <= set(labels)
     goto(at, "strategy")
     assert any("split" in (d.value.columns if d.value is not None else []) for d in at.dataframe)
-    # the default plan uses pipeline stages (4 x 1 micro-batch on BERT-base, batch 256, 512 GPUs)
-    assert ctx(at).result.schedule.stages > 1
-    assert {"st_stage_layers", "st_timeline"} <= chart_keys(at)
+    # the default plan is one an engineer would run: BERT-base at 2,048 sequences on 512 GPUs is one
+    # stage and one micro-batch of 4 sequences per device (no pipeline bubble; pipelined plans are
+    # drawn in test_a_pipelined_plan_on_every_page)
+    sched = ctx(at).result.schedule
+    assert sched.stages == 1 and sched.micro_batches == 1 and sched.bubble_seconds == 0
 
 
 # ---- the model: samples, uploads, bindings ------------------------------------------------
@@ -169,7 +171,7 @@ def test_pick_a_sample_and_bind_its_dimensions():
     at.number_input(key="mp_bind_seq").set_value(64).run()
     assert_clean(at)
     c = ctx(at)
-    assert c.bindings == {"batch": 256, "seq": 64}
+    assert c.bindings == {"batch": 2048, "seq": 64}
     assert c.graph is not None and c.result is not None
     # the sidebar shows the same binding
     assert at.number_input(key="sb_bind_seq").value == 64
