@@ -75,6 +75,9 @@ if sched.stages > 1:
     st.plotly_chart(stage_time_figure(r), key="co_stages")
     stages = stage_table(r)
     st.dataframe(**table(stages), hide_index=True)
+if r.options.mode == "train":
+    st.markdown("**Communication hidden behind compute, and exposed** (per iteration; the overlaps are in the sidebar)")
+    st.dataframe(**table(view.overlap_table(r)), hide_index=True)
 left, right = st.columns([3, 2])
 with left:
     top = st.slider("Operators shown", 5, min(100, len(ops)) if len(ops) > 5 else 5, min(25, len(ops)), key="co_top",

@@ -20,6 +20,8 @@ def print_result(result, label: str, how: str) -> None:
         _print_pipeline(result)
     else:
         _print_iteration(result)
+    if result.options.mode == "train":
+        _print_overlap(result)
     _print_throughput_and_memory(result)
     for note in result.notes:
         print(f"note         {note}")
@@ -45,11 +47,19 @@ def _print_pipeline(result) -> None:
 
 def _print_iteration(result) -> None:
     s = result.cost.seconds()
-    hidden = s["total"] - result.total_seconds  # the gradient sync the backward pass hides (overlap)
+    hidden = s["total"] - result.total_seconds  # the communication the compute hides (overlap)
     print(f"iteration    {format_seconds(result.total_seconds)}  = compute {format_seconds(s['compute'])}"
           f" + communication {format_seconds(s['communication'])} + redistribution {format_seconds(s['redistribution'])}"
-          + (f" - gradient sync hidden behind the backward pass {format_seconds(hidden)}"
-             if hidden > 1e-9 * s["total"] else ""))
+          + (f" - hidden behind compute {format_seconds(hidden)}" if hidden > 1e-9 * s["total"] else ""))
+
+
+def _print_overlap(result) -> None:
+    """One line per kind of communication with any time: hidden behind compute and exposed."""
+    for row in result.schedule.overlap_breakdown():
+        hidden, exposed = row["hidden_seconds"], row["exposed_seconds"]
+        if hidden + exposed > 0:
+            print(f"overlap      {row['communication']}: {format_seconds(hidden)} hidden, "
+                  f"{format_seconds(exposed)} exposed per iteration")
 
 
 def _print_throughput_and_memory(result) -> None:

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer.sources import DEFAULT_BINDINGS
 from real_exports import Corpus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,8 +82,8 @@ def test_the_cost_page_formulas_hold_no_raw_rational_and_have_a_legend():
         assert not re.search(r"\b\d+\.0\b(?!\d)", latex), latex
     legend = next(m for m in at.markdown if str(m.value).startswith("**Reading the cards.**"))
     text = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", legend.value)  # as rendered: without Markdown's escapes
-    batch, seq = DEFAULT_BINDINGS["batch"], DEFAULT_BINDINGS["seq"]  # the default view's bound sizes
-    assert "= Σ_k x[" in text and f"batch ({batch:,})" in text and f"sequence ({seq:,})" in text, text
+    # the default view (explorer/sources.py) is BERT-base at 2,048 sequences of 128 tokens
+    assert "= Σ_k x[" in text and "batch (2,048)" in text and "sequence (128)" in text, text
     assert legend.help  # the letters' tooltip
 
 
