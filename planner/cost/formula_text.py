@@ -111,7 +111,24 @@ def readable(expr, constants: dict | None = None, round_integers: bool = True) -
 
     constants = constants or {}
     numbers = {n for n in expr.atoms(sympy.Number) if not n.is_Integer or abs(n) >= 10**5}
-    return expr.xreplace({n: _number(n, constants, round_integers) for n in numbers})
+    return _replaced(expr, {n: _number(n, constants, round_integers) for n in numbers})
+
+
+def _replaced(expr, mapping: dict):
+    """``expr.xreplace(mapping)`` without deciding a ``Max`` or ``Min`` again (sympy compares
+    their arguments pairwise, a second per roofline; a coefficient made readable changes no order)."""
+    import sympy
+
+    if expr in mapping:
+        return mapping[expr]
+    if not expr.args:
+        return expr
+    args = [_replaced(a, mapping) for a in expr.args]
+    if all(a is b for a, b in zip(args, expr.args)):
+        return expr
+    if isinstance(expr, (sympy.Max, sympy.Min)):
+        return expr.func(*args, evaluate=False)
+    return expr.func(*args)
 
 
 def memory_constants(flops_per_memory_byte: float, flops_symbol) -> dict:
