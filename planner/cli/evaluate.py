@@ -1,6 +1,6 @@
 """``evaluate MODEL.onnx --machine X.yaml --plan PLAN.json`` (score a plan file as written) or
-``--tp T --pp P --dp D --micro-batch-size b --global-batch B`` (price a hand-made Megatron-style
-configuration). Neither searches anything."""
+``--tp T --pp P --dp D [--ep E] --micro-batch-size b --global-batch B`` (price a hand-made
+Megatron-style configuration, with expert parallelism on mixture-of-experts models). Neither searches anything."""
 
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
                       help="samples per micro-batch per data-parallel rank")
     hand.add_argument("--global-batch", type=positive_int, metavar="B",
                       help="samples per iteration; B / (b x D) micro-batches")
+    hand.add_argument("--ep", type=positive_int, metavar="E", default=None,
+                      help="expert-parallel size (mixture-of-experts models): the experts split over E of the D "
+                           "data-parallel ranks; E divides D and every MoE layer's experts")
     add_memory_args(hand)
     hand.add_argument("--sequence-parallel", action="store_true",
                       help="sequence parallelism (Korthikanti et al. 2022): LayerNorm, dropout and residual regions "
@@ -51,9 +54,9 @@ def run(args) -> int:
             raise UsageError("give a plan file (--plan PLAN.json) or a hand-made configuration: "
                              f"--tp T --pp P --dp D --micro-batch-size b --global-batch B (missing: {missing})")
         return run_hand_made(args)
-    if given:
-        raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--micro-batch-size/--global-batch "
-                         "(or drop --plan to evaluate a hand-made configuration)")
+    if given or args.ep is not None:
+        raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--ep/--micro-batch-size/"
+                         "--global-batch (or drop --plan to evaluate a hand-made configuration)")
     return run_plan_file(args)
 
 
@@ -97,7 +100,7 @@ def run_hand_made(args) -> int:
         graph = import_model(args.model, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
     result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
                                     args.micro_batch_size, args.global_batch, plan_options(args, algorithm="megatron"),
-                                    rebinder=rebinder_for(args.model))
+                                    rebinder=rebinder_for(args.model), expert=args.ep or 1)
     print_result(result, Path(args.model).name, "priced as given (no search)")
     # the file records the whole batch, so that evaluate --plan prices the same iteration
     bindings = {**parse_bindings(args.bind), **result.graph.bindings, graph.batch_symbol or symbol: args.global_batch}
