@@ -9,7 +9,7 @@ from explorer.safe_markdown import md_code, md_text
 from explorer.tables import table
 from explorer.views import cost as view
 from explorer.views.formulas import CARDS_PER_ROW, FORMULA_CSS, candidate_strategies, formula_legend, formula_rows
-from explorer.views.memory import memory_figure, memory_table
+from explorer.views.memory import capacity_text, memory_figure, memory_table
 from explorer.views.overview import headline
 from explorer.views.pipeline import iteration_figure, stage_table, stage_time_figure, tried_table
 
@@ -88,6 +88,7 @@ with right:
     st.plotly_chart(view.level_cost_figure(r), key="co_levels")
     st.markdown("**Memory per device**" + (" (the fullest stage)" if sched.stages > 1 else ""))
     st.plotly_chart(memory_figure(r), key="co_mem")
+    st.caption(capacity_text(r))
     st.dataframe(**table(memory_table(r)), hide_index=True)
 
 if r.tried:

@@ -76,8 +76,8 @@ if errors.get("levels"):
 
 m1, m2, m3 = st.columns(3)
 m1.metric("Devices", f"{machine.num_devices:,}")
-m2.metric("Device peak", f"{format_number(fields['peak_tflops'])} TFLOP/s")
-m3.metric("Device memory", f"{format_number(fields['memory_gib'])} GiB")
+m2.metric("Device peak (TFLOP/s)", format_number(fields["peak_tflops"]))
+m3.metric("Device memory (GiB)", format_number(fields["memory_gib"]))
 st.plotly_chart(view.machine_tree_figure(machine), key="mc_tree")
 st.caption("Cut schedule (D-Rec splits the machine one prime at a time, outermost level first): "
            + (", ".join(md_text(cut) for cut in view.cut_schedule(machine)) or "none (one device)"))

@@ -6,7 +6,7 @@ from explorer.run import page_context
 from explorer.safe_markdown import md_text
 from explorer.tables import format_number
 from explorer.views.cost import level_cost_figure
-from explorer.views.memory import memory_figure
+from explorer.views.memory import capacity_text, memory_figure
 from explorer.views.overview import explanation, headline, split_by_level, story
 from explorer.views.pipeline import iteration_figure
 
@@ -59,7 +59,7 @@ with left:
 with right:
     st.subheader("Memory per device" + (" (fullest stage)" if staged else ""))
     st.plotly_chart(memory_figure(r), key="ov_memory")
-    st.caption(f"Split by level: {md_text(split_by_level(r))}")
+    st.caption(f"{capacity_text(r)} Split by level: {md_text(split_by_level(r))}")
 
 st.divider()
 cols = st.columns(6)

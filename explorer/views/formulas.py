@@ -17,13 +17,17 @@ from planner.units import format_number, format_seconds, gbps, microseconds, tfl
 
 #: The formula cards' style: a row of cards wraps to one card per row when a card would be
 #: narrower than its formulas (a 1024 px window), KaTeX blocks scroll (with a visible scrollbar)
-#: rather than clip if a formula is still wider, and formulas use the body's font size.
+#: rather than clip if a formula is still wider, and formulas use the body's font size. KaTeX
+#: ends every stacked box (a fraction, a subscript, an underbrace) with an empty 2 px table cell
+#: (``.vlist-s``, a Safari workaround) hidden by a -2 px margin (``.vlist-t2``): at the end of a
+#: formula that cell sticks out of the formula's box by 2 px, so the box keeps 2 px for it.
 FORMULA_CSS = ("<style>[data-testid='stHorizontalBlock']:has(.katex-display){flex-wrap:wrap}"
                "[data-testid='stHorizontalBlock']:has(.katex-display)>[data-testid='stColumn']"
                "{min-width:min(100%,22rem)}"
                "[data-testid='stColumn'] .katex-display{overflow-x:auto;overflow-y:hidden;scrollbar-width:thin;"
                "margin:0.4em 0;padding:0 0.25em}"
-               "[data-testid='stColumn'] .katex-display>.katex{font-size:1em}</style>")
+               "[data-testid='stColumn'] .katex-display>.katex{font-size:1em}"
+               ".katex-display>.katex>.katex-html{padding-right:2px}</style>")
 CARDS_PER_ROW = 2  #: formula cards side by side (3 clip at 1024 px)
 
 

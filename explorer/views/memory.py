@@ -1,5 +1,5 @@
 """Memory per device (of the fullest stage) against the device's capacity: a bar scaled to the
-plan and a table."""
+plan, the sentence naming the capacity that the pages print under it, and a table."""
 
 from __future__ import annotations
 
@@ -24,17 +24,18 @@ CAPACITY_ON_AXIS = 0.6
 
 def memory_figure(result: PlanResult) -> go.Figure:
     """Memory per device (of the fullest stage), stacked, scaled to the plan; the capacity is a
-    dashed line when it is near (or below) the peak, else named in the axis title."""
+    dashed line when it is near (or below) the peak, else named in each bar's hover (and in
+    :func:`capacity_text`, which the pages print under the chart: an axis title holding it would
+    not fit a 1024 px window's half-width column)."""
     mem = result.memory
     parts = [(label, value, COLORS[label]) for label, value in memory_parts(result)]  # no gradients in inference
     row = f"stage {fullest_stage(result)}" if result.schedule.stages > 1 else "per device"
+    of = f" of the {format_bytes(mem.capacity)} capacity" if mem.capacity else ""
     fig = go.Figure()
     for label, value, color in parts:
         fig.add_trace(go.Bar(y=[row], x=[gib(value)], name=label, orientation="h", marker_color=color,
-                             hovertemplate=f"{label}: {format_bytes(value)}<extra></extra>"))
+                             hovertemplate=f"{label}: {format_bytes(value)}{of}<extra></extra>"))
     peak, capacity = gib(mem.peak), gib(mem.capacity)
-    used = f"{mem.peak / mem.capacity:.1%} used" if mem.capacity else "no capacity given"
-    title = f"GiB per device · capacity {format_bytes(mem.capacity)} ({used})"
     if capacity and peak >= CAPACITY_ON_AXIS * capacity:
         top = max(peak, capacity) * 1.08
         color = "#333" if mem.fits else "#E45756"
@@ -43,8 +44,16 @@ def memory_figure(result: PlanResult) -> go.Figure:
                            text=f"capacity {format_bytes(mem.capacity)}", font=dict(color=color, size=11))
     else:
         top = (peak or 1.0) * 1.15
-    fig.update_layout(barmode="stack", height=240, xaxis=dict(title=title, range=[0, top]))
+    fig.update_layout(barmode="stack", height=240, xaxis=dict(title="GiB per device", range=[0, top]))
     return fit(fig)
+
+
+def capacity_text(result: PlanResult) -> str:
+    """``Capacity 74.5 GiB per device; the peak uses 2.2% of it.``: the sentence under the chart."""
+    mem = result.memory
+    if not mem.capacity:
+        return "No device capacity given."
+    return f"Capacity {format_bytes(mem.capacity)} per device; the peak uses {mem.peak / mem.capacity:.1%} of it."
 
 
 def memory_table(result: PlanResult) -> pd.DataFrame:

@@ -6,6 +6,7 @@ the memory chart scaled to the plan, the sweep's strategy changes as markers in 
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -122,8 +123,14 @@ def test_memory_axis_is_scaled_to_the_plan_not_to_the_capacity(plain):
     assert peak < capacity / 100  # the MLP needs far less than 80 GB
     top = fig.layout.xaxis.range[1]
     assert peak < top < 2 * peak  # the bar fills most of the axis
-    assert "capacity 74.5 GiB" in fig.layout.xaxis.title.text  # 80e9 bytes, named in the axis title
+    assert fig.layout.xaxis.title.text == "GiB per device"  # short enough for a 1024 px window's half column
     assert not fig.layout.shapes  # no capacity line far off the axis
+    # the capacity is named in the hover and in the sentence under the chart: 80e9 bytes = 74.5 GiB
+    assert all("of the 74.5 GiB capacity" in bar.hovertemplate for bar in fig.data)
+    text = memory.capacity_text(plain)
+    share = re.fullmatch(r"Capacity 74\.5 GiB per device; the peak uses (\d+\.\d)% of it\.", text)
+    assert share, text
+    assert float(share.group(1)) == pytest.approx(100 * plain.memory.peak / 80e9, abs=0.05)
 
 
 def test_memory_capacity_is_a_line_when_the_plan_is_near_it(plain):
