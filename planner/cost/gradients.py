@@ -118,6 +118,16 @@ def use_gradient_sync(cm, name: str, index: int, strategy):
     return vec
 
 
+def gradient_bytes(cm, name: str, strategy) -> float:
+    """Bytes of parameter gradient an operator adds to the gradient buckets (its share of each
+    parameter it reads whose gradient is all-reduced), local to one device."""
+    total = 0.0
+    for i, use in enumerate(cm.info[name].uses):
+        if use.is_parameter and not use.is_output and cm.partial_cuts(name, i, strategy):
+            total += use.grad_share * cm.local_bytes(name, i, strategy)
+    return total
+
+
 def tied_stage_sync(cm, strategies: dict, stage_of_op: dict[str, int], crossing: Callable[[int, int], object]
                     ) -> dict[int, float]:
     """Seconds to add to each stage's once-per-iteration gradient sync for parameters whose

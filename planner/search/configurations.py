@@ -26,7 +26,7 @@ from planner.model.rebind import Rebinder, micro_batch_graph, with_batch
 from planner.onnx.importer import require_bound
 from planner.options import RECOMPUTE, ConfigError, PlanOptions, check_counts
 from planner.search.drec import SMALL_GRAPH_OPS
-from planner.search.megatron import plan_megatron
+from planner.search.megatron import plan_megatron, sequence_parallel_candidate
 from planner.search.registry import search
 from planner.search.vocab import MAKE_VOCAB_SIZE_DIVISIBLE_BY, pad_vocabulary
 from planner.units import format_bytes, format_seconds
@@ -206,12 +206,15 @@ class _Search:
             return None  # more stages than layers; a fixed count gets assign_stages' message
         hints = [h for h in self.hints if all(len(strategy) == len(cm.cuts) for strategy in h.values())]
         plan = search(cm, algorithm, report, hints=hints or None)
+        if algorithm == "drec+":  # the Megatron-SP layout as a candidate (planner.search.megatron)
+            plan, cm = sequence_parallel_candidate(cm, plan)
         if stages > 1:  # the search's own notes are about the plan of one stage
             plan.notes = [f"inside each stage: {note}" for note in plan.notes]
         if padding:
             plan.notes.append(padding)
         unconstrained = result_for(cm, plan, replace(self.options, pipeline_stages=stages, micro_batches=m,
-                                                     recompute=ladder[0][0], zero=ladder[0][1]),
+                                                     recompute=ladder[0][0], zero=ladder[0][1],
+                                                     sequence_parallel=cm.sequence_parallel),
                                    split=split, data_parallel_seconds=self.dp_seconds, points=points,
                                    data_parallel_memory=self.dp_memory)
         self.tried.append(unconstrained)

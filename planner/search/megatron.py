@@ -16,6 +16,7 @@ cuts instead; :mod:`planner.cost.sequence_parallel` prices the collectives aroun
 
 from __future__ import annotations
 
+import copy
 import time
 
 from planner.cost.model import CostModel, Plan, Strategy
@@ -24,6 +25,7 @@ from planner.model.graph import OpKind, TensorRole
 from planner.search.drec import DRecSearch
 from planner.errors import PlannerError
 from planner.options import OptionsError
+from planner.units import format_seconds
 
 
 class NotATransformerError(PlannerError, ValueError):
@@ -199,3 +201,27 @@ def _notes(cm: CostModel, tensor: frozenset[int], sequence_parallel: bool, split
     elif cm.sequence_parallel:
         notes.append("sequence parallelism needs tensor parallelism (a tensor-parallel size above 1): not applied")
     return notes
+
+
+def sequence_parallel_candidate(cm: CostModel, plan: Plan) -> tuple[Plan, CostModel]:
+    """The Megatron layout with sequence parallelism as a candidate beside a ``plan`` drec+ found
+    on the same stage machine (the configuration search's hook): priced as such (a cost model with
+    ``sequence_parallel`` set, :mod:`planner.cost.sequence_parallel`), it replaces the plan when
+    its time per micro-batch is lower. Returns the plan to keep and the cost model that prices it.
+    A graph that is not a transformer, or whose heads the innermost level does not divide, or a
+    machine without a level to split, keeps the searched plan."""
+    sp = copy.copy(cm)
+    sp.sequence_parallel = True
+    try:
+        candidate = plan_megatron(sp)
+    except PlannerError:
+        return plan, cm
+    if not any(n.startswith("sequence parallel:") for n in candidate.notes):
+        return plan, cm
+    searched, megatron_sp = cm.total_seconds(plan.strategies), sp.total_seconds(candidate.strategies)
+    if megatron_sp >= searched:
+        return plan, cm
+    kept = Plan(candidate.strategies, plan.algorithm, plan.search_seconds + candidate.search_seconds,
+                [f"the Megatron layout with sequence parallelism ({format_seconds(megatron_sp)} per micro-batch) "
+                 f"beats the searched plan ({format_seconds(searched)}): kept", *candidate.notes])
+    return kept, sp
