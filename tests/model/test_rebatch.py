@@ -148,7 +148,7 @@ def test_plan_evaluate_export_with_batch_on_a_static_export(tmp_path, capsys):
     code, out, err = models.run_cli(["evaluate", str(path), "--plan", str(plan), "--batch", "128", "--machine",
                                      "machines/dgx_a100.yaml"], capsys)
     assert code == 0, err
-    assert "of 32 sample(s) per stage" in out
+    assert "of 32 samples per stage" in out
     code, out, err = models.run_cli(["export", str(plan), "--format", "dtensor", "--model", str(path),
                                      "--batch", "64"], capsys)
     assert code == 0, err
