@@ -102,6 +102,14 @@ def test_only_differences_linear_in_the_batch_are_scaled():
     assert scale_toy(Toy((4, 7), 1.0, "x"), Toy((2, 7), 1.0, "x"), 3) == Toy((3, 7), 1.0, "x")
 
 
+def counted(import_fn, calls: list, tag):
+    """``import_fn`` that appends ``tag`` to ``calls`` on each import."""
+    def wrapped(*args):
+        calls.append(tag)
+        return import_fn(*args)
+    return wrapped
+
+
 def test_the_configuration_search_finds_the_same_plans_with_scaled_graphs():
     path = next(p for p in SAMPLES if p.stem == "gpt2_small")
     from planner.api import PlanOptions, plan_model
@@ -110,9 +118,7 @@ def test_the_configuration_search_finds_the_same_plans_with_scaled_graphs():
     for scaling in (True, False):
         rebinder = rebinder_for(path)
         object.__setattr__(rebinder, "scaling", scaling)
-        real_import = rebinder.import_fn
-        object.__setattr__(rebinder, "import_fn", lambda *a, real_import=real_import: imports.append(scaling)
-                           or real_import(*a))
+        object.__setattr__(rebinder, "import_fn", counted(rebinder.import_fn, imports, scaling))
         graph = import_model(rebinder.model, {"batch": 64, "seq": 128})
         results.append(plan_model(graph, models.two_level(4, 4, memory=4e9), PlanOptions(), rebinder=rebinder))
     fast, slow = results
