@@ -13,4 +13,6 @@
 * ``memory``: bytes per device; ``schedule``: balanced stages and the 1F1B schedule;
   ``baseline``: pure data parallelism, the yardstick; ``result``: the frozen ``PlanResult`` and
   ``result_for``, the one evaluator every plan goes through.
+* ``context_parallel``: context parallelism's ring step by step (exposed transfers, buffers) and
+  the zig-zag chunks that balance a causal mask.
 """

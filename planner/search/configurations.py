@@ -384,7 +384,7 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
                            micro_batch_size: int, global_batch_size: int, options: PlanOptions | None = None,
                            graphs: dict[int, OperatorGraph] | None = None,
                            data_parallel: tuple[float, MemoryReport] | None = None,
-                           rebinder: Rebinder | None = None) -> PlanResult:
+                           rebinder: Rebinder | None = None, expert: int = 1) -> PlanResult:
     """Price a Megatron-style configuration: tensor parallelism (column- then row-parallel linear
     layers) over the innermost ``tensor`` devices, ``data`` replicas, ``pipeline`` stages outermost.
 
@@ -424,8 +424,9 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     stage_graph, padding = megatron_vocabulary(bound(per_step), tensor)
     start = time.perf_counter()
     cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)
-    plan = plan_megatron(cm, tensor_levels=split.tensor_levels)
-    plan.algorithm = f"hand-made: tensor {tensor} x pipeline {pipeline} x data {data}"
+    plan = plan_megatron(cm, tensor_levels=split.tensor_levels, expert=expert)  # expert: planner.cost.moe
+    plan.algorithm = f"hand-made: tensor {tensor} x pipeline {pipeline} x data {data}" + (
+        f" (expert {expert})" if expert > 1 else "")
     plan.search_seconds = time.perf_counter() - start
     result = result_for(cm, plan, replace(options, pipeline_stages=pipeline, micro_batches=micro_batches,
                                           recompute=cm.recompute, zero=cm.zero),
