@@ -93,6 +93,9 @@ def reprice_plan(graph: OperatorGraph, result: PlanResult, machine: Machine) -> 
     if shape != [(lv.name, lv.arity) for lv in result.machine.levels]:
         raise ConfigError(f"re-pricing keeps the plan's machine levels ({_shape(result.machine)}), but this machine "
                           f"has {_shape(machine)}: plan again for a machine of another shape")
+    if getattr(result.plan, "context_parallel", 1) > 1:  # its ring is priced outside the evaluator
+        raise ConfigError("re-pricing does not cover a context-parallel plan (its attention ring is priced apart): "
+                          "plan or evaluate it again on this machine")
     split = replace(result.split, machine=machine, stage_machine=_relinked(result.split.stage_machine, machine))
     old = result.cost_model
     options = result.options

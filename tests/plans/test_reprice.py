@@ -47,3 +47,13 @@ def test_repricing_refuses_a_machine_of_another_shape(planned):
     graph, _, result, _ = planned
     with pytest.raises(ConfigError, match="re-pricing keeps the plan's machine levels"):
         reprice_plan(graph, result, models.two_level(2, 8, memory=4e9))
+
+
+def test_repricing_refuses_a_context_parallel_plan(planned):
+    graph, machine, result, _ = planned
+    result.plan.context_parallel = 2  # as planner.search.context_parallel marks its plans
+    try:
+        with pytest.raises(ConfigError, match="context-parallel plan"):
+            reprice_plan(graph, result, machine)
+    finally:
+        del result.plan.context_parallel
