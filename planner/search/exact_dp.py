@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.cost.model import CostModel, Strategy
+from planner.cost.baseline import data_parallel_strategies
+from planner.search.exact_prune import op_values, prune, upper_bound
 from planner.search.exact_tables import seconds
 
 TABLE_CELLS = 200_000  # layout pairs priced per numpy table (memory: a few arrays of this size)
@@ -226,9 +228,13 @@ def _partitions(items: list) -> list[list[list]]:
     return out
 
 
-def plan_dp(cm: CostModel) -> tuple[dict[str, Strategy], float]:
+def plan_dp(cm: CostModel, plans: tuple[dict[str, Strategy], ...] = ()) -> tuple[dict[str, Strategy], float]:
     """The cheapest plan of a forest-shaped cost model (:func:`dp_applies`) and its cost as the
-    dynamic program adds it up (equal to ``cm.total_seconds`` of the plan, up to rounding)."""
+    dynamic program adds it up (equal to ``cm.total_seconds`` of the plan, up to rounding).
+
+    The strategies no plan as cheap as a known one can use are dropped first
+    (:mod:`planner.search.exact_prune`): the data-parallel plan, the replicated one and ``plans``
+    (e.g. drec+'s) bound the optimum from above."""
     from planner.search.exact import all_strategies
 
     tensors = forest(cm)
@@ -236,11 +242,13 @@ def plan_dp(cm: CostModel) -> tuple[dict[str, Strategy], float]:
     if order is None:
         raise ValueError("plan_dp needs operators and tensors without a cycle (see dp_applies)")
     up = dict(order)
+    options = {n: all_strategies(cm, n) for n in cm.planned}
+    values = {n: op_values(cm, n, options[n]) for n in cm.planned}
+    bound = upper_bound(cm, [data_parallel_strategies(cm), cm.complete({})] + list(plans))
+    options, values = prune(options, values, bound)
     tables: dict[str, _Table] = {}
     for n, parent_tensor in order:  # children before parents
-        strategies = all_strategies(cm, n)
-        table = _Table(strategies, np.fromiter((cm.op_seconds(n, s) for s in strategies), dtype=float,
-                                               count=len(strategies)))
+        table = _Table(options[n], values[n])
         for t in tensors.values():
             if t is parent_tensor or n not in t.members:
                 continue
