@@ -33,7 +33,7 @@ import numpy as np
 
 from planner.cost.model import CostModel, Strategy
 from planner.cost.baseline import data_parallel_strategies
-from planner.search.exact_prune import op_values, prune, upper_bound
+from planner.search.exact_prune import SLACK, op_values, prune, upper_bound
 from planner.search.exact_tables import seconds
 
 TABLE_CELLS = 200_000  # layout pairs priced per numpy table (memory: a few arrays of this size)
@@ -246,17 +246,21 @@ def plan_dp(cm: CostModel, plans: tuple[dict[str, Strategy], ...] = ()) -> tuple
     values = {n: op_values(cm, n, options[n]) for n in cm.planned}
     bound = upper_bound(cm, [data_parallel_strategies(cm), cm.complete({})] + list(plans))
     options, values = prune(options, values, bound)
+    floors = {n: float(v.min()) for n, v in values.items()}
+    below: dict[str, float] = {}  # per operator, the floors of its subtree's operators
     tables: dict[str, _Table] = {}
     for n, parent_tensor in order:  # children before parents
         table = _Table(options[n], values[n])
+        below[n] = floors[n]
         for t in tensors.values():
             if t is parent_tensor or n not in t.members:
                 continue
+            below[n] += sum(below[m] for m in t.members if m != n)
             if t.producer == n:
                 _absorb_consumers(cm, t, n, table, tables)
             else:
                 _absorb_producer(cm, t, n, table, tables)
-        tables[n] = table
+        tables[n] = _cut(table, bound * (1 + SLACK) - (sum(floors.values()) - below[n]))
     chosen: dict[str, int] = {}
     total = 0.0
     for n, parent_tensor in reversed(order):  # parents before children
@@ -267,6 +271,20 @@ def plan_dp(cm: CostModel, plans: tuple[dict[str, Strategy], ...] = ()) -> tuple
         for of, picks in table.choices:
             chosen.update(picks[of[chosen[n]]])
     return {n: tables[n].strategies[chosen[n]] for n in cm.planned}, total
+
+
+def _cut(table: _Table, limit: float) -> _Table:
+    """Drop the strategies whose subtree value exceeds ``limit``: the bound minus the floors of the
+    operators outside the subtree. ``V_n(s)`` is the least cost of the subtree's operators and
+    tensors with ``n`` at ``s``; every other operator costs at least its floor and the tensor above
+    at least 0, so a plan with ``n`` at such an ``s`` costs more than the known plan's bound and is
+    not optimal. Parents then scan fewer source layouts. The lowest value is always kept."""
+    keep = table.values <= max(limit, float(table.values.min()))
+    if keep.all():
+        return table
+    index = np.flatnonzero(keep)
+    return _Table([table.strategies[i] for i in index], table.values[index],
+                  [(of[index], picks) for of, picks in table.choices])
 
 
 def _floor(cm: CostModel, t: _Tensor) -> float:

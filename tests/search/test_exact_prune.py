@@ -13,6 +13,7 @@ from planner.machine.tree import Machine
 from planner.onnx.importer import import_model
 from planner.options import PlanOptions
 from planner.search.exact import all_strategies
+from planner.search.exact_dp import plan_dp
 from planner.search.exact_prune import canonical, op_values, prune, symmetry_groups
 from sample_models import synthetic
 
@@ -60,3 +61,19 @@ def test_pruning_to_any_plans_cost_keeps_every_optimal_plan(widths, batch, level
         assert sum(map(len, kept.values())) < sum(map(len, options.values()))  # it prunes something
         for combo in optima:
             assert all(s in kept[n] for n, s in zip(names, combo))
+
+
+@pytest.mark.parametrize("widths,batch,levels", [
+    ([16, 64, 16, 8], 8, [("node", 2, 1.25e9, 1e-5), ("gpu", 2, 3e11, 2e-6)]),
+    ([64, 8, 64], 32, [("gpu", 4, 1e10, 2e-6)]),
+])
+def test_the_program_bounded_by_the_optimum_itself_still_returns_it(widths, batch, levels):
+    # the tightest bound there is: an optimal plan's own cost (found by brute force) prunes the
+    # most, operators before the program and subtrees during it; the optimum must survive both
+    cm = cost_model_for(import_model(synthetic.mlp(widths), {"batch": batch}), machine(levels), PlanOptions())
+    names = list(cm.planned)
+    best_plan = min((dict(zip(names, combo)) for combo in itertools.product(*(all_strategies(cm, n) for n in names))),
+                    key=cm.total_seconds)
+    plan, predicted = plan_dp(cm, (best_plan,))
+    assert cm.total_seconds(plan) == pytest.approx(cm.total_seconds(best_plan), rel=1e-9)
+    assert predicted == pytest.approx(cm.total_seconds(best_plan), rel=1e-9)
