@@ -13,11 +13,16 @@ script, the planner, the figures; not the browser's drawing) and prints medians 
 
 Every redraw uses a bandwidth not seen before, so the plan is never a cache hit.
 
+First, issue 13's targets on the app's default view (BERT-base, batch 256, seq 128, 64 x 8 A100):
+the cold first load of the Overview (<= 3 s), a what-if slider change on the Compare page to new
+figures (<= 0.5 s) and the Compare page's sweep over its device counts (<= 5 s); ``--targets-only``
+prints those alone.
+
 With ``--browser``, the first load (of a freshly started server: Python imports included) and the
 what-if redraw are also timed end to end in Debian's Chromium (``streamlit run`` on a free port,
 Playwright): from navigation, or from releasing the slider, until the new figures are on screen.
 
-    python bench/app_latency.py [--runs 5] [--batch 32] [--seq 512] [--algorithm drec+] [--browser]
+    python bench/app_latency.py [--runs 5] [--batch 32] [--seq 512] [--algorithm drec+] [--browser] [--targets-only]
 """
 
 from __future__ import annotations
@@ -156,14 +161,57 @@ def browser_latency(query: dict, runs: int) -> tuple[list[float], list[float], l
     return firsts, seconds, redraws
 
 
+TARGETS = {"first load": 3.0, "what-if": 0.5, "sweep": 5.0}  # issue 13, server side, seconds
+
+
+def default_view(runs: int) -> dict[str, list[float]]:
+    """Issue 13's explorer targets on the default view (BERT-base, batch 256, seq 128, on 64 x 8
+    A100, drec+ with the configuration search): a cold first load of the Overview; on the Compare
+    page, a what-if bandwidth slider change to new figures; the sweep over the device counts."""
+    out: dict[str, list[float]] = {"first load": [], "what-if": [], "sweep": []}
+    for run in range(runs):
+        st.cache_resource.clear()  # a cold server: nothing imported or planned yet
+        at = AppTest.from_file(APP, default_timeout=900)
+        out["first load"].append(timed(at.run))
+        check(at)
+        at.switch_page("pages/compare.py").run()  # its table of algorithms: untimed
+        check(at)
+        slider = at.select_slider(key=f"wi_bw_0_{at.session_state['machine_version']}")
+        choice = [v for v in slider.options if float(v) != float(slider.value)][run % (len(slider.options) - 1)]
+        slider.set_value(float(choice))
+        out["what-if"].append(timed(at.run))
+        check(at)
+        at.button(key="wi_sweep").click()
+        out["sweep"].append(timed(at.run))
+        check(at)
+        print(f"default view, run {run + 1}: first load {out['first load'][-1]:.2f} s, what-if "
+              f"{out['what-if'][-1]:.2f} s, sweep {out['sweep'][-1]:.2f} s", flush=True)
+    return out
+
+
+def print_targets(rows: dict[str, list[float]]) -> None:
+    print("Issue 13's targets, default view (BERT-base, batch 256, seq 128, 64 x 8 A100), AppTest, server side:")
+    labels = {"first load": "cold first load of the Overview", "what-if": "what-if slider to new figures (Compare)",
+              "sweep": "Compare sweep over the device counts"}
+    for key, values in rows.items():
+        print(f"  {labels[key]:<55} {statistics.median(values):6.2f} s   (min {min(values):.2f}, "
+              f"max {max(values):.2f}; target <= {TARGETS[key]:g} s)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--targets-only", action="store_true", help="only issue 13's default-view targets")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--algorithm", default="drec+")
     ap.add_argument("--browser", action="store_true", help="also time the page in Chromium (end to end)")
     args = ap.parse_args()
+    targets = default_view(args.runs)
+    if args.targets_only:
+        print()
+        print_targets(targets)
+        return 0
 
     machine = machine_64()
     query = {"model": "bert_large", "bind": f"batch:{args.batch},seq:{args.seq}", "algorithm": args.algorithm,
@@ -205,8 +253,8 @@ def main() -> int:
         graph = import_model(ROOT / "sample_models" / "bert_large.onnx", {"batch": args.batch, "seq": args.seq})
         changed = machine.with_level(1, bandwidth_Bps=(bandwidth - 3.0) * 1e9)
         rebinder = rebinder_for(ROOT / "sample_models" / "bert_large.onnx")
-        planner_only.append(timed(lambda: plan_model(graph, changed, PlanOptions(algorithm=args.algorithm),
-                                                     rebinder=rebinder)))
+        planner_only.append(timed(lambda g=graph, m=changed, r=rebinder: plan_model(
+            g, m, PlanOptions(algorithm=args.algorithm), rebinder=r)))
         print(f"run {run + 1}: first load {first[-1]:.2f} s, machine edit {machine_redraw[-1]:.2f} s, "
               f"what-if {whatif_redraw[-1]:.2f} s, planner alone {planner_only[-1]:.2f} s", flush=True)
 
@@ -224,6 +272,7 @@ def main() -> int:
                  ("browser: what-if slider release to new figures", b_redraw)]
     for label, values in rows:
         print(f"  {label:<55} {statistics.median(values):6.2f} s   (min {min(values):.2f}, max {max(values):.2f})")
+    print_targets(targets)
     return 0
 
 

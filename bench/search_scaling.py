@@ -1,10 +1,21 @@
-"""Search time of D-Rec on GPT-style decoders (GPT-3 175B layer shape) against depth and devices.
+"""Planning time on GPT-3-shaped decoders: the figures issue 13 sets targets for.
 
-Prints one row per (layers, devices): operators, search seconds (median of --repeat runs; the
-search alone: import, cost-model set-up and evaluation are not counted) and operators per
-second, for the thesis's `drec` and the default `drec+`; then the linearity ratio 192/96 layers.
+Default: the rows of the issue, on the GPT-3 175B shape (hidden 12288, 96 heads, batch 1536,
+sequence 2048) on 512 nodes x 8 A100 = 4,096 GPUs (``machines/a100_512x8.yaml``), each the median
+of ``--repeat`` runs of :func:`planner.api.plan_model`, the entry ``python -m planner plan`` calls
+(the import of the model is not counted; the search's own re-binding to micro-batches is):
 
-    python bench/search_scaling.py [--layers 12 24 48 96 192] [--devices 8 64 512 4096] [--repeat 3]
+* ``plan`` default (the configuration search: stages x micro-batches x recomputation x ZeRO),
+  96 layers (target <= 2 s) and 192 layers, and their ratio (target <= 2.3x);
+* one configuration (``--pipeline-stages 1 --micro-batches 1 --recompute none --zero 0``), 96 and
+  192 layers (target <= 0.5 s at 96).
+
+Wall seconds and the process's CPU seconds are both printed: on a shared machine the CPU seconds
+are the steadier figure. ``--table`` prints instead the earlier table: the search alone
+(``drec`` and ``drec+``, one configuration) against depth and device count.
+
+    python bench/search_scaling.py [--repeat 3] [--layers 96 192]
+    python bench/search_scaling.py --table [--layers 12 24 48 96 192] [--devices 8 64 512 4096]
 """
 
 from __future__ import annotations
@@ -12,17 +23,26 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from planner.options import PlanOptions  # noqa: E402
-from planner.cost.result import cost_model_for
-from planner.search.registry import search
-from planner.machine.tree import Machine, load_preset  # noqa: E402
+from planner.api import plan_model  # noqa: E402
+from planner.cost.result import cost_model_for  # noqa: E402
+from planner.machine.tree import Machine, load_machine, load_preset  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
+from planner.onnx.rebinder import rebinder_for  # noqa: E402
+from planner.options import PlanOptions  # noqa: E402
+from planner.search.registry import search  # noqa: E402
 from sample_models.synthetic import gpt_decoder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BINDINGS = {"batch": 1536, "seq": 2048}
+ONE_CONFIGURATION = PlanOptions(pipeline_stages=1, micro_batches=1, recompute="none", zero=0)
+TARGETS = {("default", 96): 2.0, ("one configuration", 96): 0.5}
+RATIO_TARGET = 2.3
 
 
 def a100_cluster(devices: int) -> Machine:
@@ -33,34 +53,71 @@ def a100_cluster(devices: int) -> Machine:
     return base.with_level(0, arity=devices // 8)
 
 
+def time_plan(layers: int, options: PlanOptions, repeat: int) -> tuple[float, float, object]:
+    """Median wall and CPU seconds of ``plan_model`` on a fresh graph and rebinder each run."""
+    model = gpt_decoder(layers)
+    machine = load_machine(ROOT / "machines" / "a100_512x8.yaml")
+    walls, cpus, result = [], [], None
+    for _ in range(repeat):
+        rebinder = rebinder_for(model, name=f"gpt_{layers}l")  # cold: no graph re-bound before
+        graph = import_model(model, dict(BINDINGS), f"gpt_{layers}l")
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = plan_model(graph, machine, options, rebinder=rebinder)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus), result
+
+
+def issue_rows(layers: list[int], repeat: int) -> None:
+    print(f"GPT-3 175B shape, batch 1536, seq 2048, 512 x 8 A100 = 4096 GPUs; median of {repeat} run(s)")
+    print(f"{'measure':<20} {'layers':>6} {'wall s':>8} {'cpu s':>8} {'target':>8}  plan")
+    walls: dict[tuple[str, int], float] = {}
+    for label, options in (("default", PlanOptions()), ("one configuration", ONE_CONFIGURATION)):
+        for n in layers:
+            wall, cpu, r = time_plan(n, options, repeat)
+            walls[(label, n)] = wall
+            s = r.schedule
+            target = TARGETS.get((label, n))
+            print(f"{label:<20} {n:>6} {wall:>8.2f} {cpu:>8.2f} {'<= ' + format(target, 'g') if target else '':>8}  "
+                  f"{s.stages} stage(s) x {s.micro_batches} micro-batch(es), {s.recompute}/ZeRO-{s.zero}, "
+                  f"iteration {r.total_seconds:.4f} s", flush=True)
+    for label in ("default", "one configuration"):
+        if (label, 96) in walls and (label, 192) in walls:
+            ratio = walls[(label, 192)] / walls[(label, 96)]
+            target = f" (target <= {RATIO_TARGET}x)" if label == "default" else ""
+            print(f"{label}: 192 layers / 96 layers = {ratio:.2f}x{target}")
+
+
+def search_table(layers: list[int], devices: list[int], repeat: int, algorithms: list[str]) -> None:
+    """The search alone (import, cost-model set-up and evaluation not counted), one configuration."""
+    print(f"{'layers':>6} {'devices':>7} {'ops':>6} " + " ".join(f"{a + ' s':>10} {a + ' ops/s':>12}" for a in algorithms))
+    for n in layers:
+        graph = import_model(gpt_decoder(n), dict(BINDINGS))
+        for count in devices:
+            row = None
+            for algo in algorithms:
+                runs = []
+                for _ in range(repeat):
+                    cm = cost_model_for(graph, a100_cluster(count), PlanOptions())  # cold caches each run
+                    runs.append(search(cm, algo).search_seconds)
+                med = statistics.median(runs)
+                row = row or f"{n:>6} {count:>7} {len(cm.planned):>6} "
+                row += f"{med:>10.3f} {len(cm.planned) / med:>12,.0f} "
+            print(row, flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layers", type=int, nargs="+", default=[12, 24, 48, 96, 192])
+    ap.add_argument("--table", action="store_true", help="the search alone against depth and devices")
+    ap.add_argument("--layers", type=int, nargs="+", default=None)
     ap.add_argument("--devices", type=int, nargs="+", default=[8, 64, 512, 4096])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--algorithms", nargs="+", default=["drec", "drec+"])
     args = ap.parse_args(argv)
-    print(f"{'layers':>6} {'devices':>7} {'ops':>6} " + " ".join(f"{a + ' s':>10} {a + ' ops/s':>12}" for a in args.algorithms))
-    times: dict[tuple, float] = {}
-    for layers in args.layers:
-        graph = import_model(gpt_decoder(layers), {"batch": 1536, "seq": 2048})
-        for devices in args.devices:
-            cm = cost_model_for(graph, a100_cluster(devices), PlanOptions())
-            row = f"{layers:>6} {devices:>7} {len(cm.planned):>6} "
-            for algo in args.algorithms:
-                runs = []
-                for _ in range(args.repeat):
-                    cm = cost_model_for(graph, a100_cluster(devices), PlanOptions())  # cold caches each run
-                    runs.append(search(cm, algo).search_seconds)
-                med = statistics.median(runs)
-                times[(algo, layers, devices)] = med
-                row += f"{med:>10.3f} {len(cm.planned) / med:>12,.0f} "
-            print(row, flush=True)
-    for algo in args.algorithms:
-        for devices in args.devices:
-            if (algo, 96, devices) in times and (algo, 192, devices) in times:
-                print(f"{algo}: 192 layers / 96 layers on {devices} devices = "
-                      f"{times[(algo, 192, devices)] / times[(algo, 96, devices)]:.2f}x")
+    if args.table:
+        search_table(args.layers or [12, 24, 48, 96, 192], args.devices, args.repeat, args.algorithms)
+    else:
+        issue_rows(args.layers or [96, 192], args.repeat)
     return 0
 
 

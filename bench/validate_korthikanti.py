@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from planner.api import PlanOptions  # noqa: E402
 from planner.machine.tree import load_machine  # noqa: E402
 from planner.onnx.importer import import_model  # noqa: E402
+from planner.onnx.rebinder import rebinder_for  # noqa: E402
 from planner.search.configurations import evaluate_configuration  # noqa: E402
 from sample_models.synthetic import gpt_decoder  # noqa: E402
 
@@ -68,6 +69,8 @@ ROWS = [
 def predict(row: Row, machine_path: Path) -> dict:
     proto = gpt_decoder(row.layers, row.hidden, row.heads, 4 * row.hidden, VOCAB, SEQ, dropout=DROPOUT)
     graph = import_model(proto, {"batch": 1, "seq": SEQ}, name=f"gpt_{row.model}")
+    rebinder = rebinder_for(proto, name=f"gpt_{row.model}")
+    graphs: dict = {}  # the model bound per batch, shared by the two configurations
     machine = load_machine(machine_path).with_level(0, arity=row.gpus // 8)
     data = row.gpus // (TENSOR * row.pipeline)
     out = {"model": row.model, "gpus": row.gpus,
@@ -75,9 +78,9 @@ def predict(row: Row, machine_path: Path) -> dict:
     for key, recompute, sp, measured in (("full", "full", False, row.full_seconds),
                                          ("sp_selective", "selective", True, row.sp_selective_seconds)):
         options = PlanOptions(algorithm="megatron", precision="bf16", recompute=recompute, zero=0,
-                              interleave=row.interleave, sequence_parallel=sp)
+                              interleave=row.interleave, sequence_parallel=sp, overlap_gradient_sync=False)
         result = evaluate_configuration(graph, machine, TENSOR, row.pipeline, data, row.micro_batch, row.batch,
-                                        options)
+                                        options, graphs=graphs, rebinder=rebinder)
         out[key] = {"measured_seconds": measured, "predicted_seconds": result.total_seconds,
                     "error": result.total_seconds / measured - 1, "memory_gib": result.memory.peak / 2**30,
                     "fits": result.memory.fits, "bubble_seconds": result.schedule.bubble_seconds}

@@ -85,7 +85,10 @@ def predict(row: Row, machine_path: Path, models: dict) -> dict:
     nodes = row.gpus // 8
     machine = load_machine(machine_path)
     machine = machine.with_level(0, arity=nodes)
-    options = PlanOptions(algorithm="megatron", precision="bf16", recompute="full", zero=3 if row.scheme == "ZeRO-3" else 0)
+    # as the runs were made: Megatron-LM (2021) all-reduced the gradients after the backward pass;
+    # DeepSpeed's ZeRO-3 prefetches the parameter gathers (planner.cost.overlap)
+    options = PlanOptions(algorithm="megatron", precision="bf16", recompute="full", zero=3 if row.scheme == "ZeRO-3" else 0,
+                          overlap_gradient_sync=False, prefetch_parameters=True)
     graph, rebinder = models[row.model]
     result = evaluate_configuration(graph, machine, row.tensor, row.pipeline, row.data, row.micro_batch,
                                     row.batch, options, rebinder=rebinder)

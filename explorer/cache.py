@@ -124,6 +124,7 @@ class PlanCache:
                          else _LRU(result_entries))
         self._sweeps = _LRU(math.inf, weight=deep_size, max_weight=sweep_bytes)
         self._models = _LRU(math.inf, weight=len, max_weight=graph_bytes)  # uploads' weight-free bytes, for the pool
+        self._rebinders = _LRU(2)  # the last models' Rebinders: each keeps its micro-batch graphs for the next plan
         self.pool = None  # a explorer.plan_pool.PlanPool: plans are made in its worker processes
         self._lock = threading.Lock()
         self._key_locks: dict = {}
@@ -187,13 +188,20 @@ class PlanCache:
         return self._memo(self._graphs, key, compute, "graph")
 
     def rebinder(self, source: ModelSource) -> Rebinder:
-        """Re-binds the model's batch (micro-batches), from its file or the upload's bytes."""
+        """Re-binds the model's batch (micro-batches), from its file or the upload's bytes; kept
+        for the model's next plans (a what-if change or a sweep re-binds to the same sizes)."""
         with self._lock:
+            kept = self._rebinders.get((source.sha256, source.label))
             data = None if source.path else self._models.get(source.sha256)
+        if kept is not None:
+            return kept
         src = source.path if data is None else data
         if src is None:
             raise ModelImportError(f"the bytes of {source.label} are no longer available: upload it again")
-        return rebinder_for(src, name=source.label)
+        made = rebinder_for(src, name=source.label)
+        with self._lock:
+            self._rebinders.put((source.sha256, source.label), made)
+        return made
 
     # -- plans --
     def has_result(self, request: PlanRequest) -> bool:

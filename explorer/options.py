@@ -25,6 +25,13 @@ AUTO = "auto"
 COMPARE_ALGORITHMS = ("drec+", "drec", "data_parallel", "megatron", "exact")
 
 
+#: The sidebar's overlap switches: label, PlanOptions field (planner.options.OVERLAPS says what
+#: each hides), widget key.
+OVERLAP_TOGGLES = (("Overlap the gradient sync", "overlap_gradient_sync", "sb_overlap"),
+                   ("Prefetch ZeRO-3 gathers", "prefetch_parameters", "sb_prefetch"),
+                   ("Overlap pipeline sends", "overlap_pipeline_sends", "sb_overlap_sends"))
+
+
 def searches_configurations(options: PlanOptions) -> bool:
     """Whether planning has stages, micro-batches, recomputation or ZeRO to choose or to pipeline
     (the options leave one of them open, or fix a pipeline or several micro-batches): the

@@ -1,6 +1,6 @@
 """The sidebar: what everything depends on (model, bound dimensions, machine, mode, algorithm,
 precision, optimizer, and under *Pipeline and memory* the stages, micro-batches, recomputation,
-ZeRO, interleaving, gradient-sync overlap and the gradient bucket). Each widget shows the value
+ZeRO, interleaving, the gradient bucket, the overlaps and sequence parallelism). Each widget shows the value
 in use (:func:`explorer.state.seed`) and changes it through :mod:`explorer.state`'s callbacks.
 """
 
@@ -10,12 +10,12 @@ import streamlit as st
 
 from explorer import state
 from explorer.cache import PlanCache
-from explorer.options import AUTO, MODES, stage_choices
+from explorer.options import AUTO, MODES, OVERLAP_TOGGLES, stage_choices
 from explorer.safe_markdown import md_code, md_text
 from explorer.sources import bindings_for
 from explorer.url_state import unknown_bindings_message
 from planner.api import ALGORITHMS, PlanOptions
-from planner.options import OPTIMIZERS, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES
+from planner.options import OPTIMIZERS, OVERLAPS, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES
 from planner.onnx.importer import ModelImportError
 
 
@@ -87,8 +87,9 @@ def _pipeline_options(options: PlanOptions) -> None:
     planner, on the page."""
     for key, value in (("sb_stages", _or_auto(options.pipeline_stages)), ("sb_micro_batches", options.micro_batches),
                        ("sb_recompute", _or_auto(options.recompute)), ("sb_zero", _or_auto(options.zero)),
-                       ("sb_interleave", options.interleave), ("sb_overlap", options.overlap_gradient_sync),
-                       ("sb_bucket_mb", options.bucket_mb)):
+                       ("sb_interleave", options.interleave), ("sb_bucket_mb", options.bucket_mb),
+                       ("sb_sequence_parallel", options.sequence_parallel),
+                       *((key, getattr(options, name)) for _, name, key in OVERLAP_TOGGLES)):
         state.seed(key, value)
     infer = options.mode == "infer"
     box = st.sidebar.expander("Pipeline and memory", icon=":material/view_timeline:")
@@ -117,9 +118,15 @@ def _pipeline_options(options: PlanOptions) -> None:
                             help="model chunks per device (interleaved 1F1B: a smaller bubble, more sends); needs "
                                  "stages > 1 (on auto, the search tries only those), and micro-batches in multiples "
                                  "of the stages")
-    box.toggle("Overlap the gradient sync", key="sb_overlap", on_change=state.on_option,
-               args=("overlap_gradient_sync", "sb_overlap"), disabled=infer,
-               help="hide the gradient all-reduce behind the last backward pass, as far as that pass lasts")
+    for label, name, key in OVERLAP_TOGGLES:
+        box.toggle(label, key=key, on_change=state.on_option, args=(name, key), disabled=infer,
+                   help=OVERLAPS[name] + " (planner.cost.overlap: only what the compute cannot hide is exposed; "
+                        "tensor-parallel collectives are always exposed)")
+    box.toggle("Sequence parallelism", key="sb_sequence_parallel", on_change=state.on_option,
+               args=("sequence_parallel", "sb_sequence_parallel"),
+               help="with tensor parallelism (the megatron algorithm, and a layout the search may choose): the "
+                    "LayerNorm, dropout and residual regions split along the sequence, each all-reduce a "
+                    "reduce-scatter plus an all-gather (Korthikanti et al. 2022)")
     box.number_input("Gradient bucket (MB)", min_value=0.0, step=5.0, key="sb_bucket_mb", on_change=state.on_option,
                      args=("bucket_mb", "sb_bucket_mb"), disabled=infer,
                      help="gradients are all-reduced in buckets of this many MB (10^6 bytes), latency paid per "

@@ -150,10 +150,21 @@ def pop_option_error() -> str | None:
 
 
 def use_machine(new: Machine, label: str) -> None:
-    """Make ``new`` the machine in use: fresh editors for it, and the old machine's errors gone."""
+    """Make ``new`` the machine in use: fresh editors for it, and the old machine's errors gone.
+    The plan of the machine it replaces is kept (:func:`machine_before`) for the Machine page's
+    before and after."""
+    previous = _ss.get("_ctx")
+    if previous is not None and getattr(previous, "result", None) is not None:
+        _ss.machine_before = {"label": _ss.machine_label, "machine": _ss.machine, "result": previous.result}
     _ss.machine, _ss.machine_label = new, label
     _ss.machine_version = machine_version() + 1
     _ss.machine_errors = {}
+
+
+def machine_before() -> dict | None:
+    """The machine in use before the last change and its plan (``label``, ``machine``, ``result``),
+    or None when the machine has not changed (or had no plan)."""
+    return _ss.get("machine_before")
 
 
 def machine_failed(where: str, message: str) -> None:

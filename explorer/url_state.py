@@ -87,7 +87,8 @@ class UrlState:
 #: defaults): parameter -> PlanOptions field.
 PIPELINE_URL_PARAMS = {"stages": "pipeline_stages", "micro_batches": "micro_batches", "interleave": "interleave",
                        "recompute": "recompute", "zero": "zero", "overlap": "overlap_gradient_sync",
-                       "bucket_mb": "bucket_mb"}
+                       "bucket_mb": "bucket_mb", "prefetch": "prefetch_parameters",
+                       "overlap_sends": "overlap_pipeline_sends", "sp": "sequence_parallel"}
 
 
 def encode_url_state(model: ModelSource, bindings: dict[str, int], machine: Machine, machine_preset: str | None,
@@ -125,7 +126,7 @@ def parse_pipeline_option(param: str, text: str):
         if text in {str(z) for z in ZERO_STAGES}:
             return int(text)
         allowed = f"one of {AUTO}, {', '.join(map(str, ZERO_STAGES))}"
-    elif name == "overlap_gradient_sync":
+    elif isinstance(default, bool):
         if text in ("true", "false"):
             return text == "true"
         allowed = "true or false"

@@ -6,6 +6,7 @@ from explorer import state
 from explorer.options import COMPARE_ALGORITHMS, error_text, options_with
 from explorer.run import page_context
 from explorer.safe_markdown import md_code, md_text
+from explorer.tables import SPEEDUP, format_number, table
 from explorer.views import compare as view
 
 ctx = page_context()
@@ -32,13 +33,7 @@ for i, algo in enumerate(COMPARE_ALGORITHMS):
 if bar is not None:
     bar.empty()
 frame = view.compare_table(rows)
-st.dataframe(frame, hide_index=True, column_config={
-    "iteration (ms)": st.column_config.NumberColumn(format="%.4g"),
-    "speed-up over data parallel": st.column_config.NumberColumn(format="%.2fx"),
-    "memory per device (GiB)": st.column_config.NumberColumn(format="%.3g"),
-    "search (s)": st.column_config.NumberColumn(format="%.3g"),
-    "note": st.column_config.TextColumn(width="large"),
-})
+st.dataframe(**table(frame, {"note": st.column_config.TextColumn(width="large")}, SPEEDUP), hide_index=True)
 left, right = st.columns([3, 2])
 left.plotly_chart(view.compare_figure(frame), key="cmp_bar")
 with right:
@@ -60,9 +55,9 @@ for i, lv in enumerate(m.levels):
         st.markdown(f"**{md_text(lv.name)} level** (x{lv.arity})")
         bw_now, lat_now = view.level_now(lv)
         bandwidths[i] = st.select_slider("bandwidth (GB/s)", view.bandwidth_choices(bw_now), value=round(bw_now, 6),
-                                         key=f"wi_bw_{i}_{version}", format_func=lambda v: f"{v:g}")
+                                         key=f"wi_bw_{i}_{version}", format_func=lambda v: format_number(v, 4))
         latencies[i] = st.select_slider("latency (µs)", view.latency_choices(lat_now), value=round(lat_now, 6),
-                                        key=f"wi_lat_{i}_{version}", format_func=lambda v: f"{v:g}")
+                                        key=f"wi_lat_{i}_{version}", format_func=lambda v: format_number(v, 4))
 with cols[-1]:
     inner = m.num_devices // m.levels[0].arity
     arities = sorted({a for a in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if a * inner <= 2**20} | {m.levels[0].arity})
@@ -84,10 +79,10 @@ except Exception as exc:  # noqa: BLE001
     st.error(f"No plan on the what-if machine: {md_text(error_text(ctx.options.algorithm, exc))}")
     st.stop()
 fig = view.what_if_metrics(ctx.result, alt)
-w = st.columns(4)
+w = [*st.columns(2), *st.columns(2)]  # two rows of two: no label is cut at 1024 px
 w[0].metric("Devices", fig["devices"], delta=fig["devices_delta"])
 w[1].metric("Predicted iteration time", fig["iteration"], delta=fig["iteration_delta"], delta_color="inverse")
-w[2].metric("Speed-up over pure data parallel", fig["speedup"])
+w[2].metric("Speed-up vs data parallel", fig["speedup"])
 w[3].metric("Operators whose split changed", fig["changed"])
 st.caption(f"Strategy by level: {md_text(fig['shape'])} (current: {md_text(fig['current_shape'])}) · search "
            f"{fig['search']}")
@@ -112,8 +107,4 @@ if sweep is None:
         slot.empty()
 if sweep is not None:
     st.plotly_chart(view.sweep_figure(sweep), key="wi_sweep_fig")
-    st.dataframe(sweep, hide_index=True, column_config={
-        "iteration (ms)": st.column_config.NumberColumn(format="%.4g"),
-        "speed-up over data parallel": st.column_config.NumberColumn(format="%.2fx"),
-        "data parallel (ms)": st.column_config.NumberColumn(format="%.4g"),
-    })
+    st.dataframe(**table(sweep, formats=SPEEDUP), hide_index=True)

@@ -6,8 +6,9 @@ import streamlit as st
 
 from explorer.run import planned_page
 from explorer.safe_markdown import md_code, md_text
+from explorer.tables import table
 from explorer.views import cost as view
-from explorer.views.formulas import candidate_strategies, formula_rows
+from explorer.views.formulas import CARDS_PER_ROW, FORMULA_CSS, candidate_strategies, formula_legend, formula_rows
 from explorer.views.memory import memory_figure, memory_table
 from explorer.views.overview import headline
 from explorer.views.pipeline import iteration_figure, stage_table, stage_time_figure, tried_table
@@ -29,9 +30,10 @@ st.markdown(
 candidates = candidate_strategies(r, op)
 rows = formula_rows(r, op, candidates)
 best = min(rows, key=lambda x: x["seconds"])
-for start in range(0, len(rows), 3):
-    cols = st.columns(3)
-    for col, row in zip(cols, rows[start:start + 3]):
+st.html(FORMULA_CSS)
+for start in range(0, len(rows), CARDS_PER_ROW):
+    cols = st.columns(CARDS_PER_ROW)
+    for col, row in zip(cols, rows[start:start + CARDS_PER_ROW]):
         with col.container(border=True):
             tag = " (cheapest alone)" if row is best else ""
             st.markdown(f"**{md_text(row['label'])}**{tag}")
@@ -40,6 +42,8 @@ for start in range(0, len(rows), 3):
             st.latex(row["latex_sized"])
             st.latex(row["latex_terms"])
             st.metric("on this machine", row["seconds_text"], label_visibility="collapsed")
+legend, legend_help = formula_legend(r, op)
+st.markdown(legend, help=legend_help)
 
 st.subheader("D-Rec's decisions for this operator")
 trace = view.trace_table(r, op)
@@ -53,25 +57,27 @@ elif trace.empty:
 else:
     st.caption("At each recorded step (one machine cut) the candidates, their own cost, the redistribution "
                "with neighbours already decided, and the winner (✓).")
-    st.dataframe(trace, hide_index=True, height=300,
-                 column_config={c: st.column_config.NumberColumn(format="%.4g") for c in trace.columns if "(µs)" in c}
-                 | {"chosen": st.column_config.CheckboxColumn("chosen")})
+    st.dataframe(**table(trace), hide_index=True, height=300)
 
 st.subheader("Where the time goes")
 sched = r.schedule
 if r.pipelined:
     st.markdown(f"**One iteration**: {headline(r)['breakdown']}")
     st.plotly_chart(iteration_figure(r), key="co_iteration")
-    st.caption("Every slot of the 1F1B schedule takes the slowest stage's time; the bubble is the pipeline filling "
-               f"and draining ((P-1)/v = {sched.stages - 1}/{sched.interleave} slots); the gradient all-reduce runs "
-               "once per iteration, after the last backward pass. Below, the operators' costs are per micro-batch, "
-               "each on its stage's devices.")
+    st.caption("Every slot of the " + ("1F1B schedule" if r.options.mode == "train" else "pipeline")
+               + " takes the slowest stage's time; the bubble is the pipeline filling "
+               f"and draining ((P-1)/v = {sched.stages - 1}/{sched.interleave} slots)"
+               + ("; the gradient all-reduce runs once per iteration, after the last backward pass"
+                  if r.options.mode == "train" else "")
+               + ". Below, the operators' costs are per micro-batch, each on its stage's devices.")
 if sched.stages > 1:
     st.markdown("**Each stage, per micro-batch**")
     st.plotly_chart(stage_time_figure(r), key="co_stages")
     stages = stage_table(r)
-    st.dataframe(stages, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.4g") for c in stages.columns if "(µs)" in c or "(GiB)" in c})
+    st.dataframe(**table(stages), hide_index=True)
+if r.options.mode == "train":
+    st.markdown("**Communication hidden behind compute, and exposed** (per iteration; the overlaps are in the sidebar)")
+    st.dataframe(**table(view.overlap_table(r)), hide_index=True)
 left, right = st.columns([3, 2])
 with left:
     top = st.slider("Operators shown", 5, min(100, len(ops)) if len(ops) > 5 else 5, min(25, len(ops)), key="co_top",
@@ -82,14 +88,11 @@ with right:
     st.plotly_chart(view.level_cost_figure(r), key="co_levels")
     st.markdown("**Memory per device**" + (" (the fullest stage)" if sched.stages > 1 else ""))
     st.plotly_chart(memory_figure(r), key="co_mem")
-    st.dataframe(memory_table(r), hide_index=True, column_config={"GiB": st.column_config.NumberColumn(format="%.4g")})
+    st.dataframe(**table(memory_table(r)), hide_index=True)
 
 if r.tried:
     st.subheader("Configurations tried")
     st.caption("Each configuration the search priced (stages x micro-batches x recomputation x ZeRO); it keeps the "
                "fastest that fits in memory. Leave options on auto in the sidebar to let it choose them.")
     tried = tried_table(r)
-    st.dataframe(tried, hide_index=True, column_config={
-        "iteration (ms)": st.column_config.NumberColumn(format="%.4g"),
-        "memory per device (GiB)": st.column_config.NumberColumn(format="%.3g"),
-        "in use": st.column_config.CheckboxColumn("in use")})
+    st.dataframe(**table(tried), hide_index=True)

@@ -6,6 +6,7 @@ from explorer import state
 from explorer.run import page_context
 from explorer.safe_markdown import md_code, md_text
 from explorer.sources import preset_names
+from explorer.tables import format_number
 from explorer.views import machine as view
 
 ctx = page_context()
@@ -26,6 +27,19 @@ top[0].selectbox("Preset", presets, key="mc_preset", on_change=state.on_preset, 
 top[1].markdown(f"**In use:** {md_code(ctx.machine_label)} — {md_text(machine.summary())}")
 if errors.get("preset"):
     st.error(md_text(errors["preset"]))
+
+# ---- what the last change did to the plan ----
+effect = view.edit_effect(state.machine_before(), ctx.result, ctx.machine_label)
+if effect is not None:
+    e1, e2, e3 = st.columns([1, 1, 2])
+    e1.metric("Iteration time", effect["iteration_after"], delta=effect["iteration_delta"],
+              delta_color="inverse", help=f"before: {effect['iteration_before']}")
+    e2.metric("Speed-up", effect["speedup_after"], help="over pure data parallelism",
+              delta=f"was {effect['speedup_before']}", delta_color="off", delta_arrow="off")
+    e3.caption(md_text(effect["caption"]) + " Each edit re-plans at once (the bar above shows the progress).")
+elif ctx.result is not None:
+    st.caption(f"Plan on this machine: {md_text(ctx.result.plan.algorithm)}, {ctx.result.machine.num_devices:,} devices; "
+               "edit a field below to see the iteration time and speed-up before and after.")
 
 # ---- device ----
 st.subheader("Device")
@@ -52,9 +66,9 @@ st.data_editor(
     column_config={
         "name": st.column_config.TextColumn("name", help="e.g. node, gpu"),
         "arity": st.column_config.NumberColumn("arity", help="children per parent, a whole number >= 1", step=1),
-        "bandwidth (GB/s)": st.column_config.NumberColumn("bandwidth (GB/s)", format="%.4g",
+        "bandwidth (GB/s)": st.column_config.NumberColumn("bandwidth (GB/s)", format="plain",
                                                           help="per device, per direction"),
-        "latency (µs)": st.column_config.NumberColumn("latency (µs)", format="%.4g"),
+        "latency (µs)": st.column_config.NumberColumn("latency (µs)", format="plain"),
     },
 )
 if errors.get("levels"):
@@ -62,8 +76,8 @@ if errors.get("levels"):
 
 m1, m2, m3 = st.columns(3)
 m1.metric("Devices", f"{machine.num_devices:,}")
-m2.metric("Device peak", f"{fields['peak_tflops']:.4g} TFLOP/s")
-m3.metric("Device memory", f"{fields['memory_gib']:.3g} GiB")
+m2.metric("Device peak", f"{format_number(fields['peak_tflops'])} TFLOP/s")
+m3.metric("Device memory", f"{format_number(fields['memory_gib'])} GiB")
 st.plotly_chart(view.machine_tree_figure(machine), key="mc_tree")
 st.caption("Cut schedule (D-Rec splits the machine one prime at a time, outermost level first): "
            + (", ".join(md_text(cut) for cut in view.cut_schedule(machine)) or "none (one device)"))

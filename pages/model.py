@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from explorer import state
+from explorer import state, tables
 from explorer.run import page_context
 from explorer.safe_markdown import md_code, md_text
 from explorer.sources import sample_paths
 from explorer.views import graph as graph_view
-from explorer.views.layers import layers_of
+from explorer.views.layers import layer_column_text, layers_of
 from explorer.views.model import filter_table, model_metrics, operator_table
 
 ctx = page_context()
@@ -47,7 +47,7 @@ if ctx.model_error:
     st.stop()
 
 g = ctx.graph
-for col, (label, value) in zip(st.columns(5), model_metrics(g)):
+for col, (label, value) in zip([*st.columns(3), *st.columns(3)], model_metrics(g)):  # two rows: nothing cut at 1024 px
     col.metric(label, value)
 layers = layers_of(g)
 
@@ -55,7 +55,7 @@ if g.unsupported_op_types:
     st.warning("Unsupported operator types (planned as replicated, costs approximate): "
                + md_text(", ".join(g.unsupported_op_types)))
 if g.warnings:
-    with st.expander(f"{len(g.warnings)} import warning(s)"):
+    with st.expander(tables.plural(len(g.warnings), "import warning")):
         for w in g.warnings:
             st.markdown("- " + md_text(w))
 
@@ -73,10 +73,8 @@ if layers.count >= 2:
     layer_range = f4.slider(f"Layers ({md_text(layers.family)}N)", lo, hi, (lo, hi), key="mp_layers")
 shown = filter_table(table, types, kinds, text, layer_range)
 st.caption(f"{len(shown):,} of {len(table):,} operators (shape arithmetic hidden)")
-st.dataframe(shown, hide_index=True, height=320, column_config={
-    "GFLOP": st.column_config.NumberColumn(format="%.4g"),
-    "parameters": st.column_config.NumberColumn(format="localized"),
-})
+st.dataframe(**tables.table(layer_column_text(shown), {"parameters": st.column_config.NumberColumn(format="localized")}),
+             hide_index=True, height=320)
 
 # ---- graph ----
 st.subheader("Graph")
@@ -85,13 +83,13 @@ g1, g2, g3, g4 = st.columns([3, 3, 2, 2])
 modes = list(graph_view.VIEW_MODES)
 mode = g1.selectbox("View", modes, index=modes.index(default.mode), format_func=graph_view.VIEW_MODES.get, key="mp_view")
 view = graph_view.GraphView(mode)
-if mode in ("blocks", "layers"):
-    if layers.count >= 2:
-        lo, hi = layers.indices[0], layers.indices[-1]
+if mode in ("blocks", "layers") and layers.count >= 2:
+    lo, hi = layers.indices[0], layers.indices[-1]
+    view.expand = mode == "layers" or g2.toggle("Expand layers", key="mp_view_expand",
+                                                help="draw a range of layers operator by operator")
+    if view.expand:
         view.layer_range = g2.slider("Expanded layers" if mode == "blocks" else "Layers", lo, hi,
                                      default.layer_range if default.mode in ("blocks", "layers") else (lo, lo), key="mp_view_layers")
-    else:
-        g2.info("No repeated layers in the names: the heaviest operators are shown.")
 elif mode == "heaviest":
     view.top_n = g2.slider("N heaviest", 5, 200, default.top_n, key="mp_view_top")
 elif mode == "range":

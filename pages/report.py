@@ -5,6 +5,7 @@ import streamlit as st
 from explorer import state
 from explorer.run import planned_page
 from explorer.safe_markdown import md_text
+from explorer.tables import table
 from explorer.views import report as view
 
 ctx = planned_page("Report")
@@ -14,7 +15,7 @@ meta = ctx.meta
 stem = view.file_stem(r, meta)
 st.markdown("Everything needed to reproduce this plan: the tool version, the model's sha256, the bound "
             "dimensions, the machine (YAML, SI units) and every option.")
-st.dataframe(view.stamp_table(r, meta), hide_index=True)
+st.dataframe(**table(view.stamp_table(r, meta)), hide_index=True)
 
 plan_json = view.plan_json_text(r, meta)
 markdown = view.report_markdown(r, meta)
@@ -65,5 +66,5 @@ elif st.button("Run the verification", icon=":material/play_arrow:"):
 if state.verification_rows():
     runs, ops = view.verification_frames(state.verification_rows())
     st.success(view.verification_summary(state.verification_rows()))
-    st.dataframe(runs, hide_index=True)
-    st.dataframe(ops, hide_index=True)
+    st.dataframe(**table(runs), hide_index=True)
+    st.dataframe(**table(ops), hide_index=True)

@@ -3,13 +3,13 @@ pipeline stages and their 1F1B schedule, overriding one operator, and comparing 
 
 import streamlit as st
 
-from explorer import timeline
+from explorer import tables, timeline
 from explorer.run import planned_page
 from explorer.safe_markdown import md_text
 from explorer.views import graph as graph_view
 from explorer.views import strategy as view
 from explorer.views.cost import costliest_operators, cost_unit
-from explorer.views.layers import layers_of
+from explorer.views.layers import layer_column_text, layers_of
 from explorer.views.model import filter_table
 from explorer.views.overview import headline
 from explorer.views.pipeline import stage_layer_figure
@@ -40,8 +40,7 @@ tab_table, tab_heat, tab_graph = st.tabs(["Table", "Heatmap by machine cut", "Gr
 with tab_table:
     st.caption(f"{len(shown):,} of {len(table):,} planned operators; cost columns in µs {cost_unit(r)}"
                + (", each operator on its stage's devices" if r.schedule.stages > 1 else ""))
-    fmt = {c: st.column_config.NumberColumn(format="%.4g") for c in table.columns if c.endswith("(µs)")}
-    st.dataframe(shown, hide_index=True, height=380, column_config=fmt)
+    st.dataframe(**tables.table(layer_column_text(shown)), hide_index=True, height=380)
 with tab_heat:
     names = list(shown["operator"])
     if not names:
@@ -52,11 +51,11 @@ with tab_heat:
         st.plotly_chart(view.strategy_heatmap(r, names), key="st_heat")
 with tab_graph:
     shown_graph = graph_view.default_view(g)
-    if layer_range is not None and shown_graph.mode == "blocks":
-        shown_graph.layer_range = layer_range
     vg = graph_view.build_view(g, shown_graph)
-    st.caption(f"{graph_view.VIEW_MODES[shown_graph.mode]} ({len(vg.nodes)} nodes; collapsed layers take the split of their "
-               "heaviest operator); change the view on the Model page")
+    st.caption(f"{graph_view.VIEW_MODES[shown_graph.mode]} ({len(vg.nodes)} nodes; a collapsed layer takes the split of "
+               "its heaviest operator). Colours name what is split (batch, sequence, hidden, heads, vocabulary, "
+               "experts) and over which machine level; hover a node for its time and its dimensions' own letters. "
+               "Expand layers on the Model page.")
     st.plotly_chart(graph_view.graph_figure(g, vg, "strategy", r), key="st_graph")
 
 # ---- pipeline stages ----
@@ -64,7 +63,8 @@ st.subheader("Pipeline stages")
 sched = r.schedule
 if sched.stages == 1:
     st.info("The plan has one stage: every device holds the whole model"
-            + (f", and each iteration runs {sched.micro_batches} micro-batches, accumulating the gradients."
+            + (f", and each iteration runs {sched.micro_batches} micro-batches"
+               + (", accumulating the gradients." if r.options.mode == "train" else ".")
                if sched.micro_batches > 1 else ".")
             + " Set the pipeline stages in the sidebar to see a pipelined plan.")
 else:
@@ -102,7 +102,7 @@ else:
     for row in rows:
         o1, o2, o3 = st.columns(3)
         o1.metric(row["label"], row["iteration"], delta=row["delta"], delta_color="inverse")
-        o2.metric("Speed-up over pure data parallel", row["speedup"])
+        o2.metric("Speed-up vs data parallel", row["speedup"])
         o3.metric("Memory per device", row["memory"], delta="fits" if row["fits"] else "does not fit",
                   delta_color="green" if row["fits"] else "red", delta_arrow="off")
     if rows:
@@ -125,5 +125,4 @@ if up is not None:
         if scored["other_model"]:
             st.warning("The file was made for another model file (its model_sha256 differs); operators are matched by name.")
         diff = scored["diff"]
-        st.dataframe(diff, hide_index=True, height=320,
-                     column_config={c: st.column_config.NumberColumn(format="%.4g") for c in diff.columns if "(µs)" in c})
+        st.dataframe(**tables.table(diff), hide_index=True, height=320)

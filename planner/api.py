@@ -41,7 +41,7 @@ def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | No
     re-binds the model's batch for micro-batches (:class:`planner.model.rebind.Rebinder`).
     """
     from planner.limits import check_planning_work
-    from planner.search.configurations import plan_configurations
+    from planner.search.configurations import SEARCHED_ALGORITHMS, plan_configurations
 
     options = options or PlanOptions()
     if options.algorithm == "exact":
@@ -50,7 +50,12 @@ def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | No
         check_planning_work(machine.num_devices, len(graph.operators))
         stage_machine = split_machine(machine, options.pipeline_stages or 1).stage_machine
         require_exact_feasible(cost_model_for(graph, stage_machine, options))
-    return plan_configurations(graph, machine, options, progress, hints=hints, rebinder=rebinder)
+    best = plan_configurations(graph, machine, options, progress, hints=hints, rebinder=rebinder)
+    if options.algorithm in SEARCHED_ALGORITHMS:  # long sequences: context parallelism as a candidate
+        from planner.search.context_parallel import search_context
+
+        best = search_context(best, graph, machine, options, rebinder, progress)
+    return best
 
 
 def evaluate_plan(graph: OperatorGraph, machine: Machine, data: dict, options: PlanOptions | None = None,

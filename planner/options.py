@@ -58,6 +58,15 @@ def check_memory_options(recompute: str, zero: int, micro_batches: int) -> None:
     check_counts({"micro_batches": micro_batches})
 
 
+#: The overlaps of communication with compute (planner.cost.overlap), each with what it hides.
+#: Tensor-parallel collectives are never overlapped (the next operator needs their result).
+OVERLAPS = {
+    "overlap_gradient_sync": "gradient all-reduce, bucket by bucket, during the last backward pass (PyTorch DDP)",
+    "prefetch_parameters": "ZeRO-3 parameter gathers, one layer ahead (DeepSpeed, FSDP)",
+    "overlap_pipeline_sends": "pipeline sends during another micro-batch's compute (Megatron-LM's "
+                              "--overlap-p2p-communication)",
+}
+
 DEFAULT_BUCKET_MB = 25.0  # PyTorch DDP's and Megatron-LM's gradient bucket
 
 
@@ -107,8 +116,9 @@ class PlanOptions:
     recompute:  ``none``, ``selective`` or ``full`` (:data:`planner.cost.model.RECOMPUTE`); None: the
                 least recomputation that fits in memory.
     zero:       ZeRO stage 0, 1 or 3 for the data-parallel groups; None: the lowest that fits.
-    overlap_gradient_sync: hide the gradient all-reduce behind the last backward pass, as far
-                as that pass lasts.
+    overlap_gradient_sync: all-reduce the gradients bucket by bucket during the last backward pass
+                (PyTorch DDP, Megatron-LM's ``--overlap-grad-reduce``): only what that pass cannot
+                hide is exposed (:mod:`planner.cost.overlap`).
     bucket_mb:  gradients are all-reduced in buckets of this many megabytes (10^6 bytes), as
                 PyTorch DDP (``bucket_cap_mb``) and Megatron-LM do: latency is paid per bucket,
                 not per tensor; 0 all-reduces each gradient tensor on its own.
@@ -117,6 +127,12 @@ class PlanOptions:
                 become reduce-scatters and all-gathers of the same bytes, and those regions'
                 compute and activations are divided by the tensor-parallel size
                 (:mod:`planner.cost.sequence_parallel`). Only the ``megatron`` layouts use it.
+    prefetch_parameters: under ZeRO-3, all-gather each operator's parameters while the one before
+                it computes (DeepSpeed's and FSDP's default): only the part its compute cannot hide
+                is exposed.
+    overlap_pipeline_sends: run a stage's point-to-point sends while it computes another
+                micro-batch (Megatron-LM's ``--overlap-p2p-communication``, off by default).
+    Tensor-parallel collectives are always exposed (the next operator needs their result).
     """
 
     mode: str = "train"
@@ -128,9 +144,11 @@ class PlanOptions:
     interleave: int = 1
     recompute: str | None = None
     zero: int | None = None
-    overlap_gradient_sync: bool = False
+    overlap_gradient_sync: bool = True
     bucket_mb: float = DEFAULT_BUCKET_MB
     sequence_parallel: bool = False
+    prefetch_parameters: bool = True
+    overlap_pipeline_sends: bool = False
 
     def __post_init__(self) -> None:
         check_mode_and_precision(self.mode, self.precision)
@@ -141,10 +159,9 @@ class PlanOptions:
         check_counts({name: getattr(self, name) for name in ("pipeline_stages", "micro_batches", "interleave")
                       if getattr(self, name) is not None})
         check_memory_options(self.recompute or "none", 0 if self.zero is None else self.zero, 1)
-        if not isinstance(self.overlap_gradient_sync, bool):
-            raise OptionsError(f"overlap_gradient_sync must be true or false, not {self.overlap_gradient_sync!r}")
-        if not isinstance(self.sequence_parallel, bool):
-            raise OptionsError(f"sequence_parallel must be true or false, not {self.sequence_parallel!r}")
+        for name in ("sequence_parallel", *OVERLAPS):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionsError(f"{name} must be true or false, not {getattr(self, name)!r}")
         self.bucket_mb = check_bucket_mb(self.bucket_mb)
         if self.mode == "infer" and ((self.pipeline_stages or 1) > 1 or (self.micro_batches or 1) > 1):
             raise OptionsError("pipeline stages and micro-batches are for training (--mode train)")

@@ -43,7 +43,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import onnx
@@ -490,11 +490,13 @@ def _repeat_kv(g: GraphBuilder, x: str, name: str, kv_heads: int, heads: int, he
 
 
 def _llama(name: str, layers: int, hidden: int, heads: int, kv_heads: int, ffn: int, vocab: int,
-           doc: str) -> onnx.ModelProto:
+           doc: str, moe: MoEShape | None = None) -> onnx.ModelProto:
     """A Llama-style decoder (HuggingFace LlamaForCausalLM's shapes): RMSNorm, separate Q, K, V
     projections without bias, grouped-query attention (``kv_heads`` K and V heads, each repeated for
     ``heads / kv_heads`` query heads), SwiGLU MLP, untied LM head. Rotary embeddings are left out
-    (no parameters; a few element-wise FLOPs)."""
+    (no parameters; a few element-wise FLOPs). With ``moe`` the MLP of every layer from
+    ``moe.first_moe_layer`` on is a mixture of experts (:func:`_moe_mlp`); ``ffn`` stays the
+    dense layers' FFN."""
     g = GraphBuilder(name)
     head_dim = hidden // heads
     ids = g.input("input_ids", TensorProto.INT64, ["batch", "seq"])
@@ -525,16 +527,80 @@ def _llama(name: str, layers: int, hidden: int, heads: int, kv_heads: int, ffn: 
         o = g.node("MatMul", [c, g.weight(f"{p}.self_attn.o_proj.weight", [hidden, hidden])], f"{n}.attn.o_proj")
         x = g.node("Add", [x, o], f"{n}.attn.residual")
         m = _rms_norm(g, x, f"{n}.post_attention_layernorm", f"{p}.post_attention_layernorm.weight", hidden, 1e-5)
-        gate = g.node("MatMul", [m, g.weight(f"{p}.mlp.gate_proj.weight", [hidden, ffn])], f"{n}.mlp.gate_proj")
-        up = g.node("MatMul", [m, g.weight(f"{p}.mlp.up_proj.weight", [hidden, ffn])], f"{n}.mlp.up_proj")
-        act = g.node("Mul", [gate, g.node("Sigmoid", [gate], f"{n}.mlp.sigmoid")], f"{n}.mlp.silu")
-        h = g.node("Mul", [act, up], f"{n}.mlp.gated")
-        d = g.node("MatMul", [h, g.weight(f"{p}.mlp.down_proj.weight", [ffn, hidden])], f"{n}.mlp.down_proj")
+        if moe is not None and i >= moe.first_moe_layer:
+            d = _moe_mlp(g, m, f"{n}.moe", f"{p}.block_sparse_moe", hidden, moe)
+        else:
+            d = _swiglu(g, m, f"{n}.mlp", f"{p}.mlp", hidden, ffn)
         x = g.node("Add", [x, d], f"{n}.mlp.residual")
     x = _rms_norm(g, x, "norm", "model.norm.weight", hidden, 1e-5)
     g.node("MatMul", [x, g.weight("lm_head.weight", [hidden, vocab])], "logits")
     g.output("logits", TensorProto.FLOAT, ["batch", "seq", vocab])
     return g.model(doc)
+
+
+def _swiglu(g: GraphBuilder, m: str, n: str, p: str, hidden: int, ffn: int, experts: int = 0) -> str:
+    """LlamaMLP: down(silu(gate(m)) * up(m)), weights ``{p}.gate_proj.weight`` etc.; with
+    ``experts`` the weights are stacked on a leading expert axis (batched matmuls)."""
+    lead = [experts] if experts else []
+    gate = g.node("MatMul", [m, g.weight(f"{p}.gate_proj.weight", lead + [hidden, ffn])], f"{n}.gate_proj")
+    up = g.node("MatMul", [m, g.weight(f"{p}.up_proj.weight", lead + [hidden, ffn])], f"{n}.up_proj")
+    act = g.node("Mul", [gate, g.node("Sigmoid", [gate], f"{n}.sigmoid")], f"{n}.silu")
+    h = g.node("Mul", [act, up], f"{n}.gated")
+    return g.node("MatMul", [h, g.weight(f"{p}.down_proj.weight", lead + [ffn, hidden])], f"{n}.down_proj")
+
+
+class MoEShape(NamedTuple):
+    """A mixture-of-experts MLP: ``experts`` routed experts of FFN ``ffn`` each, ``top_k`` per
+    token, ``shared`` always-on experts of the same FFN (DeepSeek-MoE), capacity factor
+    ``capacity_factor`` (each expert takes at most ``ceil(tokens x top_k x factor / experts)``
+    tokens of a sequence), MoE layers from ``first_moe_layer`` on (the ones before are dense)."""
+
+    experts: int
+    top_k: int
+    ffn: int
+    shared: int = 0
+    capacity_factor: float = 1.0
+    first_moe_layer: int = 0
+
+
+def _moe_mlp(g: GraphBuilder, m: str, n: str, p: str, hidden: int, moe: MoEShape) -> str:
+    """A routed MoE MLP as a dropping (capacity) implementation writes it, per sequence:
+
+    router ``m @ W[hidden, E]``, Softmax; dispatch: each expert takes the ``C`` tokens that score
+    it highest (TopK along the sequence of the transposed scores, ``C = ceil(s k f / E)``) and
+    gathers them (``GatherND`` with ``batch_dims=1``) into ``[b, E, C, hidden]``; the experts are
+    batched matmuls with weights stacked on a leading expert axis (``[E, hidden, ffn]``, SwiGLU);
+    combine: each token gathers its ``k`` results back (``GatherND`` of its top-k slots),
+    weighted by its top-k gates and summed. Shared experts are one dense SwiGLU of
+    ``shared x ffn`` added to the routed output."""
+    e, k = moe.experts, moe.top_k
+    probs = g.node("Softmax", [g.node("MatMul", [m, g.weight(f"{p}.gate.weight", [hidden, e])], f"{n}.router")],
+                   f"{n}.router.softmax", axis=-1)
+    gates, slots = g.node("TopK", [probs, g.ints(f"topk.k{k}", [k])], f"{n}.router.topk",
+                          outputs=[f"{n}.router.topk.values", f"{n}.router.topk.indices"], axis=-1, largest=1, sorted=1)
+    seq = g.node("Shape", [m], f"{n}.capacity.seq", start=1, end=2)
+    cap = g.node("Cast", [seq], f"{n}.capacity.float", to=TensorProto.FLOAT)
+    cap = g.node("Mul", [cap, g.scalar(f"const.capacity_{k}x{moe.capacity_factor}/{e}", k * moe.capacity_factor / e)],
+                 f"{n}.capacity.tokens")
+    cap = g.node("Cast", [g.node("Ceil", [cap], f"{n}.capacity.ceil")], f"{n}.capacity", to=TensorProto.INT64)
+    scores = g.node("Transpose", [probs], f"{n}.dispatch.transpose", perm=[0, 2, 1])
+    _, chosen = g.node("TopK", [scores, cap], f"{n}.dispatch.topk",
+                       outputs=[f"{n}.dispatch.topk.values", f"{n}.dispatch.topk.indices"], axis=-1, largest=1, sorted=1)
+    rows = g.node("Reshape", [chosen, g.ints("shape.rows", [0, -1, 1])], f"{n}.dispatch.rows")
+    x = g.node("GatherND", [m, rows], f"{n}.dispatch", batch_dims=1)
+    x = g.node("Reshape", [x, g.ints(f"shape.experts_{e}x{hidden}", [0, e, -1, hidden])], f"{n}.dispatch.reshape")
+    y = _swiglu(g, x, f"{n}.experts", f"{p}.experts", hidden, moe.ffn, experts=e)
+    y = g.node("Reshape", [y, g.ints(f"shape.tokens_{hidden}", [0, -1, hidden])], f"{n}.combine.flatten")
+    y = g.node("GatherND", [y, g.node("Reshape", [slots, g.ints("shape.rows", [0, -1, 1])], f"{n}.combine.rows")],
+               f"{n}.combine", batch_dims=1)
+    y = g.node("Reshape", [y, g.ints(f"shape.topk_{k}x{hidden}", [0, -1, k, hidden])], f"{n}.combine.reshape")
+    w = g.node("Unsqueeze", [gates, g.ints("axes.-1", [-1])], f"{n}.combine.gates")
+    y = g.node("ReduceSum", [g.node("Mul", [y, w], f"{n}.combine.weighted"), g.ints("axes.2", [2])],
+               f"{n}.combine.sum", keepdims=0)
+    if moe.shared:
+        s = _swiglu(g, m, f"{n}.shared", f"{p}.shared_experts", hidden, moe.shared * moe.ffn)
+        y = g.node("Add", [y, s], f"{n}.shared.add")
+    return y
 
 
 def build_llama3_8b() -> onnx.ModelProto:
@@ -551,6 +617,42 @@ def build_llama2_70b() -> onnx.ModelProto:
         "Llama-2-70B shaped: 80 layers, hidden 8192, 64 query heads and 8 KV heads (grouped-query attention), "
         "SwiGLU FFN 28672, vocab 32000, untied LM head; no rotary embedding.",
     )
+
+
+def build_mixtral_8x7b(layers: int = 32, hidden: int = 4096, heads: int = 32, kv_heads: int = 8, ffn: int = 14336,
+                       vocab: int = 32000, experts: int = 8, top_k: int = 2,
+                       capacity_factor: float = 1.0) -> onnx.ModelProto:
+    """Mixtral-8x7B shaped (the defaults): 32 layers, hidden 4096, 32 query heads and 8 KV heads,
+    8 experts of SwiGLU FFN 14336, top-2, vocab 32000; smaller versions for tests."""
+    return _llama(
+        "mixtral_8x7b", layers, hidden, heads, kv_heads, ffn, vocab,
+        f"Mixtral-8x7B shaped: {layers} layers, hidden {hidden}, {heads} query heads and {kv_heads} KV heads, "
+        f"{experts} experts of SwiGLU FFN {ffn}, top-{top_k}, capacity factor {capacity_factor}, vocab {vocab}.",
+        MoEShape(experts, top_k, ffn, capacity_factor=capacity_factor),
+    )
+
+
+def build_deepseek_moe(layers: int = 28, hidden: int = 2048, heads: int = 16, ffn: int = 10944, vocab: int = 102400,
+                       experts: int = 64, top_k: int = 6, expert_ffn: int = 1408, shared: int = 2,
+                       capacity_factor: float = 1.0) -> onnx.ModelProto:
+    """DeepSeek-MoE-16B shaped (the defaults): 28 layers, hidden 2048, 16 heads, the first layer
+    dense (FFN 10944), then 64 fine-grained routed experts of FFN 1408, top-6, plus 2 shared
+    experts; vocab 102400; smaller versions for tests."""
+    return _llama(
+        "deepseek_moe", layers, hidden, heads, heads, ffn, vocab,
+        f"DeepSeek-MoE shaped: {layers} layers, hidden {hidden}, {heads} heads, first layer dense (FFN {ffn}), then "
+        f"{experts} routed experts of FFN {expert_ffn}, top-{top_k}, {shared} shared, capacity factor "
+        f"{capacity_factor}, vocab {vocab}.",
+        MoEShape(experts, top_k, expert_ffn, shared, capacity_factor, first_moe_layer=1),
+    )
+
+
+#: Generated on demand (``build.py --only NAME --out-dir DIR``), never committed: their
+#: skeletons are large (many layers of many experts) and their size is a parameter.
+GENERATED: dict[str, Callable[..., onnx.ModelProto]] = {
+    "mixtral_8x7b": build_mixtral_8x7b,
+    "deepseek_moe": build_deepseek_moe,
+}
 
 
 def build_moe() -> onnx.ModelProto:
@@ -601,9 +703,12 @@ MODEL_NAMES = tuple(BUILDERS)
 # ---------------------------------------------------------------------------------------------
 
 
-def build_model(name: str) -> onnx.ModelProto:
+def build_model(name: str, **shape) -> onnx.ModelProto:
+    """A committed sample by name, or a generated one (:data:`GENERATED`) with its shape keywords."""
+    if name in GENERATED:
+        return GENERATED[name](**shape)
     if name not in BUILDERS:
-        raise KeyError(f"unknown sample model {name!r}; known: {', '.join(MODEL_NAMES)}")
+        raise KeyError(f"unknown sample model {name!r}; known: {', '.join(MODEL_NAMES + tuple(GENERATED))}")
     return BUILDERS[name]()
 
 
@@ -639,7 +744,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="rebuild in memory and fail if a committed file differs")
     ap.add_argument("--out-dir", default=str(HERE), help="where the .onnx files live (default: next to this script)")
+    ap.add_argument("--only", choices=sorted(GENERATED), help="write only this generated (uncommitted) model")
+    ap.add_argument("--moe-capacity-factor", type=float, default=1.0, help="with --only: the experts' capacity factor")
     args = ap.parse_args(argv)
+    if args.only:
+        if not args.moe_capacity_factor > 0:
+            ap.error(f"--moe-capacity-factor must be above 0, not {args.moe_capacity_factor} (1.0: no tokens dropped "
+                     "when routing is even)")
+        path = Path(args.out_dir) / f"{args.only}.onnx"
+        path.write_bytes(build_model(args.only, capacity_factor=args.moe_capacity_factor)
+                         .SerializeToString(deterministic=True))
+        print(f"{path}  {path.stat().st_size} bytes")
+        return 0
     if args.check:
         bad = check(args.out_dir)
         if bad:

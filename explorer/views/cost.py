@@ -100,3 +100,11 @@ def operator_caption(result: PlanResult, name: str) -> str:
     per = " per micro-batch" if result.schedule.micro_batches > 1 else ""
     return (f"{md_text(op.op_type)} ({op.kind.value}) · dimensions {md_text(dims_text(op.dims))} · "
             f"{format_flop_count(op.flops)} forward{per} · plan: {md_text(strategy_label(result, name))}")
+
+
+def overlap_table(result: PlanResult) -> pd.DataFrame:
+    """Per iteration, each kind of communication hidden behind compute and exposed
+    (planner.cost.overlap; the overlap options are in the sidebar)."""
+    rows = result.schedule.overlap_breakdown()
+    return pd.DataFrame([{"communication": r["communication"], "hidden (µs)": microseconds(r["hidden_seconds"]),
+                          "exposed (µs)": microseconds(r["exposed_seconds"])} for r in rows])

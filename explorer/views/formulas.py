@@ -1,14 +1,30 @@
 """One operator's cost formula per candidate split: in symbols, with its sizes, and term by
-term on this machine (LaTeX for the Cost page)."""
+term on this machine (LaTeX for the Cost page), and the legend under the cards: what each symbol
+and each dimension letter means, with the operator's einsum-style signature. The formulas are
+made readable by :mod:`planner.cost.formula_text`."""
 
 from __future__ import annotations
 
 import math
 
+from explorer.safe_markdown import md_code, md_text
 from explorer.views.splits import strategy_label
 from planner.api import PlanResult
+from planner.cost import formula_text
 from planner.cost.model import CostModel
-from planner.units import format_seconds
+from planner.model.graph import TensorRole
+from planner.units import format_number, format_seconds, gbps, microseconds, tflops
+
+#: The formula cards' style: a row of cards wraps to one card per row when a card would be
+#: narrower than its formulas (a 1024 px window), KaTeX blocks scroll (with a visible scrollbar)
+#: rather than clip if a formula is still wider, and formulas use the body's font size.
+FORMULA_CSS = ("<style>[data-testid='stHorizontalBlock']:has(.katex-display){flex-wrap:wrap}"
+               "[data-testid='stHorizontalBlock']:has(.katex-display)>[data-testid='stColumn']"
+               "{min-width:min(100%,22rem)}"
+               "[data-testid='stColumn'] .katex-display{overflow-x:auto;overflow-y:hidden;scrollbar-width:thin;"
+               "margin:0.4em 0;padding:0 0.25em}"
+               "[data-testid='stColumn'] .katex-display>.katex{font-size:1em}</style>")
+CARDS_PER_ROW = 2  #: formula cards side by side (3 clip at 1024 px)
 
 
 def candidate_strategies(result: PlanResult, name: str) -> list[tuple[str, tuple]]:
@@ -35,21 +51,16 @@ def candidate_strategies(result: PlanResult, name: str) -> list[tuple[str, tuple
 
 def formula_rows(result: PlanResult, name: str, candidates: list[tuple[str, tuple]]) -> list[dict]:
     """For each candidate: the sympy formula with symbols, with the machine's numbers, and seconds."""
-    import sympy
-
     cm = result.cost_model
+    flops = cm.basis.symbols[0]
+    constants = formula_text.memory_constants(cm.flops_per_memory_byte, flops)
     rows = []
-    subs = cm.basis.substitutions()
     for label, s in candidates:
-        symbolic = cm.op_formula(name, s, symbolic_dims=True)
-        sized = cm.op_formula(name, s)
-        numeric = sized.subs(subs)
         rows.append({
             "label": label,
             "strategy": s,
-            "latex_symbolic": latex_lines(symbolic),
-            "latex_sized": latex_lines(sympy.N(sized, 4)),
-            "latex_numeric": sympy.latex(sympy.N(numeric, 4)),
+            "latex_symbolic": formula_text.latex_lines(cm.op_formula(name, s, symbolic_dims=True), constants, flops),
+            "latex_sized": formula_text.latex_lines(cm.op_formula(name, s), constants, flops),
             "latex_terms": latex_terms(cm, name, s),
             "seconds": cm.op_seconds(name, s),
             "seconds_text": format_seconds(cm.op_seconds(name, s)),
@@ -80,18 +91,47 @@ def latex_terms(cm: CostModel, name: str, strategy: tuple) -> str:
     return "\\begin{aligned}&= " + "\\\\&+ ".join(parts) + "\\end{aligned}"
 
 
-def latex_lines(expr) -> str:
-    """A cost formula one term per line (compute first, then each level's bytes and latencies),
-    so that it fits a narrow column."""
-    import sympy
+def formula_legend(result: PlanResult, name: str) -> tuple[str, str]:
+    """The paragraph under the cards (Markdown with inline LaTeX) and its tooltip: the operator's
+    signature, its dimensions (named where the model tells them), and the machine's symbols with
+    their values here."""
+    graph = result.graph
+    op = graph.operators[name]
+    params = {u.tensor for u in op.inputs if graph.tensors[u.tensor].role is TensorRole.PARAMETER}
+    names = formula_text.dimension_names(graph, name)
+    unnamed = [d for d in op.dims if d not in names]
+    text = (f"**Reading the cards.** The operator is {md_code(formula_text.signature(op, params))} "
+            f"(x: an activation, w: a weight, y: the output, Σ: a sum). Its dimensions: "
+            f"{md_text(formula_text.dimensions_text(op, names))}; a letter over p (k/8) is that dimension "
+            f"divided among p devices. {machine_symbols_text(result)} {_mode_text(result)}")
+    tip = ("The letters are the operator's own names for the axes of its iteration space (the loops of its "
+           "einsum), numbered per operator: the same letter in two operators need not be the same axis."
+           + (f" {', '.join(unnamed)}: not named by the model (no traced batch, no bound symbolic dimension, no "
+              "weight or sum); its size says what it is." if unnamed else ""))
+    return text, tip
 
-    terms = list(sympy.Add.make_args(expr))
-    if len(terms) <= 1:
-        return sympy.latex(expr)
 
-    def rank(term):
-        names = sorted(str(s) for s in term.free_symbols)
-        return (0 if "F" in names else 1 if any(n.startswith("g") for n in names) else 2, names)
-    terms.sort(key=rank)
-    lines = [sympy.latex(t) for t in terms]
-    return "\\begin{aligned}&" + "\\\\&+ ".join(lines) + "\\end{aligned}"
+def machine_symbols_text(result: PlanResult) -> str:
+    """``$F$`` the device's rate, ``$B_{mem}$`` its memory bandwidth, ``$g_l$`` and ``$L_l$`` per level."""
+    m = result.cost_model.machine
+    sym = result.cost_model.basis.symbols
+    d = len(m.levels)
+    levels = "; ".join(f"${sym[1 + i]}$ = 1/({format_number(gbps(lv.bandwidth_Bps))} GB/s) and "
+                       f"${sym[1 + d + i]}$ = {format_number(microseconds(lv.latency_s))} µs at the "
+                       f"{md_text(lv.name)} level" for i, lv in enumerate(m.levels))
+    mem = m.device.memory_bandwidth_Bps
+    memory = (f" and ${formula_text.MEMORY_BANDWIDTH}$ its memory bandwidth "
+              f"({format_number(gbps(mem))} GB/s)" if mem else "")
+    return (f"$F$ is a device's effective compute rate ({format_number(tflops(m.device.effective_flops))} "
+            f"TFLOP/s here){memory}; $g_l$ is the time per byte sent at level $l$ (1 over its bandwidth) "
+            f"and $L_l$ the latency of one superstep there: {levels}.")
+
+
+def _mode_text(result: PlanResult) -> str:
+    if result.options.mode == "train":
+        return ("The first line is the work: the larger of the FLOPs over $F$ and the bytes read and written "
+                "over the memory bandwidth (the roofline), for the forward and backward passes together; then "
+                "the bytes each level moves times its $g$, and its supersteps times its $L$.")
+    return ("The first line is the work of the forward pass: the larger of the FLOPs over $F$ and the bytes "
+            "read and written over the memory bandwidth (the roofline); then the bytes each level moves "
+            "times its $g$, and its supersteps times its $L$.")

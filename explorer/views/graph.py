@@ -13,14 +13,14 @@ import plotly.graph_objects as go
 
 from explorer.figures import fit
 from explorer.views.layers import Layers, dims_text, layers_of
-from explorer.views.splits import PALETTE, strategy_label
+from explorer.views.splits import PALETTE, role_label, strategy_label
 from planner.api import PlanResult
 from planner.model.graph import OperatorGraph, OpKind
-from planner.units import format_flop_count
+from planner.units import format_flop_count, format_seconds
 
 
 VIEW_MODES = {
-    "blocks": "collapse repeated layers (expand a range)",
+    "blocks": "one node per repeated layer",
     "layers": "only a range of layers",
     "heaviest": "the N heaviest operators and their neighbours",
     "range": "a range of topological positions",
@@ -35,20 +35,23 @@ MAX_GRAPH_NODES = 600
 @dataclass
 class GraphView:
     mode: str = "blocks"
-    layer_range: tuple[int, int] = (0, 0)  # expanded layers (blocks) or shown layers (layers)
+    layer_range: tuple[int, int] = (0, 0)  # expanded layers (blocks, with expand) or shown layers (layers)
+    expand: bool = False  # blocks: draw the layers of layer_range operator by operator
     top_n: int = 30
     position_range: tuple[int, int] = (0, 200)
     include_static: bool = False
 
 
 def default_view(graph: OperatorGraph) -> GraphView:
+    """Every layer collapsed to one node when the model has repeated layers; else every operator
+    of a small graph, or the heaviest of a big one."""
     layers = layers_of(graph)
     n = sum(1 for op in graph.operators.values() if op.kind is not OpKind.STATIC)
-    if n <= 150:
-        return GraphView("all")
     if layers.count >= 2:
         first = layers.indices[0]
         return GraphView("blocks", (first, first))
+    if n <= 150:
+        return GraphView("all")
     return GraphView("heaviest", top_n=40)
 
 
@@ -61,18 +64,14 @@ class ViewGraph:
     note: str = ""
 
 
-def _node_of_blocks(shown: list[str], layers: Layers, layer_range: tuple[int, int]) -> dict[str, str]:
-    """Layers outside the expanded range collapse into one node per run of consecutive layers."""
-    lo, hi = layer_range
-    before = [i for i in layers.indices if i < lo]
-    after = [i for i in layers.indices if i > hi]
-
-    def run_id(run: list[int]) -> str:
-        return f"[{layers.family}{run[0]}]" if len(run) == 1 else f"[{layers.family}{run[0]}–{run[-1]}]"
+def _node_of_blocks(shown: list[str], layers: Layers, layer_range: tuple[int, int] | None) -> dict[str, str]:
+    """One node per layer (``[layer3]``), except the layers of ``layer_range``, drawn operator by
+    operator; operators in no layer are drawn as themselves."""
+    lo, hi = layer_range if layer_range is not None else (1, 0)
     node_of = {}
     for n in shown:
         i = layers.index.get(n)
-        node_of[n] = n if i is None or lo <= i <= hi else run_id(before if i < lo else after)
+        node_of[n] = n if i is None or lo <= i <= hi else f"[{layers.family}{i}]"
     return node_of
 
 
@@ -83,11 +82,11 @@ def _node_of(graph: OperatorGraph, view: GraphView, shown: list[str], layers: La
     ops = graph.operators
     mode, note = view.mode, ""
     if mode in ("blocks", "layers") and layers.count < 2:
-        mode, note = "heaviest", "no repeated layers found in the operator names: showing the heaviest operators"
+        mode, note = "heaviest", "no repeated layers found (by name or by structure): showing the heaviest operators"
     if mode == "all":
         return {n: n for n in shown}, note
     if mode == "blocks":
-        return _node_of_blocks(shown, layers, view.layer_range), note
+        return _node_of_blocks(shown, layers, view.layer_range if view.expand else None), note
     if mode == "layers":
         lo, hi = view.layer_range
         return {n: n for n in shown if layers.index.get(n) is not None and lo <= layers.index[n] <= hi}, note
@@ -111,11 +110,9 @@ def _describe(graph: OperatorGraph, layers: Layers, nid: str, entry: dict) -> No
     entry["heaviest"] = max(members, key=lambda m: ops[m].flops)
     entry["flops"] = entry["size_flops"] = float(sum(ops[m].flops for m in members))
     if entry["block"]:
-        count = len({layers.index[m] for m in members if m in layers.index})
-        entry["label"] = f"{nid[1:-1]} ({count} layer{'s' if count > 1 else ''}, {len(members)} ops)"
-        entry["type"] = "layers"
-        entry["kind"] = "collapsed layers"
-        entry["size_flops"] = entry["flops"] / max(count, 1)  # drawn as big as one of its layers
+        entry["label"] = f"{nid[1:-1]} ({len(members)} ops)"
+        entry["type"] = "layer"
+        entry["kind"] = "collapsed layer"
     else:
         entry["label"] = nid
         entry["type"] = ops[nid].op_type
@@ -184,7 +181,7 @@ def _colour_groups(view: ViewGraph, color_by: str, result: PlanResult | None) ->
     groups: dict[str, list[str]] = {}
     for nid, entry in view.nodes.items():
         if color_by == "strategy" and result is not None:
-            key = strategy_label(result, entry["heaviest"])
+            key = role_label(result, entry["heaviest"])
         elif color_by == "type":
             key = entry["type"]
         else:
@@ -208,8 +205,18 @@ def _hover(graph: OperatorGraph, entry: dict, result: PlanResult | None) -> str:
     else:
         lines.append(f"heaviest: {html.escape(entry['heaviest'])}")
     if result is not None:
-        lines.append("split " + html.escape(strategy_label(result, entry["heaviest"])))
+        planned = [m for m in entry["members"] if m in result.plan.strategies]
+        if planned:
+            lines.append("time per micro-batch " if result.schedule.micro_batches > 1 else "time ")
+            lines[-1] += format_seconds(sum(sum(result.cost.op_seconds(m).values()) for m in planned))
+        lines.append("split " + html.escape(role_label(result, entry["heaviest"]))
+                     + f" ({html.escape(strategy_label(result, entry['heaviest']))})")
     return "<br>".join(lines)
+
+
+def _short_label(entry: dict) -> str:
+    """A collapsed layer's name under its node (``layer3``); nothing under single operators."""
+    return entry["label"].split(" (")[0] if entry["block"] else ""
 
 
 def graph_figure(graph: OperatorGraph, view: ViewGraph, color_by: str = "kind", result: PlanResult | None = None,
@@ -237,9 +244,12 @@ def graph_figure(graph: OperatorGraph, view: ViewGraph, color_by: str = "kind", 
     for i, key in enumerate(ranked):
         members = groups[key]
         points = [xy(nid) for nid in members]
-        fig.add_trace(go.Scattergl(
-            x=[p[0] for p in points], y=[p[1] for p in points], mode="markers", name=str(key),
-            text=[_hover(graph, view.nodes[nid], result) for nid in members], hovertemplate="%{text}<extra></extra>",
+        labelled = any(view.nodes[nid]["block"] for nid in members)
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in points], y=[p[1] for p in points], mode="markers+text" if labelled else "markers",
+            name=str(key), text=[_short_label(view.nodes[nid]) for nid in members], textposition="bottom center",
+            textfont=dict(size=10), hovertext=[_hover(graph, view.nodes[nid], result) for nid in members],
+            hovertemplate="%{hovertext}<extra></extra>",
             marker=dict(size=[5 + (biggest - 5) * math.sqrt(view.nodes[nid]["size_flops"] / maxf) for nid in members],
                         color=PALETTE[i % len(PALETTE)], line=dict(width=0.5, color="#333")),
         ))

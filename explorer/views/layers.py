@@ -1,52 +1,15 @@
-"""Repeated layers found from operator names (``layer12.attn.qkv``: family ``layer``, index 12),
-and the per-operator facts every table shows (parameters, dimensions)."""
+"""The model's repeated layers as the views use them (found once per graph by
+:func:`planner.model.layers.find_layers`: by names, else by structure), and the per-operator facts
+every table shows (parameters, dimensions)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+import pandas as pd
 
 from planner.model.graph import OperatorGraph, TensorRole
+from planner.model.layers import Layers, find_layers
 
-
-_LAYER_RE = re.compile(r"^(?P<family>.*?\D)(?P<index>\d+)(?P<rest>[./_:/\-].+)$")
-
-
-@dataclass
-class Layers:
-    """Repeated blocks found from operator names (``layer12.attn.qkv`` -> family 'layer', index 12)."""
-
-    family: str | None
-    index: dict[str, int]  # operator -> layer index (operators of the family only)
-
-    @property
-    def count(self) -> int:
-        return len(set(self.index.values()))
-
-    @property
-    def indices(self) -> list[int]:
-        return sorted(set(self.index.values()))
-
-    def block(self, name: str) -> str | None:
-        i = self.index.get(name)
-        return None if i is None else f"{self.family}{i}"
-
-
-def find_layers(names: Iterable[str]) -> Layers:
-    """The family of names with the most distinct indices (at least two layers of two operators
-    on average); uploaded models with other naming simply have no layers."""
-    families: dict[str, dict[str, int]] = {}
-    for n in names:
-        m = _LAYER_RE.match(n)
-        if m:
-            families.setdefault(m.group("family"), {})[n] = int(m.group("index"))
-    best, best_count = None, 1
-    for fam, members in families.items():
-        distinct = len(set(members.values()))
-        if distinct >= 2 and len(members) >= 2 * distinct and distinct > best_count:
-            best, best_count = fam, distinct
-    return Layers(best, dict(families[best]) if best else {})
+__all__ = ["Layers", "dims_text", "layer_column_text", "layers_of", "op_parameters"]
 
 
 _LAYERS_CACHE: dict[int, tuple[OperatorGraph, Layers]] = {}
@@ -55,7 +18,7 @@ _LAYERS_CACHE: dict[int, tuple[OperatorGraph, Layers]] = {}
 def layers_of(graph: OperatorGraph) -> Layers:
     hit = _LAYERS_CACHE.get(id(graph))
     if hit is None or hit[0] is not graph:
-        hit = (graph, find_layers(graph.operators))
+        hit = (graph, find_layers(graph))
         if len(_LAYERS_CACHE) > 16:
             _LAYERS_CACHE.clear()
         _LAYERS_CACHE[id(graph)] = hit
@@ -69,3 +32,11 @@ def op_parameters(graph: OperatorGraph, name: str) -> int:
 
 def dims_text(dims: dict[str, int]) -> str:
     return " ".join(f"{d}={s}" for d, s in dims.items())
+
+
+def layer_column_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table's ``layer`` column as a person reads it: the index, or a dash for an operator in no
+    layer (a missing number would be drawn "None"). Filter on the numbers first, then show this."""
+    if "layer" not in frame:
+        return frame
+    return frame.assign(layer=["—" if pd.isna(value) else str(int(value)) for value in frame["layer"]])

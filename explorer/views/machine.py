@@ -1,5 +1,6 @@
 """The Machine page: the levels as an editable table (GB/s, µs) and back, the device fields,
-scaling a machine to a device count, and the tree as an icicle."""
+scaling a machine to a device count, the tree as an icicle, and what the last edit did to the
+plan (iteration time and speed-up before and after)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from explorer.figures import fit
+from planner.api import PlanResult
 from planner.machine.tree import Machine, MachineError
-from planner.units import GB, GIB, TFLOPS, US, gbps, gib, microseconds, tflops
+from planner.units import (GB, GIB, TFLOPS, US, clean_float, format_delta_seconds, format_number, format_seconds,
+                           format_speedup, gbps, gib, microseconds, tflops)
 
 
 LEVEL_COLUMNS = ("name", "arity", "bandwidth (GB/s)", "latency (µs)")
@@ -51,7 +54,8 @@ def machine_from_levels(machine: Machine, frame: pd.DataFrame) -> Machine:
         lat = _cell_number(row.get("latency (µs)"), i, "latency (µs)", "10")
         if lat < 0:
             raise MachineError(f"level {i + 1} ({name}): latency must be 0 µs or more, e.g. 10; got {lat:g}")
-        levels.append({"name": str(name).strip(), "arity": int(arity), "bandwidth_Bps": bw * GB, "latency_s": lat * US})
+        levels.append({"name": str(name).strip(), "arity": int(arity), "bandwidth_Bps": clean_float(bw * GB),
+                       "latency_s": clean_float(lat * US)})
     data = machine.to_dict()
     data["levels"] = levels
     return Machine.from_dict(data)
@@ -132,8 +136,8 @@ def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int 
     frontier = ["root"]
     for depth, lv in enumerate(machine.levels):
         below = math.prod(x.arity for x in machine.levels[depth + 1:])
-        what = f"level {lv.name}: {lv.arity} per parent, {gbps(lv.bandwidth_Bps):.4g} GB/s, " \
-               f"{microseconds(lv.latency_s):.3g} µs" + (f"; {below:,} devices each" if below > 1 else "")
+        what = f"level {lv.name}: {lv.arity} per parent, {format_number(gbps(lv.bandwidth_Bps))} GB/s, " \
+               f"{format_number(microseconds(lv.latency_s))} µs" + (f"; {below:,} devices each" if below > 1 else "")
         if lv.arity <= expand_up_to:
             picks = [(k, 1) for k in range(lv.arity)]
         else:
@@ -175,3 +179,23 @@ def device_fields(machine: Machine) -> dict[str, float]:
 def cut_schedule(machine: Machine) -> list[str]:
     """D-Rec's cuts of the machine, outermost first: ``node x2``."""
     return [f"{c.level_name} x{c.factor}" for c in machine.cuts()]
+
+
+def edit_effect(before: dict | None, result: PlanResult | None, label: str) -> dict | None:
+    """What the last machine change did to the plan: the iteration time and the speed-up over pure
+    data parallelism before and after, as text (``iteration_delta`` reads ``+1.2 ms`` when slower),
+    and a caption naming both machines; None when there is nothing to compare."""
+    if before is None or result is None or before["result"] is result:
+        return None
+    old = before["result"]
+    faster = result.total_seconds < old.total_seconds
+    return {
+        "iteration_before": format_seconds(old.total_seconds),
+        "iteration_after": format_seconds(result.total_seconds),
+        "iteration_delta": format_delta_seconds(result.total_seconds - old.total_seconds),
+        "faster": faster,
+        "speedup_before": format_speedup(old.speedup_over_data_parallel),
+        "speedup_after": format_speedup(result.speedup_over_data_parallel),
+        "caption": (f"Before: {before['label']} ({before['machine'].summary()}). After: {label} "
+                    f"({result.machine.summary()}), re-planned with {result.plan.algorithm}."),
+    }

@@ -1,4 +1,5 @@
-"""How a plan splits operators, in words: an operator's splits (``b0 x64 · n x8``), per machine
+"""How a plan splits operators, in words: an operator's splits (``b0 x64 · n x8``), the same by the
+role of each split dimension and the level it is split over (``batch x64 over node``), per machine
 cut and per level, the kind of parallelism per level, and how many devices do distinct work.
 Shared by the graph, the strategy tables, the overview and the sweep."""
 
@@ -8,7 +9,8 @@ import math
 
 from planner.api import PlanResult
 from planner.cost.model import CostModel
-from planner.model.graph import OpKind
+from planner.model.graph import OperatorGraph, OpKind, TensorRole
+from planner.model.roles import dim_roles
 from planner.plans.report import op_cuts, op_splits
 
 
@@ -22,6 +24,35 @@ def strategy_label(result: PlanResult, name: str) -> str:
         return "not planned"
     splits = {d: f for d, f in op_splits(result, name).items() if f > 1}
     return " · ".join(f"{d} x{f}" for d, f in splits.items()) or "replicated"
+
+
+_ROLES_CACHE: dict[int, tuple[OperatorGraph, dict]] = {}
+
+
+def roles_of(graph: OperatorGraph) -> dict[str, dict[str, str]]:
+    """:func:`planner.model.roles.dim_roles` of a graph, computed once per graph."""
+    hit = _ROLES_CACHE.get(id(graph))
+    if hit is None or hit[0] is not graph:
+        hit = (graph, dim_roles(graph))
+        if len(_ROLES_CACHE) > 16:
+            _ROLES_CACHE.clear()
+        _ROLES_CACHE[id(graph)] = hit
+    return hit[1]
+
+
+def role_label(result: PlanResult, name: str) -> str:
+    """The split by role and level: ``batch x64 over node · heads x8 over gpu``, or ``replicated``;
+    the same for every operator that splits the same thing over the same level, whatever its
+    local dimension letters."""
+    if name not in result.plan.strategies:
+        return "not planned"
+    roles = roles_of(result.graph).get(name, {})
+    parts: dict[tuple[str, str], int] = {}
+    for level, dim, factor in op_cuts(result, name):
+        if dim is not None:
+            key = (roles.get(dim, "other"), level)
+            parts[key] = parts.get(key, 1) * factor
+    return " · ".join(f"{role} x{f} over {level}" for (role, level), f in parts.items()) or "replicated"
 
 
 def cut_labels(cm: CostModel) -> list[str]:
@@ -76,6 +107,55 @@ def strategy_shape(result: PlanResult) -> str:
         kinds = [k for k, v in (("data", data), ("model", model)) if v >= 0.1]
         parts.append(f"{lv.name}: {'+'.join(kinds) or 'replicated'}")
     return " | ".join(parts) or "one device"
+
+
+def _weights(result: PlanResult, names: list[str]) -> dict[str, int]:
+    graph = result.graph
+    return {n: sum(graph.tensors[u.tensor].numel for u in graph.operators[n].inputs
+                   if graph.tensors[u.tensor].role is TensorRole.PARAMETER) for n in names}
+
+
+def level_roles(result: PlanResult) -> list[tuple[str, list[str]]]:
+    """Per level of a stage's machine, what the plan splits there, by role (``batch``, ``heads``,
+    ...): a role counts when the operators that split it there hold 10% of the FLOPs or 10% of
+    the weights (an embedding split by its vocabulary does little compute but holds many weights);
+    a level where nothing counts has an empty list."""
+    graph = result.graph
+    cm = result.cost_model
+    roles = roles_of(graph)
+    heavy = [n for n in cm.planned if graph.operators[n].kind is OpKind.COMPUTE]
+    flops = sum(graph.operators[n].flops for n in heavy) or 1.0
+    params = _weights(result, heavy)
+    total_params = sum(params.values()) or 1
+    out = []
+    for li, lv in enumerate(cm.machine.levels):
+        cuts = [t for t, c in enumerate(cm.cuts) if c.level == li]
+        if not cuts:
+            continue
+        weight: dict[str, list[float]] = {}
+        for n in heavy:
+            dims = {result.plan.strategies[n][t] for t in cuts} - {None}
+            for role in {roles[n].get(d, "other") for d in dims}:
+                w = weight.setdefault(role, [0.0, 0.0])
+                w[0] += graph.operators[n].flops / flops
+                w[1] += params[n] / total_params
+        split = [r for r, w in sorted(weight.items(), key=lambda kv: -max(kv[1])) if max(w) >= 0.1]
+        out.append((lv.name, split))
+    return out
+
+
+def weights_split_by_model(result: PlanResult) -> list[tuple[str, int, str]]:
+    """The operators with weights that split something other than the batch (so that their
+    gradients are not all-reduced over those devices): ``(name, weights, role label)``, the most
+    weights first."""
+    cm = result.cost_model
+    roles = roles_of(result.graph)
+    out = []
+    for n, w in _weights(result, list(cm.planned)).items():
+        dims = {d for d in result.plan.strategies[n] if d is not None}
+        if w and any(roles[n].get(d) != "batch" for d in dims):
+            out.append((n, w, role_label(result, n)))
+    return sorted(out, key=lambda t: -t[1])
 
 
 def distinct_workers(result: PlanResult) -> int:

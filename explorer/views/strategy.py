@@ -13,8 +13,9 @@ import plotly.graph_objects as go
 from explorer.figures import fit, name_axis
 from explorer.options import error_text
 from explorer.safe_markdown import md_text
+from explorer.views.overview import split_by_level
 from explorer.views.layers import dims_text, layers_of
-from explorer.views.splits import PALETTE, cut_labels, level_splits, strategy_label, strategy_shape
+from explorer.views.splits import PALETTE, cut_labels, level_splits, role_label, strategy_label
 from planner.api import PlanOptions, PlanResult
 from planner.cost.result import result_for
 from planner.cost.model import Plan, PlanError
@@ -40,6 +41,7 @@ def strategy_table(result: PlanResult) -> pd.DataFrame:
             "layer": layers.index.get(name),
             **({"stage": stage_of_op[name]} if stage_of_op else {}),
             "dimensions": dims_text(op.dims), "split": strategy_label(result, name),
+            "what is split": role_label(result, name),
         }
         for lv, text in level_splits(result, name).items():
             row[f"{lv} level"] = text
@@ -139,7 +141,7 @@ def plan_file_options(current: PlanOptions, data: dict) -> PlanOptions:
 def header_caption(result: PlanResult, h: dict) -> str:
     """The page's first line: the plan's time, speed-up, kind of parallelism and configuration."""
     return (f"{result.plan.algorithm} on {h['devices']:,} devices: {h['iteration']} per iteration, "
-            f"{h['speedup']} over pure data parallel · strategy by level: {md_text(strategy_shape(result))} · "
+            f"{h['speedup']} over pure data parallel · split by level: {md_text(split_by_level(result))} · "
             f"{h['configuration']}")
 
 

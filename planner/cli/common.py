@@ -110,8 +110,16 @@ def add_memory_args(sp) -> None:
     sp.add_argument("--zero", type=int, choices=list(ZERO_STAGES),
                     help="ZeRO stage of the data-parallel groups: " + "; ".join(f"{k}: {v}" for k, v in ZERO_STAGES.items())
                          + " (plan default: the lowest that fits; evaluate default: 0)")
-    sp.add_argument("--overlap-gradient-sync", action="store_true",
-                    help="hide the gradient all-reduce behind the last backward pass (as far as it lasts)")
+    on_off = argparse.BooleanOptionalAction
+    sp.add_argument("--overlap-gradient-sync", action=on_off,
+                    help="all-reduce the gradients bucket by bucket during the last backward pass, as PyTorch DDP "
+                         "does (default: off, as Megatron-LM; a plan file: as recorded)")
+    sp.add_argument("--prefetch-parameters", action=on_off,
+                    help="under ZeRO-3, gather each layer's parameters while the one before it computes "
+                         "(default: on, as DeepSpeed and FSDP)")
+    sp.add_argument("--overlap-pipeline-sends", action=on_off,
+                    help="send between pipeline stages while computing another micro-batch (default: off, as "
+                         "Megatron-LM's --overlap-p2p-communication)")
 
 
 # ---- what the commands load -----------------------------------------------------------------------
@@ -160,7 +168,7 @@ def load_machine(path: str):
 
 def plan_options(args, algorithm: str | None = None):
     """The ``PlanOptions`` the arguments give (those a command does not have take their defaults)."""
-    from planner.options import PlanOptions
+    from planner.options import OVERLAPS, PlanOptions
 
     return PlanOptions(mode=args.mode, precision=args.precision, optimizer=args.optimizer,
                        algorithm=algorithm or getattr(args, "algorithm", "drec+"),
@@ -168,8 +176,8 @@ def plan_options(args, algorithm: str | None = None):
                        micro_batches=getattr(args, "micro_batches", None),
                        interleave=getattr(args, "interleave", None) or 1,
                        recompute=getattr(args, "recompute", None), zero=getattr(args, "zero", None),
-                       overlap_gradient_sync=bool(getattr(args, "overlap_gradient_sync", False)),
                        sequence_parallel=bool(getattr(args, "sequence_parallel", False)),
+                       **{k: getattr(args, k) for k in OVERLAPS if getattr(args, k, None) is not None},
                        **({} if getattr(args, "bucket_mb", None) is None else {"bucket_mb": args.bucket_mb}))
 
 

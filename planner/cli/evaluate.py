@@ -1,6 +1,6 @@
 """``evaluate MODEL.onnx --machine X.yaml --plan PLAN.json`` (score a plan file as written) or
-``--tp T --pp P --dp D --micro-batch-size b --global-batch B`` (price a hand-made Megatron-style
-configuration). Neither searches anything."""
+``--tp T --pp P --dp D [--ep E] --micro-batch-size b --global-batch B`` (price a hand-made
+Megatron-style configuration, with expert parallelism on mixture-of-experts models). Neither searches anything."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ def add_parser(sub) -> None:
                       help="samples per micro-batch per data-parallel rank")
     hand.add_argument("--global-batch", type=positive_int, metavar="B",
                       help="samples per iteration; B / (b x D) micro-batches")
+    hand.add_argument("--cp", type=positive_int, metavar="C", default=1,
+                      help="context-parallel size (ring attention over the sequence, zig-zag chunks; 2C must divide "
+                           "the sequence); T x P x D x C = devices (default 1)")
+    hand.add_argument("--ep", type=positive_int, metavar="E", default=None,
+                      help="expert-parallel size (mixture-of-experts models): the experts split over E of the D "
+                           "data-parallel ranks; E divides D and every MoE layer's experts")
     add_memory_args(hand)
     hand.add_argument("--sequence-parallel", action="store_true",
                       help="sequence parallelism (Korthikanti et al. 2022): LayerNorm, dropout and residual regions "
@@ -51,9 +57,9 @@ def run(args) -> int:
             raise UsageError("give a plan file (--plan PLAN.json) or a hand-made configuration: "
                              f"--tp T --pp P --dp D --micro-batch-size b --global-batch B (missing: {missing})")
         return run_hand_made(args)
-    if given:
-        raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--micro-batch-size/--global-batch "
-                         "(or drop --plan to evaluate a hand-made configuration)")
+    if given or args.ep is not None or args.cp != 1:
+        raise UsageError("--plan scores a plan file as written; drop --tp/--pp/--dp/--ep/--cp/--micro-batch-size/"
+                         "--global-batch (or drop --plan to evaluate a hand-made configuration)")
     return run_plan_file(args)
 
 
@@ -95,11 +101,24 @@ def run_hand_made(args) -> int:
     if symbol and symbol not in parse_bindings(args.bind):
         # the batch dimension is bound by the configuration; only the others need --bind
         graph = import_model(args.model, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
-    result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
-                                    args.micro_batch_size, args.global_batch, plan_options(args, algorithm="megatron"),
-                                    rebinder=rebinder_for(args.model))
+    options = plan_options(args, algorithm="megatron")
+    if args.cp > 1:
+        from planner.search.context_parallel import evaluate_context_configuration
+
+        if args.ep is not None:
+            raise UsageError("--ep with --cp is not priced yet (the experts would be split over the data- and "
+                             "context-parallel ranks together): drop one of them")
+        result = evaluate_context_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp, args.cp,
+                                                args.micro_batch_size, args.global_batch, options,
+                                                rebinder=rebinder_for(args.model))
+    else:
+        result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
+                                        args.micro_batch_size, args.global_batch, options,
+                                        rebinder=rebinder_for(args.model), expert=args.ep or 1)
     print_result(result, Path(args.model).name, "priced as given (no search)")
     # the file records the whole batch, so that evaluate --plan prices the same iteration
-    bindings = {**parse_bindings(args.bind), **result.graph.bindings, graph.batch_symbol or symbol: args.global_batch}
+    # (with --cp, the plan of s / C tokens per rank and B x C of those: replayed without the ring, and said so)
+    bindings = {**parse_bindings(args.bind), **result.graph.bindings,
+                graph.batch_symbol or symbol: args.global_batch * args.cp}
     write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model), bindings))
     return 0

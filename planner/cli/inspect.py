@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from planner.cli.common import add_model_args, load_graph, write_json
-from planner.units import format_bytes
+from planner.units import format_bytes, format_flop_count
 
 
 def add_parser(sub) -> None:
@@ -21,7 +21,7 @@ def run(args) -> int:
     print(f"weights      {format_bytes(s['parameter_bytes'])}{frozen}")
     for name, shape in s["input_shapes"].items():
         print(f"input        {name} {'x'.join(map(str, shape)) or 'scalar'}")
-    print(f"FLOPs/fwd    {s['flops_forward']:.4g}")
+    print(f"FLOPs/fwd    {format_flop_count(s['flops_forward'])}")
     if s["unbound_dims"]:
         print(f"unbound dims {', '.join(s['unbound_dims'])} (taken as 1 here; bind with --bind NAME=VALUE)")
     if s["unsupported_op_types"]:

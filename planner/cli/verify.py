@@ -7,6 +7,7 @@ import sys
 import time
 
 from planner.cli.common import UsageError, write_json
+from planner.units import format_number
 
 
 def add_parser(sub) -> None:
@@ -40,8 +41,8 @@ def run(args) -> int:
     elapsed = time.perf_counter() - start
     print(verify.format_table(rows))
     s = verify.summary(rows)
-    print(f"{s['numerics_match']} of {s['runs']} runs match the single-process step (rtol {verify.RTOL:g}, "
-          f"atol {verify.ATOL:g}); predicted and measured bytes agree within {verify.BYTES_TOLERANCE:.0%} on "
+    print(f"{s['numerics_match']} of {s['runs']} runs match the single-process step (rtol {format_number(verify.RTOL)}, "
+          f"atol {format_number(verify.ATOL)}); predicted and measured bytes agree within {verify.BYTES_TOLERANCE:.0%} on "
           f"{s['within_tolerance']} of {s['operators']} operators ({s['with_communication']} communicate); "
           f"{elapsed:.0f} s")
     write_json(args.json, verify.json_rows(rows))

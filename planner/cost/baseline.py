@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from planner.cost.memory import MemoryReport, memory_per_device
 from planner.cost.model import CostModel, Strategy
+from planner.cost.overlap import NO_OVERLAP
+from planner.cost.schedule import price_schedule
+from planner.machine.split import split_machine
 
 
 def data_parallel_strategies(cm: CostModel) -> dict[str, Strategy]:
@@ -27,6 +30,10 @@ def data_parallel_strategies(cm: CostModel) -> dict[str, Strategy]:
 
 
 def data_parallel_baseline(cm: CostModel, optimizer: str) -> tuple[float, MemoryReport]:
-    """Pure data parallelism on ``cm``'s graph and machine: its time and its memory per device."""
+    """Pure data parallelism on ``cm``'s graph and machine: its time (one stage, one micro-batch,
+    with ``cm``'s overlaps, as every plan is priced) and its memory per device."""
     strategies = data_parallel_strategies(cm)
-    return cm.total_seconds(strategies), memory_per_device(cm, strategies, optimizer)
+    if cm.overlap == NO_OVERLAP or cm.mode != "train":
+        return cm.total_seconds(strategies), memory_per_device(cm, strategies, optimizer)
+    schedule = price_schedule(cm, strategies, split_machine(cm.machine, 1), 1, optimizer=optimizer)
+    return schedule.iteration_seconds, schedule.memory[0]

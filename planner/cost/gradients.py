@@ -30,14 +30,7 @@ from planner.model.graph import OperatorGraph, TensorRole
 
 def data_dependent_ops(graph: OperatorGraph) -> set[str]:
     """Operators whose outputs depend on the data inputs (everything but weight arithmetic)."""
-    reached = set(graph.inputs)
-    found = set()
-    for name in graph.topological_order():
-        op = graph.operators[name]
-        if any(u.tensor in reached for u in op.inputs):
-            found.add(name)
-            reached.update(u.tensor for u in op.outputs)
-    return found
+    return set(graph.data_dependent_operators())  # computed once per graph
 
 
 def weight_only_ops(graph: OperatorGraph) -> set[str]:
@@ -123,6 +116,16 @@ def use_gradient_sync(cm, name: str, index: int, strategy):
         vec[1 + level] += nbytes
         vec[1 + d + level] += steps
     return vec
+
+
+def gradient_bytes(cm, name: str, strategy) -> float:
+    """Bytes of parameter gradient an operator adds to the gradient buckets (its share of each
+    parameter it reads whose gradient is all-reduced), local to one device."""
+    total = 0.0
+    for i, use in enumerate(cm.info[name].uses):
+        if use.is_parameter and not use.is_output and cm.partial_cuts(name, i, strategy):
+            total += use.grad_share * cm.local_bytes(name, i, strategy)
+    return total
 
 
 def tied_stage_sync(cm, strategies: dict, stage_of_op: dict[str, int], crossing: Callable[[int, int], object]

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from planner.cost.tables import graph_tables
 from planner.cost.basis import Basis, _larger  # the basis (1/F, g_l, L_l); Basis is re-exported here
 from planner.cost.collectives import flat_collectives, halo_exchange, hierarchical_all_reduce, hierarchical_collectives
 from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic, weight_only_ops
 from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from planner.machine.tree import Machine
 from planner.cost.redistribution import charged_edges
-from planner.cost import activations, fp8, sequence_parallel
+from planner.cost import fp8, overlap, sequence_parallel
 from planner.errors import PlannerError
 from planner.options import (DEFAULT_BUCKET_MB, PRECISION_BYTES, check_bucket_mb, check_memory_options,
                              check_mode_and_precision)
@@ -84,6 +85,7 @@ class OpCost:
     compute: np.ndarray
     communication: np.ndarray
     gradient_sync: np.ndarray
+    parameter_gathers: np.ndarray | None = None  # the part of communication that is ZeRO-3's gathers
 
 
 @dataclass
@@ -114,6 +116,7 @@ class PlanCost:
     redistribution: dict[str, np.ndarray]
     gradient_sync: dict[str, np.ndarray] = field(default_factory=dict)
     micro_batches: int = 1
+    parameter_gathers: dict[str, np.ndarray] = field(default_factory=dict)  # ZeRO-3's, within communication
 
     def term_seconds(self, term: str) -> float:
         return sum(self.basis.time(v) for v in getattr(self, term).values())
@@ -170,7 +173,8 @@ class CostModel:
         check_mode_and_precision(mode, precision)
         self.fp8_ratio = fp8.compute_ratio(machine) if precision == "fp8" else 1.0  # FP8 linear layers
         self.bucket_bytes = check_bucket_mb(bucket_mb) * 1e6
-        self.sequence_parallel = False  # set by planner.cost.result.cost_model_for
+        self.sequence_parallel = False  # set by planner.cost.result.cost_model_for, as the overlaps are
+        self.overlap = overlap.NO_OVERLAP
         self.grad_roots = gradient_roots(graph)
         self.weight_only = weight_only_ops(graph)
         self._grad_consumers = consumer_counts(graph, self.grad_roots)
@@ -187,14 +191,9 @@ class CostModel:
         self.cut_factor = [c.factor for c in self.cuts]
         self.cut_level = [c.level for c in self.cuts]
         self.num_levels = len(machine.levels)
-        self.planned = graph.planned_operators()
-        self.info: dict[str, _OpInfo] = {n: self._op_info(graph.operators[n]) for n in self.planned}
+        self.planned, self.info, self.edges, self.in_edges, self.selective_ops = graph.memo(  # not the machine's:
+            "cost tables", (mode, precision, self.bucket_bytes), lambda: graph_tables(self))  # shared by machines
         self.fp8_ops = fp8.linear_layers(self) if precision == "fp8" else frozenset()
-        self.edges = self._edges()
-        self.in_edges: dict[str, list[Edge]] = {n: [] for n in self.planned}
-        for e in self.edges:
-            self.in_edges[e.consumer].append(e)
-        activations.mark_attention_core(self)  # what selective recomputation recomputes: self.selective_ops
         self._assign_cache: dict = {}
         self._redist_cache: dict = {}
         self._redist_time_cache: dict = {}
@@ -390,9 +389,10 @@ class CostModel:
         hit = self._op_seconds_cache.get(key)
         if hit is None:
             c = self.op_cost(name, strategy)
-            # per micro-batch, with the once-per-iteration gradient all-reduce spread over them
+            # per micro-batch, with the once-per-iteration gradient all-reduce spread over them, less
+            # what the engines' overlap hides (planner.cost.overlap)
             amortised = c.compute + c.communication - (1 - 1 / self.micro_batches) * c.gradient_sync
-            hit = self._op_seconds_cache[key] = self.basis.time(amortised)
+            hit = self._op_seconds_cache[key] = self.basis.time(amortised) - overlap.hidden_seconds(self, name, c)
         return hit
 
     def _op_cost(self, info: _OpInfo, strategy: Strategy, size_of, flops, zero=None) -> OpCost:
@@ -402,7 +402,7 @@ class CostModel:
         Written against ``size_of`` so that the same code yields numbers or sympy formulas.
         """
         vector = (lambda: self.basis.zero()) if zero is None else zero
-        compute, comm, grad_sync = vector(), vector(), vector()
+        compute, comm, grad_sync, gathers = vector(), vector(), vector(), vector()
         split = {}
         for t, dim in enumerate(strategy):
             if dim is not None:
@@ -417,9 +417,9 @@ class CostModel:
             return size / math.prod(split.get(d, 1) for d in use.dims)
 
         compute[0] = passes * self._work(info, split, flops, local_bytes)
-        self._collectives(info, strategy, recomputed, local_bytes, comm, grad_sync)
+        self._collectives(info, strategy, recomputed, local_bytes, comm, grad_sync, gathers)
         self._halos(info, strategy, split, recomputed, local_bytes, comm)
-        return OpCost(compute, comm, grad_sync)
+        return OpCost(compute, comm, grad_sync, gathers)
 
     def _add_traffic(self, vec, traffic: dict) -> None:
         """Add ``{level: (bytes, supersteps)}`` to a cost vector's ``g_l`` and ``L_l`` entries."""
@@ -445,7 +445,8 @@ class CostModel:
             work = _larger(work, traffic)
         return work
 
-    def _collectives(self, info: _OpInfo, strategy: Strategy, recomputed: bool, local_bytes, comm, grad_sync) -> None:
+    def _collectives(self, info: _OpInfo, strategy: Strategy, recomputed: bool, local_bytes, comm, grad_sync,
+                     gathers) -> None:
         """The collectives of each tensor that lacks a split dimension: partial sums all-reduced,
         replicated inputs' gradients all-reduced (parameters' once per iteration, bucketed), and
         ZeRO-3's parameter gathers."""
@@ -461,8 +462,10 @@ class CostModel:
                 # all-gather the parameter for the forward pass and again for the backward pass
                 # (whose recomputed forward runs just before it and uses the same gather), and
                 # reduce-scatter its gradient: three flat collectives over the data-parallel group
-                self._add_traffic(comm, {lv: (use.grad_share * b, use.grad_share * n)
-                                         for lv, (b, n) in flat_collectives(local_bytes(use), groups, 3).items()})
+                traffic = {lv: (use.grad_share * b, use.grad_share * n)
+                           for lv, (b, n) in flat_collectives(local_bytes(use), groups, 3).items()}
+                self._add_traffic(comm, traffic)
+                self._add_traffic(gathers, traffic)
             elif use.is_parameter:  # once per iteration, this use's share, latency per bucket
                 traffic = sync_traffic(local_bytes(use), groups, use.grad_share, self.bucket_bytes)
                 self._add_traffic(comm, traffic)
@@ -614,23 +617,27 @@ class CostModel:
         """Cost of a plan: per operator compute and communication, redistribution per consumer
         (the first consumer of each tensor and layout pays it: planner.cost.redistribution)."""
         full = self.complete(plan)
-        compute, comm, redist, grad_sync = {}, {}, {}, {}
+        compute, comm, redist, grad_sync, gathers = {}, {}, {}, {}, {}
         spread = 1 - 1 / self.micro_batches  # the gradient sync's share a micro-batch does not pay
         for name in self.planned:
             c = self.op_cost(name, full[name])
             compute[name] = c.compute
             comm[name] = c.communication - spread * c.gradient_sync if spread else c.communication
             grad_sync[name] = c.gradient_sync
+            gathers[name] = c.parameter_gathers
             redist[name] = self.basis.zero()
         sequence_parallel.apply_reduce_scatters(self, full, comm)  # under sequence parallelism, into comm
         for e, la, lb in charged_edges(self, full):  # once per (tensor, target layout)
             redist[e.consumer] = redist[e.consumer] + self._layouts_cost(e, la, lb)
-        return PlanCost(self.basis, self.mode, compute, comm, redist, grad_sync, self.micro_batches)
+        return PlanCost(self.basis, self.mode, compute, comm, redist, grad_sync, self.micro_batches, gathers)
 
     def total_seconds(self, plan: dict[str, Strategy]) -> float:
-        """Seconds per micro-batch, the gradient all-reduce spread over the micro-batches (the
-        search objective; with one micro-batch, the plan's whole cost)."""
-        return self.evaluate(plan).total_seconds
+        """Seconds per micro-batch, the gradient all-reduce spread over the micro-batches, less what
+        the engines' overlap hides operator by operator (the search objective; with one micro-batch
+        and no overlap, the plan's whole cost)."""
+        full = self.complete(plan)
+        hidden = sum(overlap.hidden_seconds(self, n, self.op_cost(n, full[n])) for n in self.planned)
+        return self.evaluate(full).total_seconds - hidden
 
     def evaluate_prefix(self, strategies: dict[str, Strategy]) -> float:
         """Seconds of a partial plan whose strategies all cover the same first cuts (search only)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from planner.cost.baseline import data_parallel_baseline
 from planner.cost.memory import MemoryReport
 from planner.cost.model import CostModel, Plan, PlanCost
+from planner.cost.overlap import overlaps_of
 from planner.cost.schedule import CutPoints, PipelineSchedule, price_schedule
 from planner.machine.split import MachineSplit, split_machine
 from planner.machine.tree import Machine
@@ -65,6 +66,7 @@ def cost_model_for(graph: OperatorGraph, machine: Machine, options: PlanOptions,
     cm = CostModel(graph, machine, options.mode, options.precision, recompute or options.recompute or "none",
                    options.zero or 0 if zero is None else zero, micro_batches, options.bucket_mb)
     cm.sequence_parallel = options.sequence_parallel
+    cm.overlap = overlaps_of(options)
     return cm
 
 

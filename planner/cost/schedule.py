@@ -7,12 +7,15 @@ D-Rec plans the operators on it, on the levels the stages do not use. A batch is
 
 * per micro-batch, stage ``s`` takes ``t_s``: its operators' compute, collectives and
   redistributions under the stage plan, plus the point-to-point sends of activations to the next
-  stage and of their gradients to the previous one, over the level the stage boundary crosses;
+  stage and of their gradients to the previous one, over the level the stage boundary crosses
+  (scattered over a replicated tensor's replicas and gathered, when cheaper:
+  :mod:`planner.cost.pipeline_sends`); ZeRO-3 gathers and the sends count as far as the compute
+  does not hide them (:mod:`planner.cost.overlap`);
 * the iteration takes ``(m + (P-1)/v) * max_s t_s``: ``m`` slots of the slowest stage plus the
   fill-and-drain bubble of ``(P-1)/v`` slots (``v`` model chunks per device with the interleaved
   schedule, which sends ``v`` times as many activations), then the once-per-iteration gradient
-  all-reduce, the longest of the stages' (partly hidden behind the last backward pass when
-  overlap is on);
+  all-reduce, the longest of the stages' exposed part (bucket by bucket behind the last backward
+  pass when that overlap is on);
 * stage ``s`` keeps the activations of ``min(m, P - s)`` micro-batches (the first stage the most).
 
 The stage boundaries are chosen by dynamic programming over the cut points (the places where the
@@ -23,16 +26,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from planner.cost.collectives import point_to_point
-from planner.cost.gradients import data_dependent_ops, tied_stage_sync
+from planner.cost.gradients import data_dependent_ops, gradient_bytes, tied_stage_sync
 from planner.cost.memory import MemoryReport, memory_per_device
 from planner.cost.model import CostModel, Strategy
+from planner.cost.overlap import Overlaps, Split, backward_fraction, bucket_timeline, exposed_split
+from planner.cost.pipeline_sends import BACKWARD, FORWARD, BoundaryTraffic, boundary_traffic
 from planner.machine.split import MachineSplit
-from planner.machine.tree import Level
 from planner.options import ConfigError, check_counts
 
 MAX_CUT_POINTS = 600  # the DP is O(stages x points^2); beyond this, every k-th point is kept
@@ -191,6 +194,7 @@ class PipelineSchedule:
     hardware_flops: float  # every FLOP executed per iteration, recomputation included
     devices: int
     assignment: StageAssignment | None = field(default=None, repr=False)  # which device holds what
+    timing: list = field(default_factory=list, repr=False)  # StageTiming per stage: hidden and exposed
 
     @property
     def worst_memory(self) -> MemoryReport:
@@ -204,8 +208,25 @@ class PipelineSchedule:
         per = self.iteration_seconds * self.devices * 1e12
         return {"model": self.model_flops / per, "hardware": self.hardware_flops / per}
 
+    def overlap_breakdown(self) -> list[dict]:
+        """Per iteration, each kind of communication hidden behind compute and exposed: the
+        slowest stage's collectives, ZeRO-3 gathers and sends over its ``m`` micro-batches, and
+        the gradient sync of the stage whose sync is the most exposed (:mod:`planner.cost.overlap`)."""
+        if not self.timing:
+            return []
+        slowest = self.timing[self.stage_seconds.index(max(self.stage_seconds))]
+        sync = max(self.timing, key=lambda t: t.sync.exposed).sync
+        m = self.micro_batches
+        rows = [("tensor-parallel and other collectives inside operators", Split(0.0, slowest.collectives).times(m)),
+                ("ZeRO-3 parameter gathers and gradient reduce-scatters", slowest.gathers.times(m)),
+                ("pipeline sends", slowest.sends.times(m)),
+                ("gradient sync (once per iteration)", sync)]
+        return [{"communication": name, "hidden_seconds": split.hidden, "exposed_seconds": split.exposed}
+                for name, split in rows]
+
     def to_dict(self) -> dict:
         return {
+            "overlap": self.overlap_breakdown(),
             "stages": self.stages,
             "micro_batches": self.micro_batches,
             "interleave": self.interleave,
@@ -272,14 +293,17 @@ def assign_stages(cm: CostModel, strategies: dict[str, Strategy], split: Machine
     per_op = _per_op_seconds(cm, cost)
     if chunks > 1:
         crossing = crossing or _crossing_bytes(cm, full, points)
-        forward = np.array([crossing[i][0] for i in range(len(segments))] + [0.0])  # by boundary index
-        backward = np.array([crossing[i][1] for i in range(len(segments))] + [0.0])
         links = [split.crossing_level((c - 1) % stages, c % stages) for c in range(1, chunks)]
         nothing = np.zeros(len(segments) + 1)
 
-        def sends(j):  # chunk j: gradients back over its first boundary, activations forward over its last
-            return (_level_seconds(links[j - 1], backward) if j > 0 else nothing,
-                    _level_seconds(links[j], forward) if j < chunks - 1 else nothing)
+        def sends(j):  # chunk j: what it pays at its first boundary and at its last (pipeline_sends)
+            first = nothing
+            if j > 0:  # sends the gradients back, gathers the activations it receives
+                first = crossing.seconds(links[j - 1], BACKWARD)[0] + crossing.seconds(links[j - 1], FORWARD)[1]
+            last = nothing
+            if j < chunks - 1:  # sends the activations forward, gathers the gradients it receives
+                last = crossing.seconds(links[j], FORWARD)[0] + crossing.seconds(links[j], BACKWARD)[1]
+            return first, last
 
         starts = balance_stages([sum(per_op[n] for n in seg) for seg in segments], chunks, sends)
     else:
@@ -320,23 +344,22 @@ def stage_memory(cm: CostModel, strategies: dict[str, Strategy], assignment: Sta
 
 
 def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: MachineSplit, micro_batches: int,
-                   interleave: int = 1, optimizer: str = "adam", overlap_gradient_sync: bool = False,
+                   interleave: int = 1, optimizer: str = "adam", overlap_gradient_sync: bool | None = None,
                    points: CutPoints | None = None, assignment: StageAssignment | None = None,
                    cost=None) -> PipelineSchedule:
     """Price the 1F1B schedule of a plan (``cm`` prices one micro-batch on ``split.stage_machine``);
     the stages are balanced for this plan unless an ``assignment`` is given; ``cost`` is the
-    plan's :class:`PlanCost` if already evaluated."""
+    plan's :class:`PlanCost` if already evaluated. The overlaps are ``cm.overlap``'s
+    (:mod:`planner.cost.overlap`); ``overlap_gradient_sync``, when given, overrides its gradient sync."""
     stages = split.stages
     _check_schedule(stages, micro_batches, interleave)
     full = cm.complete(strategies)
     cost = cost or cm.evaluate(full)
-    basis = cm.basis
     points = points or cut_points(cm)
     chunks = stages * interleave
-    crossing = _crossing_bytes(cm, full, points) if chunks > 1 else {}
+    crossing = _crossing_bytes(cm, full, points) if chunks > 1 else None
     assignment = assignment or assign_stages(cm, full, split, interleave, points, cost, crossing)
     stage_of_op, starts = assignment.stage_of_op, assignment.starts
-    per_op = _per_op_seconds(cm, cost)
 
     # point-to-point: chunk c sends its last activations forward to chunk c+1 and gradients back
     sends = [0.0] * stages
@@ -346,27 +369,22 @@ def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: Machin
         level = split.crossing_level(a, b)
         if c < stages:
             boundary_levels.append(level.name)
-        nbytes_fwd, nbytes_bwd = crossing[starts[c]]
-        sends[a] += _level_seconds(level, nbytes_fwd)
-        sends[b] += _level_seconds(level, nbytes_bwd)
+        i = starts[c]
+        (fwd_send, fwd_gather), (bwd_send, bwd_gather) = (crossing.seconds(level, way) for way in (FORWARD, BACKWARD))
+        sends[a] += float(fwd_send[i] + bwd_gather[i])  # activations out, their gradients gathered back in
+        sends[b] += float(bwd_send[i] + fwd_gather[i])
 
-    work = [0.0] * stages
-    grad = [0.0] * stages
-    backward = [0.0] * stages
-    for n in cm.planned:
-        s = stage_of_op[n]
-        work[s] += per_op[n]
-        grad[s] += basis.time(cost.gradient_sync[n])
-        if cm.mode == "train":  # the backward share of the compute: 2 of 3 passes (of 4 when recomputed)
-            backward[s] += basis.time(cost.compute[n]) * 2 / (4 if cm.recomputed(n) else 3)
     if stages > 1:  # a parameter whose consumers sit on several stages: a copy per stage, synced
-        for s, seconds in tied_stage_sync(cm, full, stage_of_op, split.crossing_level).items():
-            grad[s] += seconds
-    exposed = [max(0.0, g - b) if overlap_gradient_sync else g for g, b in zip(grad, backward)]
-    stage_seconds = [w + s for w, s in zip(work, sends)]
+        tied = tied_stage_sync(cm, full, stage_of_op, split.crossing_level)
+    else:
+        tied = {}
+    overlaps = cm.overlap if overlap_gradient_sync is None else replace(cm.overlap, gradient_sync=overlap_gradient_sync)
+    timing = [_stage_timing(cm, cost, full, [n for seg in assignment.stage_segments[s] for n in seg], sends[s],
+                            tied.get(s, 0.0), overlaps) for s in range(stages)]
+    stage_seconds = [t.work + t.sends.exposed for t in timing]
     slowest = max(stage_seconds)
     bubble = (stages - 1) / interleave * slowest
-    iteration = micro_batches * slowest + bubble + max(exposed)
+    iteration = micro_batches * slowest + bubble + max(t.sync.exposed for t in timing)
     memory = stage_memory(cm, full, assignment, micro_batches, optimizer)
 
     forward_flops = cm.graph.flops_forward
@@ -374,41 +392,55 @@ def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: Machin
     per_mb_model = (3 if cm.mode == "train" else 1) * forward_flops
     per_mb_hardware = per_mb_model + recomputed_flops
     return PipelineSchedule(stages, micro_batches, interleave, cm.graph.batch_size or 0, cm.recompute, cm.zero, stage_of_op,
-                            stage_seconds, work, sends, exposed, boundary_levels, memory, bubble, iteration,
+                            stage_seconds, [t.work for t in timing], [t.sends.exposed for t in timing],
+                            [t.sync.exposed for t in timing], boundary_levels, memory, bubble, iteration,
                             per_mb_model * micro_batches, per_mb_hardware * micro_batches,
-                            split.machine.num_devices, assignment)
+                            split.machine.num_devices, assignment, timing)
 
 
-def _level_seconds(level: Level, nbytes):
-    """Seconds of point-to-point sends of ``nbytes`` (a number or an array) over ``level``; a
-    boundary that carries nothing costs nothing."""
-    h, steps = point_to_point(np.asarray(nbytes, dtype=float))
-    seconds = np.where(h > 0, h * level.gap_s_per_byte + steps * level.latency_s, 0.0)
-    return float(seconds) if seconds.ndim == 0 else seconds
+@dataclass(frozen=True)
+class StageTiming:
+    """One stage's time per micro-batch and what its communication hides (:mod:`planner.cost.overlap`).
+
+    ``work``: its operators per micro-batch, with the ZeRO-3 gathers the compute does not hide;
+    ``collectives``: the collectives inside its operators (tensor-parallel partial sums; exposed);
+    ``gathers`` (ZeRO-3's, per micro-batch) and ``sends`` (point-to-point, per micro-batch) hidden
+    and exposed; ``sync``: the gradient sync once per iteration, hidden behind the last backward
+    pass and exposed after it."""
+
+    work: float
+    collectives: float
+    gathers: Split
+    sends: Split
+    sync: Split
 
 
-def _crossing_bytes(cm: CostModel, full: dict[str, Strategy], points: CutPoints) -> dict[int, tuple[float, float]]:
-    """Per segment index ``i`` (the boundary before segment ``i``): the local bytes one device
-    sends forward (activations) and backward (their gradients), in the producer's layout."""
-    order = points.order
-    index = {n: i for i, n in enumerate(order)}
-    bounds = points.bounds
-    seg_of = np.searchsorted(np.asarray(bounds[1:]), np.arange(len(order)), side="right")
-    fwd = np.zeros(len(bounds))
-    bwd = np.zeros(len(bounds))
-    counted: set[tuple[str, int]] = set()
-    for e in per_sample_edges(cm):
-        a, b = seg_of[index[e.producer]], seg_of[index[e.consumer]]
-        if a == b:
-            continue
-        split = math.prod(cm.cut_factor[t] for t, x in enumerate(cm.layout(e.producer, e.out_index, full[e.producer]))
-                          if x >= 0)
-        local = e.nbytes / split
-        for boundary in range(a + 1, b + 1):  # the tensor is relayed through every boundary it spans
-            if (e.tensor, boundary) in counted:
-                continue
-            counted.add((e.tensor, boundary))
-            fwd[boundary] += local
-            if cm.mode == "train" and e.requires_grad:
-                bwd[boundary] += local
-    return {i: (float(fwd[i]), float(bwd[i])) for i in range(len(bounds))}
+def _stage_timing(cm: CostModel, cost, full: dict[str, Strategy], order: list[str], sends: float, tied: float,
+                  overlaps: Overlaps) -> StageTiming:
+    """Price one stage's operators (``order``: forward order) with the overlaps asked for."""
+    basis = cm.basis
+    share = 1 / cost.micro_batches
+    gathers = {n: basis.time(cost.parameter_gathers[n]) if n in cost.parameter_gathers else 0.0 for n in order}
+    work = {n: basis.time(cost.compute[n] + cost.communication[n] - share * cost.gradient_sync[n]
+                          + cost.redistribution[n]) - gathers[n] for n in order}
+    collectives = sum(basis.time(cost.communication[n] - share * cost.gradient_sync[n]) - gathers[n] for n in order)
+    if cm.mode != "train":
+        return StageTiming(sum(work.values()), collectives, Split(0.0, sum(gathers.values())),
+                           Split(0.0, sends), Split())
+    back = {n: backward_fraction(cm, n) for n in order}
+    forward_items = [(gathers[n] / 3, work[n] * (1 - back[n]), 0.0) for n in order]
+    backward_items = [(gathers[n] / 3, work[n] * back[n], gathers[n] / 3) for n in reversed(order)]
+    zero = (exposed_split(forward_items, overlaps.parameter_prefetch)
+            + exposed_split(backward_items, overlaps.parameter_prefetch))
+    busy = sum(work.values()) + zero.exposed
+    hidden_sends = min(sends, busy) if overlaps.pipeline_sends else 0.0
+    sync = bucket_timeline([work[n] * back[n] for n in reversed(order)],
+                           [basis.time(cost.gradient_sync[n]) for n in reversed(order)],
+                           [gradient_bytes(cm, n, full[n]) for n in reversed(order)],
+                           cm.bucket_bytes, tied, overlaps.gradient_sync)
+    return StageTiming(busy, collectives, zero, Split(hidden_sends, sends - hidden_sends), sync)
+
+
+def _crossing_bytes(cm: CostModel, full: dict[str, Strategy], points: CutPoints) -> BoundaryTraffic:
+    """The point-to-point traffic at every boundary between segments (:mod:`planner.cost.pipeline_sends`)."""
+    return boundary_traffic(cm, full, points, per_sample_edges(cm))

@@ -7,4 +7,6 @@
   ``Rebinder`` that re-binds a model's batch for micro-batches, passed explicitly by the caller.
 * ``buffers``, ``tied_weights``, ``quantised``: float buffers that are not parameters, a weight
   used twice (tied embeddings), frozen weights at their true bits.
+* ``layers``: repeated layers, by the operators' names or by structure; ``roles``: what each
+  dimension is in the model (batch, sequence, hidden, heads, vocabulary, experts).
 """

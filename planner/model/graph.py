@@ -102,6 +102,11 @@ class Operator:
     halo: dict[str, int] = field(default_factory=dict)
     dim_factors: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_signature", None)  # it holds the graph's tensor table: not pickled with the operator
+        return state
+
     def uses(self) -> list[TensorUse]:
         return [*self.inputs, *self.outputs]
 
@@ -115,7 +120,11 @@ class Operator:
         """A structural fingerprint: equal for the operators of identical repeated layers.
 
         The search memoises candidate costs by it, which is what keeps a 96-layer model fast.
+        Computed once per operator and tensor table (a padded vocabulary is a new table).
         """
+        cached = self.__dict__.get("_signature")
+        if cached is not None and cached[0] is tensors:
+            return cached[1]
         parts = [
             self.op_type,
             self.kind.value,
@@ -131,7 +140,9 @@ class Operator:
                 t = tensors[use.tensor]
                 parts.append(f"{group}:{use.axes}:{sorted(use.loose)}:{t.shape}:{t.axis_factors}:{t.itemsize}:"
                              f"{t.role.value}:{t.requires_grad}")
-        return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+        signature = hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+        self.__dict__["_signature"] = (tensors, signature)
+        return signature
 
 
 @dataclass
@@ -171,8 +182,51 @@ class OperatorGraph:
                     g.add_edge(producer, name, tensors=[use.tensor])
         self.graph = g
 
+    def _derived(self, key: str, compute):
+        """A value derived from the operators and their wiring, computed once per graph: kept
+        with the networkx graph it was computed from (and its size), so that a graph re-wired by
+        :meth:`build_edges` or a copy that shares its wiring (a padded vocabulary) stays right."""
+        stamp = (self.graph, self.graph.number_of_nodes(), self.graph.number_of_edges(), tuple(self.inputs))
+        cache = self.__dict__.setdefault("_derived_cache", {})
+        hit = cache.get(key)
+        if hit is None or hit[0][0] is not stamp[0] or hit[0][1:] != stamp[1:]:
+            hit = cache[key] = (stamp, compute())
+        return hit[1]
+
+    def memo(self, tag: str, key, compute):
+        """The value ``compute()`` gave for ``key`` on this graph's operators and tensors (the
+        latest ``key`` per ``tag`` is kept): the cost model's per-operator tables, shared by the
+        cost models of one graph on several machines. Not pickled with the graph; a copy with
+        other operators or tensors (a padded vocabulary) computes its own."""
+        memo = self.__dict__.setdefault("_memo", {})
+        hit = memo.get(tag)
+        if hit is not None and hit[0] is self.operators and hit[1] is self.tensors and hit[2] == key \
+                and hit[3] is self.graph:
+            return hit[4]
+        value = compute()
+        memo[tag] = (self.operators, self.tensors, key, self.graph, value)
+        return value
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_memo", None)  # tables of the planner's own, made again where needed
+        return state
+
     def topological_order(self) -> list[str]:
-        return list(nx.topological_sort(self.graph))
+        return list(self._derived("topological_order", lambda: tuple(nx.topological_sort(self.graph))))
+
+    def data_dependent_operators(self) -> frozenset[str]:
+        """Operators whose outputs depend on the data inputs (everything but weight arithmetic)."""
+        def compute() -> frozenset[str]:
+            reached = set(self.inputs)
+            found = set()
+            for name in self.topological_order():
+                op = self.operators[name]
+                if any(u.tensor in reached for u in op.inputs):
+                    found.add(name)
+                    reached.update(u.tensor for u in op.outputs)
+            return frozenset(found)
+        return self._derived("data_dependent", compute)
 
     def planned_operators(self) -> list[str]:
         """Operators whose layout the planner chooses (everything but static shape arithmetic)."""

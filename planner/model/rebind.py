@@ -9,12 +9,17 @@ batch dimension bound to another value, so whoever holds the model builds the Re
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from planner.model.graph import OperatorGraph
 from planner.options import ConfigError
+
+
+REBOUND_GRAPHS_KEPT = 8  # graphs a Rebinder keeps (one per micro-batch size; a few MB each)
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,11 @@ class Rebinder:
     model: Any  # the onnx.ModelProto the graphs were imported from
     name: str
     import_fn: Callable[[Any, dict[str, int], str], OperatorGraph]
+    #: the graphs already imported, by bindings (most recent last): a configuration search, a
+    #: what-if change of the machine or a sweep over device counts asks for the same micro-batch
+    #: sizes again; a graph is never modified once imported, so sharing it is safe
+    _graphs: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def with_batch(self, graph: OperatorGraph, value: int) -> OperatorGraph:
         """The same model as ``graph`` with its batch dimension bound to ``value``."""
@@ -35,7 +45,19 @@ class Rebinder:
                              "(axis 0 named, e.g. 'batch'); export the model with a dynamic batch axis")
         if getattr(graph, "vocabulary_padding", None):
             raise ValueError("re-bind the batch before padding the vocabulary: a re-imported graph is not padded")
-        return self.import_fn(self.model, {**graph.bindings, graph.batch_symbol: value}, self.name)
+        bindings = {**graph.bindings, graph.batch_symbol: value}
+        key = tuple(sorted(bindings.items()))
+        with self._lock:
+            hit = self._graphs.get(key)
+            if hit is not None:
+                self._graphs.move_to_end(key)
+                return hit
+        rebound = self.import_fn(self.model, bindings, self.name)
+        with self._lock:
+            self._graphs[key] = rebound
+            while len(self._graphs) > REBOUND_GRAPHS_KEPT:
+                self._graphs.popitem(last=False)
+        return rebound
 
 
 def micro_batch_graph(graph: OperatorGraph, micro_batches: int, rebinder: Rebinder | None) -> OperatorGraph:

@@ -162,6 +162,20 @@ def _level_parts(result: PlanResult, names: list[str], batch) -> list[dict]:
             levels.append({"level": level.name, "arity": level.arity, "degrees": degrees,
                            "tensor": details[0] if len(details) == 1 else ("mixed" if details else ""),
                            "hybrid": hybrid})
+    return _context_levels(levels, getattr(result.plan, "context_parallel", 1))
+
+
+def _context_levels(levels: list[dict], context: int) -> list[dict]:
+    """A context-parallel configuration (:mod:`planner.search.context_parallel`) is priced as data
+    parallelism over the ``D x C`` ranks of the sequence's ``s / C`` share: its ``C`` ranks are the
+    innermost data-parallel ones, named CP here."""
+    for lv in reversed(levels):
+        dp = lv["degrees"].get("DP", 1)
+        if context == 1 or dp == 1:
+            continue
+        take = context if dp % context == 0 else dp
+        lv["degrees"]["DP"], lv["degrees"]["CP"] = dp // take, take
+        context //= take
     return levels
 
 

@@ -131,7 +131,7 @@ def plan_bindings(data: dict, what: str) -> dict[str, int]:
 #: Options a plan file records that the caller may override (the CLI's flags); the pipeline's
 #: stages and micro-batches are the plan's own and are kept as recorded.
 OVERRIDABLE = ("mode", "precision", "optimizer", "recompute", "zero", "interleave", "bucket_mb",
-               "overlap_gradient_sync")
+               "overlap_gradient_sync", "prefetch_parameters", "overlap_pipeline_sends")
 RECORDED = OVERRIDABLE + ("pipeline_stages", "micro_batches", "sequence_parallel")  # kept as planned
 
 
@@ -140,17 +140,19 @@ def merge_recorded_options(data: dict, base: PlanOptions,
     """The options to score a plan file with, and a note per override: ``base`` (the caller's
     options), then the options the file records (a plan made for one stage, or recorded without
     stages, stays one stage and one micro-batch), then ``given`` (options the user set
-    explicitly; None values are not given, nor a False ``overlap_gradient_sync``)."""
+    explicitly; None values are not given)."""
     recorded = data.get("options") if isinstance(data.get("options"), dict) else {}
     changes = {k: recorded[k] for k in RECORDED if k in recorded}
     changes["pipeline_stages"] = changes.get("pipeline_stages") or 1
     changes["micro_batches"] = changes.get("micro_batches") or 1
     changes["interleave"] = changes.get("interleave") or 1
-    changes["overlap_gradient_sync"] = bool(changes.get("overlap_gradient_sync", False))
+    for key in ("overlap_gradient_sync", "prefetch_parameters", "overlap_pipeline_sends"):
+        if key in changes:
+            changes[key] = bool(changes[key])
     changes["sequence_parallel"] = bool(changes.get("sequence_parallel", False))
     notes = []
     for key, value in (given or {}).items():
-        if key not in OVERRIDABLE or value is None or (key == "overlap_gradient_sync" and not value):
+        if key not in OVERRIDABLE or value is None:
             continue
         if key in recorded and recorded[key] != value:
             notes.append(f"--{key.replace('_', '-')} {value} overrides the plan file's {recorded[key]}")

@@ -21,7 +21,7 @@ from planner.model.graph import OpKind
 from planner.options import PlanOptions
 from planner.plans.parallelism import describe
 from planner.plans.report import op_cuts
-from planner.units import format_bytes, format_flop_count, format_seconds, format_speedup
+from planner.units import format_bytes, format_flop_count, format_number, format_seconds, format_speedup
 
 #: Operators whose formulas the report writes out, and rows of the costliest-operators table.
 FORMULA_OPERATORS = 5
@@ -351,7 +351,7 @@ def _number(c: float) -> str:
     if float(c).is_integer() and abs(c) < 1e6:
         return str(int(c))
     if 1e-3 <= abs(c) < 1e6:
-        return f"{c:.4g}"
+        return format_number(c, 4)  # 12345.6 reads 12346 (":.4g" wrote 1.235e+04)
     mantissa, exponent = f"{c:.3e}".split("e")
     return f"{float(mantissa):.4g}×10^{int(exponent)}"
 

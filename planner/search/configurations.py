@@ -26,7 +26,7 @@ from planner.model.rebind import Rebinder, micro_batch_graph, with_batch
 from planner.onnx.importer import require_bound
 from planner.options import RECOMPUTE, ConfigError, PlanOptions, check_counts
 from planner.search.drec import SMALL_GRAPH_OPS
-from planner.search.megatron import plan_megatron
+from planner.search.megatron import plan_megatron, sequence_parallel_candidate
 from planner.search.registry import search
 from planner.search.vocab import MAKE_VOCAB_SIZE_DIVISIBLE_BY, pad_vocabulary
 from planner.units import format_bytes, format_seconds
@@ -206,12 +206,15 @@ class _Search:
             return None  # more stages than layers; a fixed count gets assign_stages' message
         hints = [h for h in self.hints if all(len(strategy) == len(cm.cuts) for strategy in h.values())]
         plan = search(cm, algorithm, report, hints=hints or None)
+        if algorithm == "drec+":  # the Megatron-SP layout as a candidate (planner.search.megatron)
+            plan, cm = sequence_parallel_candidate(cm, plan)
         if stages > 1:  # the search's own notes are about the plan of one stage
             plan.notes = [f"inside each stage: {note}" for note in plan.notes]
         if padding:
             plan.notes.append(padding)
         unconstrained = result_for(cm, plan, replace(self.options, pipeline_stages=stages, micro_batches=m,
-                                                     recompute=ladder[0][0], zero=ladder[0][1]),
+                                                     recompute=ladder[0][0], zero=ladder[0][1],
+                                                     sequence_parallel=cm.sequence_parallel),
                                    split=split, data_parallel_seconds=self.dp_seconds, points=points,
                                    data_parallel_memory=self.dp_memory)
         self.tried.append(unconstrained)
@@ -381,7 +384,7 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
                            micro_batch_size: int, global_batch_size: int, options: PlanOptions | None = None,
                            graphs: dict[int, OperatorGraph] | None = None,
                            data_parallel: tuple[float, MemoryReport] | None = None,
-                           rebinder: Rebinder | None = None) -> PlanResult:
+                           rebinder: Rebinder | None = None, expert: int = 1) -> PlanResult:
     """Price a Megatron-style configuration: tensor parallelism (column- then row-parallel linear
     layers) over the innermost ``tensor`` devices, ``data`` replicas, ``pipeline`` stages outermost.
 
@@ -421,8 +424,9 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
     stage_graph, padding = megatron_vocabulary(bound(per_step), tensor)
     start = time.perf_counter()
     cm = cost_model_for(stage_graph, split.stage_machine, options, micro_batches=micro_batches)
-    plan = plan_megatron(cm, tensor_levels=split.tensor_levels)
-    plan.algorithm = f"hand-made: tensor {tensor} x pipeline {pipeline} x data {data}"
+    plan = plan_megatron(cm, tensor_levels=split.tensor_levels, expert=expert)  # expert: planner.cost.moe
+    plan.algorithm = f"hand-made: tensor {tensor} x pipeline {pipeline} x data {data}" + (
+        f" (expert {expert})" if expert > 1 else "")
     plan.search_seconds = time.perf_counter() - start
     result = result_for(cm, plan, replace(options, pipeline_stages=pipeline, micro_batches=micro_batches,
                                           recompute=cm.recompute, zero=cm.zero),

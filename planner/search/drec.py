@@ -53,7 +53,10 @@ class _FrozenMap(dict):
     """A factor map that can be part of a memo key (never modified once built)."""
 
     def __hash__(self):
-        return hash(tuple(sorted(self.items())))
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = self.__dict__["_hash"] = hash(tuple(sorted(self.items())))
+        return cached
 
 
 MAX_FOLDED_CHAIN = 8  # critical neighbours further apart than this many folded operators are not linked
@@ -68,8 +71,11 @@ class DRecSearch:
     """The state of one D-Rec run: strategies per cut, the contracted graph, the decision trace
     and a memo of choices (the baselines and the plan reader reuse its propagation)."""
 
-    def __init__(self, cm: CostModel, progress: Progress = None):
+    def __init__(self, cm: CostModel, progress: Progress = None, incremental: bool = True):
         self.cm = cm
+        # re-make a choice only when something it depends on moved (False: re-make every choice,
+        # the reference the tests compare the incremental search with)
+        self.incremental = incremental
         self.progress = progress
         ops = cm.graph.operators
         self.critical = [n for n in cm.planned if ops[n].kind is OpKind.COMPUTE]
@@ -85,6 +91,24 @@ class DRecSearch:
                                                e.tensor))
         self.trace: list[dict] = []
         self._memo: dict = {}
+        self._layouts: dict = {}  # (operator, use, strategy prefix) -> layout, as cm.layout gives it
+        self.signature = {n: cm.info[n].signature for n in cm.planned}
+        self.dependants = self._dependants()
+
+    def _dependants(self) -> dict[str, frozenset[str]]:
+        """For each operator, the operators whose choice along real edges depends on its layout or
+        on whether it is decided: its neighbours, and the other readers of the tensors it reads
+        (they share a conversion). The relation is symmetric; a choice is re-made only when one
+        of these moved, which keeps the result exactly that of re-making every choice."""
+        out: dict[str, set[str]] = {n: set() for n in self.cm.planned}
+        for n, refs in self.edge_refs.items():
+            for other, _, _, _, is_src, _, tensor in refs:
+                out[n].add(other)
+                if not is_src:
+                    out[n].update(e.consumer for e in self.readers[tensor])
+        for n in out:
+            out[n].discard(n)
+        return {n: frozenset(d) for n, d in out.items()}
 
     # -- the contracted graph --
     def _links(self) -> dict[str, list[_Link]]:
@@ -137,7 +161,7 @@ class DRecSearch:
         """
         cm = self.cm
         neighbours = self._neighbour_state(name, strategies, decided, length, use_links)
-        key = (cm.info[name].signature, memo_tag, use_links, neighbours)
+        key = (self.signature[name], memo_tag, use_links, neighbours)
         hit = self._memo.get(key)
         if hit is not None:
             best, rows = hit
@@ -196,24 +220,39 @@ class DRecSearch:
                     state.append((link.nbytes, link.requires_grad, mapped, False, link.dst_use, None, ()))
             state = list(dict.fromkeys(state))  # consumers of one output in one layout: paid once
         else:
-            layout = cm.layout
+            layouts, layout = self._layouts, cm.layout  # the hot path: one dict look-up per neighbour
             for other, other_use, nbytes, grad, is_src, my_use, tensor in self.edge_refs[name]:
                 if other in decided:
                     s = strategies[other]
                     if len(s) != length:
                         s = s[:length]
+                    key = (other, other_use, s)
+                    held = layouts.get(key)
+                    if held is None:
+                        held = layouts[key] = layout(other, other_use, s)
                     paid = () if is_src else self._paid_layouts(name, tensor, strategies, decided, length)
-                    state.append((nbytes, grad, layout(other, other_use, s), is_src, my_use, None, paid))
-            state = list(dict.fromkeys(state))  # consumers of one output in one layout: paid once
-        return tuple(state)
+                    state.append((nbytes, grad, held, is_src, my_use, None, paid))
+        return tuple(dict.fromkeys(state))  # consumers of one output in one layout: paid once
 
     def _paid_layouts(self, name: str, tensor: str, strategies, decided, length: int) -> tuple:
         """The layouts the other decided consumers of ``tensor`` take it in (their conversion is
         shared, so this operator pays nothing to take it in one of them)."""
+        readers = self.readers[tensor]
+        if len(readers) == 1:  # only this operator reads it
+            return ()
         out = set()
-        for e in self.readers[tensor]:
-            if e.consumer != name and e.consumer in decided:
-                out.add(self.cm.layout(e.consumer, e.in_index, strategies[e.consumer][:length]))
+        layouts, layout = self._layouts, self.cm.layout
+        for e in readers:
+            other = e.consumer
+            if other != name and other in decided:
+                s = strategies[other]
+                if len(s) != length:
+                    s = s[:length]
+                key = (other, e.in_index, s)
+                held = layouts.get(key)
+                if held is None:
+                    held = layouts[key] = layout(other, e.in_index, s)
+                out.add(held)
         return tuple(sorted(out))
 
     def step(self, strategies: dict[str, Strategy], t: int, record: bool, backward: bool = True) -> None:
@@ -245,12 +284,21 @@ class DRecSearch:
         """Re-choose cut ``t`` for the operators of each pass in order, then for the ``allowed``
         neighbours of every operator that changed, until nothing changes (bounded work)."""
         g = self.cm.graph.graph
+        deps = self.dependants
+        settled: set[str] = set()  # chosen in this call, and nothing it depends on has moved since
 
         def visit(n) -> bool:
+            if n in settled:  # the same neighbour state as last time: the same choice, already made
+                return False
             choice = self.choose(n, strategies, decided, t, False)
-            decided.add(n)
+            if self.incremental:
+                settled.add(n)
+            if n not in decided:
+                decided.add(n)
+                settled.difference_update(deps[n])
             if choice != strategies[n][t]:
                 strategies[n] = strategies[n][:t] + (choice,)
+                settled.difference_update(deps[n])
                 return True
             return False
 
@@ -351,13 +399,21 @@ def polish(search: DRecSearch, strategies: dict[str, Strategy], max_rounds: int 
     plan = dict(strategies)
     everyone = set(cm.planned)
     n_cuts = len(cm.cuts)
+    stale = set(cm.planned)  # operators whose neighbourhood moved since they last chose
     for _ in range(max_rounds):
         changed = False
         for n in cm.planned:
+            if n not in stale:  # nothing it depends on moved: it would keep its strategy
+                continue
+            stale.discard(n)
             best = search.best_of(n, lambda n=n: single_changes(cm, n, plan[n]), plan, everyone, n_cuts, False,
                                   ("polish", plan[n]))
             if best != plan[n]:
                 plan[n], changed = best, True
+                stale.add(n)
+                stale.update(search.dependants[n])
+            if not search.incremental:
+                stale.add(n)
         if not changed:
             break
     return plan
@@ -417,26 +473,27 @@ def _block_alternatives(cm: CostModel, name: str, strategy: Strategy, block: tup
 
 def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
               data_parallel: dict[str, Strategy] | None = None,
-              hints: list[dict[str, Strategy]] | None = None) -> Plan:
+              hints: list[dict[str, Strategy]] | None = None, incremental: bool = True) -> Plan:
     """Run D-Rec (``improved=False``: as the thesis describes it) and return the plan.
 
     ``search_seconds`` counts the search alone. The improved search polishes its result and
     the data-parallel plan (and, on graphs of at most ``SMALL_GRAPH_OPS`` planned operators,
     the thesis's result; and any ``hints``, plans of the same graph and machine schedule such as
     the one before a what-if change, so that a faster machine never gets a slower plan than
-    the hint) and keeps the cheapest. The data-parallel
+    the hint) and keeps the cheapest. ``incremental`` False re-makes every choice at every pass
+    instead of only those whose neighbourhood moved: the same plan, slower (the reference). The data-parallel
     plan (if given) is returned unchanged when nothing beats it, and the notes say so.
     """
     start = time.perf_counter()
     if not cm.cuts:  # one device: nothing to split
         return Plan({n: () for n in cm.planned}, "drec+" if improved else "drec", time.perf_counter() - start)
-    search = DRecSearch(cm, progress)
+    search = DRecSearch(cm, progress, incremental)
     strategies = search.run(improved)
     notes = []
     if improved:
         starts = [strategies]
         if len(cm.planned) <= SMALL_GRAPH_OPS:
-            starts.append(DRecSearch(cm).run(False))
+            starts.append(DRecSearch(cm, incremental=incremental).run(False))
         if data_parallel is not None:
             starts.append(dict(data_parallel))
         for hint in hints or []:  # e.g. the plan of the machine before a what-if change

@@ -12,18 +12,25 @@ With sequence parallelism (``cm.sequence_parallel``) the operators Megatron comp
 on the tensor-parallel ranks (bias, dropout, residual, LayerNorm after a row-parallel layer or a
 vocabulary-parallel embedding) are split on their sequence dimension over the tensor-parallel
 cuts instead; :mod:`planner.cost.sequence_parallel` prices the collectives around them.
+
+With expert parallelism (``expert`` > 1) the stacked-expert operators of mixture-of-experts layers
+are split on their expert dimension over the innermost data-parallel cuts that make up
+``expert`` (:mod:`planner.cost.moe`); the routers' linear layers stay whole on the tensor ranks.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 
+from planner.cost import moe
 from planner.cost.model import CostModel, Plan, Strategy
 from planner.cost.sequence_parallel import sequence_dim
 from planner.model.graph import OpKind, TensorRole
 from planner.search.drec import DRecSearch
 from planner.errors import PlannerError
 from planner.options import OptionsError
+from planner.units import format_seconds
 
 
 class NotATransformerError(PlannerError, ValueError):
@@ -80,8 +87,11 @@ def _linear_layers(cm: CostModel) -> dict[str, str]:
     g = cm.graph
     from_column: set[str] = set()  # tensors downstream of a column-parallel layer
     roles: dict[str, str] = {}
+    routers = moe.router_layers(g)  # a MoE router (hidden -> experts) is kept whole, as Megatron-LM does
     for name in cm.planned:
         op = g.operators[name]
+        if name in routers:
+            continue
         has_weight = any(g.tensors[u.tensor].role is TensorRole.PARAMETER for u in op.inputs)
         if op.op_type in ("MatMul", "Gemm") and has_weight and "n" in op.dims and "k" in op.dims:
             acts = [u.tensor for u in op.inputs if g.tensors[u.tensor].role is TensorRole.ACTIVATION]
@@ -107,9 +117,10 @@ def _inside_a_head(cm: CostModel, name: str, role: str, prefix: Strategy) -> boo
     return assign is not None and len(factors) > 1 and assign[-1] == ("n", len(factors) - 1)
 
 
-def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) -> Plan:
+def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None, expert: int = 1) -> Plan:
     """``tensor_levels``: the machine levels used for tensor parallelism (default: the innermost
-    level with more than one device); the other levels split the batch."""
+    level with more than one device); the other levels split the batch, and ``expert`` of their
+    devices split the experts (expert parallelism)."""
     start = time.perf_counter()
     g = cm.graph
     if not any(g.operators[n].op_type == "Softmax" for n in cm.planned):
@@ -128,11 +139,8 @@ def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) ->
     size = 1
     for i in tensor:
         size *= cm.machine.levels[i].arity
-    heads = attention_heads(cm)
-    if heads is not None and heads % size:
-        raise HeadSplitError(f"tensor parallelism of {size} does not divide the {heads} attention heads: Megatron "
-                             f"splits whole heads, so choose a tensor-parallel size that divides {heads} "
-                             f"(--tp, or a machine whose innermost level has such an arity)")
+    _check_heads(cm, size)
+    experts, ep_cuts, routers = _expert_split(cm, tensor, size, expert)
     batch = g.batch_dims()
     sequence_parallel = cm.sequence_parallel and size > 1
     replicated = _after_row_parallel(cm, roles, embeddings=sequence_parallel)
@@ -144,10 +152,10 @@ def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) ->
             op = g.operators[n]
             if op.kind is OpKind.FOLLOW:
                 continue
-            if op.kind is OpKind.OPAQUE:
-                choice = None
+            if op.kind is OpKind.OPAQUE or (n in routers and cut.level in tensor):
+                choice = None  # a MoE router is whole on the tensor-parallel ranks
             elif cut.level not in tensor:
-                choice = batch.get(n)
+                choice = experts[n] if t in ep_cuts and n in experts else batch.get(n)
             elif n in roles:
                 choice = None if _inside_a_head(cm, n, roles[n], strategies[n]) else roles[n]
             elif op.op_type == "Gather" and "v" in op.dims and n not in roles:
@@ -164,8 +172,35 @@ def plan_megatron(cm: CostModel, tensor_levels: frozenset[int] | None = None) ->
                 decided.add(n)
         search.propagate(strategies, t, decided)
     split_sequence = _between_linear_layers(cm, strategies, replicated, tensor, batch, sequence_parallel)
-    return Plan(strategies, "megatron", time.perf_counter() - start,
-                _notes(cm, tensor, sequence_parallel, split_sequence, len(replicated)))
+    notes = _notes(cm, tensor, sequence_parallel, split_sequence, len(replicated))
+    return Plan(strategies, "megatron", time.perf_counter() - start, notes + _expert_notes(expert, experts, ep_cuts))
+
+
+def _check_heads(cm: CostModel, size: int) -> None:
+    heads = attention_heads(cm)
+    if heads is not None and heads % size:
+        raise HeadSplitError(f"tensor parallelism of {size} does not divide the {heads} attention heads: Megatron "
+                             f"splits whole heads, so choose a tensor-parallel size that divides {heads} "
+                             f"(--tp, or a machine whose innermost level has such an arity)")
+
+
+def _expert_split(cm: CostModel, tensor: frozenset[int], tensor_size: int,
+                  expert: int) -> tuple[dict, frozenset, frozenset]:
+    """The stacked-expert operators with their expert dimension, the cuts that split them, and
+    the MoE routers' linear layers (kept whole on the tensor-parallel ranks, as Megatron-LM does)."""
+    routers = moe.router_layers(cm.graph)
+    if expert == 1:
+        return {}, frozenset(), routers
+    data = cm.machine.num_devices // tensor_size
+    moe.check_expert_parallel(moe.find_moe_layers(cm.graph), expert, data)
+    return moe.expert_dims(cm.graph), moe.expert_cuts(cm.cuts, tensor, expert), routers
+
+
+def _expert_notes(expert: int, experts: dict, ep_cuts: frozenset) -> list[str]:
+    if not experts:
+        return []
+    return [f"expert parallel {expert}: {len(experts)} expert operators split on their experts over "
+            f"{len(ep_cuts)} data-parallel cut(s); tokens dispatched and combined by all-to-alls"]
 
 
 def _between_linear_layers(cm: CostModel, strategies: dict[str, Strategy], replicated: set[str],
@@ -199,3 +234,27 @@ def _notes(cm: CostModel, tensor: frozenset[int], sequence_parallel: bool, split
     elif cm.sequence_parallel:
         notes.append("sequence parallelism needs tensor parallelism (a tensor-parallel size above 1): not applied")
     return notes
+
+
+def sequence_parallel_candidate(cm: CostModel, plan: Plan) -> tuple[Plan, CostModel]:
+    """The Megatron layout with sequence parallelism as a candidate beside a ``plan`` drec+ found
+    on the same stage machine (the configuration search's hook): priced as such (a cost model with
+    ``sequence_parallel`` set, :mod:`planner.cost.sequence_parallel`), it replaces the plan when
+    its time per micro-batch is lower. Returns the plan to keep and the cost model that prices it.
+    A graph that is not a transformer, or whose heads the innermost level does not divide, or a
+    machine without a level to split, keeps the searched plan."""
+    sp = copy.copy(cm)
+    sp.sequence_parallel = True
+    try:
+        candidate = plan_megatron(sp)
+    except PlannerError:
+        return plan, cm
+    if not any(n.startswith("sequence parallel:") for n in candidate.notes):
+        return plan, cm
+    searched, megatron_sp = cm.total_seconds(plan.strategies), sp.total_seconds(candidate.strategies)
+    if megatron_sp >= searched:
+        return plan, cm
+    kept = Plan(candidate.strategies, plan.algorithm, plan.search_seconds + candidate.search_seconds,
+                [f"the Megatron layout with sequence parallelism ({format_seconds(megatron_sp)} per micro-batch) "
+                 f"beats the searched plan ({format_seconds(searched)}): kept", *candidate.notes])
+    return kept, sp

@@ -183,7 +183,8 @@ def prepare(model: str, algorithm: str, processes: int, plan: dict | None = None
     module = build_model(model)
     onnx_bytes = onnx_bytes or export_onnx(module)
     graph = import_model(onnx_bytes, {}, name=model)
-    cm = cost_model_for(graph, verification_machine(processes), PlanOptions(mode="train"))
+    # the executor all-reduces the gradients after the backward pass: priced so (no overlap)
+    cm = cost_model_for(graph, verification_machine(processes), PlanOptions(mode="train", overlap_gradient_sync=False))
     if plan is None:
         plan = search(cm, algorithm)
     else:

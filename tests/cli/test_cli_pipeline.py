@@ -51,7 +51,7 @@ def test_hand_made_configuration_is_priced_as_documented(machine_file, tmp_path,
     assert data["tflops_per_device"]["model"] == pytest.approx(expected, rel=1e-9)
     # full recomputation runs the forward pass once more: 4/3 of the model's FLOPs executed
     assert data["tflops_per_device"]["hardware"] / data["tflops_per_device"]["model"] == pytest.approx(4 / 3)
-    assert "2 stage(s)" in stdout and "TFLOP/s per device" in stdout
+    assert "2 stages" in stdout and "TFLOP/s per device" in stdout
     assert data["stage_machine"]["levels"] == [{"name": "gpu", "arity": 4, "bandwidth_Bps": models.B1,
                                                 "latency_s": models.L1}]
 

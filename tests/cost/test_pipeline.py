@@ -234,11 +234,14 @@ def test_overlap_hides_the_gradient_sync_behind_the_backward_pass():
     plan = data_parallel_strategies(cm)
     plain = price_schedule(cm, plan, split, 1)
     hidden = price_schedule(cm, plan, split, 1, overlap_gradient_sync=True)
-    sync = 4 * (64 * 64 * 4 / BW + 2 * LAT)
-    backward = 4 * layer_seconds(4) * 2 / 3
-    assert plain.gradient_sync_seconds == pytest.approx([sync])
-    assert hidden.gradient_sync_seconds == pytest.approx([max(0.0, sync - backward)])
-    assert hidden.iteration_seconds == pytest.approx(plain.iteration_seconds - min(sync, backward))
+    per_layer = 64 * 64 * 4 / BW + 2 * LAT  # 21.6 µs, one bucket per layer (bucket_mb 0)
+    backward = layer_seconds(4) * 2 / 3  # 0.65 ns per layer
+    assert plain.gradient_sync_seconds == pytest.approx([4 * per_layer])
+    # fc3's gradient is ready after one layer's backward, and the four all-reduces then run back to
+    # back (each longer than a layer's backward): they end at backward + 4 syncs, the pass at 4 backward
+    exposed = backward + 4 * per_layer - 4 * backward
+    assert hidden.gradient_sync_seconds == pytest.approx([exposed], rel=1e-12)
+    assert hidden.iteration_seconds == pytest.approx(plain.iteration_seconds - 3 * backward, rel=1e-12)
 
 
 def test_tflops_per_device_count_recomputation_as_hardware_flops_only():

@@ -33,7 +33,7 @@ import playwright.sync_api as playwright_api  # noqa: E402 - pinned in requireme
 
 # URL path -> (page title, texts that must appear once the page has run)
 PAGES = {
-    "": ("Overview", ["Devices", "Predicted iteration time", "Speed-up over pure data parallel", "Memory per device",
+    "": ("Overview", ["Devices", "Predicted iteration time", "Speed-up vs data parallel", "Memory per device",
                       "Search time"]),
     "model": ("Model", ["Operators", "Parameters", "Forward FLOPs", "Graph"]),
     "machine": ("Machine", ["Levels (outermost first)", "Devices", "Download machine YAML"]),

@@ -42,3 +42,22 @@ def test_micro_batches_need_the_rebinder_and_plan_with_it():
     result = plan_model(graph, models.one_level(2), options, rebinder=rebinder_for(mlp()))
     assert result.schedule.micro_batches == 4 and result.schedule.micro_batch_size == 8
     assert result.cost_model.graph.flops_forward * 4 == graph.flops_forward
+
+
+def test_the_rebinder_keeps_the_graphs_it_imported():
+    """A configuration search, a what-if change and a sweep ask for the same micro-batch sizes
+    again: the second request is the graph already imported, and it is the graph a fresh import
+    gives (FLOPs by hand: two 64 x 64 layers on 8 samples)."""
+    from planner.model.rebind import REBOUND_GRAPHS_KEPT
+
+    graph = import_model(mlp(), {"batch": 32})
+    rebinder = rebinder_for(mlp())
+    eight = rebinder.with_batch(graph, 8)
+    assert rebinder.with_batch(graph, 8) is eight
+    assert eight.flops_forward == 2 * 2 * 8 * WIDTH * WIDTH
+    sizes = [1, 2, 4, 16] + list(range(33, 33 + REBOUND_GRAPHS_KEPT))
+    for b in sizes:  # more sizes than it keeps: the least recently used go first
+        assert rebinder.with_batch(graph, b).bindings == {"batch": b}
+    again = rebinder.with_batch(graph, 8)
+    assert again is not eight and again.flops_forward == eight.flops_forward
+    assert rebinder.with_batch(graph, sizes[-1]) is rebinder.with_batch(graph, sizes[-1])

@@ -102,6 +102,8 @@ def test_formulas_print_four_significant_digits_and_integers_as_integers():
     # a float of 1e6 or more is written with a power of ten, never "e+"
     assert text == "4.782·b·k·m/F + 1.235×10^7·g_gpu·n + g_gpu·k·n/32 + 18518517·L_gpu·k + 2·L_gpu"
     assert "e+" not in text and "{" not in text
+    # between 10^4 and 10^6 a coefficient keeps its integer digits: 12345.6 g reads 12346, not 1.235e+04
+    assert formula_text(sympy.Float(12_345.6) * g) == "12346·g_gpu"
 
 
 def test_byte_axes_tick_in_one_binary_unit():
