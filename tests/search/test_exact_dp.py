@@ -170,3 +170,17 @@ def test_the_guard_accepts_the_cnn_chain_on_64_devices():
     assert len(cm.planned) == 12 and dp_applies(cm)
     assert not exact_feasible(cm, 200_000)
     require_exact_feasible(cm)
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_a_tree_bounded_by_its_own_optimum_still_returns_it(m):
+    # subtrees are pruned by the floors of the operators outside them: with three heads below the
+    # trunk, the floors of sibling subtrees must add up correctly for the optimum to survive
+    model, binds = two_heads(heads=(8, 8, 4))
+    cm = cost_model_for(import_model(model, binds), MACHINES[m], PlanOptions())
+    names = list(cm.planned)
+    best = min((dict(zip(names, combo)) for combo in itertools.product(*(all_strategies(cm, n) for n in names))),
+               key=cm.total_seconds)
+    plan, predicted = plan_dp(cm, (best,))
+    assert cm.total_seconds(plan) == pytest.approx(cm.total_seconds(best), rel=REL)
+    assert predicted == pytest.approx(cm.total_seconds(best), rel=REL)
