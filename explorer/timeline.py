@@ -152,9 +152,9 @@ def timeline_figure(timeline: Timeline) -> go.Figure:
             base=[s.start * scale for s in slots], orientation="h", name=kind, marker_color=color,
             marker_line=dict(width=0.5, color="white"),
             text=[str(s.micro_batch) for s in slots], textposition="inside", insidetextanchor="middle",
-            customdata=[[s.micro_batch, s.start * scale, s.end * scale] for s in slots],
-            hovertemplate=f"%{{y}}, {kind} of micro-batch %{{customdata[0]}}<br>%{{customdata[1]:.4g}} – "
-                          f"%{{customdata[2]:.4g}} {unit}<extra></extra>",
+            customdata=[[s.micro_batch, format_seconds(s.start), format_seconds(s.end)] for s in slots],
+            hovertemplate=f"%{{y}}, {kind} of micro-batch %{{customdata[0]}}<br>%{{customdata[1]}} – "
+                          "%{customdata[2]}<extra></extra>",
         ))
     fig.add_vline(x=timeline.priced_seconds * scale, line=dict(color="#333", dash="dash"))
     rows = [f"stage {s}" for s in range(timeline.stages)]

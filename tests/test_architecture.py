@@ -98,7 +98,8 @@ def test_the_contracts_cover_the_declared_rules():
 
 
 ROOMS = {"onnx", "model", "machine", "cost", "search", "plans", "verify", "cli", "explorer"}
-CROSS_CUTTING = {"test_architecture.py", "test_readme_example.py", "test_real_exports.py", "test_units.py"}
+CROSS_CUTTING = {"test_architecture.py", "test_readme_example.py", "test_real_exports.py", "test_units.py",
+                 "test_number_formats.py"}
 
 
 def test_the_tests_mirror_the_rooms():

@@ -136,7 +136,8 @@ def sweep_figure(frame: pd.DataFrame) -> go.Figure:
                              hovertemplate="%{x} devices: %{customdata}<extra>data parallel</extra>"), secondary_y=False)
     fig.add_trace(go.Scatter(x=ok["devices"], y=ok["speed-up over data parallel"], name="speed-up (right axis)",
                              mode="lines+markers", line=dict(color="#54A24B"),
-                             hovertemplate="%{x} devices: %{y:.2f}x<extra></extra>"), secondary_y=True)
+                             customdata=[format_speedup(v) for v in ok["speed-up over data parallel"]],
+                             hovertemplate="%{x} devices: %{customdata}<extra></extra>"), secondary_y=True)
     for i, (_, row) in enumerate(ok[ok["changed"]].iterrows()):
         strategy = str(row["strategy"])  # level names come from the user: plotly reads its text as HTML
         fig.add_trace(go.Scatter(

@@ -68,23 +68,10 @@ def formula_rows(result: PlanResult, name: str, candidates: list[tuple[str, tupl
     return rows
 
 
-def term_seconds(cm: CostModel, name: str, strategy: tuple) -> list[tuple[str, float]]:
-    """The operator's cost on this machine term by term: compute, then bytes and latencies per level."""
-    c = cm.op_cost(name, strategy)
-    vec = c.compute + c.communication
-    vals = cm.basis.values
-    d = len(cm.machine.levels)
-    out = [("compute", float(vec[0] * vals[0]))]
-    for i, lv in enumerate(cm.machine.levels):
-        out.append((f"{lv.name} bytes", float(vec[1 + i] * vals[1 + i])))
-        out.append((f"{lv.name} latency", float(vec[1 + d + i] * vals[1 + d + i])))
-    return [(label, v) for label, v in out if v > 0] or [("compute", 0.0)]
-
-
 def latex_terms(cm: CostModel, name: str, strategy: tuple) -> str:
     """``= 23.2 µs (compute) + 34.1 µs (gpu bytes) + ...``, one term per line, in LaTeX."""
     parts = []
-    for label, v in term_seconds(cm, name, strategy):
+    for label, v in formula_text.term_seconds(cm, name, strategy):
         text = format_seconds(v).replace("µs", "\\mu s")
         number, unit = text.split(" ", 1) if " " in text else (text, "")
         parts.append(f"\\underbrace{{{number}\\,\\mathrm{{{unit}}}}}_{{\\text{{{label}}}}}")
@@ -106,7 +93,7 @@ def formula_legend(result: PlanResult, name: str) -> tuple[str, str]:
             f"divided among p devices. {machine_symbols_text(result)} {_mode_text(result)}")
     tip = ("The letters are the operator's own names for the axes of its iteration space (the loops of its "
            "einsum), numbered per operator: the same letter in two operators need not be the same axis."
-           + (f" {', '.join(unnamed)}: not named by the model (no traced batch, no bound symbolic dimension, no "
+           + (f" {', '.join(unnamed)}: not named by the model (no traced batch, heads, vocabulary or experts, no bound symbolic dimension, no "
               "weight or sum); its size says what it is." if unnamed else ""))
     return text, tip
 

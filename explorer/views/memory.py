@@ -9,7 +9,11 @@ import plotly.graph_objects as go
 from explorer.figures import fit
 from explorer.views.pipeline import fullest_stage
 from planner.api import PlanResult
+from planner.plans.report_doc import memory_parts
 from planner.units import format_bytes, gib
+
+#: The colour of each part (the report's palette).
+COLORS = {"parameters": "#4C78A8", "gradients": "#72B7B2", "optimizer state": "#EECA3B", "activations": "#F58518"}
 
 
 #: The capacity is drawn on the axis when the peak needs at least this share of it; below, the
@@ -22,8 +26,7 @@ def memory_figure(result: PlanResult) -> go.Figure:
     """Memory per device (of the fullest stage), stacked, scaled to the plan; the capacity is a
     dashed line when it is near (or below) the peak, else named in the axis title."""
     mem = result.memory
-    parts = [("parameters", mem.parameters, "#4C78A8"), ("gradients", mem.gradients, "#72B7B2"),
-             ("optimizer state", mem.optimizer_state, "#EECA3B"), ("activations", mem.activations, "#F58518")]
+    parts = [(label, value, COLORS[label]) for label, value in memory_parts(result)]  # no gradients in inference
     row = f"stage {fullest_stage(result)}" if result.schedule.stages > 1 else "per device"
     fig = go.Figure()
     for label, value, color in parts:
@@ -45,12 +48,9 @@ def memory_figure(result: PlanResult) -> go.Figure:
 
 
 def memory_table(result: PlanResult) -> pd.DataFrame:
+    """The parts of the memory per device (inference: parameters and activations only, no
+    gradients or optimizer state), the peak and the capacity, in GiB."""
     mem = result.memory
-    return pd.DataFrame([
-        {"part": "parameters", "GiB": gib(mem.parameters)},
-        {"part": "gradients", "GiB": gib(mem.gradients)},
-        {"part": "optimizer state", "GiB": gib(mem.optimizer_state)},
-        {"part": "activations", "GiB": gib(mem.activations)},
-        {"part": "total (peak)", "GiB": gib(mem.peak)},
-        {"part": "capacity", "GiB": gib(mem.capacity)},
-    ])
+    rows = [{"part": label, "GiB": gib(value)} for label, value in memory_parts(result)]
+    return pd.DataFrame(rows + [{"part": "total (peak)", "GiB": gib(mem.peak)},
+                                {"part": "capacity", "GiB": gib(mem.capacity)}])

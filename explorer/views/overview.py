@@ -130,8 +130,10 @@ def story(result: PlanResult, machine_label: str | None = None) -> str:
         why = (f"what the sidebar fixes here ({h['configuration']}, with {result.plan.algorithm}) costs more than it "
                "saves: set the pipeline and memory options back to auto, with drec+, to let the search choose")
     elif sp < 1.02:
-        why = ("with this batch each device has enough samples that computing dominates and data parallelism's "
-               "gradient all-reduce is already cheap: try a smaller batch, slower links or a bigger model")
+        cheap = ("data parallelism's gradient all-reduce is already cheap" if result.options.mode == "train"
+                 else "data parallelism moves nothing between devices")
+        why = (f"with this batch each device has enough samples that computing dominates and {cheap}: "
+               "try a smaller batch, slower links or a bigger model")
     else:
         why = _model_split_reason(result)
     versus = (f"a speed-up of **{h['speedup']}** over" if sp >= 0.98 else f"**{h['speedup']}** the speed of")

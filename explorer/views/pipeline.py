@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from explorer.figures import abbreviate, fit
 from explorer.views.layers import layers_of
 from planner.api import PlanResult
-from planner.units import gib, microseconds
+from planner.units import format_flop_count, format_seconds, gib, microseconds
 
 
 def configuration_label(result: PlanResult) -> str:
@@ -99,8 +99,9 @@ def stage_layer_figure(result: PlanResult, max_ticks: int = 24) -> go.Figure:
         x=frame["order"], y=frame["stage"], mode="lines+markers", line=dict(color="#BBBBBB", width=1),
         marker=dict(color=frame["stage"], colorscale="Viridis", cmin=0, cmax=max(stages - 1, 1), size=9,
                     symbol="square", line=dict(width=0.5, color="#333")),
-        customdata=frame[["block", "operators", "GFLOP"]].to_numpy(),
-        hovertemplate="%{customdata[0]}: stage %{y}<br>%{customdata[1]} operators, %{customdata[2]:.4g} GFLOP "
+        customdata=[[block, f"{ops:,}", format_flop_count(gflop * 1e9)]  # preformatted: planner.units
+                    for block, ops, gflop in zip(frame["block"], frame["operators"], frame["GFLOP"])],
+        hovertemplate="%{customdata[0]}: stage %{y}<br>%{customdata[1]} operators, %{customdata[2]} "
                       "forward<extra></extra>",
     ))
     firsts = frame.drop_duplicates("order")
@@ -116,7 +117,7 @@ def stage_layer_figure(result: PlanResult, max_ticks: int = 24) -> go.Figure:
 
 def stage_table(result: PlanResult) -> pd.DataFrame:
     """Per pipeline stage: what it holds, its time per micro-batch (operators and sends), its
-    exposed gradient sync per iteration and its memory per device."""
+    exposed gradient sync per iteration (training only) and its memory per device."""
     sched = result.schedule
     layers = layers_of(result.graph)
     on_stage: dict[int, list[str]] = {s: [] for s in range(sched.stages)}
@@ -136,7 +137,8 @@ def stage_table(result: PlanResult) -> pd.DataFrame:
             "memory per device (GiB)": gib(sched.memory[s].peak), "fits": sched.memory[s].fits,
             "slowest": s == slowest,
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame if result.options.mode == "train" else frame.drop(columns="gradient sync (µs)")
 
 
 _SCHEDULE_COLORS = {"operators": "#4C78A8", "sends": "#72B7B2", "bubble": "#BAB0AC", "gradient sync": "#F58518"}
@@ -166,12 +168,13 @@ def iteration_figure(result: PlanResult) -> go.Figure:
     m = sched.micro_batches
     parts = [(f"{m} x slowest stage: operators", m * stage_work_seconds(result)[s], _SCHEDULE_COLORS["operators"]),
              (f"{m} x slowest stage: sends", m * sched.send_seconds[s], _SCHEDULE_COLORS["sends"]),
-             ("bubble", sched.bubble_seconds, _SCHEDULE_COLORS["bubble"]),
-             ("gradient sync", max(sched.gradient_sync_seconds), _SCHEDULE_COLORS["gradient sync"])]
+             ("bubble", sched.bubble_seconds, _SCHEDULE_COLORS["bubble"])]
+    if result.options.mode == "train":
+        parts.append(("gradient sync", max(sched.gradient_sync_seconds), _SCHEDULE_COLORS["gradient sync"]))
     fig = go.Figure()
     for label, seconds, color in parts:
         fig.add_trace(go.Bar(y=["iteration"], x=[seconds * 1e3], name=label, orientation="h", marker_color=color,
-                             hovertemplate=f"{label}: %{{x:.4g}} ms<extra></extra>"))
+                             customdata=[format_seconds(seconds)], hovertemplate=f"{label}: %{{customdata}}<extra></extra>"))
     fig.update_layout(barmode="stack", height=220, xaxis_title="ms per iteration")
     return fit(fig)
 

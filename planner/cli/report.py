@@ -13,7 +13,7 @@ from pathlib import Path
 
 from planner.cli.common import UsageError
 from planner.limits import require_regular_file
-from planner.units import format_bytes
+from planner.units import SECOND_UNITS, common_scale, format_bytes, format_number
 
 FORMATS = ("html", "pdf", "md")
 
@@ -71,8 +71,10 @@ def priced_plan(args):
     result.notes.extend(notes)
     recorded = data.get("iteration_seconds")
     if isinstance(recorded, (int, float)) and not math.isclose(recorded, result.total_seconds, rel_tol=1e-6):
-        result.notes.append(f"re-priced at {result.total_seconds:.6g} s; the plan file records {recorded:.6g} s "
-                            "(made by another version or with other options)")
+        unit, scale = common_scale([recorded, result.total_seconds], SECOND_UNITS)  # six digits: they differ
+        result.notes.append(f"re-priced at {format_number(result.total_seconds / scale, 6)} {unit}; the plan file "
+                            f"records {format_number(recorded / scale, 6)} {unit} (made by another version or with "
+                            "other options)")
     sha = model_sha256(str(model))
     if data.get("model_sha256") and data["model_sha256"] != sha:
         result.notes.insert(0, f"{model.name} is not the file the plan was made for (its SHA-256 differs)")

@@ -7,7 +7,8 @@ every other coefficient in engineering notation with 4 significant digits: ``1.6
 ``L_l`` and ``B_mem``, the device's memory bandwidth, in the roofline ``max(w/F, bytes/B_mem)``),
 long formulas broken over lines (KaTeX ``aligned``), an operator's einsum-style signature
 (``y[b,m,n] = Σ_k x[b,m,k] · w[k,n]``) and the names of its dimensions where the model tells them
-(the batch, a bound symbolic dimension such as the sequence, a summed or a weight's dimension).
+(the batch, a bound symbolic dimension such as the sequence, heads, head_dim, vocabulary, experts,
+a summed or a weight's dimension).
 No streamlit here: the explorer's Cost page and the reports draw what these functions return.
 """
 
@@ -23,6 +24,7 @@ from planner.units import format_number
 if TYPE_CHECKING:
     import sympy
 
+    from planner.cost.model import CostModel
     from planner.model.graph import OperatorGraph
 
 SIGNIFICANT = 4  #: significant digits of a coefficient that is not a small exact fraction
@@ -70,13 +72,26 @@ def engineering(x: float, digits: int = SIGNIFICANT) -> str:
     return f"{mantissa} \\cdot 10^{{{exponent}}}"
 
 
-def _number(n, constants: dict) -> sympy.Expr:
+def plain_number(c: float) -> str:
+    """A coefficient in plain text: integers below 10^6 as integers, four significant digits
+    (``4.782``, ``12346``: integer digits kept below 10^6), a power of ten beyond (``1.235×10^7``),
+    never ``e+``."""
+    if float(c).is_integer() and abs(c) < 1e6:
+        return str(int(c))
+    if 1e-3 <= abs(c) < 1e6:
+        return format_number(c, SIGNIFICANT)
+    mantissa, exponent = f"{c:.{SIGNIFICANT - 1}e}".split("e")
+    return f"{format_number(float(mantissa), SIGNIFICANT)}×10^{int(exponent)}"
+
+
+def _number(n, constants: dict, round_integers: bool = True) -> sympy.Expr:
     """One coefficient made readable: a small exact fraction, a small fraction of a named
-    machine constant (``F/B_mem``), or a float with ``SIGNIFICANT`` digits."""
+    machine constant (``F/B_mem``), or a float (printed with ``SIGNIFICANT`` digits); with
+    ``round_integers`` a big integer too (LaTeX: ``571.4 \\cdot 10^{3}``)."""
     import sympy
 
     if n.is_Integer and abs(n) >= 10**5:  # 571392 reads 571.4 \cdot 10^{3}
-        return sympy.Float(float(n), SIGNIFICANT)
+        return sympy.Float(float(n)) if round_integers else n
     if n.is_Integer or (n.is_Rational and abs(n.p) < MAX_NUMERATOR):  # 1/50000000 stays exact
         return n
     f = nice_fraction(n)
@@ -86,17 +101,34 @@ def _number(n, constants: dict) -> sympy.Expr:
         f = nice_fraction(float(n) / value)
         if f is not None:
             return sympy.Rational(f.numerator, f.denominator) * symbol
-    return sympy.Float(float(n), SIGNIFICANT)
+    return sympy.Float(float(n))
 
 
-def readable(expr, constants: dict | None = None) -> sympy.Expr:
+def readable(expr, constants: dict | None = None, round_integers: bool = True) -> sympy.Expr:
     """``expr`` with each coefficient made readable (see :func:`_number`); ``constants`` maps a
     value to the symbol that stands for it (``{F_eff / B_mem: F / B_mem}``)."""
     import sympy
 
     constants = constants or {}
     numbers = {n for n in expr.atoms(sympy.Number) if not n.is_Integer or abs(n) >= 10**5}
-    return expr.xreplace({n: _number(n, constants) for n in numbers})
+    return _replaced(expr, {n: _number(n, constants, round_integers) for n in numbers})
+
+
+def _replaced(expr, mapping: dict):
+    """``expr.xreplace(mapping)`` without deciding a ``Max`` or ``Min`` again (sympy compares
+    their arguments pairwise, a second per roofline; a coefficient made readable changes no order)."""
+    import sympy
+
+    if expr in mapping:
+        return mapping[expr]
+    if not expr.args:
+        return expr
+    args = [_replaced(a, mapping) for a in expr.args]
+    if all(a is b for a, b in zip(args, expr.args)):
+        return expr
+    if isinstance(expr, (sympy.Max, sympy.Min)):
+        return expr.func(*args, evaluate=False)
+    return expr.func(*args)
 
 
 def memory_constants(flops_per_memory_byte: float, flops_symbol) -> dict:
@@ -107,6 +139,25 @@ def memory_constants(flops_per_memory_byte: float, flops_symbol) -> dict:
     if not flops_per_memory_byte:
         return {}
     return {flops_per_memory_byte: flops_symbol / sympy.Symbol(MEMORY_BANDWIDTH, positive=True)}
+
+
+def exact(expr) -> sympy.Expr:
+    """``expr`` with every float made an exact rational (its decimal value; a small fraction such
+    as 63/64 as itself), in one walk: what ``sympy.nsimplify`` gives for a cost formula, without
+    its search for closed forms and without re-deciding a roofline's ``Max`` (kept as built)."""
+    import sympy
+
+    if isinstance(expr, (int, float)):
+        expr = sympy.sympify(expr)
+    if expr.is_Float:
+        f = nice_fraction(expr)
+        return sympy.Rational(f.numerator, f.denominator) if f is not None else sympy.Rational(repr(float(expr)))
+    if not expr.args or not expr.has(sympy.Float):
+        return expr
+    args = [exact(a) for a in expr.args]
+    if isinstance(expr, (sympy.Max, sympy.Min)):
+        return expr.func(*args, evaluate=False)
+    return expr.func(*args)
 
 
 # ---- LaTeX -----------------------------------------------------------------------------------
@@ -207,6 +258,62 @@ def latex_lines(expr, constants: dict | None = None, flops_symbol=None) -> str:
     return "\\begin{aligned}" + "\\\\".join(body) + "\\end{aligned}"
 
 
+# ---- plain text (the reports) ---------------------------------------------------------------
+
+def _plain_printer():
+    from sympy.printing.str import StrPrinter
+
+    class _Printer(StrPrinter):
+        def _print_Float(self, expr):
+            return plain_number(float(expr))
+
+        def _print_Symbol(self, expr):
+            return re.sub(r"_\{([^}]*)\}", r"_\1", expr.name)
+
+        def _print_Max(self, expr):
+            return "max(" + ", ".join(self._print(a) for a in expr.args) + ")"
+
+    return _Printer()
+
+
+def _plain(expr, printer) -> str:
+    return printer.doprint(expr).replace("**", "^").replace("*", "·")
+
+
+def plain_text(expr, constants: dict | None = None, flops_symbol=None) -> str:
+    """A cost formula as one line of plain text, made readable as the LaTeX is (integers kept
+    whole): ``·`` for products, ``g_gpu`` for ``g_{gpu}``, a roofline as ``3·max(b·k·m·n/(128·F),
+    F·b·k·m/(64·B_mem))``; the compute term first, then bytes, then latencies."""
+    import sympy
+
+    printer = _plain_printer()
+    expr = readable(sympy.expand(expr), constants, round_integers=False)
+    terms = []
+    for term in sympy.Add.make_args(expr):
+        roof = _roofline_args(term, flops_symbol)
+        if roof is None:
+            text = _plain(term, printer)
+        else:
+            lead = "" if roof[0] == 1 else _plain(roof[0], printer) + "·"
+            text = lead + "max(" + ", ".join(_plain(a, printer) for a in roof[1]) + ")"
+        terms.append((_rank(term)[0], text))
+    return " + ".join(text for _, text in sorted(terms)) or "0"
+
+
+def term_seconds(cm: CostModel, name: str, strategy: tuple) -> list[tuple[str, float]]:
+    """The operator's cost on this machine term by term: compute, then bytes and latencies per
+    level (``[("compute", s), ("node bytes", s), ("node latency", s), ...]``, zero terms left
+    out; ``[("compute", 0.0)]`` when all are zero)."""
+    c = cm.op_cost(name, strategy)
+    vec, vals = c.compute + c.communication, cm.basis.values
+    d = len(cm.machine.levels)
+    out = [("compute", float(vec[0] * vals[0]))]
+    for i, lv in enumerate(cm.machine.levels):
+        out += [(f"{lv.name} bytes", float(vec[1 + i] * vals[1 + i])),
+                (f"{lv.name} latency", float(vec[1 + d + i] * vals[1 + d + i]))]
+    return [(label, v) for label, v in out if v > 0] or [("compute", 0.0)]
+
+
 # ---- words: the signature and the dimensions -------------------------------------------------
 
 def _axes_text(axes) -> str:
@@ -238,10 +345,12 @@ def signature(op, parameters: set[str]) -> str:
 
 def dimension_names(graph: OperatorGraph, name: str) -> dict[str, str]:
     """What each of the operator's dimensions is, where the model tells it: ``batch`` (traced
-    from the batch axis), a bound symbolic dimension by its size (``sequence`` for ``seq``),
+    from the batch axis), ``heads``, ``head_dim``, ``vocabulary`` or ``experts`` (from the roles
+    of attention, embedding and expert operators: ``planner.cost.dimension_roles``), a bound symbolic dimension by its size (``sequence`` for ``seq``),
     ``summed`` (a reduction; ``summed input features`` when a weight has it), ``output
     features`` (a weight's other dimension in a contraction), ``weight``; the others are left out (the
     letter and its size are all that is known)."""
+    from planner.cost.dimension_roles import dimension_roles
     from planner.model.graph import TensorRole
 
     op = graph.operators[name]
@@ -250,10 +359,14 @@ def dimension_names(graph: OperatorGraph, name: str) -> dict[str, str]:
     weight_dims = {d for u in op.inputs if u.tensor in params for d in u.dims()}
     symbols = {v: _SYMBOL_WORDS.get(k.lower(), k) for k, v in graph.bindings.items()
                if k != graph.batch_symbol and v > 1}
+    roles = dimension_roles(graph).get(name, {})
     out: dict[str, str] = {}
     for d, size in op.dims.items():
         if d == batch_dim or d.endswith("~b"):
             out[d] = "batch"
+        elif d in roles:
+            summed = d in op.reduction_dims and op.op_type in CONTRACTIONS
+            out[d] = f"summed {roles[d]}" if summed else roles[d]
         elif d in op.reduction_dims:
             out[d] = "summed input features" if d in weight_dims else "summed"
         elif d in weight_dims:

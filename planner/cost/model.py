@@ -652,6 +652,8 @@ class CostModel:
         optionally with its dimensions kept as symbols too (``6*b*s*h**2/(8*F) + ...``)."""
         import sympy
 
+        from planner.cost.formula_text import exact  # floats as exact rationals (fast nsimplify)
+
         info = self.info[name]
         if self.assignment(name, strategy) is None:
             raise PlanError(f"operator {name}: strategy {strategy} does not divide its dimensions")
@@ -659,13 +661,13 @@ class CostModel:
             taken = {s.name for s in self.basis.symbols}  # a dim named F must not become the machine's F
             symbols = {d: sympy.Symbol(d if d not in taken else d + "'", positive=True) for d in info.op.dims}
             size_of = symbols.__getitem__
-            flops = sympy.nsimplify(info.flops_per_point) * sympy.Mul(*symbols.values())
+            flops = exact(info.flops_per_point) * sympy.Mul(*symbols.values())
         else:
             size_of = lambda d: sympy.Integer(info.op.dims[d])  # noqa: E731
-            flops = sympy.nsimplify(info.op.flops)
+            flops = exact(info.op.flops)
         zero = lambda: [sympy.Integer(0)] * self.basis.size  # noqa: E731
         c = self._op_cost(info, strategy, size_of, flops, zero=zero)
-        vec = [sympy.nsimplify(a) + sympy.nsimplify(b) for a, b in zip(c.compute, c.communication)]
+        vec = [exact(a) + exact(b) for a, b in zip(c.compute, c.communication)]
         return self.basis.symbolic(vec)
 
 

@@ -11,10 +11,10 @@ command that reproduces the plan. Everything here is plain text: escaping is the
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from planner import __version__
+from planner.cost import formula_text as ft
 from planner.cost.result import PlanResult
 from planner.machine.tree import Machine, load_preset, preset_paths
 from planner.model.graph import OpKind
@@ -190,7 +190,7 @@ def headline_rows(result: PlanResult, search_seconds: float | None = None) -> li
             ("predicted iteration", format_seconds(result.total_seconds)),
             ("pure data parallel", dp),
             ("speed-up over pure data parallel", format_speedup(result.speedup_over_data_parallel)),
-            ("TFLOP/s per device (model / hardware)", f"{flops['model']:.3g} / {flops['hardware']:.3g}"),
+            ("TFLOP/s per device (model / hardware)", f"{format_number(flops['model'])} / {format_number(flops['hardware'])}"),
             ("memory per device" + where, f"{format_bytes(mem.peak)} of {format_bytes(mem.capacity)} ({fits})"),
             ("search time", format_seconds(result.plan.search_seconds if search_seconds is None else search_seconds))]
 
@@ -248,8 +248,9 @@ def cost_rows(result: PlanResult) -> list[tuple[str, str]]:
             (f"redistribution between operators{per}", format_seconds(s["redistribution"]))]
     if result.pipelined:
         rows += [("micro-batches x slowest stage", f"{sched.micro_batches:,} x {format_seconds(max(sched.stage_seconds))}"),
-                 ("pipeline bubble", format_seconds(sched.bubble_seconds)),
-                 ("gradient sync (exposed)", format_seconds(max(sched.gradient_sync_seconds)))]
+                 ("pipeline bubble", format_seconds(sched.bubble_seconds))]
+        if result.options.mode == "train":
+            rows.append(("gradient sync (exposed)", format_seconds(max(sched.gradient_sync_seconds))))
     return rows + [("iteration", format_seconds(result.total_seconds))]
 
 
@@ -269,11 +270,22 @@ def stage_table(result: PlanResult) -> Table:
     return Table(("stage", "operators", "per micro-batch", "of which sends", "memory per device"), tuple(rows))
 
 
+def memory_parts(result: PlanResult) -> list[tuple[str, float]]:
+    """The parts of the memory per device (bytes): parameters, gradients, optimizer state and
+    activations in training; parameters and activations in inference, which keeps no gradients
+    and no optimizer state."""
+    mem = result.memory
+    parts = [("parameters", mem.parameters), ("gradients", mem.gradients), ("optimizer state", mem.optimizer_state),
+             ("activations", mem.activations)]
+    if result.options.mode != "train":
+        parts = [(label, v) for label, v in parts if label in ("parameters", "activations")]
+    return parts
+
+
 def memory_rows(result: PlanResult) -> list[tuple[str, str]]:
     mem = result.memory
-    return [("parameters", format_bytes(mem.parameters)), ("gradients", format_bytes(mem.gradients)),
-            ("optimizer state", format_bytes(mem.optimizer_state)), ("activations", format_bytes(mem.activations)),
-            ("peak", format_bytes(mem.peak)), ("capacity", format_bytes(mem.capacity))]
+    return [(label, format_bytes(v)) for label, v in memory_parts(result)] + [
+        ("peak", format_bytes(mem.peak)), ("capacity", format_bytes(mem.capacity))]
 
 
 def costliest(result: PlanResult) -> list[str]:
@@ -290,8 +302,7 @@ def charts(result: PlanResult, top: int = 15) -> tuple[Chart, ...]:
     levels = (Bar("devices (compute)", (("compute", s["compute"]),)),) + tuple(
         Bar(f"{lv} level", (("communication", v["communication"]), ("redistribution", v["redistribution"])))
         for lv, v in cost.by_level().items())
-    memory = (Bar("per device", (("parameters", mem.parameters), ("gradients", mem.gradients),
-                                 ("optimizer state", mem.optimizer_state), ("activations", mem.activations))),)
+    memory = (Bar("per device", tuple(memory_parts(result))),)
     return (Chart(f"The {len(ops)} costliest operators ({per})", "s", ops),
             Chart(f"Cost per machine level ({per})", "s", levels),
             Chart("Memory per device" + (" (the fullest stage)" if result.schedule.stages > 1 else ""), "B", memory,
@@ -305,6 +316,8 @@ def formulas(result: PlanResult, top: int = FORMULA_OPERATORS) -> list[Formula]:
     operators of the same type, sizes, split and time (the same layer repeated) share one, which
     names how many operators it stands for."""
     cm = result.cost_model
+    flops = cm.basis.symbols[0]
+    constants = ft.memory_constants(cm.flops_per_memory_byte, flops)
     groups: dict[tuple, list[str]] = {}
     for name in costliest(result):
         op = cm.graph.operators[name]
@@ -318,8 +331,8 @@ def formulas(result: PlanResult, top: int = FORMULA_OPERATORS) -> list[Formula]:
         op = cm.graph.operators[name]
         sizes = ", ".join(f"{d}={v:,}" for d, v in op.dims.items())
         out.append(Formula(name, op.op_type, split_text(result, name), sizes,
-                           formula_text(cm.op_formula(name, strategy, symbolic_dims=True)),
-                           tuple(term_seconds(result, name, strategy)), cm.op_seconds(name, strategy), len(names) - 1))
+                           ft.plain_text(cm.op_formula(name, strategy, symbolic_dims=True), constants, flops),
+                           tuple(ft.term_seconds(cm, name, strategy)), cm.op_seconds(name, strategy), len(names) - 1))
     return out
 
 
@@ -333,51 +346,11 @@ def split_text(result: PlanResult, name: str) -> str:
     return "; ".join(f"{dim} x{f} over {level}" for (level, dim), f in merged.items()) or "replicated"
 
 
-def term_seconds(result: PlanResult, name: str, strategy: tuple) -> list[tuple[str, float]]:
-    """The operator's cost on this machine term by term: compute, then bytes and latencies per level."""
-    cm = result.cost_model
-    c = cm.op_cost(name, strategy)
-    vec, vals = c.compute + c.communication, cm.basis.values
-    d = len(cm.machine.levels)
-    out = [("compute", float(vec[0] * vals[0]))]
-    for i, lv in enumerate(cm.machine.levels):
-        out += [(f"{lv.name} bytes", float(vec[1 + i] * vals[1 + i])),
-                (f"{lv.name} latency", float(vec[1 + d + i] * vals[1 + d + i]))]
-    return [(label, v) for label, v in out if v > 0] or [("compute", 0.0)]
-
-
-def _number(c: float) -> str:
-    """A coefficient with four significant digits, integers as integers, no ``e+``."""
-    if float(c).is_integer() and abs(c) < 1e6:
-        return str(int(c))
-    if 1e-3 <= abs(c) < 1e6:
-        return format_number(c, 4)  # 12345.6 reads 12346 (":.4g" wrote 1.235e+04)
-    mantissa, exponent = f"{c:.3e}".split("e")
-    return f"{float(mantissa):.4g}×10^{int(exponent)}"
-
-
-def formula_text(expr) -> str:
-    """A sympy cost formula as plain text: coefficients with four significant digits (a fraction
-    with a small numerator or denominator kept: ``b·k·m·n/128``, ``k·n/12500000``), ``·`` for products, ``g_{gpu}`` as ``g_gpu``,
-    the compute term first, then bytes, then latencies."""
-    import sympy
-    from sympy.printing.str import StrPrinter
-
-    class Printer(StrPrinter):
-        def _print_Float(self, e):
-            return _number(float(e))
-
-    expr = sympy.expand(expr)
-    expr = expr.xreplace({a: sympy.Float(a, 6) for a in expr.atoms(sympy.Rational) if a.q > 1000 and abs(a.p) >= 1000})
-    terms = [re.sub(r"_\{([^}]*)\}", r"_\1", Printer().doprint(t)).replace("**", "^").replace("*", "·")
-             for t in sympy.Add.make_args(expr)]
-    terms.sort(key=lambda t: (0 if "/F" in t else 1 if "g_" in t else 2, t))
-    return " + ".join(terms) or "0"
-
-
 def symbols_legend(result: PlanResult) -> str:
     levels = ", ".join(lv.name for lv in result.cost_model.machine.levels) or "none"
-    return ("F is the device's FLOP/s; g_level the seconds per byte of a level's links (1 / bandwidth) and "
+    memory = (" and B_mem its memory bandwidth (the roofline: max(FLOPs/F, bytes moved/B_mem))"
+              if result.cost_model.flops_per_memory_byte else "")
+    return (f"F is the device's FLOP/s{memory}; g_level the seconds per byte of a level's links (1 / bandwidth) and "
             f"L_level its latency (levels: {levels}); the other letters are the operator's dimensions, whose sizes "
             "follow the formula. The terms on this machine add up to the operator's time"
             + (" per micro-batch." if result.pipelined else " per iteration."))

@@ -13,7 +13,7 @@ import math
 from html import escape
 
 from planner.plans.report_doc import COLORS, Chart
-from planner.units import format_bytes, format_seconds
+from planner.units import format_bytes, format_number, format_seconds
 
 WIDTH = 760
 FONT = 12
@@ -59,7 +59,7 @@ def axis_ticks(top: float, unit: str) -> tuple[list[float], list[str]]:
         return ticks, ["0" if t == 0 else format_seconds(t) for t in ticks]
     name, scale = next(((n, s) for n, s in BYTE_UNITS if top >= s), BYTE_UNITS[-1])
     ticks = nice_ticks(top / scale)
-    return [t * scale for t in ticks], ["0" if t == 0 else f"{t:g} {name}" for t in ticks]
+    return [t * scale for t in ticks], ["0" if t == 0 else f"{format_number(t)} {name}" for t in ticks]
 
 
 def _label(value: float, unit: str) -> str:

@@ -97,3 +97,38 @@ def test_signature_and_dimension_names_of_a_gemm():
 def test_signature_of_an_elementwise_operator_names_the_operation():
     graph = graph_of(gemm_mlp([8, 8, 8], batch=4, relu=True))
     assert ft.signature(graph.operators["relu0"], set()) == "y[d0,d1] = Relu(x[d0,d1])"
+
+
+def test_exact_makes_floats_rational_as_nsimplify_does_and_keeps_the_max():
+    # 4.78175576262874 is its decimal value 478175576262874/10^14 (what nsimplify gave); 0.984375 is 63/64
+    expr = 3 * sympy.Max(b * k * m * n / 256, sympy.Float(4.78175576262874) * b * k * m) / F + sympy.Float(0.984375) * g
+    out = ft.exact(expr)
+    assert not out.atoms(sympy.Float)
+    assert out == 3 * sympy.Max(b * k * m * n / 256, sympy.Rational(478175576262874, 10**14) * b * k * m) / F \
+        + sympy.Rational(63, 64) * g
+    assert ft.exact(2.5) == sympy.Rational(5, 2)
+
+
+def test_plain_text_writes_the_roofline_with_the_memory_bandwidth():
+    # 3 max(b k m n / 256, (F/B_mem / 32) b k m) / F: the 1/F moves inside, F cancels in the traffic
+    expr = 3 * sympy.Max(b * k * m * n / 256, sympy.Float(K / 32) * b * k * m) / F + 2 * L + g * k * n
+    assert ft.plain_text(expr, MEM, F) == "3·max(b_0·k·m·n/(256·F), b_0·k·m/(32·B_mem)) + g_gpu·k·n + 2·L_gpu"
+
+
+def test_term_seconds_of_a_matmul_split_k_then_m_by_hand():
+    # models.matmul (m=64, k=128, n=256, fp32) on two_level (node x2: 10 GB/s, 10 µs; gpu x2:
+    # 200 GB/s, 2 µs; 1e14 FLOP/s), train, k split over the nodes, m over the gpus:
+    # compute 3 x 2*64*128*256 / 4 = 3,145,728 FLOPs -> 31.45728 ns; y partial over the node pair
+    # 32,768 B -> 3.2768 µs and 2 steps -> 20 µs; w's gradient over the gpu pair 65,536 B ->
+    # 327.68 ns and 2 steps -> 4 µs.
+    import pytest
+
+    import models
+    from planner.cost.model import CostModel
+
+    cm = CostModel(graph_of(models.matmul()), models.two_level(), "train", bucket_mb=0)
+    terms = ft.term_seconds(cm, "mm", ("k", "m"))
+    assert [label for label, _ in terms] == ["compute", "node bytes", "node latency", "gpu bytes", "gpu latency"]
+    assert [v for _, v in terms] == pytest.approx([31.45728e-9, 3.2768e-6, 20e-6, 327.68e-9, 4e-6], rel=1e-12)
+    # replicated: no communication, compute alone (3 x 4,194,304 FLOPs)
+    assert ft.term_seconds(cm, "mm", (None, None)) == [("compute", pytest.approx(12_582_912 / 1e14))]

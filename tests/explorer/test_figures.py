@@ -130,7 +130,8 @@ def test_memory_capacity_is_a_line_when_the_plan_is_near_it(plain):
     from dataclasses import replace
     from types import SimpleNamespace
 
-    near = SimpleNamespace(memory=replace(plain.memory, capacity=plain.memory.peak * 1.25), schedule=plain.schedule)
+    near = SimpleNamespace(memory=replace(plain.memory, capacity=plain.memory.peak * 1.25), schedule=plain.schedule,
+                           options=plain.options)
     fig = memory.memory_figure(near)
     assert fig.layout.xaxis.range[1] >= near.memory.capacity / GIB
     assert fig.layout.shapes[0].x0 == pytest.approx(near.memory.capacity / GIB)

@@ -17,8 +17,8 @@ from planner.api import plan_model
 from planner.machine.tree import Machine, load_preset
 from planner.onnx.importer import import_model
 from planner.options import PlanOptions
-from planner.plans.report_doc import (Bar, Chart, ReportSource, build_report, formula_text, machine_label,
-                                      reproduce_command)
+from planner.cost.formula_text import plain_text as formula_text
+from planner.plans.report_doc import Bar, Chart, ReportSource, build_report, machine_label, reproduce_command
 from planner.plans.report_html import report_html
 from planner.plans.report_md import report_markdown
 from planner.plans.report_pdf import INSTALL_HINT, ReportError, html_to_pdf
