@@ -9,7 +9,9 @@ factors of the cuts that leave it a partial sum (``_collectives``: groups by lev
 spatially split dimension, the lowest level splitting it (``_halos``). Swapping the choices of two
 cuts with the same level and the same factor leaves each of these unchanged (the multiset of
 (level, factor) pairs per dimension, and so every product and minimum, are the same; the sequence
-of factors per dimension is the same since the swapped factors are equal). So the operator cost is
+of factors per dimension is the same since the swapped factors are equal); what the overlaps hide
+(``planner.cost.overlap.hidden_seconds``) is a function of the operator and of those per-level
+cost vectors, so it is unchanged too. So the operator cost is
 priced once per orbit, at its representative with the choices sorted within each group of cuts
 sharing (level, factor): :func:`op_values`. The redistribution does depend on the cuts' order
 (prefixes), so whole strategies, not orbits, stay in the program.
