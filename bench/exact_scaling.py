@@ -1,11 +1,13 @@
 """The exact search's time and its cost ratio to drec+ on chains and trees of 10, 25 and 50
 operators on 8, 16 and 64 devices (issue 13: exact, gap 0, within 60 s, never above drec+).
 
-Chains are MLPs (Gemm + ReLU); trees are an MLP trunk whose output feeds two MLP heads. Machines
-have nodes of 8 devices (1, 2 and 8 nodes), 25 GB/s between nodes and 300 GB/s inside. Each time
-is the median of ``--repeat`` runs of the exact search alone (a fresh cost model each run).
+Chains are MLPs (Gemm + ReLU); trees are an MLP trunk whose output feeds two MLP heads; ``cnn``
+is bench/quality.py's CNN chain (3-64-128-256, batch 32, 12 operators) at each device count. Machines
+have nodes of 8 devices (1, 2 and 8 nodes), 25 GB/s between nodes and 300 GB/s inside. Each time is
+the median of ``--repeat`` runs of the exact search (a fresh cost model each run; the drec+ run
+whose plan bounds the program included).
 
-    python bench/exact_scaling.py [--ops 10 25 50] [--devices 8 16 64] [--repeat 3]
+    python bench/exact_scaling.py [--ops 10 25 50] [--devices 8 16 64] [--repeat 3] [--shapes chain tree cnn]
 """
 
 from __future__ import annotations
@@ -68,8 +70,10 @@ def machine(devices: int) -> Machine:
 
 
 def measure(shape: str, ops: int, devices: int, repeat: int) -> tuple[int, float, float]:
-    model = (chain if shape == "chain" else tree)(ops)
-    graph = import_model(model, {"batch": 256})
+    if shape == "cnn":
+        graph = import_model(synthetic.cnn_chain([3, 64, 128, 256]), {"batch": 32})
+    else:
+        graph = import_model((chain if shape == "chain" else tree)(ops), {"batch": 256})
     times, cost = [], None
     for _ in range(repeat):
         cm = cost_model_for(graph, machine(devices), PlanOptions())
@@ -86,11 +90,12 @@ def main(argv=None) -> int:
     ap.add_argument("--ops", type=int, nargs="+", default=[10, 25, 50])
     ap.add_argument("--devices", type=int, nargs="+", default=[8, 16, 64])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--shapes", nargs="+", choices=["chain", "tree", "cnn"], default=["chain", "tree", "cnn"])
     args = ap.parse_args(argv)
     print(f"{'graph':6s} {'ops':>4} {'devices':>7} {'exact s':>8} {'exact / drec+':>14}")
     worst_time, worst_ratio = 0.0, 0.0
-    for shape in ("chain", "tree"):
-        for ops in args.ops:
+    for shape in args.shapes:
+        for ops in (args.ops if shape != "cnn" else [12]):
             for devices in args.devices:
                 n, seconds, ratio = measure(shape, ops, devices, args.repeat)
                 worst_time, worst_ratio = max(worst_time, seconds), max(worst_ratio, ratio)

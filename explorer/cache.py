@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from explorer.cache_budget import Sized, deep_size
 from explorer.sources import ModelSource
-from planner.api import PlanOptions, PlanResult, evaluate_plan, plan_model
+from planner.api import PlanOptions, PlanResult, evaluate_plan, plan_model, reprice_plan
 from planner.machine.tree import Machine
 from planner.model.graph import OperatorGraph
 from planner.model.rebatch import planning_dims
@@ -236,6 +236,13 @@ class PlanCache:
                      if key[0] == "result" and request.is_what_if(key[1:])
                      and [(c.level, c.factor) for c in value.machine.cuts()] == schedule]
         return found[:most]
+
+    def repriced(self, request: PlanRequest, graph: OperatorGraph, current: PlanRequest) -> PlanResult:
+        """The plan of ``current`` (made first if it is not cached) priced on ``request``'s machine,
+        a what-if variant with other links (:func:`planner.api.reprice_plan`, nothing searched):
+        figures at once, while the re-planned one (:meth:`result`) is made."""
+        return self._memo(self._results, ("repriced", current.key[2]) + request.key,
+                          lambda: reprice_plan(graph, self.result(current, graph), request.machine))
 
     def evaluate(self, request: PlanRequest, graph: OperatorGraph, plan_json: dict, plan_sha: str) -> PlanResult:
         """An uploaded plan file scored on ``request``'s model, machine and options."""

@@ -1,7 +1,8 @@
 """The test suite mirrors the library's rooms: tests/onnx, model, machine, cost, search, plans,
 verify, cli and explorer (the app), with the cross-cutting tests (architecture, README example,
 real-export corpus, units) here. The shared helpers stay in this folder (``models.py``,
-``real_exports.py``, ``mask_models.py``, ``op_zoo.py``, ``hostile_onnx.py``) and are imported by
+``real_exports.py``, ``mask_models.py``, ``rebatch_models.py``, ``op_zoo.py``,
+``hostile_onnx.py``) and are imported by
 name from any room: this folder is put first on ``sys.path``."""
 
 import sys

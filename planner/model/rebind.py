@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from planner.model.graph import OperatorGraph
+from planner.model.scale_batch import scaled_graph
 from planner.options import ConfigError
 
 
@@ -30,6 +31,9 @@ class Rebinder:
     model: Any  # the onnx.ModelProto the graphs were imported from
     name: str
     import_fn: Callable[[Any, dict[str, int], str], OperatorGraph]
+    #: re-bind by scaling the numbers linear in the batch (:mod:`planner.model.scale_batch`) once a
+    #: second batch has been imported; False imports every batch (the reference the tests use)
+    scaling: bool = True
     #: the graphs already imported, by bindings (most recent last): a configuration search, a
     #: what-if change of the machine or a sweep over device counts asks for the same micro-batch
     #: sizes again; a graph is never modified once imported, so sharing it is safe
@@ -52,12 +56,25 @@ class Rebinder:
             if hit is not None:
                 self._graphs.move_to_end(key)
                 return hit
-        rebound = self.import_fn(self.model, bindings, self.name)
+        rebound = self._scaled(graph, bindings, value) or self.import_fn(self.model, bindings, self.name)
         with self._lock:
             self._graphs[key] = rebound
             while len(self._graphs) > REBOUND_GRAPHS_KEPT:
                 self._graphs.popitem(last=False)
         return rebound
+
+    def _scaled(self, graph: OperatorGraph, bindings: dict[str, int], value: int) -> OperatorGraph | None:
+        """``graph`` scaled to batch ``value`` against a kept import at another batch (the most
+        recent with the same other bindings), or None (no such import, or not linear)."""
+        if not self.scaling:
+            return None
+        symbol = graph.batch_symbol
+        rest = {k: v for k, v in bindings.items() if k != symbol}
+        with self._lock:
+            probes = [g for g in reversed(self._graphs.values())
+                      if g.batch_symbol == symbol and g.bindings.get(symbol) != graph.bindings.get(symbol)
+                      and {k: v for k, v in g.bindings.items() if k != symbol} == rest]
+        return scaled_graph(graph, probes[0], value) if probes else None
 
 
 def micro_batch_graph(graph: OperatorGraph, micro_batches: int, rebinder: Rebinder | None) -> OperatorGraph:

@@ -1,52 +1,15 @@
 """The report as Markdown (CommonMark with GFM tables): the same sections as the HTML page, the
 charts' numbers as tables. Every name from outside (the model's file and operator names, the
 machine's and its levels' names) is made inert: punctuation that could start a Markdown construct
-is backslash-escaped (:func:`md_text`), code spans and the one fenced block (the machine YAML)
-get a fence longer than any run of backticks inside (:func:`md_code`, :func:`md_fence`).
+is backslash-escaped, code spans and the one fenced block (the machine YAML) get a fence longer
+than any run of backticks inside: the rules of :mod:`planner.plans.safe_markdown`, as in the app.
 """
 
 from __future__ import annotations
 
-import re
-
 from planner.plans.report_doc import Report, Table
+from planner.plans.safe_markdown import md_code, md_fence, md_text
 from planner.units import format_seconds
-
-#: Characters escaped wherever they are (CommonMark renders ``\\x`` as ``x`` for ASCII punctuation).
-SPECIAL = frozenset("\\`*_{}[]()<>#!|~$:&@^")
-_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
-_WWW = re.compile(r"(?i)(www)\.")
-_LEADING = re.compile(r"^([-+=]|\d{1,9}(?=[.)]))")
-
-
-def _one_line(value) -> str:
-    return _BREAKS.sub(" ", str(value)).strip()
-
-
-def md_text(value) -> str:
-    """``value`` as Markdown that renders as exactly its text, on one line."""
-    out = "".join("\\" + ch if ch in SPECIAL else ch for ch in _one_line(value))
-    out = _WWW.sub(r"\1\\.", out)
-    m = _LEADING.match(out)
-    if m:
-        out = "\\" + out if not m.group(1).isdigit() else out[:m.end()] + "\\" + out[m.end():]
-    return out
-
-
-def md_code(value, in_table: bool = False) -> str:
-    """``value`` as an inline code span shown literally (in a table cell its pipes are escaped:
-    GFM splits the cells before it reads code spans)."""
-    text = _one_line(value)
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    span = f"{fence} {text} {fence}"
-    return span.replace("|", "\\|") if in_table else span
-
-
-def md_fence(text: str, info: str = "") -> str:
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{info}\n{text}\n{fence}"
 
 
 def md_table(table: Table, code_first: bool = False) -> str:

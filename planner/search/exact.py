@@ -82,7 +82,12 @@ def plan_exact(cm: CostModel, max_variables: int = MAX_VARIABLES, time_limit_s: 
     if not cm.cuts:
         return Plan({n: () for n in cm.planned}, "exact", time.perf_counter() - start)
     if dp_applies(cm):
-        strategies, predicted = plan_dp(cm)
+        from planner.cost.baseline import data_parallel_strategies
+        from planner.search.drec import plan_drec
+
+        # drec+'s plan bounds the optimum from above: the program drops what cannot beat it
+        known = plan_drec(cm, improved=True, data_parallel=data_parallel_strategies(cm)).strategies
+        strategies, predicted = plan_dp(cm, (known,))
         notes = ["exact by dynamic programming over layouts (the graph is a chain or a tree)"]
         priced = cm.total_seconds(strategies)
         if abs(priced - predicted) > 1e-9 * max(abs(priced), 1e-30):  # a cost term the program does not add up

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.cost.model import CostModel, Strategy
+from planner.cost.baseline import data_parallel_strategies
+from planner.search.exact_prune import SLACK, op_values, prune, upper_bound
 from planner.search.exact_tables import seconds
 
 TABLE_CELLS = 200_000  # layout pairs priced per numpy table (memory: a few arrays of this size)
@@ -226,9 +228,13 @@ def _partitions(items: list) -> list[list[list]]:
     return out
 
 
-def plan_dp(cm: CostModel) -> tuple[dict[str, Strategy], float]:
+def plan_dp(cm: CostModel, plans: tuple[dict[str, Strategy], ...] = ()) -> tuple[dict[str, Strategy], float]:
     """The cheapest plan of a forest-shaped cost model (:func:`dp_applies`) and its cost as the
-    dynamic program adds it up (equal to ``cm.total_seconds`` of the plan, up to rounding)."""
+    dynamic program adds it up (equal to ``cm.total_seconds`` of the plan, up to rounding).
+
+    The strategies no plan as cheap as a known one can use are dropped first
+    (:mod:`planner.search.exact_prune`): the data-parallel plan, the replicated one and ``plans``
+    (e.g. drec+'s) bound the optimum from above."""
     from planner.search.exact import all_strategies
 
     tensors = forest(cm)
@@ -236,19 +242,25 @@ def plan_dp(cm: CostModel) -> tuple[dict[str, Strategy], float]:
     if order is None:
         raise ValueError("plan_dp needs operators and tensors without a cycle (see dp_applies)")
     up = dict(order)
+    options = {n: all_strategies(cm, n) for n in cm.planned}
+    values = {n: op_values(cm, n, options[n]) for n in cm.planned}
+    bound = upper_bound(cm, [data_parallel_strategies(cm), cm.complete({})] + list(plans))
+    options, values = prune(options, values, bound)
+    floors = {n: float(v.min()) for n, v in values.items()}
+    below: dict[str, float] = {}  # per operator, the floors of its subtree's operators
     tables: dict[str, _Table] = {}
     for n, parent_tensor in order:  # children before parents
-        strategies = all_strategies(cm, n)
-        table = _Table(strategies, np.fromiter((cm.op_seconds(n, s) for s in strategies), dtype=float,
-                                               count=len(strategies)))
+        table = _Table(options[n], values[n])
+        below[n] = floors[n]
         for t in tensors.values():
             if t is parent_tensor or n not in t.members:
                 continue
+            below[n] += sum(below[m] for m in t.members if m != n)
             if t.producer == n:
                 _absorb_consumers(cm, t, n, table, tables)
             else:
                 _absorb_producer(cm, t, n, table, tables)
-        tables[n] = table
+        tables[n] = _cut(table, bound * (1 + SLACK) - (sum(floors.values()) - below[n]))
     chosen: dict[str, int] = {}
     total = 0.0
     for n, parent_tensor in reversed(order):  # parents before children
@@ -259,6 +271,20 @@ def plan_dp(cm: CostModel) -> tuple[dict[str, Strategy], float]:
         for of, picks in table.choices:
             chosen.update(picks[of[chosen[n]]])
     return {n: tables[n].strategies[chosen[n]] for n in cm.planned}, total
+
+
+def _cut(table: _Table, limit: float) -> _Table:
+    """Drop the strategies whose subtree value exceeds ``limit``: the bound minus the floors of the
+    operators outside the subtree. ``V_n(s)`` is the least cost of the subtree's operators and
+    tensors with ``n`` at ``s``; every other operator costs at least its floor and the tensor above
+    at least 0, so a plan with ``n`` at such an ``s`` costs more than the known plan's bound and is
+    not optimal. Parents then scan fewer source layouts. The lowest value is always kept."""
+    keep = table.values <= max(limit, float(table.values.min()))
+    if keep.all():
+        return table
+    index = np.flatnonzero(keep)
+    return _Table([table.strategies[i] for i in index], table.values[index],
+                  [(of[index], picks) for of, picks in table.choices])
 
 
 def _floor(cm: CostModel, t: _Tensor) -> float:

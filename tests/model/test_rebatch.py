@@ -18,32 +18,8 @@ import models  # tests/models.py
 from planner.onnx.rebinder import rebinder_for
 from planner.onnx.importer import ModelImportError, import_model
 
-E, N = 8, 16
+from rebatch_models import E, N, block  # tests/rebatch_models.py
 
-
-def block(b: int | str, s: int, symbolic: bool = False) -> onnx.ModelProto:
-    """x [B, S, E] -> Reshape [B*S, E] -> MatMul W [E, N] -> Reshape [B, S, N] -> Relu.
-
-    Static (``symbolic=False``): both Reshape targets are constants holding B, as
-    torch.onnx.export writes them. Symbolic: the batch is named 'batch' and the targets use -1."""
-    x_shape = ["batch", s, E] if symbolic else [b, s, E]
-    flat = [-1, E] if symbolic else [b * s, E]
-    unflat = [-1, s, N] if symbolic else [b, s, N]
-    nodes = [
-        helper.make_node("Constant", [], ["flat"], name="c0",
-                         value=helper.make_tensor("v0", TensorProto.INT64, [2], flat)),
-        helper.make_node("Reshape", ["x", "flat"], ["xf"], name="flatten"),
-        helper.make_node("MatMul", ["xf", "W"], ["h"], name="mm"),
-        helper.make_node("Reshape", ["h", "unflat"], ["h3"], name="unflatten"),
-        helper.make_node("Relu", ["h3"], ["y"], name="relu"),
-    ]
-    graph = helper.make_graph(
-        nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None if symbolic else [b, s, N])],
-        [helper.make_tensor("W", TensorProto.FLOAT, [E, N], [0.0] * (E * N)),
-         helper.make_tensor("unflat", TensorProto.INT64, [3], unflat)],
-        value_info=[] if symbolic else [helper.make_tensor_value_info("h3", TensorProto.FLOAT, [b, s, N])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
 def single_sample() -> onnx.ModelProto:
@@ -148,26 +124,10 @@ def test_plan_evaluate_export_with_batch_on_a_static_export(tmp_path, capsys):
     code, out, err = models.run_cli(["evaluate", str(path), "--plan", str(plan), "--batch", "128", "--machine",
                                      "machines/dgx_a100.yaml"], capsys)
     assert code == 0, err
-    assert "of 32 sample(s) per stage" in out
+    assert "of 32 samples per stage" in out
     code, out, err = models.run_cli(["export", str(plan), "--format", "dtensor", "--model", str(path),
                                      "--batch", "64"], capsys)
     assert code == 0, err
-
-
-def test_app_batch_field_rebatches_a_static_upload():
-    pytest.importorskip("streamlit")
-    from test_app import assert_clean, ctx, goto, run_app  # the explorer's AppTest helpers
-
-    at = run_app()
-    goto(at, "model")
-    at.file_uploader(key="mp_upload").upload("static.onnx", block(4, 3).SerializeToString()).run()
-    assert_clean(at)
-    assert ctx(at).dims == ["batch"]  # a static export gets a batch field
-    at.number_input(key="sb_bind_batch").set_value(64).run()
-    assert_clean(at)
-    c = ctx(at)
-    assert c.bindings == {"batch": 64}
-    assert c.graph.tensors["x"].shape == (64, 3, E)
 
 
 def test_app_static_upload_without_a_traceable_batch_has_no_batch_field():
