@@ -120,7 +120,7 @@ def story(result: PlanResult, machine_label: str | None = None) -> str:
     over pure data parallelism with the reason."""
     h = headline(result)
     first = (f"On {h['devices']:,} devices ({md_text(machine_text(result, machine_label))}) the planner splits "
-             f"{where_split(result)}.")
+             f"{md_text(where_split(result))}.")  # level names come from the machine: escaped
     dp_mem = result.data_parallel_memory
     sp = result.speedup_over_data_parallel
     if dp_mem is not None and not dp_mem.fits:

@@ -25,7 +25,7 @@ CACHES = frozenset({"_signature", "_memo", "_derived_cache"})
 FLOAT_TOLERANCE = 1e-12  # relative: FLOPs are products of sizes, rounded differently in another order
 
 
-class NotLinear(Exception):
+class _NotLinear(Exception):
     """A value of the graph that is not the same at both batches and not proportional to them."""
 
 
@@ -44,7 +44,7 @@ def scaled_graph(base: OperatorGraph, probe: OperatorGraph, value: int) -> Opera
         return None
     try:
         return _Scaler(b0, b1, value).walk(base, probe)
-    except NotLinear:
+    except _NotLinear:
         return None
 
 
@@ -58,10 +58,10 @@ class _Scaler:
         if a is b:
             return a
         if type(a) is not type(b):
-            raise NotLinear(f"{type(a).__name__} against {type(b).__name__}")
+            raise _NotLinear(f"{type(a).__name__} against {type(b).__name__}")
         if isinstance(a, (bool, str, Enum, frozenset, set)) or a is None:
             if a != b:
-                raise NotLinear(repr(a)[:80])
+                raise _NotLinear(repr(a)[:80])
             return a
         if isinstance(a, int):
             return self._int(a, b)
@@ -73,29 +73,29 @@ class _Scaler:
             return self._dict(a, b)
         if isinstance(a, nx.DiGraph):
             if list(a.nodes) != list(b.nodes) or list(a.edges(data=True)) != list(b.edges(data=True)):
-                raise NotLinear("the wiring differs")
+                raise _NotLinear("the wiring differs")
             return a
         if hasattr(a, "__dict__"):
             return self._object(a, b)
-        raise NotLinear(f"a {type(a).__name__} value")
+        raise _NotLinear(f"a {type(a).__name__} value")
 
     def _int(self, a: int, b: int) -> int:
         if a == b:
             return a
         if a * self.b1 != b * self.b0 or (a * self.value) % self.b0:
-            raise NotLinear(f"{a} at batch {self.b0}, {b} at batch {self.b1}")
+            raise _NotLinear(f"{a} at batch {self.b0}, {b} at batch {self.b1}")
         return a * self.value // self.b0
 
     def _float(self, a: float, b: float) -> float:
         if a == b:
             return a
         if abs(a * self.b1 - b * self.b0) > FLOAT_TOLERANCE * abs(b * self.b0):
-            raise NotLinear(f"{a} at batch {self.b0}, {b} at batch {self.b1}")
+            raise _NotLinear(f"{a} at batch {self.b0}, {b} at batch {self.b1}")
         return a * self.value / self.b0
 
     def _sequence(self, a, b):
         if len(a) != len(b):
-            raise NotLinear("sequences of different lengths")
+            raise _NotLinear("sequences of different lengths")
         out = [self.walk(x, y) for x, y in zip(a, b)]
         if all(x is y for x, y in zip(out, a)):
             return a
@@ -103,7 +103,7 @@ class _Scaler:
 
     def _dict(self, a: dict, b: dict) -> dict:
         if list(a) != list(b):
-            raise NotLinear("dictionaries with different keys")
+            raise _NotLinear("dictionaries with different keys")
         out = {k: self.walk(v, b[k]) for k, v in a.items()}
         if all(out[k] is v for k, v in a.items()):
             return a
@@ -113,7 +113,7 @@ class _Scaler:
         da = {k: v for k, v in a.__dict__.items() if k not in CACHES}
         db = {k: v for k, v in b.__dict__.items() if k not in CACHES}
         if list(da) != list(db):
-            raise NotLinear(f"{type(a).__name__}s with different fields")
+            raise _NotLinear(f"{type(a).__name__}s with different fields")
         changed = {}
         for k, v in da.items():
             w = self.walk(v, db[k])

@@ -12,8 +12,9 @@ def test_overview_and_strategy_name_the_plans_parallelism():
     captions = [rendered(c.value) for c in at.caption if c.value.startswith("Parallelism: ")]
     assert len(captions) == 1
     name = captions[0][len("Parallelism: "):]
-    # the default plan is pipelined (BERT-base on 64 x 8 A100): its stages are named
-    assert sched.stages > 1 and f"PP {sched.stages}" in name
+    # a pipelined plan names its stages; the default (BERT-base at 2,048 sequences on 64 x 8 A100) is
+    # one stage, and then no PP is named
+    assert (f"PP {sched.stages}" in name) if sched.stages > 1 else ("PP" not in name)
     goto(at, "strategy")
     assert_clean(at)
     terms = [rendered(m.value) for m in at.markdown if m.value.startswith("**In engineers' terms:**")]
