@@ -12,17 +12,9 @@ from planner.model.layers import Layers, find_layers
 __all__ = ["Layers", "dims_text", "layer_column_text", "layers_of", "op_parameters"]
 
 
-_LAYERS_CACHE: dict[int, tuple[OperatorGraph, Layers]] = {}
-
-
 def layers_of(graph: OperatorGraph) -> Layers:
-    hit = _LAYERS_CACHE.get(id(graph))
-    if hit is None or hit[0] is not graph:
-        hit = (graph, find_layers(graph))
-        if len(_LAYERS_CACHE) > 16:
-            _LAYERS_CACHE.clear()
-        _LAYERS_CACHE[id(graph)] = hit
-    return hit[1]
+    """:func:`planner.model.layers.find_layers` of a graph, computed once per graph (its memo)."""
+    return graph.memo("layers", None, lambda: find_layers(graph))
 
 
 def op_parameters(graph: OperatorGraph, name: str) -> int:

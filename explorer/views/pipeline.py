@@ -12,23 +12,14 @@ import plotly.graph_objects as go
 from explorer.figures import abbreviate, fit
 from explorer.views.layers import layers_of
 from planner.api import PlanResult
+from planner.plans.report_doc import configuration_text
 from planner.units import format_flop_count, format_seconds, gib, microseconds
 
 
 def configuration_label(result: PlanResult) -> str:
-    """``4 pipeline stages x 32 micro-batches of 48 · recomputation selective · ZeRO 1``."""
-    sched = result.schedule
-    o = result.options
-    stages = f"{sched.stages} pipeline stages" if sched.stages > 1 else "1 stage"
-    if sched.interleave > 1:
-        stages += f" ({sched.interleave} chunks per device)"
-    size = f" of {sched.micro_batch_size}" if sched.micro_batch_size else ""
-    parts = [f"{stages} x {sched.micro_batches} micro-batch{'es' if sched.micro_batches > 1 else ''}{size}"]
-    if o.mode == "train":
-        parts += [f"recomputation {sched.recompute}", f"ZeRO {sched.zero}"]
-        if o.overlap_gradient_sync:
-            parts.append("gradient sync overlapped")
-    return " · ".join(parts)
+    """``4 pipeline stages x 32 micro-batches of 48 · recomputation selective · ZeRO 1``: the
+    report's wording (:func:`planner.plans.report_doc.configuration_text`)."""
+    return configuration_text(result)
 
 
 def fullest_stage(result: PlanResult) -> int:

@@ -26,18 +26,11 @@ def strategy_label(result: PlanResult, name: str) -> str:
     return " · ".join(f"{d} x{f}" for d, f in splits.items()) or "replicated"
 
 
-_ROLES_CACHE: dict[int, tuple[OperatorGraph, dict]] = {}
 
 
 def roles_of(graph: OperatorGraph) -> dict[str, dict[str, str]]:
-    """:func:`planner.model.roles.dim_roles` of a graph, computed once per graph."""
-    hit = _ROLES_CACHE.get(id(graph))
-    if hit is None or hit[0] is not graph:
-        hit = (graph, dim_roles(graph))
-        if len(_ROLES_CACHE) > 16:
-            _ROLES_CACHE.clear()
-        _ROLES_CACHE[id(graph)] = hit
-    return hit[1]
+    """:func:`planner.model.roles.dim_roles` of a graph, computed once per graph (its memo)."""
+    return graph.memo("roles", None, lambda: dim_roles(graph))
 
 
 def role_label(result: PlanResult, name: str) -> str:
