@@ -17,7 +17,7 @@ input (Megatron-LM checkpoints one layer at a time), plus one layer's tensors wh
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from planner.cost import fp8
 from planner.cost.activations import loss_tensors, saved_tensors
@@ -29,13 +29,20 @@ from planner.options import DEFAULT_OPTIMIZER, FP8_INPUT_BYTES, OPTIMIZERS, Opti
 
 @dataclass
 class MemoryReport:
-    """Bytes per device; ``shortfall_bytes`` is how much is missing when it does not fit."""
+    """Bytes per device; ``shortfall_bytes`` is how much is missing when it does not fit.
+
+    ``activations`` is ``in_flight`` micro-batches of ``kept_per_micro_batch`` bytes, plus (full
+    recomputation) the ``recomputing`` layer's tensors, plus the ``logits`` the loss keeps once."""
 
     parameters: float
     gradients: float
     optimizer_state: float
     activations: float
     capacity: float
+    in_flight: float = field(default=1.0, compare=False)
+    kept_per_micro_batch: float = field(default=0.0, compare=False)
+    recomputing: float = field(default=0.0, compare=False)
+    logits: float = field(default=0.0, compare=False)
 
     @property
     def peak(self) -> float:
@@ -124,18 +131,19 @@ def checkpointed_segments(cm: CostModel, segments: list[list[str]]) -> list[list
     return merged
 
 
-def _activations(cm: CostModel, full: dict[str, Strategy], segments: list[list[str]], in_flight: float) -> float:
-    """Activation bytes of one device: ``in_flight`` micro-batches of what its backward passes keep,
-    the logits once (:func:`planner.cost.activations.loss_tensors`)."""
+def _activations(cm: CostModel, full: dict[str, Strategy], segments: list[list[str]],
+                 in_flight: float) -> tuple[float, float, float]:
+    """Activation bytes of one device, in three parts: what one micro-batch keeps (``in_flight`` of
+    them are held), the tensors of the layer being recomputed (full recomputation), and the logits
+    the loss keeps once (:func:`planner.cost.activations.loss_tensors`)."""
     ops = [n for seg in segments for n in seg]
     logits = sum(loss_tensors(cm, full, ops).values())
     if cm.recompute == "full":
         checkpoints = checkpointed_segments(cm, segments)
         kept = sum(_segment_inputs(cm, full, seg) for seg in checkpoints)
         recomputing = max(sum(saved_tensors(cm, full, seg, outputs=False).values()) for seg in checkpoints)
-        return in_flight * kept + recomputing + logits
-    return in_flight * sum(saved_tensors(cm, full, ops, drop_core=cm.recompute == "selective",
-                                         outputs=False).values()) + logits
+        return kept, recomputing, logits
+    return sum(saved_tensors(cm, full, ops, drop_core=cm.recompute == "selective", outputs=False).values()), 0.0, logits
 
 
 def zero3_working_set(cm: CostModel, full: dict[str, Strategy], ops: list[str]) -> tuple[float, float]:
@@ -208,4 +216,6 @@ def memory_per_device(cm: CostModel, plan: dict[str, Strategy], optimizer: str =
     if cm.zero == 3:
         gathered, gradient = zero3_working_set(cm, full, ops)
         params, grads = params + gathered, grads + gradient
-    return MemoryReport(params, grads, state, _activations(cm, full, segments, in_flight), capacity)
+    kept, recomputing, logits = _activations(cm, full, segments, in_flight)
+    return MemoryReport(params, grads, state, in_flight * kept + recomputing + logits, capacity,
+                        in_flight, kept, recomputing, logits)
