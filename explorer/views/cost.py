@@ -11,12 +11,12 @@ from explorer.safe_markdown import md_text
 from explorer.views.layers import dims_text
 from explorer.views.splits import strategy_label
 from planner.api import PlanResult
+from planner.cost.formula_text import costliest, operator_parts
 from planner.units import format_flop_count, microseconds
 
 
 def heaviest_operator(result: PlanResult) -> str:
-    cost = result.cost
-    return max(result.cost_model.planned, key=lambda n: sum(cost.op_seconds(n).values()))
+    return costliest(result)[0]
 
 
 def trace_table(result: PlanResult, name: str) -> pd.DataFrame | None:
@@ -55,12 +55,15 @@ _TERM_COLORS = {"compute": "#4C78A8", "communication": "#F58518", "redistributio
 
 
 def op_cost_figure(result: PlanResult, top: int = 30) -> go.Figure:
-    """Stacked bars of compute, communication and redistribution for the costliest operators."""
-    cost = result.cost
-    names = sorted(result.cost_model.planned, key=lambda n: -sum(cost.op_seconds(n).values()))[:top]
+    """Stacked bars of compute, exposed communication and redistribution for the costliest
+    operators: compute plus communication is the total of the operator's card on the Cost page
+    (:func:`planner.cost.formula_text.operator_parts`: what the overlaps hide is not drawn)."""
+    names = costliest_operators(result)[:top]
+    parts = {n: operator_parts(result, n) for n in names}
     fig = go.Figure()
     for term in ("compute", "communication", "redistribution"):
-        fig.add_trace(go.Bar(y=names, x=[microseconds(cost.op_seconds(n)[term]) for n in names], name=term,
+        fig.add_trace(go.Bar(y=names, x=[microseconds(parts[n][term]) for n in names],
+                             name="communication (exposed)" if term == "communication" else term,
                              orientation="h", marker_color=_TERM_COLORS[term]))
     fig.update_layout(barmode="stack", height=max(320, 18 * len(names) + 100), xaxis_title=f"µs {cost_unit(result)}",
                       yaxis=dict(name_axis(names), autorange="reversed", tickfont=dict(size=10)))
@@ -89,9 +92,9 @@ def level_cost_figure(result: PlanResult) -> go.Figure:
 
 
 def costliest_operators(result: PlanResult) -> list[str]:
-    """The planned operators, costliest first."""
-    cost = result.cost
-    return sorted(result.cost_model.planned, key=lambda n: -sum(cost.op_seconds(n).values()))
+    """The planned operators, costliest first by what their card and bar show (the operator's
+    own time, overlaps taken off, with its redistribution)."""
+    return costliest(result)
 
 
 def operator_caption(result: PlanResult, name: str) -> str:
