@@ -12,7 +12,7 @@ from explorer.views.layers import dims_text
 from explorer.views.splits import strategy_label
 from planner.api import PlanResult
 from planner.cost.formula_text import costliest, operator_parts
-from planner.units import format_flop_count, microseconds
+from planner.units import SECOND_UNITS, US, format_flop_count, microseconds
 
 
 def heaviest_operator(result: PlanResult) -> str:
@@ -43,6 +43,13 @@ def trace_table(result: PlanResult, name: str) -> pd.DataFrame | None:
                                        "redistribution (µs)", "total (µs)", "chosen"])
 
 
+#: Under D-Rec's decisions: what a cut is (the table's "cut 0…5, node factor 2" rows).
+TRACE_CAPTION = ("A cut is one split of a machine level into a factor (a level of 64 nodes is six cuts of factor 2); "
+                 "D-Rec decides one cut at a time, outermost first, choosing which dimension (if any) to split by "
+                 "that factor. At each step: the candidates, their own cost, the redistribution with neighbours "
+                 "already decided, and the winner (✓).")
+
+
 def traced_operators(result: PlanResult) -> list[str]:
     seen = []
     for entry in getattr(result.plan, "trace", None) or []:
@@ -51,7 +58,7 @@ def traced_operators(result: PlanResult) -> list[str]:
     return seen
 
 
-_TERM_COLORS = {"compute": "#4C78A8", "communication": "#F58518", "redistribution": "#E45756"}
+_TERM_COLORS = {"compute": "#4C78A8", "communication": "#F58518", "redistribution": "#E45756", "hidden": "#9D9D9D"}
 
 
 def op_cost_figure(result: PlanResult, top: int = 30) -> go.Figure:
@@ -88,7 +95,23 @@ def level_cost_figure(result: PlanResult) -> go.Figure:
         fig.add_trace(go.Bar(x=cats, y=[0.0] + [microseconds(v[term]) for v in by_level.values()], name=term,
                              marker_color=_TERM_COLORS[term]))
     fig.update_layout(barmode="stack", height=320, yaxis_title=f"µs {cost_unit(result)}")
+    _hidden_bar(fig, result)
     return fit(fig)
+
+
+def _hidden_bar(fig: go.Figure, result: PlanResult) -> None:
+    """The communication the overlaps hide behind compute, drawn below zero (the bars then add up to
+    the iteration, as the report's cost table and the command line's ``iteration`` line do); the
+    axis's unit is read from its title (``µs per iteration``)."""
+    s = result.cost.seconds()
+    hidden = s["total"] - result.total_seconds
+    if result.pipelined or hidden <= 1e-9 * s["total"]:
+        return
+    title = fig.layout.yaxis.title.text or "µs"
+    scale = dict(SECOND_UNITS).get(title.split(" ", 1)[0], US)
+    fig.add_trace(go.Bar(x=["hidden behind compute"], y=[-hidden / scale], name="hidden behind compute (overlap)",
+                         marker_color=_TERM_COLORS["hidden"]))
+    fig.update_layout(barmode="relative")
 
 
 def costliest_operators(result: PlanResult) -> list[str]:
