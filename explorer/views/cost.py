@@ -7,12 +7,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from explorer.figures import fit, name_axis
+from planner.cost.formula_text import costliest, operator_parts
 from explorer.safe_markdown import md_text
 from explorer.views.layers import dims_text
 from explorer.views.splits import strategy_label
 from planner.api import PlanResult
-from planner.cost.formula_text import costliest, operator_parts
-from planner.units import SECOND_UNITS, US, format_flop_count, microseconds
+from planner.units import format_flop_count, microseconds
 
 
 def heaviest_operator(result: PlanResult) -> str:
@@ -83,6 +83,32 @@ def cost_unit(result: PlanResult) -> str:
     return "per micro-batch" if result.pipelined else "per iteration"
 
 
+def _with_hidden_bar(figure):
+    """Adds to a figure of the plan's time per level the communication the overlaps hide behind
+    compute, drawn below zero, so that the bars add up to the iteration (as the report's cost
+    table and the command line's ``iteration`` line do); the axis's unit is read from its title
+    (``µs per iteration``)."""
+    from functools import wraps
+
+    from planner.units import SECOND_UNITS, US
+
+    @wraps(figure)
+    def drawn(result: PlanResult) -> go.Figure:
+        fig = figure(result)
+        s = result.cost.seconds()
+        hidden = s["total"] - result.total_seconds
+        if result.pipelined or hidden <= 1e-9 * s["total"]:
+            return fig
+        scale = dict(SECOND_UNITS).get((fig.layout.yaxis.title.text or "µs").split(" ", 1)[0], US)
+        fig.add_trace(go.Bar(x=["hidden behind compute"], y=[-hidden / scale], name="hidden behind compute",
+                             marker_color=_TERM_COLORS["hidden"]))
+        fig.update_layout(barmode="relative")
+        return fig
+
+    return drawn
+
+
+@_with_hidden_bar
 def level_cost_figure(result: PlanResult) -> go.Figure:
     """Communication and redistribution per machine level (of a stage), with compute on the devices."""
     s = result.cost.seconds()
@@ -95,23 +121,7 @@ def level_cost_figure(result: PlanResult) -> go.Figure:
         fig.add_trace(go.Bar(x=cats, y=[0.0] + [microseconds(v[term]) for v in by_level.values()], name=term,
                              marker_color=_TERM_COLORS[term]))
     fig.update_layout(barmode="stack", height=320, yaxis_title=f"µs {cost_unit(result)}")
-    _hidden_bar(fig, result)
     return fit(fig)
-
-
-def _hidden_bar(fig: go.Figure, result: PlanResult) -> None:
-    """The communication the overlaps hide behind compute, drawn below zero (the bars then add up to
-    the iteration, as the report's cost table and the command line's ``iteration`` line do); the
-    axis's unit is read from its title (``µs per iteration``)."""
-    s = result.cost.seconds()
-    hidden = s["total"] - result.total_seconds
-    if result.pipelined or hidden <= 1e-9 * s["total"]:
-        return
-    title = fig.layout.yaxis.title.text or "µs"
-    scale = dict(SECOND_UNITS).get(title.split(" ", 1)[0], US)
-    fig.add_trace(go.Bar(x=["hidden behind compute"], y=[-hidden / scale], name="hidden behind compute (overlap)",
-                         marker_color=_TERM_COLORS["hidden"]))
-    fig.update_layout(barmode="relative")
 
 
 def costliest_operators(result: PlanResult) -> list[str]:
