@@ -291,8 +291,6 @@ def latex_lines(expr, constants: dict | None = None, flops_symbol=None, bucket_b
     """A cost formula made readable, one term per line (compute first, then each level's bytes
     and latencies; a long roofline over several lines) in a KaTeX ``aligned`` block; the gradient
     bucket as ``S_bucket`` (:func:`named_buckets`)."""
-    import sympy
-
     expr = readable(named_buckets(expr, bucket_bytes), constants)
     terms = _terms(expr, flops_symbol)
     lines = [line for t in terms for line in _term_latex(t, flops_symbol)]
