@@ -86,7 +86,8 @@ def latex_terms(cm: CostModel, name: str, strategy: tuple) -> str:
         number = format_seconds_in(abs(v), unit).split(" ", 1)[0]
         sign = ("= -" if v < 0 else "= ") if k == 0 else ("- " if v < 0 else "+ ")
         parts.append(f"&{sign}\\underbrace{{{number}\\,{latex_unit}}}_{{\\text{{{label}}}}}")
-    parts.append(f"&= {format_seconds_in(total, unit).split(' ', 1)[0]}\\,{latex_unit}")
+    if len(terms) > 1:  # the total the terms add up to (one term is the total already)
+        parts.append(f"&= {format_seconds_in(total, unit).split(' ', 1)[0]}\\,{latex_unit}")
     return "\\begin{aligned}" + "\\\\".join(parts) + "\\end{aligned}"
 
 

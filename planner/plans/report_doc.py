@@ -340,12 +340,15 @@ def formulas(result: PlanResult, top: int = FORMULA_OPERATORS) -> list[Formula]:
 
 def terms_text(formula: Formula) -> str:
     """``= 25.5 µs (compute) + 92.9 µs (node bytes) + ... - 17 µs (hidden behind backward compute)
-    = 168 µs``: the terms of one formula in the unit of its total, which they add up to."""
+    = 168 µs``: the terms of one formula in the unit of its total, which they add up to (``= 6.94 µs
+    (compute)`` for one term)."""
     unit = seconds_unit(formula.seconds)
     parts = []
     for k, (label, v) in enumerate(formula.terms):
         sign = ("-" if v < 0 else "") if k == 0 else (" - " if v < 0 else " + ")
         parts.append(f"{sign}{format_seconds_in(abs(v), unit)} ({label})")
+    if len(parts) == 1:  # one term is the total already
+        return f"= {parts[0]}"
     return f"= {''.join(parts)} = {format_seconds_in(formula.seconds, unit)}"
 
 
