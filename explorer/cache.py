@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from explorer.cache_budget import Sized, deep_size
+from explorer.default_plan import shipped_result
 from explorer.sources import ModelSource
 from planner.api import PlanOptions, PlanResult, evaluate_plan, plan_model, reprice_plan
 from planner.machine.tree import Machine
@@ -215,6 +216,10 @@ class PlanCache:
         a pool, else here. drec+ also starts from ``hints``, by default the plans already made
         for what-if variants of the machine (:meth:`_hints`)."""
         def compute():
+            shipped = shipped_result(request.key, graph, request.machine, request.options,
+                                     lambda: self.rebinder(request.source))  # the default view's, made ahead
+            if shipped is not None:
+                return shipped
             start = self._hints(request) if hints is None else hints
             if self.pool is not None:
                 with self._lock:
