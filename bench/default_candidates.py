@@ -30,14 +30,19 @@ from planner.units import format_bytes, format_seconds, format_speedup  # noqa: 
 
 #: (sample, batch, sequence, machine preset)
 CANDIDATES = [
-    ("bert_base", 2048, 128, "dgx_a100_64nodes"),
+    ("bert_base", 2048, 128, "dgx_a100_64nodes"),  # the default before
     ("bert_large", 4096, 128, "dgx_a100_64nodes"),
     ("bert_large", 1024, 512, "h100_cluster"),
     ("gpt2_small", 2048, 1024, "dgx_a100_64nodes"),
     ("gpt2_small", 512, 1024, "ascend910_16x8"),
     ("llama3_8b", 1024, 128, "dgx_a100_64nodes"),
-    ("llama3_8b", 512, 2048, "h100_cluster"),
-    ("llama3_8b", 256, 4096, "selene"),
+    ("llama3_8b", 1024, 512, "dgx_a100_64nodes"),
+    ("llama3_8b", 1024, 1024, "dgx_a100_64nodes"),  # the default now
+    ("llama3_8b", 512, 2048, "dgx_a100_64nodes"),
+    ("llama3_8b", 2048, 1024, "dgx_a100_64nodes"),
+    ("llama3_8b", 512, 4096, "dgx_a100_64nodes"),
+    ("llama3_8b", 1024, 1024, "h100_cluster"),
+    ("llama3_8b", 1024, 2048, "selene"),
 ]
 
 
