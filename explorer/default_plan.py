@@ -23,6 +23,7 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
+from explorer.cache_budget import Sized, deep_size
 from explorer.sources import DEFAULT_BINDINGS, DEFAULT_MACHINE, DEFAULT_SAMPLE, SAMPLES_DIR, sample_source
 from planner.api import PlanOptions, PlanResult, evaluate_plan, plan_model
 from planner.machine.tree import Machine, load_preset
@@ -62,6 +63,16 @@ def shipped_data(key: tuple, path: Path = SHIPPED) -> dict | None:
     return data if data is not None and data.get("request_key") == normal_key(key) else None
 
 
+def answers_model(sha256: str, bindings_key: tuple, path: Path = SHIPPED) -> bool:
+    """Whether the shipped plan is for this model file (sha256) and bindings (sorted pairs): its
+    graph is then imported in the server process, with no planning worker to start for it."""
+    try:
+        data = _read(path, path.stat().st_mtime)
+    except OSError:
+        return False
+    return data is not None and data.get("request_key", [None, None])[:2] == normal_key((sha256, bindings_key))
+
+
 def shipped_result(key: tuple, graph: OperatorGraph, machine: Machine, options: PlanOptions,
                    rebinder: Callable[[], Rebinder] | None = None, path: Path = SHIPPED) -> PlanResult | None:
     """The plan of the request ``key`` (its ``graph``, ``machine`` and ``options``) read from the
@@ -76,6 +87,16 @@ def shipped_result(key: tuple, graph: OperatorGraph, machine: Machine, options: 
     plan = replace(result.plan, search_seconds=float(data.get("search_seconds") or 0.0),
                    trace=list(data.get("trace", [])))
     return replace(result, plan=plan, notes=[*data.get("notes", []), NOTE], tried=list(data.get("tried", [])))
+
+
+def shipped_sized(key: tuple, graph: OperatorGraph, machine: Machine, options: PlanOptions,
+                  rebinder: Callable[[], Rebinder] | None = None, path: Path = SHIPPED) -> Sized | None:
+    """:func:`shipped_result` with the bytes it keeps alive as measured when the file was written
+    (``result_bytes``), so that the cache need not walk it (:mod:`explorer.cache_budget`)."""
+    result = shipped_result(key, graph, machine, options, rebinder, path)
+    if result is None:
+        return None
+    return Sized(result, int(shipped_data(key, path).get("result_bytes") or deep_size(result)))
 
 
 def default_request():
@@ -107,6 +128,7 @@ def shipped_json(result: PlanResult, request) -> dict:
     out["tried"] = list(result.tried)
     out["trace"] = list(result.plan.trace)  # the Cost page's decision trace (drec, drec+)
     out["ops"] = [{"name": op["name"], "cuts": op["cuts"]} for op in data["ops"]]
+    out["result_bytes"] = deep_size(result)  # what the explorer's cache charges it (explorer/cache_budget.py)
     return out
 
 
