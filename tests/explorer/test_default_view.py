@@ -126,3 +126,14 @@ def test_shares_never_read_zero_percent():
     assert format_percent(0.022) == "2.2%" and format_percent(0.6) == "60%" and format_percent(1) == "100%"
     assert format_percent(0.5318, 2) == "53%" and format_percent(0) == "0%"
     assert format_percent(None) == "–"
+
+
+def test_the_time_by_level_reads_in_the_unit_of_its_largest_bar(shipped):
+    from explorer.views.cost import level_cost_figure
+
+    r, _ = shipped
+    fig = level_cost_figure(r).to_plotly_json()
+    # a 0.6 s iteration: its half-second of compute reads in ms (not "500k" µs)
+    assert 0.1 < r.cost.seconds()["compute"] < 1
+    assert fig["layout"]["yaxis"]["title"]["text"] == "ms per iteration"
+    assert fig["data"][0]["y"][0] == pytest.approx(r.cost.seconds()["compute"] * 1e3)
