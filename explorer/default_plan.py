@@ -5,13 +5,13 @@ The file (:data:`SHIPPED`, gzip-compressed plan JSON, about 40 KB) is what ``pla
 its operators cut down to their names and cuts, plus the request it answers (``request_key``: the
 model's sha256, the bindings, the machine and the options asked for, as
 :class:`explorer.cache.PlanRequest` keys it), the search's notes, the configurations it
-priced (``tried``) and D-Rec's decision trace (the Cost page's table). It is read through the planner's plan-file path
-(:func:`planner.plans.plan_json.parse_plan_text`, :func:`planner.api.evaluate_plan`): only an
-identical request gets it (another model file, binding, machine or option plans as usual), and the
-result is the plan the search makes, priced by the same evaluator (``tests/explorer/
-test_default_plan.py`` re-plans and compares to 1e-9, so a change of the cost model or the search
-that moves the default's plan fails there until the file is written again:
-``python -m explorer.default_plan``).
+priced (``tried``) and D-Rec's decision trace (the Cost page's table). It is read through the
+planner's plan-file path (:func:`planner.plans.plan_json.parse_plan_text`,
+:func:`planner.api.evaluate_plan`): only an identical request gets it (another model file,
+binding, machine or option plans as usual; a missing or unreadable file too), and the result is
+the plan the search makes, priced by the same evaluator (``tests/explorer/test_default_view.py``
+re-plans and compares to 1e-9, so a change of the cost model or the search that moves the
+default's plan fails there until the file is written again: ``python -m explorer.default_plan``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from planner.api import PlanOptions, PlanResult, evaluate_plan, plan_model
 from planner.machine.tree import Machine, load_preset
 from planner.model.graph import OperatorGraph
 from planner.model.rebind import Rebinder
-from planner.plans.plan_json import merge_recorded_options, parse_plan_text
+from planner.plans.plan_json import PlanFileError, merge_recorded_options, parse_plan_text
 from planner.plans.report import plan_to_json
 
 #: The default view's plan (``python -m explorer.default_plan`` writes it again).
@@ -48,10 +48,9 @@ def normal_key(key: tuple) -> list:
 @lru_cache(maxsize=2)
 def _read(path: Path, mtime: float) -> dict | None:
     try:
-        raw = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError, gzip.BadGzipFile):
+        return parse_plan_text(gzip.decompress(path.read_bytes()), f"shipped plan {path.name}")
+    except (OSError, EOFError, gzip.BadGzipFile, PlanFileError):  # then the default is planned as usual
         return None
-    return parse_plan_text(raw, f"shipped plan {path.name}")
 
 
 def shipped_data(key: tuple, path: Path = SHIPPED) -> dict | None:

@@ -68,6 +68,9 @@ def test_a_missing_or_corrupt_file_plans_as_usual(tmp_path):
     bad = tmp_path / "bad.json.gz"
     bad.write_bytes(b"not gzip")
     assert shipped_data(request.key, bad) is None
+    not_json = tmp_path / "not_json.json.gz"
+    not_json.write_bytes(gzip.compress(b"{not json"))
+    assert shipped_data(request.key, not_json) is None
     good = tmp_path / "good.json.gz"
     good.write_bytes(SHIPPED.read_bytes())
     data = json.loads(gzip.decompress(good.read_bytes()))
