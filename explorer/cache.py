@@ -25,6 +25,7 @@ from explorer.cache_budget import Sized, deep_size
 from explorer.sources import ModelSource
 from planner.api import PlanOptions, PlanResult, evaluate_plan, plan_model, reprice_plan
 from planner.machine.tree import Machine
+from planner.options import ConfigError
 from planner.model.graph import OperatorGraph
 from planner.model.rebatch import planning_dims
 from planner.model.rebind import Rebinder
@@ -243,6 +244,20 @@ class PlanCache:
         figures at once, while the re-planned one (:meth:`result`) is made."""
         return self._memo(self._results, ("repriced", current.key[2]) + request.key,
                           lambda: reprice_plan(graph, self.result(current, graph), request.machine))
+
+    def repriced_if_possible(self, request: PlanRequest, graph: OperatorGraph,
+                             current: PlanRequest) -> PlanResult | None:
+        """:meth:`repriced` when it answers at once: None when ``request`` is ``current``, its
+        machine has other levels (names, arities: another device count or tree shape), the plan of
+        ``current`` is not cached (it would be planned first), or re-pricing does not cover the
+        plan (a context-parallel one)."""
+        shape = [[(lv.name, lv.arity) for lv in r.machine.levels] for r in (request, current)]
+        if request.key == current.key or shape[0] != shape[1] or not self.has_result(current):
+            return None
+        try:
+            return self.repriced(request, graph, current)
+        except ConfigError:
+            return None
 
     def evaluate(self, request: PlanRequest, graph: OperatorGraph, plan_json: dict, plan_sha: str) -> PlanResult:
         """An uploaded plan file scored on ``request``'s model, machine and options."""
