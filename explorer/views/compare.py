@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from explorer.figures import abbreviate, devices_axis, fit, time_log_axis
 from explorer.options import error_text
-from explorer.views.machine import machine_with_devices, replan_gain
+from explorer.views.machine import machine_with_devices, replan_gain  # noqa: F401 - the what-if panel says it too
 from explorer.views.pipeline import configuration_label
 from explorer.views.splits import strategy_shape
 from planner.api import PlanResult
