@@ -188,7 +188,10 @@ def repriced_edit(ctx, before: dict | None) -> PlanResult | None:
     not to links or the device (another device count or tree shape), or there is nothing to re-price."""
     if before is None or ctx.graph is None or before.get("result") is None:
         return None
-    return ctx.cache.repriced_if_possible(ctx.request(), ctx.graph, ctx.request(machine=before["machine"]))
+    current = ctx.request(machine=before["machine"])
+    if not ctx.cache.has_result(current) or ctx.cache.result(current, ctx.graph) is not before["result"]:
+        return None  # the options changed since (the plan before is not this request's): nothing to re-price
+    return ctx.cache.repriced_if_possible(ctx.request(), ctx.graph, current)
 
 
 def repriced_text(repriced: PlanResult, before: dict) -> str:

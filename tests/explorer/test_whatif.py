@@ -174,3 +174,18 @@ def test_outer_arities_are_powers_of_two_with_the_current_one():
     big = Machine.from_dict({**machine.to_dict(), "levels": [dict(machine.to_dict()["levels"][0], arity=2),
                                                              dict(machine.to_dict()["levels"][1], arity=4096)]})
     assert outer_arities(big)[1][-1] == 256  # 256 x 4096 = 2**20 devices at most
+
+
+def test_an_option_changed_after_a_machine_edit_is_not_shown_as_a_repricing():
+    at = app("machine")
+    at.selectbox(key="sb_algorithm").set_value("data_parallel").run()  # cached on the machine before the edit
+    at.selectbox(key="sb_algorithm").set_value("drec").run()
+    at.session_state[f"mc_levels_{at.session_state['machine_version']}"] = {
+        "edited_rows": {1: {"bandwidth (GB/s)": 5.0}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert "Current plan on the edited machine" in metrics(at)
+    at.selectbox(key="sb_algorithm").set_value("data_parallel").run()  # the plan before was drec's
+    clean(at)
+    shown = metrics(at)
+    assert "Current plan on the edited machine" not in shown
+    assert shown["Iteration time"] == format_seconds(at.session_state["_ctx"].result.total_seconds)
