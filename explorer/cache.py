@@ -25,7 +25,10 @@ from explorer.cache_budget import Sized, deep_size
 from explorer.sources import ModelSource
 from planner.api import PlanOptions, PlanResult, evaluate_plan, plan_model, reprice_plan
 from planner.machine.tree import Machine
-from planner.options import ConfigError
+from planner.limits import LimitError
+from planner.options import ConfigError, OptionsError
+from planner.search.exact import SearchTooLargeError
+from planner.search.megatron import NotATransformerError
 from planner.model.graph import OperatorGraph
 from planner.model.rebatch import planning_dims
 from planner.model.rebind import Rebinder
@@ -33,6 +36,11 @@ from planner.onnx.importer import ModelImportError, import_model, load_model_pro
 from planner.onnx.rebinder import rebinder_for
 
 Progress = Callable[[float, str], None] | None
+
+#: A plan the planner refuses for what was asked (too large for the exact search, not a
+#: transformer, options that contradict each other): the same request is refused again, so the
+#: refusal is kept (the Compare page's table asks for every algorithm on every run).
+REFUSALS = (SearchTooLargeError, NotATransformerError, OptionsError, LimitError)
 
 
 def bindings_key(bindings: dict[str, int]) -> tuple:
@@ -125,6 +133,7 @@ class PlanCache:
                          else _LRU(result_entries))
         self._sweeps = _LRU(math.inf, weight=deep_size, max_weight=sweep_bytes)
         self._models = _LRU(math.inf, weight=len, max_weight=graph_bytes)  # uploads' weight-free bytes, for the pool
+        self._refusals = _LRU(256)  # request key -> the planner's refusal of it (REFUSALS)
         self._rebinders = _LRU(2)  # the last models' Rebinders: each keeps its micro-batch graphs for the next plan
         self.pool = None  # a explorer.plan_pool.PlanPool: plans are made in its worker processes
         self._lock = threading.Lock()
@@ -225,7 +234,17 @@ class PlanCache:
                                           request.options, start)
             return plan_model(graph, request.machine, request.options, progress, hints=start,
                               rebinder=self.rebinder(request.source))
-        return self._memo(self._results, ("result",) + request.key, compute, "result")
+        key = ("result",) + request.key
+        with self._lock:
+            refused = self._refusals.get(key)
+        if refused is not None:
+            raise refused.with_traceback(None)
+        try:
+            return self._memo(self._results, key, compute, "result")
+        except REFUSALS as exc:
+            with self._lock:
+                self._refusals.put(key, exc)
+            raise
 
     def _hints(self, request: PlanRequest, most: int = 3) -> list[dict]:
         """Plans already made for the same model and options on machines with the same cut

@@ -189,3 +189,26 @@ def test_an_option_changed_after_a_machine_edit_is_not_shown_as_a_repricing():
     shown = metrics(at)
     assert "Current plan on the edited machine" not in shown
     assert shown["Iteration time"] == format_seconds(at.session_state["_ctx"].result.total_seconds)
+
+
+def test_the_cache_keeps_a_refusal_instead_of_planning_it_again(monkeypatch):
+    """The Compare page asks for every algorithm on every run (each what-if move): a request the
+    planner refused (Megatron's layout on an MLP, not a transformer) is refused again at once."""
+    import explorer.cache as cache_module
+    from planner.search.megatron import NotATransformerError
+
+    calls = []
+    original = cache_module.plan_model
+    monkeypatch.setattr(cache_module, "plan_model", lambda *a, **k: calls.append(1) or original(*a, **k))
+    src, bindings = sample_source("mlp"), {"batch": 64}
+    cache = PlanCache()
+    graph = cache.graph(src, bindings)
+    request = PlanRequest(src, bindings, load_preset("a100_2x8_slow"), PlanOptions(algorithm="megatron"))
+    for _ in range(2):
+        try:
+            cache.result(request, graph)
+        except NotATransformerError:
+            pass
+        else:
+            raise AssertionError("megatron planned an MLP")
+    assert len(calls) == 1
