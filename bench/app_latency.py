@@ -246,10 +246,10 @@ def repriced_what_if(runs: int) -> tuple[list[float], list[float], float]:
     use re-priced on the changed machine (:func:`planner.api.reprice_plan`, what
     ``PlanCache.repriced`` returns): wall and CPU seconds per run, and, for scale, the CPU seconds
     of re-planning once (``plan_model``)."""
-    from explorer.sources import DEFAULT_BINDINGS, DEFAULT_MACHINE, sample_source
+    from explorer.sources import DEFAULT_BINDINGS, DEFAULT_MACHINE, DEFAULT_SAMPLE, sample_source
     from planner.api import reprice_plan
 
-    source = sample_source("bert_base")
+    source = sample_source(DEFAULT_SAMPLE)
     rebinder = rebinder_for(source.path)
     graph = import_model(rebinder.model, dict(DEFAULT_BINDINGS))
     machine = load_preset(DEFAULT_MACHINE)
