@@ -229,3 +229,9 @@ def describe_layers(layers: list[MoELayer]) -> str:
         key = (layer.form, layer.experts, layer.top_k)
         parts[key] = parts.get(key, 0) + 1
     return "; ".join(f"{n} MoE layer(s), {form}: {e} experts, top-{k}" for (form, e, k), n in parts.items())
+
+
+def moe_notes(graph: OperatorGraph) -> list[str]:
+    """What the import did with the gathered MoE layers of a real export
+    (:mod:`planner.onnx.moe_rewrite`): rewritten into the stacked form, or left as written and why."""
+    return [w for w in graph.warnings if w.startswith(("MoE:", "MoE not rewritten"))]
