@@ -44,10 +44,8 @@ TWO_EXPORTERS = HF_FAMILIES + TORCH_FAMILIES
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory):
-    c = Corpus(tmp_path_factory.mktemp("real_exports"))
-    yield c
-    print(f"\nreal-export corpus: {len(c._exports)} exports in {c.seconds:.1f} s")
+def corpus(real_corpus):  # tests/conftest.py: one corpus per session
+    return real_corpus
 
 
 def _xfail(reason: str):

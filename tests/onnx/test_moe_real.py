@@ -25,7 +25,7 @@ from planner.onnx.rebinder import rebinder_for
 from planner.options import PlanOptions
 from planner.plans.parallelism import describe
 from planner.search.configurations import evaluate_configuration
-from real_exports import EXPORTERS, HIDDEN, INTERMEDIATE, LAYERS, Corpus
+from real_exports import EXPORTERS, HIDDEN, INTERMEDIATE, LAYERS, MOE_FFN, SHARED_FFN
 
 E, K, H, F = 4, 2, HIDDEN, INTERMEDIATE
 FIXED = dict(precision="bf16", recompute="none", zero=0)
@@ -33,8 +33,8 @@ REWRITTEN = f"MoE: {E} experts, top-{K}, rewritten from the gathered form ({LAYE
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return Corpus(tmp_path_factory.mktemp("moe_real"))
+def corpus(real_corpus):  # tests/conftest.py: shared with tests/test_real_exports.py
+    return real_corpus
 
 
 def _path(corpus, exporter):
@@ -47,6 +47,8 @@ def test_rewritten_with_the_parameters_and_flops_by_hand(corpus, exporter, monke
     assert [n.startswith(REWRITTEN) for n in moe_notes(graph)] == [True]
     layers = find_moe_layers(graph)
     assert [(m.form, m.experts, m.top_k) for m in layers] == [("stacked", E, K)] * LAYERS
+    # by hand: embedding and lm_head 2 x 96 x 32; per layer attention 32 x (32 + 16 + 16 + 32), two norms
+    # 2 x 32, router 32 x 4, experts 30,720; final norm 32: 6,144 + 2 x 33,984 + 32 = 74,144
     assert graph.parameter_count == corpus.get("mixtral", exporter).torch_parameters == 74_144
     t = 4 * 128
     experts = [op.flops for name, op in graph.operators.items() if name.endswith(("experts.gate_up", "experts.down"))]
@@ -66,6 +68,25 @@ def test_inspect_and_the_default_plan_say_so(corpus, exporter, capsys):
     assert f"moe          {REWRITTEN}" in capsys.readouterr().out
     assert main(["plan", path, "--machine", "machines/dgx_a100.yaml", "--bind", "batch=16", "--bind", "seq=128"]) == 0
     assert f"moe          {REWRITTEN}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_qwen2_moe_is_rewritten_and_its_shared_expert_stays_dense(corpus, exporter):
+    """Qwen2-MoE (4 routed experts of FFN 40, top-2, one shared expert of FFN 56 with a sigmoid gate).
+    Parameters by hand: embedding and lm_head 2 x 96 x 32; per layer attention with q, k, v biases
+    3,136, norms 64, router 128, routed experts 4 x 80 x 32 + 4 x 32 x 40 = 15,360, shared expert
+    3 x 32 x 56 = 5,376 and its gate 32; final norm 32: 6,144 + 2 x 24,096 + 32 = 54,368."""
+    export = corpus.get("qwen2_moe", exporter)
+    graph = import_model(str(export.path), {"batch": 4, "seq": 128})
+    assert moe_notes(graph) == [REWRITTEN + ": expert parallelism available"]
+    assert graph.parameter_count == export.torch_parameters == 54_368
+    t, f = 4 * 128, MOE_FFN
+    experts = [op.flops for name, op in graph.operators.items() if name.endswith(("experts.gate_up", "experts.down"))]
+    assert sum(experts) == LAYERS * (2 * t * K * H * 2 * f + 2 * t * K * f * H) == 15_728_640
+    shared = [name for name, op in graph.operators.items() if op.op_type in ("MatMul", "Gemm")
+              and any(graph.tensors[u.tensor].shape in ((H, SHARED_FFN), (SHARED_FFN, H)) for u in op.inputs)]
+    assert len(shared) == 3 * LAYERS  # gate, up and down of the shared expert, as exported
+    assert not any("moe_rewrite" in name for name in shared)
 
 
 def _machine(flops=1e14, node_bw=1e10, latency=1e-5) -> Machine:
