@@ -95,9 +95,7 @@ def _build(model: onnx.ModelProto, values: dict[str, int], name: str) -> tuple[o
         model = check_graph(model)
         model = without_transposed_copies(model)  # a tied embedding exported twice (unstripped file)
         table = infer_shapes(model, values)
-        model, notes = rewrite_gathered_moe(model, table.shapes)  # planner.onnx.moe_rewrite
-        if any(n.startswith("MoE:") for n in notes):
-            table = infer_shapes(model, values)
+        model, table, notes = _rewrite_moe(model, table, values)
         onnx_validate.check_unresolved(model, operator_names(model.graph.node), table.shapes)
         graph = _Builder(model, table, name).build()
         graph.warnings[:0] = notes
@@ -113,6 +111,17 @@ def _build(model: onnx.ModelProto, values: dict[str, int], name: str) -> tuple[o
             f"the model could not be imported ({type(exc).__name__}: {exc}); it is probably corrupt: "
             "check it with onnx.checker.check_model or export it again"
         ) from None
+
+
+def _rewrite_moe(model: onnx.ModelProto, table: ShapeTable, values: dict[str, int]):
+    """Gathered MoE layers in the stacked form (:mod:`planner.onnx.moe_rewrite`), shapes inferred
+    again; a rewrite that fails leaves the model as written, with a note, never the import."""
+    try:
+        rewritten, notes = rewrite_gathered_moe(model, table.shapes)
+        return (model, table, notes) if rewritten is model else (rewritten, infer_shapes(rewritten, values), notes)
+    except Exception as exc:  # noqa: BLE001 - an unforeseen export must still import, as written
+        return model, table, [f"MoE not rewritten ({type(exc).__name__}: {exc}); planned as written, "
+                              "without expert parallelism"]
 
 
 def require_bound(graph: OperatorGraph) -> None:

@@ -182,3 +182,14 @@ def test_another_routing_is_planned_as_written_with_a_note(tmp_path, top_k, reas
     assert [m.form for m in find_moe_layers(graph)] == (["gathered"] if top_k < 4 else [])
     assert main(["inspect", str(path)]) == 0
     assert f"moe          {note}" in capsys.readouterr().out
+
+
+def test_a_failing_rewrite_leaves_the_export_as_written(corpus, monkeypatch):
+    def broken(model, shapes):
+        raise ValueError("an export nobody foresaw")
+
+    monkeypatch.setattr(importer, "rewrite_gathered_moe", broken)
+    graph = import_model(_path(corpus, "torchscript"), {"batch": 4, "seq": 128})
+    assert moe_notes(graph) == ["MoE not rewritten (ValueError: an export nobody foresaw); planned as written, "
+                                "without expert parallelism"]
+    assert [m.form for m in find_moe_layers(graph)] == ["gathered"] * LAYERS
