@@ -118,7 +118,7 @@ if what_if != m:
 st.subheader("Across device counts")
 counts = view.SWEEP_DEVICE_COUNTS
 st.caption(f"The what-if machine scaled from {counts[0]} to {counts[-1]:,} devices by its outermost level "
-           f"({md_text(m.levels[0].name)}); dashed lines mark where the kind of parallelism per level changes.")
+           f"({md_text(m.levels[0].name)}); a marker shows each count where the kind of parallelism per level changes.")
 request = ctx.request(machine=what_if)
 sweep = ctx.cache.cached_sweep(request, counts)
 if sweep is None:

@@ -24,7 +24,7 @@ state.seed("mc_preset", ctx.machine_label if ctx.machine_label in presets else N
 top = st.columns([2, 3])
 top[0].selectbox("Preset", presets, key="mc_preset", on_change=state.on_preset, args=("mc_preset",),
                  placeholder="custom machine", help="machines/*.yaml")
-top[1].markdown(f"**In use:** {md_code(ctx.machine_label)} — {md_text(machine.summary())}")
+top[1].markdown(f"**In use:** {md_code(view.machine_label_text(machine, ctx.machine_label))} — {md_text(machine.summary())}")
 if errors.get("preset"):
     st.error(md_text(errors["preset"]))
 
@@ -88,7 +88,7 @@ m1, m2, m3 = st.columns(3)
 m1.metric("Devices", f"{machine.num_devices:,}")
 m2.metric("Device peak (TFLOP/s)", format_number(fields["peak_tflops"]))
 m3.metric("Device memory (GiB)", format_number(fields["memory_gib"]))
-st.plotly_chart(view.machine_tree_figure(machine), key="mc_tree")
+st.plotly_chart(view.machine_tree_figure(machine, label=ctx.machine_label), key="mc_tree")
 st.caption("Cut schedule (D-Rec splits the machine one prime at a time, outermost level first): "
            + (", ".join(md_text(cut) for cut in view.cut_schedule(machine)) or "none (one device)"))
 

@@ -200,7 +200,7 @@ def what_if_metrics(current: PlanResult, alt: PlanResult) -> dict:
         "iteration": format_seconds(alt.total_seconds),
         "iteration_delta": None if abs(delta) < 1e-15 else format_delta_seconds(delta),
         "speedup": format_speedup(alt.speedup_over_data_parallel),
-        "changed": "n/a (other cuts)" if changed is None else f"{changed:,}",
+        "changed": "all (other machine shape)" if changed is None else f"{changed:,}",
         "shape": strategy_shape(alt), "current_shape": strategy_shape(current),
         "search": format_seconds(alt.plan.search_seconds),
     }

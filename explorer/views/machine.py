@@ -124,7 +124,13 @@ def machine_with_devices(machine: Machine, devices: int) -> Machine | None:
     return machine.with_level(0, arity=devices // inner)
 
 
-def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int = 300) -> go.Figure:
+def machine_label_text(machine: Machine, label: str) -> str:
+    """The machine in use named for people: the preset's name, or ``<name> (edited)`` once edited."""
+    return f"{machine.name} (edited)" if label == "custom" else label
+
+
+def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int = 300,
+                        label: str | None = None) -> go.Figure:
     """An icicle of the machine tree, one colour per level, every drawn node the same width.
 
     A level with more than ``expand_up_to`` children per parent draws its first two, one block
@@ -132,7 +138,8 @@ def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int 
     as quickly and as legibly as an 8-device one; hover a block for its level's link figures.
     """
     level_colors = ["#4C78A8", "#72B7B2", "#54A24B", "#EECA3B", "#F58518", "#B279A2"]
-    ids, labels, parents, colors, hovers = ["root"], [f"{machine.name}: {machine.num_devices:,} devices"], [""], \
+    root = machine.name if label is None else machine_label_text(machine, label)
+    ids, labels, parents, colors, hovers = ["root"], [f"{root}: {machine.num_devices:,} devices"], [""], \
         ["#555555"], [machine.summary()]
     frontier = ["root"]
     for depth, lv in enumerate(machine.levels):
