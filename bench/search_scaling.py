@@ -75,10 +75,11 @@ def issue_rows(layers: list[int], repeat: int, fold: bool = True) -> None:
     print(f"GPT-3 175B shape, batch 1536, seq 2048, 512 x 8 A100 = 4096 GPUs; median of {repeat} run(s); {path}")
     print(f"{'measure':<20} {'layers':>6} {'wall s':>8} {'cpu s':>8} {'target':>8} {'ratio':>6}  plan")
     walls: dict[tuple[str, int], float] = {}
+    cpus: dict[tuple[str, int], float] = {}
     for label, options in (("default", PlanOptions()), ("one configuration", ONE_CONFIGURATION)):
         for n in layers:
             wall, cpu, r = time_plan(n, options, repeat, fold)
-            walls[(label, n)] = wall
+            walls[(label, n)], cpus[(label, n)] = wall, cpu
             s = r.schedule
             target = TARGETS.get((label, n))
             ratio = f"{wall / target:.2f}" if target else ""
@@ -90,7 +91,8 @@ def issue_rows(layers: list[int], repeat: int, fold: bool = True) -> None:
             ratio = walls[(label, 192)] / walls[(label, 96)]
             target = f" (target <= {RATIO_TARGET}x: ratio to target {ratio / RATIO_TARGET:.2f})" \
                 if label == "default" else ""
-            print(f"{label}: 192 layers / 96 layers = {ratio:.2f}x{target}")
+            cpu_ratio = cpus[(label, 192)] / cpus[(label, 96)]
+            print(f"{label}: 192 layers / 96 layers = {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU{target}")
 
 
 def search_table(layers: list[int], devices: list[int], repeat: int, algorithms: list[str], fold: bool = True) -> None:

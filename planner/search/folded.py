@@ -75,7 +75,18 @@ def _search(cm: CostModel, algorithm: str, progress: Progress, hints, fold: bool
                          hints=[folded.fold(h) for h in hints or []] or None, size=len(order), total=total)
     seconds = prices.get(tuple(plan.strategies.values()))
     plan.strategies = folded.unfold(plan.strategies, order)
+    plan.trace = _unfolded_trace(plan.trace, folded)
     return plan, seconds
+
+
+def _unfolded_trace(trace: list[dict], folded: Folded) -> list[dict]:
+    """The decision trace with each representative's decisions repeated for its left-out copies
+    (they would have made the same), so that every operator's decisions can be shown."""
+    copies: dict[str, list[str]] = {}
+    for copy_name, rep in folded.source.items():
+        copies.setdefault(rep, []).append(copy_name)
+    return [entry if name == entry["operator"] else {**entry, "operator": name}
+            for entry in trace for name in (entry["operator"], *copies.get(entry["operator"], ()))]
 
 
 def plan_stage(cm: CostModel, algorithm: str, progress: Progress = None,

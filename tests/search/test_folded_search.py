@@ -132,3 +132,16 @@ def test_without_repeated_layers_the_full_path_is_taken():
     assert folding_of(cm, "drec+") is None
     fast, full = search_folded(cm, "drec+"), search_folded(cm, "drec+", fold=False)
     same_answer(fast, full, cm)
+
+
+def test_the_trace_covers_every_copy():
+    """The explorer shows each operator's decisions: a left-out copy has its representative's."""
+    graph = import_model(gpt_decoder(14, hidden=512, heads=8, ffn=2048, vocab=1000, max_pos=256),
+                         {"batch": 64, "seq": 256})
+    cm = cost_model_for(graph, sixteen_nodes(), PlanOptions())
+    folding = folding_of(cm, "drec")
+    trace = search_folded(cm, "drec").trace
+    full = search_folded(cm, "drec", fold=False).trace
+    key = lambda e: (e["cut"], e["operator"], e["chosen"])  # noqa: E731
+    assert sorted(map(key, trace)) == sorted(map(key, full))
+    assert {e["operator"] for e in trace} >= set(folding.source) & {e["operator"] for e in full}
