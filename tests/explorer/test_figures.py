@@ -168,3 +168,15 @@ def test_nothing_is_drawn_above_the_plot_where_the_legend_is(pipelined):
     assert [i for i, label in enumerate(labels) if label.endswith("(slowest)")] == [times.index(max(times))]
     for fig in (stages, timeline.timeline_figure(timeline.plan_timeline(pipelined))):
         assert all(a.yref != "paper" or a.y < 1 for a in fig.layout.annotations)
+
+
+def test_an_edited_machine_is_named_edited_in_the_tree_and_the_label():
+    """A trial found 'In use: custom' beside a tree still titled with the preset's name: both now
+    say which machine it was and that it was edited; a preset keeps its own name."""
+    from planner.machine.tree import load_preset
+
+    m = load_preset("dgx_a100")
+    assert machine.machine_label_text(m, "custom") == f"{m.name} (edited)"
+    assert machine.machine_label_text(m, "dgx_a100") == "dgx_a100"
+    root = machine.machine_tree_figure(m, label="custom").data[0].labels[0]
+    assert root == f"{m.name} (edited): {m.num_devices:,} devices"
