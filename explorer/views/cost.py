@@ -12,7 +12,7 @@ from explorer.safe_markdown import md_text
 from explorer.views.layers import dims_text
 from explorer.views.splits import strategy_label
 from planner.api import PlanResult
-from planner.units import SECOND_UNITS, common_scale, format_flop_count, microseconds
+from planner.units import SECOND_UNITS, clean_float, common_scale, format_flop_count, microseconds
 
 
 def heaviest_operator(result: PlanResult) -> str:
@@ -20,27 +20,26 @@ def heaviest_operator(result: PlanResult) -> str:
 
 
 def trace_table(result: PlanResult, name: str) -> pd.DataFrame | None:
-    """D-Rec's decisions for one operator: at each recorded step the candidates and the winner."""
+    """D-Rec's decisions for one operator: at each recorded step the candidates and the winner,
+    the three time columns in one unit, that of the largest figure (ms, not 10,593,372 µs)."""
     trace = getattr(result.plan, "trace", None) or []
+    entries = [e for e in trace if e.get("operator") == name]
+    keys = ("op_seconds", "redistribution_seconds", "total_seconds")
+    unit, scale = common_scale([c.get(k, float("nan")) for e in entries for c in e.get("candidates", []) for k in keys],
+                               SECOND_UNITS)
+    heads = [f"operator ({unit})", f"redistribution ({unit})", f"total ({unit})"]
     rows = []
-    step = 0
-    for entry in trace:
-        if entry.get("operator") != name:
-            continue
-        step += 1
+    for step, entry in enumerate(entries, start=1):
         for cand in entry.get("candidates", []):
             rows.append({
                 "step": step, "cut": entry.get("cut"), "level": entry.get("level"), "factor": entry.get("factor"),
                 "candidate": cand.get("dim") or "not split",
-                "operator (µs)": microseconds(cand.get("op_seconds", float("nan"))),
-                "redistribution (µs)": microseconds(cand.get("redistribution_seconds", float("nan"))),
-                "total (µs)": microseconds(cand.get("total_seconds", float("nan"))),
+                **{h: clean_float(cand.get(k, float("nan")) / scale) for h, k in zip(heads, keys)},
                 "chosen": (cand.get("dim") == entry.get("chosen")),
             })
     if not trace:
         return None
-    return pd.DataFrame(rows, columns=["step", "cut", "level", "factor", "candidate", "operator (µs)",
-                                       "redistribution (µs)", "total (µs)", "chosen"])
+    return pd.DataFrame(rows, columns=["step", "cut", "level", "factor", "candidate", *heads, "chosen"])
 
 
 #: Under D-Rec's decisions: what a cut is (the table's "cut 0…5, node factor 2" rows).

@@ -112,3 +112,20 @@ def test_the_d_rec_table_says_what_a_cut_is():
 
     cm = CostModel(import_model(MLP, {"batch": 8}), machine)
     assert [c.factor for c in cm.cuts if machine.levels[c.level].name == "node"] == [2] * 6
+
+
+def test_the_drec_table_reads_its_times_in_one_unit_that_fits_the_largest(planned):
+    """A trial found '10593372 µs' in D-Rec's table: its three time columns share the unit of the
+    table's largest figure, so that figure reads between 1 and 1,000 of it, and the values are the
+    trace's seconds divided by that unit."""
+    name = next(e["operator"] for e in planned.plan.trace if e.get("candidates"))
+    table = cost.trace_table(planned, name)
+    cols = [c for c in table.columns if c.startswith(("operator (", "redistribution (", "total ("))]
+    assert len(cols) == 3 and len({c.split("(")[1] for c in cols}) == 1
+    unit = cols[0].split("(")[1].rstrip(")")
+    scale = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9}[unit]
+    biggest = max(c.get(k, 0.0) for e in planned.plan.trace if e.get("operator") == name
+                  for c in e["candidates"] for k in ("op_seconds", "redistribution_seconds", "total_seconds"))
+    assert 1 <= biggest / scale < 1000
+    assert table[cols[2]].max() == pytest.approx(max(
+        c["total_seconds"] for e in planned.plan.trace if e.get("operator") == name for c in e["candidates"]) / scale)
