@@ -1,12 +1,13 @@
 """Predicted against measured: Table 5 of Korthikanti et al., "Reducing Activation Recomputation
 in Large Transformer Models" (2022), a table no constant of the planner was fitted to.
 
-    python bench/validate_korthikanti.py [--machine machines/selene.yaml] [--models 22B 175B ...] [--json OUT.json]
+    python bench/validate_korthikanti.py [--machine machines/selene.yaml] [--ceiling C] [--models 22B 175B ...] [--json OUT.json]
 
 Each row is a hand-made configuration priced as ``python -m planner evaluate --tp --pp --dp``
 would price it, on ``machines/selene.yaml`` with only the node count changed (the same file and
 constants as ``bench/validate_megatron.py``, whose SC21 Table 2 the one calibrated constant,
-``compute_efficiency`` 0.75, was fitted to). The models are the generator's GPT
+``compute_efficiency`` 0.808, the ceiling each matrix multiply's tile and wave quantisation is
+applied to, was fitted on; nothing here feeds back into it). The models are the generator's GPT
 (``sample_models.synthetic.gpt_decoder``) with training-mode dropout, sequence 2048, vocabulary
 51,200, bf16, Adam, data parallel 1, tensor parallel 8; two measurements per model: full
 recomputation without sequence parallelism, and sequence parallelism with selective
@@ -66,12 +67,14 @@ ROWS = [
 ]
 
 
-def predict(row: Row, machine_path: Path) -> dict:
+def predict(row: Row, machine_path: Path, ceiling: float | None = None) -> dict:
     proto = gpt_decoder(row.layers, row.hidden, row.heads, 4 * row.hidden, VOCAB, SEQ, dropout=DROPOUT)
     graph = import_model(proto, {"batch": 1, "seq": SEQ}, name=f"gpt_{row.model}")
     rebinder = rebinder_for(proto, name=f"gpt_{row.model}")
     graphs: dict = {}  # the model bound per batch, shared by the two configurations
     machine = load_machine(machine_path).with_level(0, arity=row.gpus // 8)
+    if ceiling is not None:  # a what-if: the shipped figure is the one fitted on SC21 Table 2
+        machine = machine.with_device(compute_efficiency=ceiling)
     data = row.gpus // (TENSOR * row.pipeline)
     out = {"model": row.model, "gpus": row.gpus,
            "config": f"t{TENSOR} p{row.pipeline} v{row.interleave} d{data} b{row.micro_batch} B{row.batch}"}
@@ -93,6 +96,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machine", type=Path, default=ROOT / "machines" / "selene.yaml")
     parser.add_argument("--models", nargs="*", default=[r.model for r in ROWS], help="rows to price (default: all)")
+    parser.add_argument("--ceiling", type=float, help="price with this compute_efficiency instead of the file's")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     start = time.perf_counter()
@@ -103,7 +107,7 @@ def main() -> int:
     for row in ROWS:
         if row.model not in args.models:
             continue
-        r = predict(row, args.machine)
+        r = predict(row, args.machine, args.ceiling)
         rows.append(r)
         cells = []
         for key in ("full", "sp_selective"):
@@ -115,8 +119,10 @@ def main() -> int:
     errors = [abs(r[k]["error"]) for r in rows for k in ("full", "sp_selective")]
     ratios = [abs(r["predicted_ratio"] - r["measured_ratio"]) for r in rows]
     if rows:
-        print(f"worst error {max(errors):.1%}; worst ratio difference {max(ratios):.3f}; "
-              f"'!' marks a predicted memory over capacity; {time.perf_counter() - start:.0f} s")
+        print(f"worst error {max(errors):.1%}; {sum(e <= 0.10 for e in errors)} of {len(errors)} figures within 10% "
+              f"(target: all); worst ratio difference {max(ratios):.3f}, {sum(d <= 0.05 for d in ratios)} of "
+              f"{len(ratios)} within 0.05 (target: all); '!' marks a predicted memory over capacity; "
+              f"{time.perf_counter() - start:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

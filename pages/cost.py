@@ -19,6 +19,7 @@ r = ctx.result
 ops = view.costliest_operators(r)
 op = st.selectbox("Operator (costliest first)", ops, key="co_op")
 st.caption(view.operator_caption(r, op))
+st.markdown(view.efficiency_text(r, op))
 
 st.subheader("Cost formula per candidate split")
 st.markdown(
@@ -77,6 +78,11 @@ if sched.stages > 1:
 if r.options.mode == "train":
     st.markdown("**Communication hidden behind compute, and exposed** (per iteration; the overlaps are in the sidebar)")
     st.dataframe(**table(view.overlap_table(r)), hide_index=True)
+efficiency = view.efficiency_table(r)
+if not efficiency.empty:
+    st.markdown("**Compute efficiency of the costliest matrix products** (ceiling × tile × wave quantisation; "
+                "*of peak*: the FLOPs over the compute time, lower where the memory roofline binds)")
+    st.dataframe(**table(efficiency), hide_index=True, height=240)
 left, right = st.columns([3, 2])
 with left:
     top = st.slider("Operators shown", 5, min(100, len(ops)) if len(ops) > 5 else 5, min(25, len(ops)), key="co_top",

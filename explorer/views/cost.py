@@ -1,7 +1,9 @@
 """The Cost page: D-Rec's decisions for one operator, the costliest operators, the cost per
-machine level, and what an operator's cost covers."""
+machine level, what an operator's cost covers, and each matrix product's compute efficiency."""
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -12,7 +14,9 @@ from explorer.safe_markdown import md_text
 from explorer.views.layers import dims_text
 from explorer.views.splits import strategy_label
 from planner.api import PlanResult
-from planner.units import SECOND_UNITS, clean_float, common_scale, format_flop_count, microseconds
+from planner.cost.efficiency import describe
+from planner.plans.report import op_splits
+from planner.units import SECOND_UNITS, clean_float, common_scale, format_flop_count, format_number, microseconds
 
 
 def heaviest_operator(result: PlanResult) -> str:
@@ -146,3 +150,58 @@ def overlap_table(result: PlanResult) -> pd.DataFrame:
     rows = result.schedule.overlap_breakdown()
     return pd.DataFrame([{"communication": r["communication"], "hidden (µs)": microseconds(r["hidden_seconds"]),
                           "exposed (µs)": microseconds(r["exposed_seconds"])} for r in rows])
+
+
+def _efficiency(result: PlanResult, name: str) -> dict | None:
+    cm = result.cost_model
+    if name not in result.plan.strategies:
+        return None
+    return describe(cm.machine.device, result.graph.operators[name], op_splits(result, name))
+
+
+def _achieved(result: PlanResult, name: str) -> float | None:
+    """FLOPs run over compute seconds, as a fraction of the datasheet peak (the roofline included)."""
+    cm = result.cost_model
+    seconds = result.cost.op_seconds(name)["compute"]
+    passes = 1 if cm.mode != "train" else (4 if cm.recomputed(name) else 3)
+    local = result.graph.operators[name].flops * passes / max(1, math.prod(op_splits(result, name).values()))
+    return local / (seconds * cm.machine.device.peak_flops) if seconds > 0 else None
+
+
+def efficiency_text(result: PlanResult, name: str) -> str:
+    """The operator's compute efficiency with its formula, in Markdown (planner.cost.efficiency)."""
+    device = result.cost_model.machine.device
+    e = _efficiency(result, name)
+    achieved = _achieved(result, name)
+    reach = f" It runs at {format_number(100 * achieved)}% of peak here." if achieved is not None else ""
+    if e is None:
+        why = ("the device has no tile_rows, tile_cols and multiprocessors" if device.multiprocessors is None
+               else "not a matrix product")
+        return (f"Compute efficiency: the ceiling {format_number(100 * device.compute_efficiency)}% ({why}), "
+                f"or the memory roofline when its bytes take longer.{reach}")
+    tr, tc = e["tile"]
+    return (f"Compute efficiency = ceiling × tile × wave = {format_number(100 * device.compute_efficiency)}% × "
+            f"{format_number(e['tile_quantisation'], 3)} × {format_number(e['wave_quantisation'], 3)} = "
+            f"**{format_number(100 * e['efficiency'])}%**: {e['batch']} × {e['m']} × {e['n']} output in "
+            f"{tr} × {tc} tiles (tile = useful / padded), {e['tiles']} tiles in {e['waves']} waves of "
+            f"{e['multiprocessors']} multiprocessors (wave = tiles / (waves × multiprocessors)); the memory "
+            f"roofline applies after it.{reach}")
+
+
+def efficiency_table(result: PlanResult, top: int = 30) -> pd.DataFrame:
+    """The costliest matrix products' efficiency: shape, tiles, waves, the two factors, the
+    efficiency and the share of peak they run at (memory-bound ones lower)."""
+    rows = []
+    for name in costliest_operators(result):
+        e = _efficiency(result, name)
+        if e is None:
+            continue
+        achieved = _achieved(result, name)
+        rows.append({"operator": name, "output (batch × m × n)": f"{e['batch']} × {e['m']} × {e['n']}",
+                     "tiles": e["tiles"], "waves": e["waves"], "tile": round(e["tile_quantisation"], 3),
+                     "wave": round(e["wave_quantisation"], 3), "efficiency (%)": round(100 * e["efficiency"], 1),
+                     "of peak (%)": round(100 * achieved, 1) if achieved is not None else None})
+        if len(rows) == top:
+            break
+    return pd.DataFrame(rows, columns=["operator", "output (batch × m × n)", "tiles", "waves", "tile", "wave",
+                                       "efficiency (%)", "of peak (%)"])

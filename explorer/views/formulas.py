@@ -123,8 +123,10 @@ def machine_symbols_text(result: PlanResult) -> str:
     mem = m.device.memory_bandwidth_Bps
     memory = (f" and ${formula_text.MEMORY_BANDWIDTH}$ its memory bandwidth "
               f"({format_number(gbps(mem))} GB/s)" if mem else "")
+    tiles = (" (a matrix product's FLOPs are divided by its tile × wave quantisation $q$: it runs at "
+             "$F q$, shown under the operator)" if m.device.multiprocessors is not None else "")
     return (f"$F$ is a device's effective compute rate ({format_number(tflops(m.device.effective_flops))} "
-            f"TFLOP/s here){memory}; $g_l$ is the time per byte sent at level $l$ (1 over its bandwidth) "
+            f"TFLOP/s here, the ceiling){tiles}{memory}; $g_l$ is the time per byte sent at level $l$ (1 over its bandwidth) "
             f"and $L_l$ the latency of one superstep there: {levels}.")
 
 

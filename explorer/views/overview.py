@@ -176,6 +176,10 @@ def story(result: PlanResult, machine_label: str | None = None) -> str:
                  else "data parallelism moves nothing between devices")
         why = (f"with this batch each device has enough samples that computing dominates and {cheap}: "
                "try a smaller batch, slower links or a bigger model")
+    elif result.options.mode != "train":  # no gradients: only the per-device work can be cheaper
+        why = ("pure data parallelism moves nothing between devices but runs each operator whole on its share of "
+               "the batch, while this plan's split operators run closer to peak or read less memory per device "
+               "(the Cost page shows each one's efficiency), more than paying for the communication it adds")
     else:
         why = _model_split_reason(result)
     versus = (f"a speed-up of **{h['speedup']}** over" if sp >= 0.98 else f"**{h['speedup']}** the speed of")

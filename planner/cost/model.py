@@ -32,7 +32,7 @@ from planner.cost.gradients import consumer_counts, gradient_roots, sync_traffic
 from planner.model.graph import Operator, OperatorGraph, OpKind, TensorRole, TensorUse
 from planner.machine.tree import Machine
 from planner.cost.redistribution import charged_edges
-from planner.cost import fp8, overlap, sequence_parallel
+from planner.cost import efficiency, fp8, overlap, sequence_parallel
 from planner.errors import PlannerError
 from planner.options import (DEFAULT_BUCKET_MB, PRECISION_BYTES, check_bucket_mb, check_memory_options,
                              check_mode_and_precision)
@@ -421,6 +421,10 @@ class CostModel:
         self._halos(info, strategy, split, recomputed, local_bytes, comm)
         return OpCost(compute, comm, grad_sync, gathers)
 
+    def quantisation(self, name: str, split: dict[str, int]) -> float:
+        """The operator's tile x wave quantisation under ``split``: its efficiency over the ceiling."""
+        return efficiency.operator_quantisation(self.machine.device, self.graph.operators[name], split)
+
     def _add_traffic(self, vec, traffic: dict) -> None:
         """Add ``{level: (bytes, supersteps)}`` to a cost vector's ``g_l`` and ``L_l`` entries."""
         for level, (nbytes, steps) in traffic.items():
@@ -428,9 +432,13 @@ class CostModel:
             vec[1 + self.num_levels + level] += steps
 
     def _work(self, info: _OpInfo, split: dict[str, int], flops, local_bytes):
-        """One pass's local work: the roofline, the larger of the FLOPs and the memory traffic (in
-        FLOP-equivalents, when the device has a memory bandwidth)."""
+        """One pass's local work: the roofline, the larger of the FLOPs over the shape's
+        quantisation (planner.cost.efficiency) and the memory traffic (in FLOP-equivalents, when the
+        device has a memory bandwidth)."""
         work = flops / (math.prod(split.values()) if split else 1)
+        q = self.quantisation(info.op.name, split)
+        if q != 1:
+            work = work / q
         in_fp8 = info.op.name in self.fp8_ops  # at the FP8 peak, its inputs 1 byte (planner.cost.fp8)
         if in_fp8:
             work = work * self.fp8_ratio

@@ -70,7 +70,7 @@ _EXPECTED = {
     "machine": "a mapping with keys name, device, levels, e.g. machines/dgx_a100.yaml",
     "name": "a non-empty string naming the machine, e.g. 'dgx_a100'",
     "device": "a mapping with keys name, peak_flops, memory_bytes[, compute_efficiency, "
-    "memory_bandwidth_Bps, peak_flops_fp8], "
+    "memory_bandwidth_Bps, peak_flops_fp8, tile_rows, tile_cols, multiprocessors], "
     "e.g. {name: A100, peak_flops: 312e12, memory_bytes: 80e9}",
     "levels": "a non-empty list of levels, outermost first, "
     "e.g. [{name: node, arity: 2, bandwidth_Bps: 25e9, latency_s: 1e-5}]",
@@ -79,12 +79,17 @@ _EXPECTED = {
     "device.name": "a non-empty string naming the device, e.g. 'A100'",
     "peak_flops": "a positive number of FLOP/s, e.g. 312e12",
     "memory_bytes": "a positive number of bytes, e.g. 80e9",
-    "compute_efficiency": "a number in (0, 1], the fraction of peak FLOP/s that large kernels "
-    "reach, e.g. 0.6",
+    "compute_efficiency": "a number in (0, 1), the fraction of peak FLOP/s that large kernels "
+    "reach (the ceiling; 1 is allowed for what-ifs), e.g. 0.75",
     "memory_bandwidth_Bps": "a positive number of bytes per second between the device and its "
     "memory (HBM), e.g. 2.039e12 for an A100 80GB; leave it out to price every operator by its FLOPs",
     "peak_flops_fp8": "a positive number of FLOP/s of dense FP8 matrix multiplies (the datasheet's "
     "figure without sparsity), e.g. 1979e12 for an H100 SXM; leave it out on a device without FP8",
+    "tile_rows": "a whole number from 1 to 1024, the rows of a matrix multiply's output tile "
+    "(the tensor-core tile a kernel pads to), e.g. 128; give tile_rows, tile_cols and multiprocessors together",
+    "tile_cols": "a whole number from 1 to 1024, the columns of a matrix multiply's output tile, e.g. 128",
+    "multiprocessors": "a whole number from 1 to 100000, the streaming multiprocessors (or AI cores) "
+    "one wave of tiles runs on, e.g. 108 for an A100 SXM, 132 for an H100 SXM",
     "level.name": "a non-empty string naming the level, e.g. 'node' or 'gpu'",
     "arity": f"a whole number of children per parent, from 1 to {MAX_DEVICES}, e.g. 8",
     "bandwidth_Bps": "a positive number of bytes per second (per device, per direction), "
@@ -93,7 +98,11 @@ _EXPECTED = {
 }
 
 _MACHINE_KEYS = ("name", "device", "levels")
-_DEVICE_KEYS = ("name", "peak_flops", "memory_bytes", "compute_efficiency", "memory_bandwidth_Bps", "peak_flops_fp8")
+_DEVICE_OPTIONAL = ("compute_efficiency", "memory_bandwidth_Bps", "peak_flops_fp8", "tile_rows", "tile_cols",
+                    "multiprocessors")
+_DEVICE_KEYS = ("name", "peak_flops", "memory_bytes") + _DEVICE_OPTIONAL
+_QUANTISATION = ("tile_rows", "tile_cols", "multiprocessors")  # planner.cost.efficiency; all or none
+_WHOLE_LIMITS = {"arity": MAX_DEVICES, "tile_rows": 1024, "tile_cols": 1024, "multiprocessors": 100000}
 _DEVICE_REQUIRED = ("name", "peak_flops", "memory_bytes")
 _LEVEL_KEYS = ("name", "arity", "bandwidth_Bps", "latency_s")
 
@@ -174,9 +183,9 @@ def _positive_invertible(value: Any, path: str, rule: str) -> float:
     return number
 
 
-def _arity(value: Any, path: str) -> int:
-    """Read an arity: a whole number, written as an int, an integral float (8.0) or a string."""
-    rule = "arity"
+def _whole(value: Any, path: str, rule: str) -> int:
+    """Read a whole number (an arity, a tile side, a count of multiprocessors), written as an int,
+    an integral float (8.0) or a string, from 1 to its rule's limit."""
     if isinstance(value, bool):
         raise _fail(path, rule, value, "a boolean is not a number")
     if isinstance(value, numbers.Integral):
@@ -197,8 +206,8 @@ def _arity(value: Any, path: str) -> int:
             arity = int(number)
     if arity < 1:
         raise _fail(path, rule, value, "must be >= 1")
-    if arity > MAX_DEVICES:
-        raise _fail(path, rule, value, f"more than {MAX_DEVICES} devices")
+    if arity > _WHOLE_LIMITS[rule]:
+        raise _fail(path, rule, value, f"more than {_WHOLE_LIMITS[rule]}")
     return arity
 
 
@@ -282,6 +291,9 @@ class Device:
     larger of the two times. Without it every operator is priced by its FLOPs alone.
     ``peak_flops_fp8`` (optional) is the dense FP8 matrix-multiply peak that ``--precision fp8``
     prices the linear layers at (:mod:`planner.cost.fp8`); derated by the same efficiency.
+    ``tile_rows``, ``tile_cols`` and ``multiprocessors`` (optional, together) give each matrix
+    multiply its own efficiency below the ceiling: tile and wave quantisation
+    (:mod:`planner.cost.efficiency`).
     """
 
     name: str
@@ -290,6 +302,9 @@ class Device:
     compute_efficiency: float = 1.0  # in (0, 1]: fraction of peak large kernels reach
     memory_bandwidth_Bps: float | None = None  # device memory (HBM) bytes per second
     peak_flops_fp8: float | None = None  # FLOP/s of dense FP8 matrix multiplies
+    tile_rows: int | None = None  # rows of a matrix multiply's output tile
+    tile_cols: int | None = None  # its columns
+    multiprocessors: int | None = None  # SMs: tiles run in waves of this many
 
     def __post_init__(self) -> None:
         self._validate("Device")
@@ -312,6 +327,12 @@ class Device:
         if self.peak_flops_fp8 is not None:
             _set(self, "peak_flops_fp8", _positive_invertible(
                 self.peak_flops_fp8, f"{path}.peak_flops_fp8", "peak_flops_fp8"))
+        given = [f for f in _QUANTISATION if getattr(self, f) is not None]
+        for f in given:
+            _set(self, f, _whole(getattr(self, f), f"{path}.{f}", f))
+        if given and len(given) < len(_QUANTISATION):
+            missing = next(f for f in _QUANTISATION if f not in given)
+            raise _fail(f"{path}.{missing}", missing, None, "tile_rows, tile_cols and multiprocessors go together")
         if not math.isfinite(1.0 / self.effective_flops):
             raise _fail(
                 f"{path}.peak_flops", "peak_flops", self.peak_flops, "too small: 1/F overflows"
@@ -341,7 +362,7 @@ class Level:
 
     def _validate(self, path: str) -> None:
         _name(self.name, f"{path}.name", "level.name")
-        _set(self, "arity", _arity(self.arity, f"{path}.arity"))
+        _set(self, "arity", _whole(self.arity, f"{path}.arity", "arity"))
         _set(
             self,
             "bandwidth_Bps",
@@ -478,11 +499,12 @@ class Machine:
     def with_device(self, **changes: Any) -> Machine:
         """A copy with device fields changed (e.g. another efficiency), fully validated.
 
-        ``memory_bandwidth_Bps=None`` removes the memory bandwidth (FLOPs-only pricing), and
-        ``peak_flops_fp8=None`` the FP8 peak."""
+        ``memory_bandwidth_Bps=None`` removes the memory bandwidth (FLOPs-only pricing),
+        ``peak_flops_fp8=None`` the FP8 peak, ``multiprocessors=None`` (with the tiles) the
+        quantisation."""
         data = self.to_dict()
         data["device"].update(changes)
-        for optional in ("memory_bandwidth_Bps", "peak_flops_fp8"):
+        for optional in _DEVICE_OPTIONAL[1:]:
             if data["device"].get(optional, 0) is None:
                 del data["device"][optional]
         return Machine.from_dict(data)
@@ -497,10 +519,7 @@ class Machine:
                 "name": self.device.name,
                 "peak_flops": self.device.peak_flops,
                 "memory_bytes": self.device.memory_bytes,
-                "compute_efficiency": self.device.compute_efficiency,
-                **({"memory_bandwidth_Bps": self.device.memory_bandwidth_Bps}
-                   if self.device.memory_bandwidth_Bps is not None else {}),
-                **({"peak_flops_fp8": self.device.peak_flops_fp8} if self.device.peak_flops_fp8 is not None else {}),
+                **{f: getattr(self.device, f) for f in _DEVICE_OPTIONAL if getattr(self.device, f) is not None},
             },
             "levels": [
                 {
@@ -528,7 +547,7 @@ class Machine:
             "peak_flops": _positive(dev["peak_flops"], "device.peak_flops", "peak_flops"),
             "memory_bytes": _positive(dev["memory_bytes"], "device.memory_bytes", "memory_bytes"),
         }
-        for optional in ("compute_efficiency", "memory_bandwidth_Bps", "peak_flops_fp8"):
+        for optional in _DEVICE_OPTIONAL:
             if optional in dev:
                 device_fields[optional] = dev[optional]
         try:
@@ -556,7 +575,7 @@ class Machine:
                     f"[{seen[level_name]}]); each level needs its own name, e.g. 'node' and 'gpu'"
                 )
             seen[level_name] = i
-            arity = _arity(lvl["arity"], f"{path}.arity")
+            arity = _whole(lvl["arity"], f"{path}.arity", "arity")
             total *= arity
             if total > MAX_DEVICES:
                 raise MachineError(

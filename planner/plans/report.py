@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from planner import __version__
+from planner.cost import efficiency
 from planner.cost.result import PlanResult
 from planner.plans.parallelism import describe
 
@@ -43,6 +44,8 @@ def plan_to_json(result: PlanResult, model_label: str | None = None, model_sha25
             "splits": op_splits(result, name),
             "cuts": op_cuts(result, name),
             "cost_seconds": result.cost.op_seconds(name),
+            **({"compute_efficiency": e} if (e := efficiency.describe(cm.machine.device, op, op_splits(result, name)))
+               else {}),
         })
     data = {
         "tool_version": __version__,
