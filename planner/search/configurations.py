@@ -177,8 +177,8 @@ class _Search:
         split = split_machine(self.machine, stages)
         outcomes = [self._run(split, m, algorithm, fraction) for m in self.micro_batch_counts(split)]
         if algorithm == "drec+":  # the thesis's plan as a candidate, judged by the schedule's price
-            outcomes += [_as_drec_plus(o) for o in (self._run(split, m, "drec", fraction)
-                                                    for m in self.micro_batch_counts(split))]
+            outcomes = [self._with_thesis_plan(split, m, o, fraction)
+                        for m, o in zip(self.micro_batch_counts(split), outcomes)]
         outcomes = [o for o in outcomes if o is not None]
         if not outcomes:
             return None
@@ -187,6 +187,21 @@ class _Search:
             if _better(result, best):
                 best = result
         return best, min(o[1] for o in outcomes), min(o[2] for o in outcomes)
+
+    def _with_thesis_plan(self, split, m: int, own, fraction: float):
+        """drec+'s outcome for ``m`` micro-batches, or the thesis's D-Rec plan of the same
+        configuration when the schedule prices it better (:func:`_as_drec_plus`); the thesis's
+        configurations are listed among those tried only when kept."""
+        if own is None:
+            return None
+        before = len(self.tried)
+        other = self._run(split, m, "drec", fraction)
+        del self.tried[before:]
+        if other is None or not _better(other[0], own[0]):
+            return own
+        kept = _as_drec_plus(other)
+        self.tried.append(kept[0])
+        return kept[0], min(own[1], other[1]), min(own[2], other[2])
 
     def _run(self, split, m: int, algorithm: str, fraction: float) -> tuple[PlanResult, float, float] | None:
         stages = split.stages
