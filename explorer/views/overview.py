@@ -119,7 +119,7 @@ def story(result: PlanResult, machine_label: str | None = None) -> str:
     """The Overview's first two sentences (Markdown): what the plan split where, and the speed-up
     over pure data parallelism with the reason."""
     h = headline(result)
-    first = (f"On {h['devices']:,} devices ({md_text(machine_text(result, machine_label))}) the planner splits "
+    first = (f"On {h['devices']:,} devices, {md_text(machine_text(result, machine_label))}, the planner splits "
              f"{md_text(where_split(result))}.")  # level names come from the machine: escaped
     dp_mem = result.data_parallel_memory
     sp = result.speedup_over_data_parallel
