@@ -49,8 +49,8 @@ def draw(cache: PlanCache) -> tuple[list[str], str | None]:
                  args=("algorithm", "sb_algorithm"), help="\n\n".join(f"**{k}**: {v}" for k, v in ALGORITHMS.items()))
     c1, c2 = sb.columns(2)
     c1.selectbox("Precision", ["model", *PRECISION_BYTES], key="sb_precision", on_change=state.on_option,
-                 args=("precision", "sb_precision"), format_func=lambda p: "onnx" if p == "model" else p,
-                 help="bytes of float tensors; onnx keeps the types of the ONNX file")
+                 args=("precision", "sb_precision"), format_func=lambda p: "as in the model" if p == "model" else p,
+                 help="bytes of float tensors; as in the model keeps the types of the ONNX file")
     c2.selectbox("Optimizer", list(OPTIMIZERS), key="sb_optimizer", on_change=state.on_option,
                  args=("optimizer", "sb_optimizer"), help="sets the optimizer state in memory (train mode)")
     _pipeline_options(options)

@@ -21,6 +21,7 @@ from explorer.sources import DEFAULT_MACHINE, DEFAULT_SAMPLE, ModelSource, sampl
 from explorer.url_state import decode_url_state
 from explorer.views.machine import apply_editor_state, levels_frame, machine_from_levels, machine_with_device, same_levels
 from planner.api import PlanOptions
+from planner.bindings import binding_problem
 from planner.options import OptionsError
 from planner.machine.tree import Machine, MachineError, load_preset
 from planner.onnx.importer import ModelImportError
@@ -125,8 +126,12 @@ def set_bindings(values: dict[str, int]) -> None:
 
 
 def set_binding(dim: str, value) -> None:
-    """Bind one symbolic dimension (values below 1 or not numbers are ignored)."""
+    """Bind one symbolic dimension (values below 1 or not numbers are ignored); a value above
+    the limit keeps the binding in use and leaves a message for the sidebar (:func:`pop_option_error`)."""
     if isinstance(value, (int, float)) and value >= 1:
+        if (problem := binding_problem(dim, int(value))) is not None:
+            _ss.option_error = f"Not changed: {problem}."
+            return
         _ss.bindings = {**_ss.bindings, dim: int(value)}
 
 

@@ -8,6 +8,7 @@ from 1 to :data:`MAX_BINDING`. Each caller words its own error message around :c
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 
 from planner.errors import PlannerError
@@ -32,9 +33,24 @@ def binding_value(text: str) -> int:
         number = int(text)
     except (TypeError, ValueError):
         number = 0
-    if not 1 <= number <= MAX_BINDING:
+    if number > MAX_BINDING:
+        raise ValueError(f"{number:,} is above the limit {MAX_BINDING:,}: give a smaller value")
+    if number < 1:
         raise ValueError(f"must be a positive integer (at most {MAX_BINDING:,})")
     return number
+
+
+def binding_problem(name: str, value) -> str | None:
+    """What is wrong with binding ``name`` to ``value`` and how to fix it, leading with the limit
+    (``batch 1,000,000,000,000,000 is above the limit 1,099,511,627,776: ...``); None when fine."""
+    fix = f"e.g. {name}=32"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return f"{name}={value!r} is not a positive integer: give a whole number from 1 to {MAX_BINDING:,}, {fix}"
+    if value > MAX_BINDING:
+        return f"{name} {value:,} is above the limit {MAX_BINDING:,}: give a smaller value, {fix}"
+    if value < 1:
+        return f"{name} {value:,} is not a positive integer: give a whole number from 1 to {MAX_BINDING:,}, {fix}"
+    return None
 
 
 def parse_binding(text: str, separator: str) -> tuple[str, int]:

@@ -16,6 +16,7 @@ from explorer.views.layers import Layers, dims_text, layers_of
 from explorer.views.splits import PALETTE, role_label, strategy_label
 from planner.api import PlanResult
 from planner.model.graph import OperatorGraph, OpKind
+from planner.model.layers import weight_only
 from planner.units import format_flop_count, format_seconds
 
 
@@ -125,7 +126,9 @@ def build_view(graph: OperatorGraph, view: GraphView) -> ViewGraph:
     layers = layers_of(graph)
     order = graph.topological_order()
     pos = {n: i for i, n in enumerate(order)}
-    shown = [n for n in order if view.include_static or graph.operators[n].kind is not OpKind.STATIC]
+    # static and weight-only operators (an old exporter's Identity of a weight) are inputs, not work
+    shown = [n for n in order if view.include_static
+             or (graph.operators[n].kind is not OpKind.STATIC and not weight_only(graph, n))]
     node_of, note = _node_of(graph, view, shown, layers, pos)
     nodes: dict[str, dict] = {}
     for n, nid in node_of.items():

@@ -9,16 +9,19 @@ import pandas as pd
 
 from explorer.views.layers import dims_text, layers_of, op_parameters
 from planner.model.graph import OperatorGraph, OpKind
+from planner.model.layers import weight_only
 from planner.units import format_count, format_flop_count
 
 
 def operator_table(graph: OperatorGraph, include_static: bool = False) -> pd.DataFrame:
-    """One row per operator in topological order: type, kind, layer, dims, FLOPs, parameters."""
+    """One row per operator in topological order: type, kind, layer, dims, FLOPs, parameters.
+    Static operators and weight-only ones (:func:`planner.model.layers.weight_only`: an old
+    exporter's ``Identity`` of a weight, no work) are shown only with ``include_static``."""
     layers = layers_of(graph)
     rows = []
     for pos, name in enumerate(graph.topological_order()):
         op = graph.operators[name]
-        if op.kind is OpKind.STATIC and not include_static:
+        if (op.kind is OpKind.STATIC or weight_only(graph, name)) and not include_static:
             continue
         rows.append({
             "position": pos,

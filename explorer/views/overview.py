@@ -161,7 +161,7 @@ def story(result: PlanResult, machine_label: str | None = None) -> str:
     parallelism does not fit, what it would need against what the plan needs."""
     h = headline(result)
     measures = memory_measures(result)
-    first = (f"On {h['devices']:,} devices ({md_text(machine_text(result, machine_label))}) the planner splits "
+    first = (f"On {h['devices']:,} devices, {md_text(machine_text(result, machine_label))}, the planner splits "
              f"{md_text(where_split(result))}"  # level names come from the machine: escaped
              + (f", and {_roles_text(measures)}" if measures else "") + ".")
     dp_mem = result.data_parallel_memory

@@ -12,6 +12,7 @@ from planner.cost.model import CostModel
 from planner.model.graph import OperatorGraph, OpKind, TensorRole
 from planner.model.roles import dim_roles
 from planner.plans.report import op_cuts, op_splits
+from planner.plans.parallelism import describe
 
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6",
@@ -111,12 +112,15 @@ def _weights(result: PlanResult, names: list[str]) -> dict[str, int]:
 def level_roles(result: PlanResult) -> list[tuple[str, list[str]]]:
     """Per level of a stage's machine, what the plan splits there, by role (``batch``, ``heads``,
     ...): a role counts when the operators that split it there hold 10% of the FLOPs or 10% of
-    the weights (an embedding split by its vocabulary does little compute but holds many weights);
-    a level where nothing counts has an empty list."""
+    the weights (an embedding split by its vocabulary does little compute but holds many weights),
+    leaving out the operators the plan's name lists as exceptions (:func:`planner.plans.parallelism.describe`,
+    so that this and the name agree); a level where nothing counts has an empty list."""
     graph = result.graph
     cm = result.cost_model
     roles = roles_of(graph)
     heavy = [n for n in cm.planned if graph.operators[n].kind is OpKind.COMPUTE]
+    # the operators the plan's name treats as exceptions (planner.plans.parallelism) do not count
+    odd = {lv["level"]: set(lv["exceptions"]) for lv in describe(result)["levels"]}
     flops = sum(graph.operators[n].flops for n in heavy) or 1.0
     params = _weights(result, heavy)
     total_params = sum(params.values()) or 1
@@ -127,6 +131,8 @@ def level_roles(result: PlanResult) -> list[tuple[str, list[str]]]:
             continue
         weight: dict[str, list[float]] = {}
         for n in heavy:
+            if n in odd.get(lv.name, ()):
+                continue
             dims = {result.plan.strategies[n][t] for t in cuts} - {None}
             for role in {roles[n].get(d, "other") for d in dims}:
                 w = weight.setdefault(role, [0.0, 0.0])

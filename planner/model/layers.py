@@ -9,6 +9,11 @@ name) and the longest run of repeated segments is taken as the layers: segments 
 each occurrence of one fingerprint of an operator with weights, are equally long, and hold the
 same operators. Operators before the first and after the last segment (embeddings, the head)
 are in no layer.
+
+Old exporters (``torch.onnx.export(dynamo=False)``) put a weight-only ``Identity`` (or a
+``Constant``) before the operators that read a shared or tied weight; those do no work and
+belong where they are read: :func:`weight_only` tells them, and :func:`find_layers` puts each in
+the layer of its readers when they all lie in one.
 """
 
 from __future__ import annotations
@@ -124,8 +129,30 @@ def layers_by_structure(graph: OperatorGraph) -> Layers:
     return Layers(STRUCTURAL_FAMILY, index, "structure")
 
 
+WEIGHT_ONLY_TYPES = ("Identity", "Constant")
+
+
+def weight_only(graph: OperatorGraph, name: str) -> bool:
+    """An ``Identity`` of weights or a ``Constant``: it reads nothing but parameters and does no work."""
+    op = graph.operators[name]
+    return op.op_type in WEIGHT_ONLY_TYPES and op.flops == 0 and all(
+        graph.tensors[u.tensor].role is TensorRole.PARAMETER for u in op.inputs)
+
+
+def _fold_weight_only(graph: OperatorGraph, layers: Layers) -> Layers:
+    """Each weight-only operator in no layer joins the layer of its readers when they all lie in one."""
+    for name in graph.operators:
+        if name in layers.index or not weight_only(graph, name):
+            continue
+        readers = {layers.index.get(m) for m in graph.graph.successors(name)}
+        if len(readers) == 1 and None not in readers:
+            layers.index[name] = readers.pop()
+    return layers
+
+
 def find_layers(graph: OperatorGraph) -> Layers:
     """The model's repeated layers: by the operators' names when they carry layer indices, else
-    by structure (:func:`layers_by_structure`)."""
+    by structure (:func:`layers_by_structure`); weight-only operators join their readers' layer."""
     by_name = layers_by_name(graph.operators)
-    return by_name if by_name.count >= 2 else layers_by_structure(graph)
+    layers = by_name if by_name.count >= 2 else layers_by_structure(graph)
+    return _fold_weight_only(graph, layers) if layers.count >= 2 else layers

@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 import onnx
 
-from planner.bindings import MAX_BINDING
+from planner.bindings import binding_problem
 from planner.model.batch_trace import split_batch_dims
 from planner.model.buffers import non_parameter_initializers
 from planner.model.graph import Operator, OperatorGraph, OpKind, Tensor, TensorRole, TensorUse, refine_factors
@@ -38,9 +38,8 @@ from planner.onnx.shapes import (ShapeTable, constant_shape, constant_value,  # 
 
 def _check_bindings(bindings: dict) -> None:
     for key, value in bindings.items():
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 1 <= value <= MAX_BINDING:
-            raise ModelImportError(f"binding {key}={value!r} must be a positive integer (at most {MAX_BINDING:,}), "
-                                   f"e.g. {key}=32")
+        if (problem := binding_problem(key, value)) is not None:
+            raise ModelImportError(f"binding {problem}")
 
 
 def _unknown_bindings(bindings: dict, known: list[str]) -> None:

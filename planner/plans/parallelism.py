@@ -26,8 +26,17 @@ followed by the order of its linear layers (``column-row`` when every row-parall
 a column-parallel one, as Megatron pairs them; ``column`` or ``row`` when all are; ``mixed``
 otherwise) and ``+ SP`` when the normalisations between them are split on the sequence
 (Megatron's sequence parallelism); only *sequence* -> CP; anything else fits no name and is
-listed by its dimensions' roles (``hybrid: batch x hidden over node``). Degrees multiply over the cuts of a level and over the
-levels; pipeline stages come from the schedule (``PP 16``, ``PP 4 (interleave 2)``).
+listed by its dimensions' roles (``DP 4 x hybrid 2 (batch / hidden) over gpu``). Degrees multiply
+over the cuts of a level and over the levels; pipeline stages come from the schedule (``PP 16``,
+``PP 4 (interleave 2)``).
+
+**Exceptions (FLOP-weighted).** A cut is named after the kind of split (data, tensor, sequence,
+replicated) that carries most of its FLOPs; the operators split otherwise are *exceptions* when
+together they carry at most ``EXCEPTION_SHARE`` (10%) of the cut's FLOPs, and are named after
+the plan (``DP 512; embeddings.word split by hidden 256 over node x gpu``: an embedding gathers,
+it does no FLOPs, whatever its share of the weights). Above that share the cut is truly hybrid.
+The command line, the plan JSON (``parallelism``), the report and the app all read
+:func:`describe`; the Overview's sentence leaves the exceptions out as the name does.
 
 **Layers.** Operators named like ``layer12.attn.qkv`` (a family with at least two indices) are
 grouped per layer, consecutive layers with the same name collapsed (``layers 0-11``); the
@@ -37,6 +46,7 @@ operators outside them (embeddings, the head) form one more group.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Iterable
 
@@ -48,8 +58,10 @@ NORMS = ("LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization
 #: the words a hybrid cut is described with, in this order
 ROLE_WORDS = {"data": "batch", "sequence": "sequence", "column": "hidden", "row": "hidden", "heads": "heads",
               "vocabulary": "vocabulary", "expert": "experts", "replicated": "replicated"}
-TENSOR_ROLES = frozenset({"column", "row", "heads", "vocabulary"})
+TENSOR_ROLES = frozenset({"column", "row", "heads", "vocabulary", "hidden"})  # hidden: an embedding table's columns
 KIND_ORDER = ("DP", "TP", "PP", "EP", "CP", "replicated")
+#: operators outside a cut's main kind of split are named as exceptions up to this share of its FLOPs
+EXCEPTION_SHARE = 0.10
 _LAYER_RE = re.compile(r"^(?P<family>.*?\D)(?P<index>\d+)(?P<rest>[./_:\-].+)$")
 
 
@@ -122,8 +134,48 @@ def _sequence_parallel(result: PlanResult, names: Iterable[str], cut: int, batch
 
 def name_cut(result: PlanResult, names: list[str], cut: int, batch) -> tuple[str, str]:
     """(kind, detail) of one cut: ``("DP", "")``, ``("TP", "column-row + SP")``, ``("CP", "")``,
-    ``("DP+EP", "")``, ``("replicated", "")`` or ``("hybrid", "batch x hidden")``."""
+    ``("DP+EP", "")``, ``("replicated", "")`` or ``("hybrid", "batch x hidden")``; the exceptions
+    (:func:`cut_name`) left out."""
+    return cut_name(result, names, cut, batch)[:2]
+
+
+def _role_class(role: str) -> str:
+    return {"expert": "data", "sequence": "sequence", "replicated": "replicated", "data": "data"}.get(role, "tensor")
+
+
+def _main_roles(result: PlanResult, roles: list[tuple[str, str]]) -> tuple[list, list]:
+    """(main, exceptions): the operators outside the kind of split that carries most of the cut's
+    FLOPs are exceptions when together they carry at most ``EXCEPTION_SHARE`` of them (by count
+    when the cut has no FLOPs); otherwise nothing is an exception (the cut is truly hybrid)."""
+    ops = result.cost_model.graph.operators
+    weight: dict[str, float] = {}
+    for n, r in roles:
+        weight[_role_class(r)] = weight.get(_role_class(r), 0.0) + ops[n].flops
+    if not any(weight.values()):
+        weight = {}
+        for _, r in roles:
+            weight[_role_class(r)] = weight.get(_role_class(r), 0.0) + 1.0
+    main = max(weight, key=weight.get)
+    if sum(w for c, w in weight.items() if c != main) > EXCEPTION_SHARE * sum(weight.values()):
+        return roles, []
+    return [(n, r) for n, r in roles if _role_class(r) == main], [(n, r) for n, r in roles if _role_class(r) != main]
+
+
+def cut_name(result: PlanResult, names: list[str], cut: int, batch) -> tuple[str, str, list[tuple[str, str]]]:
+    """(kind, detail, exceptions) of one cut: named by the operators that carry most of its FLOPs
+    (:func:`_main_roles`); ``exceptions`` are the other operators and their roles."""
     roles = _cut_roles(result, names, cut, batch)
+    kind, detail = _kind(result, roles, names, cut, batch)
+    if kind != "hybrid":
+        return kind, detail, []
+    main, exceptions = _main_roles(result, roles)
+    if not exceptions:
+        return kind, detail, []
+    kind, detail = _kind(result, main, names, cut, batch)
+    return kind, detail, exceptions
+
+
+def _kind(result: PlanResult, roles: list[tuple[str, str]], names: list[str], cut: int, batch) -> tuple[str, str]:
     kinds = {r for _, r in roles}
     if not kinds or kinds == {"replicated"}:
         return "replicated", ""
@@ -148,10 +200,12 @@ def _level_parts(result: PlanResult, names: list[str], batch) -> list[dict]:
         degrees: dict[str, int] = {}
         details: list[str] = []
         hybrid: list[str] = []
+        exceptions: list[tuple[str, str, int]] = []
         for t, cut in enumerate(cm.cuts):
             if cut.level != li:
                 continue
-            kind, detail = name_cut(result, names, t, batch)
+            kind, detail, odd = cut_name(result, names, t, batch)
+            exceptions += [(n, r, cut.factor) for n, r in odd]
             for k in kind.split("+"):
                 degrees[k] = degrees.get(k, 1) * cut.factor
             if kind == "TP" and detail not in details:
@@ -161,7 +215,7 @@ def _level_parts(result: PlanResult, names: list[str], batch) -> list[dict]:
         if level.arity > 1:
             levels.append({"level": level.name, "arity": level.arity, "degrees": degrees,
                            "tensor": details[0] if len(details) == 1 else ("mixed" if details else ""),
-                           "hybrid": hybrid})
+                           "hybrid": hybrid, "exceptions": exceptions})
     return _context_levels(levels, getattr(result.plan, "context_parallel", 1))
 
 
@@ -187,7 +241,12 @@ def _label(kind: str, degree: int, tensor: str) -> str:
 
 
 def _name(levels: list[dict], stages: int, interleave: int) -> str:
-    """The whole plan's name from its levels (see the module docstring)."""
+    """The whole plan's name from its levels (see the module docstring), then its exceptions."""
+    exceptions = _exceptions_text(levels)
+    return _main_name(levels, stages, interleave) + (f"; {exceptions}" if exceptions else "")
+
+
+def _main_name(levels: list[dict], stages: int, interleave: int) -> str:
     pipeline = [f"PP {stages}" + (f" (interleave {interleave})" if interleave > 1 else "")] if stages > 1 else []
     if any(lv["hybrid"] or "hybrid" in lv["degrees"] for lv in levels):
         parts = []
@@ -200,9 +259,10 @@ def _name(levels: list[dict], stages: int, interleave: int) -> str:
                 elif k != "hybrid":
                     named.append(_label(k, d, lv["tensor"]))
             order = list(ROLE_WORDS.values())
-            named += [" x ".join(sorted(words, key=order.index))] if words else []
+            if words:  # some operators split one dimension there, others another
+                named.append(f"hybrid {lv['degrees'].get('hybrid', 1)} ({' / '.join(sorted(words, key=order.index))})")
             parts.append(f"{' x '.join(named)} over {lv['level']}")
-        return "hybrid: " + "; ".join(parts + pipeline)
+        return "; ".join(parts + pipeline)
     total: dict[str, int] = {}
     tensor = {lv["tensor"] for lv in levels if lv["tensor"]}
     for lv in levels:
@@ -213,6 +273,26 @@ def _name(levels: list[dict], stages: int, interleave: int) -> str:
     if stages > 1:
         named.insert(_pp_position(named), pipeline[0])
     return " x ".join(named) or "single device"
+
+
+def _exceptions_text(levels: list[dict], most: int = 3) -> str:
+    """``embeddings.word split by hidden 256 over node x gpu``: the operators split otherwise than
+    the kind carrying most of a cut's FLOPs, with their degree and levels; operators of every
+    layer (``layer3.attn.k``) as one (``layer*.attn.k``); the first ``most``, then a count."""
+    found: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
+    for lv in levels:
+        for n, role, factor in lv.get("exceptions", []):
+            m = _LAYER_RE.match(n)
+            label = f"{m.group('family')}*{m.group('rest')}" if m else n
+            per_op = found.setdefault((label, ROLE_WORDS.get(role, role)), {}).setdefault(n, {})
+            per_op[lv["level"]] = per_op.get(lv["level"], 1) * factor
+    phrases = []
+    for (label, word), ops in found.items():
+        where = next(iter(ops.values()))
+        how = "replicated" if word == "replicated" else f"split by {word}"
+        phrases.append(f"{label} {how} {math.prod(where.values())} over {' x '.join(where)}")
+    more = f"; and {len(phrases) - most} more" if len(phrases) > most else ""
+    return "; ".join(phrases[:most]) + more
 
 
 def _ordered(degrees: dict[str, int]) -> list[tuple[str, int]]:
@@ -274,7 +354,9 @@ def _describe(result: PlanResult) -> dict:
             continue
         layers.append({"first": label, "last": label, "name": layer_name})
     return {"name": _name(levels, stages, interleave), "pipeline_stages": stages, "interleave": interleave,
-            "levels": [{"level": lv["level"], "arity": lv["arity"], "name": _name([lv], 1, 1)} for lv in levels],
+            "levels": [{"level": lv["level"], "arity": lv["arity"], "name": _name([lv], 1, 1),
+                        "exceptions": sorted({n for n, _, _ in lv["exceptions"]})} for lv in levels],
+            "exceptions": _exceptions_text(levels, most=len(names)).split("; ") if _exceptions_text(levels) else [],
             "layers": [{"layers": _span(lv["first"], lv["last"]), "name": lv["name"]} for lv in layers]}
 
 

@@ -19,7 +19,7 @@ from planner.cost.result import PlanResult
 from planner.machine.tree import Machine, load_preset, preset_paths
 from planner.model.graph import OpKind
 from planner.options import PlanOptions
-from planner.plans.parallelism import describe
+from planner.plans.parallelism import describe, summary_lines
 from planner.plans.report import op_cuts
 from planner.units import (format_bytes, format_flop_count, format_number, format_seconds, format_seconds_in,
                            format_speedup, seconds_unit)
@@ -210,7 +210,7 @@ def parallelism_lines(result: PlanResult) -> list[str]:
     compute (by FLOPs) splits the batch there (data parallelism) and how much splits another
     dimension (model parallelism), with those dimensions."""
     graph, cm, sched = result.graph, result.cost_model, result.schedule
-    lines = []
+    lines = summary_lines(describe(result))  # the name the command line and the app give (planner.plans.parallelism)
     if sched.stages > 1:
         levels = ", ".join(dict.fromkeys(sched.boundary_levels)) or "the outermost"
         lines.append(f"pipeline parallelism: {sched.stages} stages over the {levels} level, "

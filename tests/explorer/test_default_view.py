@@ -98,7 +98,7 @@ def test_the_story_names_what_the_plan_does(shipped):
     sentences = re.split(r"(?<=\.) (?=[A-Z])", text)
     assert len(sentences) == 2, sentences
     first, second = sentences
-    assert first.startswith("On 512 devices (64 nodes x 8 gpus of A100-SXM4-80GB")
+    assert first.startswith("On 512 devices, 64 nodes x 8 gpus of A100-SXM4-80GB")
     levels = {lv.name: lv.arity for lv in r.machine.levels}
     for level, roles in level_roles(r):  # what each level splits, by role, from the plan
         assert " and ".join(roles) in first and f"the {levels[level]} {level}s" in first, (level, roles)

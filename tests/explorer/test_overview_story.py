@@ -32,7 +32,10 @@ def test_the_story_names_the_edited_machine_by_its_shape_not_the_preset():
     r = _dp_plan(edited)
     text = story(r, "custom")
     assert "a100\\_2x8\\_slow" not in text and "a100_2x8_slow" not in text
-    assert text.startswith("On 32 devices (4 nodes x 8 gpus of A100-SXM4-80GB \\(edited\\))")
+    # one pair of parentheses, not "(... (edited))" (the trial's "(preset dgx_a100_64nodes))")
+    assert text.startswith("On 32 devices, 4 nodes x 8 gpus of A100-SXM4-80GB \\(edited\\), the planner splits ")
+    preset_story = story(_dp_plan(preset), "a100_2x8_slow")
+    assert "))" not in preset_story and "\\)\\)" not in preset_story
     assert machine_text(_dp_plan(preset), "a100_2x8_slow") == "2 nodes x 8 gpus of A100-SXM4-80GB (preset a100_2x8_slow)"
 
 
