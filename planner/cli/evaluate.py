@@ -40,7 +40,8 @@ def add_parser(sub) -> None:
                            "the sequence); T x P x D x C = devices (default 1)")
     hand.add_argument("--ep", type=positive_int, metavar="E", default=None,
                       help="expert-parallel size (mixture-of-experts models): the experts split over E of the D "
-                           "data-parallel ranks; E divides D and every MoE layer's experts")
+                           "data-parallel ranks (of the D x C data- and context-parallel ranks with --cp, as "
+                           "Megatron-LM); E divides D (D x C) and every MoE layer's experts")
     add_memory_args(hand)
     hand.add_argument("--sequence-parallel", action="store_true",
                       help="sequence parallelism (Korthikanti et al. 2022): LayerNorm, dropout and residual regions "
@@ -105,12 +106,9 @@ def run_hand_made(args) -> int:
     if args.cp > 1:
         from planner.search.context_parallel import evaluate_context_configuration
 
-        if args.ep is not None:
-            raise UsageError("--ep with --cp is not priced yet (the experts would be split over the data- and "
-                             "context-parallel ranks together): drop one of them")
         result = evaluate_context_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp, args.cp,
                                                 args.micro_batch_size, args.global_batch, options,
-                                                rebinder=rebinder_for(args.model))
+                                                rebinder=rebinder_for(args.model), expert=args.ep or 1)
     else:
         result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
                                         args.micro_batch_size, args.global_batch, options,

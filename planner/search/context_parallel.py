@@ -53,14 +53,21 @@ def check_context(graph: OperatorGraph, context: int) -> tuple[str, int]:
 
 def evaluate_context_configuration(graph: OperatorGraph, machine: Machine, tensor: int, pipeline: int, data: int,
                                    context: int, micro_batch_size: int, global_batch_size: int,
-                                   options: PlanOptions, rebinder: Rebinder | None = None) -> PlanResult:
+                                   options: PlanOptions, rebinder: Rebinder | None = None,
+                                   expert: int = 1) -> PlanResult:
     """Price ``tensor x pipeline x data x context`` (module docstring); ``graph`` is the model at its
-    full sequence, ``rebinder`` re-imports it at ``s / C``."""
+    full sequence, ``rebinder`` re-imports it at ``s / C``. ``expert`` > 1 splits the experts of a
+    mixture-of-experts model over expert-parallel groups drawn from the data- and context-parallel
+    ranks together, as Megatron-LM does (``D x C`` must be a multiple of ``expert``)."""
     symbol, seq = check_context(graph, context)
     product = tensor * pipeline * data * context
     if product != machine.num_devices:
         raise ConfigError(f"--tp x --pp x --dp x --cp = {tensor} x {pipeline} x {data} x {context} = {product}, but "
                           f"the machine has {machine.num_devices} devices: the product must equal the device count")
+    if (data * context) % expert:
+        raise ConfigError(f"--ep {expert} does not divide --dp x --cp = {data} x {context} = {data * context}: the "
+                          "expert-parallel groups are drawn from the data- and context-parallel ranks together (as "
+                          f"in Megatron-LM); choose an --ep that divides {data * context}")
     rebinder = require_rebinder(rebinder)
     if global_batch_size % (micro_batch_size * data):
         raise ConfigError(f"--global-batch {global_batch_size} is not a multiple of --micro-batch-size x --dp = "
@@ -69,8 +76,9 @@ def evaluate_context_configuration(graph: OperatorGraph, machine: Machine, tenso
     baseline = data_parallel_baseline(cost_model_for(full, machine, options, "none", 0), options.optimizer)
     short = rebinder.import_fn(rebinder.model, {**graph.bindings, symbol: seq // context}, rebinder.name)
     result = evaluate_configuration(short, machine, tensor, pipeline, data * context, micro_batch_size,
-                                    global_batch_size * context, options, data_parallel=baseline, rebinder=rebinder)
-    return with_ring(result, tensor, context, seq)
+                                    global_batch_size * context, options, data_parallel=baseline, rebinder=rebinder,
+                                    expert=expert)
+    return with_ring(result, tensor, context, seq, expert)
 
 
 def ring_level(stage_machine: Machine, tensor_levels: frozenset[int], context: int):
@@ -150,7 +158,7 @@ def _block_bytes(cm, full, ops: list[str]) -> float:
     return total
 
 
-def with_ring(result: PlanResult, tensor: int, context: int, seq: int) -> PlanResult:
+def with_ring(result: PlanResult, tensor: int, context: int, seq: int, expert: int = 1) -> PlanResult:
     """``result`` (the ``s / C`` plan) with the ring added and named as a context-parallel plan."""
     split = result.split
     level = ring_level(split.stage_machine, split.tensor_levels, context)
@@ -165,7 +173,8 @@ def with_ring(result: PlanResult, tensor: int, context: int, seq: int) -> PlanRe
                        hardware_flops=schedule.hardware_flops + (passes + (cm.recompute != "none")) * more)
     plan = result.plan
     data = split.machine.num_devices // (tensor * split.stages * context)
-    plan.algorithm = f"hand-made: tensor {tensor} x pipeline {split.stages} x data {data} x context {context}"
+    plan.algorithm = (f"hand-made: tensor {tensor} x pipeline {split.stages} x data {data} x context {context}"
+                      + (f" (expert {expert})" if expert > 1 else ""))
     plan.context_parallel = context  # read by planner.plans.parallelism to name the plan
     ring = next((r for stage in rings for r in stage), None)
     notes = [n for n in result.notes if "; iteration " not in n]  # the s / C plan's iteration, before the ring
