@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from planner.cli.common import (UsageError, add_memory_args, add_planning_args, load_graph, load_machine,
-                                model_bindings, parse_bindings, plan_options, positive_int, write_json)
+                                model_bindings, parse_bindings, plan_options, positive_int, rebinder_of, write_json)
 from planner.cli.output import print_result
-from planner.onnx.importer import import_model, model_sha256
-from planner.onnx.rebinder import rebinder_for
+from planner.onnx.importer import model_sha256
 from planner.options import PlanOptions
 from planner.plans.parallelism import describe, recorded_name
 from planner.plans.plan_json import OVERRIDABLE, merge_recorded_options, plan_bindings, read_plan_file
@@ -74,7 +73,7 @@ def run_plan_file(args) -> int:
     if isinstance(data.get("bindings"), dict):
         args.plan_bindings = plan_bindings(data, f"plan file {args.plan}")
     graph = load_graph(args)
-    result = evaluate_plan(graph, load_machine(args.machine), data, options, rebinder=rebinder_for(args.model))
+    result = evaluate_plan(graph, load_machine(args.machine), data, options, rebinder=rebinder_of(args))
     result.notes.extend(notes)
     recorded = recorded_name(data)  # an output of plan --json: only compared, never trusted
     if recorded is not None and recorded != describe(result)["name"]:
@@ -101,18 +100,18 @@ def run_hand_made(args) -> int:
     symbol = graph.batch_symbol or (STATIC_SYMBOL if graph.batch_axes else None)  # a static export: re-batched
     if symbol and symbol not in parse_bindings(args.bind):
         # the batch dimension is bound by the configuration; only the others need --bind
-        graph = import_model(args.model, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
+        graph = load_graph(args, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
     options = plan_options(args, algorithm="megatron")
     if args.cp > 1:
         from planner.search.context_parallel import evaluate_context_configuration
 
         result = evaluate_context_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp, args.cp,
                                                 args.micro_batch_size, args.global_batch, options,
-                                                rebinder=rebinder_for(args.model), expert=args.ep or 1)
+                                                rebinder=rebinder_of(args), expert=args.ep or 1)
     else:
         result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
                                         args.micro_batch_size, args.global_batch, options,
-                                        rebinder=rebinder_for(args.model), expert=args.ep or 1)
+                                        rebinder=rebinder_of(args), expert=args.ep or 1)
     print_result(result, Path(args.model).name, "priced as given (no search)")
     # the file records the whole batch, so that evaluate --plan prices the same iteration
     # (with --cp, the plan of s / C tokens per rank and B x C of those: replayed without the ring, and said so)
