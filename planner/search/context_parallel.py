@@ -18,6 +18,7 @@ from planner.cost.activations import attention_core, saved_tensors
 from planner.cost.baseline import data_parallel_baseline
 from planner.cost.context_parallel import RingLayer, apply_ring
 from planner.cost.result import PlanResult, cost_model_for, result_for
+from planner.cost.schedule import stage_memory
 from planner.machine.split import stage_counts
 from planner.machine.tree import Machine
 from planner.model.graph import OpKind, OperatorGraph
@@ -263,20 +264,28 @@ def describe_algorithm(result: PlanResult) -> str:
 
 
 def climb_context(graph, machine, options, rebinder, layout, symbol, seq, baseline) -> PlanResult:
-    """One layout on the memory ladder: the ``s / C`` plan priced once per rung, the ring added."""
+    """One layout on the memory ladder: the ``s / C`` plan priced once per rung, the ring added. The
+    model is imported once, at ``s / C`` and one sample per data-parallel rank (the micro-batch of a
+    stage); a rung whose ``s / C`` plan alone does not fit is not priced (the ring only adds memory),
+    unless it is the last."""
     tensor, pipeline, data, context = layout
     ladder = memory_ladder(options.recompute, options.zero, pipeline == 1)
-    short = rebinder.import_fn(rebinder.model, {**graph.bindings, symbol: seq // context}, rebinder.name)
-    first = evaluate_configuration(short, machine, tensor, pipeline, data * context, 1, graph.batch_size * context,
+    per_step = data * context
+    short = rebinder.import_fn(rebinder.model, {**graph.bindings, symbol: seq // context, graph.batch_symbol: per_step},
+                               rebinder.name)
+    first = evaluate_configuration(short, machine, tensor, pipeline, per_step, 1, graph.batch_size * context,
                                    replace(options, algorithm="megatron", recompute=ladder[0][0], zero=ladder[0][1]),
-                                   data_parallel=baseline, rebinder=rebinder)
+                                   graphs={per_step: short}, data_parallel=baseline, rebinder=rebinder)
     result = with_ring(first, tensor, context, seq)
     m = first.schedule.micro_batches
     for recompute, zero in ladder[1:]:
         if result.memory.fits:
             break
-        variant = result_for(first.cost_model.variant(recompute, zero, m), first.plan,
-                             replace(first.options, recompute=recompute, zero=zero), split=first.split,
+        cm = first.cost_model.variant(recompute, zero, m)
+        if (recompute, zero) != ladder[-1] and not all(
+                r.fits for r in stage_memory(cm, first.plan.strategies, first.schedule.assignment, m, options.optimizer)):
+            continue
+        variant = result_for(cm, first.plan, replace(first.options, recompute=recompute, zero=zero), split=first.split,
                              data_parallel_seconds=first.data_parallel_seconds,
                              data_parallel_memory=first.data_parallel_memory)
         result = with_ring(replace(variant, notes=list(first.notes)), tensor, context, seq)
