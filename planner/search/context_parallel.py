@@ -24,7 +24,7 @@ from planner.machine.tree import Machine
 from planner.model.graph import OpKind, OperatorGraph
 from planner.model.rebind import Rebinder, require_rebinder, with_batch
 from planner.options import ConfigError, PlanOptions
-from planner.search.configurations import evaluate_configuration, memory_ladder
+from planner.search.configurations import _compute_floor, evaluate_configuration, memory_ladder
 from planner.search.megatron import attention_heads
 from planner.units import format_bytes, format_seconds
 
@@ -242,8 +242,10 @@ def search_context(best: PlanResult, graph: OperatorGraph, machine: Machine, opt
         return best
     heads = attention_heads(cost_model_for(graph, machine, options))
     layouts = context_layouts(machine, seq, heads, graph.batch_size, options.pipeline_stages)
-    chosen, priced = best, 0
+    chosen, priced, floor = best, 0, _compute_floor(graph, machine, options.precision)
     for i, (tensor, pipeline, data, context) in enumerate(layouts):
+        if chosen.memory.fits and floor * (1 + (pipeline - 1) * data / graph.batch_size) >= chosen.total_seconds:
+            continue  # its compute alone (every device at full rate) and its bubble are slower than the leader
         if progress:
             progress(i / max(1, len(layouts)), f"context parallel {context} x tensor {tensor} x pipeline {pipeline}")
         try:
