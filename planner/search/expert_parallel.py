@@ -23,7 +23,8 @@ from planner.machine.split import stage_counts
 from planner.machine.tree import Machine
 from planner.model.graph import OperatorGraph
 from planner.model.rebind import Rebinder
-from planner.options import ConfigError, PlanOptions
+from planner.errors import PlannerError
+from planner.options import PlanOptions
 from planner.search.configurations import (SEARCHED_ALGORITHMS, _compute_floor, climb_memory_ladder,
                                            evaluate_configuration, memory_ladder)
 from planner.search.context_parallel import describe_algorithm, preferred
@@ -86,6 +87,8 @@ def search_experts(best: PlanResult, graph: OperatorGraph, machine: Machine, opt
     if not experts:
         return best
     heads = attention_heads(cost_model_for(graph, machine, options))
+    if heads is None:  # no attention: not a transformer Megatron lays out (e.g. a lone MoE layer)
+        return best
     layouts = expert_layouts(machine, heads, experts, graph.batch_size, options.pipeline_stages)
     floor = _compute_floor(graph, machine, options.precision)
     graphs: dict[int, OperatorGraph] = {}
@@ -100,8 +103,8 @@ def search_experts(best: PlanResult, graph: OperatorGraph, machine: Machine, opt
             progress(i / max(1, len(layouts)), f"expert parallel {expert} x tensor {tensor} x pipeline {pipeline}")
         try:
             result = _climb(graph, machine, options, rebinder, (tensor, pipeline, data, expert), graphs, baseline)
-        except ConfigError:
-            continue  # e.g. more stages than layers, heads the tensor size does not divide
+        except PlannerError:
+            continue  # e.g. more stages than layers, not a transformer Megatron can lay out
         priced += 1
         if preferred(result, chosen):
             chosen = result

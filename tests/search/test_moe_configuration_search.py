@@ -86,3 +86,12 @@ def test_layouts_follow_megatron_rules():
     # expert 1 for each of the 4 x 3 (tensor, stages); expert 8 where the data size (32 / (tensor x stages))
     # is a multiple of 8: data 32, 16, 8 with one stage, 16, 8 with two, 8 with four
     assert len(layouts) == 12 + 3 + 2 + 1
+
+
+def test_a_moe_layer_without_attention_keeps_the_plan_found():
+    """The one-layer moe.onnx has experts but no attention: no Megatron layout to try, no note."""
+    path = "sample_models/moe.onnx"
+    graph = import_model(path, {"batch": 8, "seq": 8})
+    result = plan_model(graph, models.two_level(2, 4), PlanOptions(algorithm="drec+"), rebinder=rebinder_for(path))
+    assert not any("expert-parallel layouts" in n for n in result.notes)
+    assert result.plan.algorithm == "drec+"
