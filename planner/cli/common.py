@@ -53,7 +53,8 @@ def capacity_factor(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a capacity factor above 0, e.g. 1.25") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a capacity factor above 0, "
+                                         "e.g. 1.25") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be above 0 (1.0: each expert takes its share of the tokens), "
                                          "e.g. 1.25")
@@ -182,6 +183,16 @@ def model_source(args):
         require_regular_file(args.model, "model file")
         args._capacity_model = with_capacity_factor(load_model_proto(args.model), factor)
     return args._capacity_model
+
+
+def capacity_note(args, result) -> None:
+    """Say on the result that ``--moe-capacity-factor`` was applied (a plan file does not record it:
+    evaluate it with the same flag)."""
+    factor = getattr(args, "moe_capacity_factor", None)
+    if factor is not None:
+        result.notes.append(f"MoE capacity factor {factor:g} (--moe-capacity-factor): each expert takes "
+                            f"ceil(tokens x top-k x {factor:g} / experts) tokens of a sequence; a plan file does not "
+                            "record it, so evaluate it with the same flag")
 
 
 def rebinder_of(args):

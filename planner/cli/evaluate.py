@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planner.cli.common import (UsageError, add_memory_args, add_planning_args, load_graph, load_machine,
-                                model_bindings, parse_bindings, plan_options, positive_int, rebinder_of, write_json)
+from planner.cli.common import (UsageError, add_memory_args, add_planning_args, capacity_note, load_graph,
+                                load_machine, model_bindings, parse_bindings, plan_options, positive_int, rebinder_of,
+                                write_json)
 from planner.cli.output import print_result
 from planner.onnx.importer import model_sha256
 from planner.options import PlanOptions
@@ -79,6 +80,7 @@ def run_plan_file(args) -> int:
     if recorded is not None and recorded != describe(result)["name"]:
         result.notes.append(f"the plan file calls its parallelism {recorded!r}; as priced here it is "
                             f"{describe(result)['name']!r}")
+    capacity_note(args, result)
     print_result(result, Path(args.model).name, f"plan file {Path(args.plan).name}, priced as written (no search)")
     write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
                                        model_bindings(args.model, args)))
@@ -112,6 +114,7 @@ def run_hand_made(args) -> int:
         result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
                                         args.micro_batch_size, args.global_batch, options,
                                         rebinder=rebinder_of(args), expert=args.ep or 1)
+    capacity_note(args, result)
     print_result(result, Path(args.model).name, "priced as given (no search)")
     # the file records the whole batch, so that evaluate --plan prices the same iteration
     # (with --cp, the plan of s / C tokens per rank and B x C of those: replayed without the ring, and said so)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planner.cli.common import (add_memory_args, add_planning_args, load_graph, load_machine, model_bindings,
-                                plan_options, positive_int, rebinder_of, write_json)
+from planner.cli.common import (add_memory_args, add_planning_args, capacity_note, load_graph, load_machine,
+                                model_bindings, plan_options, positive_int, rebinder_of, write_json)
 from planner.cli.output import print_result
 from planner.units import format_seconds
 
@@ -33,6 +33,7 @@ def run(args) -> int:
 
     graph = load_graph(args)
     result = plan_model(graph, load_machine(args.machine), plan_options(args), rebinder=rebinder_of(args))
+    capacity_note(args, result)
     print_result(result, Path(args.model).name, f"search {format_seconds(result.plan.search_seconds)}")
     write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
                                        model_bindings(args.model, args)))

@@ -56,7 +56,7 @@ def _capacity_sites(model: onnx.ModelProto) -> list[tuple[str, float]]:
         if node.op_type != "TopK" or len(node.input) < 2:
             continue
         chain = [producer.get(node.input[1])]
-        for op in ("Ceil", "Mul"):
+        for _ in ("Ceil", "Mul"):
             chain.append(producer.get(chain[-1].input[0]) if chain[-1] is not None and chain[-1].input else None)
         cast, ceil, mul = chain
         transpose = producer.get(node.input[0])

@@ -285,7 +285,8 @@ def climb_context(graph, machine, options, rebinder, layout, symbol, seq, baseli
             break
         cm = first.cost_model.variant(recompute, zero, m)
         if (recompute, zero) != ladder[-1] and not all(
-                r.fits for r in stage_memory(cm, first.plan.strategies, first.schedule.assignment, m, options.optimizer)):
+                r.fits for r in stage_memory(cm, first.plan.strategies, first.schedule.assignment, m,
+                                             options.optimizer)):
             continue
         variant = result_for(cm, first.plan, replace(first.options, recompute=recompute, zero=zero), split=first.split,
                              data_parallel_seconds=first.data_parallel_seconds,

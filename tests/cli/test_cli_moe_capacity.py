@@ -36,6 +36,8 @@ def test_evaluate_prices_the_capacity(model, tmp_path, capsys):
     per_device = more["tflops_per_device"]["model"] * more["iteration_seconds"] - base["tflops_per_device"][
         "model"] * base["iteration_seconds"]
     assert per_device * 1e12 == pytest.approx(extra, rel=1e-6)
+    assert any(n.startswith("MoE capacity factor 1.5 (--moe-capacity-factor)") for n in more["notes"])
+    assert not any("capacity factor" in n for n in base["notes"])
 
 
 @pytest.mark.parametrize("command", ["plan", "evaluate"])
@@ -53,7 +55,8 @@ def test_a_dense_model_is_told_to_drop_it(capsys):
     assert main(["plan", "sample_models/llama3_8b.onnx", "--machine", "machines/dgx_a100.yaml", "--bind", "seq=16",
                  "--bind", "batch=8", "--moe-capacity-factor", "1.25"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --moe-capacity-factor: the model has no expert capacity to set") and err.count("\n") == 1
+    assert err.startswith("error: --moe-capacity-factor: the model has no expert capacity to set")
+    assert err.count("\n") == 1
 
 
 def test_plan_takes_it(model, capsys):
