@@ -13,7 +13,7 @@ script, the planner, the figures; not the browser's drawing) and prints medians 
 
 Every redraw uses a bandwidth not seen before, so the plan is never a cache hit.
 
-First, issue 13's targets on the app's default view (BERT-base, explorer.sources.DEFAULT_BINDINGS, 64 x 8 A100):
+First, issue 13's targets on the app's default view (explorer.sources: DEFAULT_SAMPLE, DEFAULT_BINDINGS, 64 x 8 A100):
 the cold first load of the Overview (<= 3 s), a what-if slider change on the Compare page to new
 figures (<= 0.5 s) and the Compare page's sweep over its device counts (<= 5 s); ``--targets-only``
 prints those alone.
@@ -165,7 +165,7 @@ TARGETS = {"first load": 3.0, "what-if": 0.5, "sweep": 5.0}  # issue 13, server 
 
 
 def default_view(runs: int) -> dict[str, list[float]]:
-    """Issue 13's explorer targets on the default view (BERT-base, the default bindings, on 64 x 8
+    """Issue 13's explorer targets on the default view (the default sample and bindings, on 64 x 8
     A100, drec+ with the configuration search): a cold first load of the Overview; on the Compare
     page, a what-if bandwidth slider change to new figures; the sweep over the device counts."""
     out: dict[str, list[float]] = {"first load": [], "what-if": [], "sweep": []}
@@ -194,10 +194,10 @@ def repriced_what_if(runs: int) -> tuple[list[float], list[float], float]:
     use re-priced on the changed machine (:func:`planner.api.reprice_plan`, what
     ``PlanCache.repriced`` returns): wall and CPU seconds per run, and, for scale, the CPU seconds
     of re-planning once (``plan_model``)."""
-    from explorer.sources import DEFAULT_BINDINGS, DEFAULT_MACHINE, sample_source
+    from explorer.sources import DEFAULT_BINDINGS, DEFAULT_MACHINE, DEFAULT_SAMPLE, sample_source
     from planner.api import reprice_plan
 
-    source = sample_source("bert_base")
+    source = sample_source(DEFAULT_SAMPLE)
     rebinder = rebinder_for(source.path)
     graph = import_model(rebinder.model, dict(DEFAULT_BINDINGS))
     machine = load_preset(DEFAULT_MACHINE)
@@ -217,10 +217,10 @@ def repriced_what_if(runs: int) -> tuple[list[float], list[float], float]:
 
 
 def print_targets(rows: dict[str, list[float]]) -> None:
-    from explorer.sources import DEFAULT_BINDINGS
+    from explorer.sources import DEFAULT_BINDINGS, DEFAULT_SAMPLE
 
     shown = ", ".join(f"{k} {v}" for k, v in DEFAULT_BINDINGS.items())
-    print(f"Issue 13's targets, default view (BERT-base, {shown}, 64 x 8 A100), AppTest, server side:")
+    print(f"Issue 13's targets, default view ({DEFAULT_SAMPLE}, {shown}, 64 x 8 A100), AppTest, server side:")
     labels = {"first load": "cold first load of the Overview", "what-if": "what-if slider to new figures (Compare)",
               "sweep": "Compare sweep over the device counts"}
     for key, values in rows.items():

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from explorer.cache_budget import Sized, deep_size
+from explorer.default_plan import answers_model, shipped_sized
 from explorer.sources import ModelSource
 from planner.api import PlanOptions, PlanResult, evaluate_plan, plan_model, reprice_plan
 from planner.machine.tree import Machine
@@ -182,8 +183,9 @@ class PlanCache:
             if data is not None:
                 with self._lock:
                     self._models.put(source.sha256, data)
-            if self.pool is not None:  # imported in a worker, off the script thread: a Sized graph
-                return self.pool.graph(source, data, bindings)
+            if self.pool is not None and not answers_model(source.sha256, bindings_key(bindings)):
+                return self.pool.graph(source, data, bindings)  # in a worker, off the script thread: Sized
+            # (the default view's model is read here: its plan is shipped, no worker need start for it)
             return import_model(src, dict(bindings), name=source.label)
         return self._memo(self._graphs, key, compute, "graph")
 
@@ -215,6 +217,10 @@ class PlanCache:
         a pool, else here. drec+ also starts from ``hints``, by default the plans already made
         for what-if variants of the machine (:meth:`_hints`)."""
         def compute():
+            shipped = shipped_sized(request.key, graph, request.machine, request.options,
+                                    lambda: self.rebinder(request.source))  # the default view's, made ahead
+            if shipped is not None:
+                return shipped
             start = self._hints(request) if hints is None else hints
             if self.pool is not None:
                 with self._lock:

@@ -74,7 +74,8 @@ def _context(cache: PlanCache, dims: list[str], model_error: str | None) -> Cont
     if model_error:
         return ctx
     try:
-        ctx.graph = cache.graph(ctx.source, ctx.bindings, ctx.data)
+        with st.spinner(f"Reading {md_text(ctx.source.label)}..."):  # shown only if it takes a while
+            ctx.graph = cache.graph(ctx.source, ctx.bindings, ctx.data)
     except ModelImportError as exc:
         ctx.model_error = str(exc)
         return ctx

@@ -19,15 +19,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = ROOT / "sample_models"
 
 
-#: The view the app opens on: BERT-base at a batch of 2,048 sequences of 128 tokens on 64 nodes x 8
-#: A100: a plan an engineer would run (one stage, no bubble), the batch split over the nodes and
-#: the batch and the hidden size inside a node, 1.13x the speed of pure data parallelism (README,
-#: "The explorer"). A batch smaller than the devices would teach a wrong lesson (stages with one
+#: The view the app opens on: Llama-3-8B at a batch of 1,024 sequences of 1,024 tokens (a million
+#: tokens) on 64 nodes x 8 A100-80GB, chosen by measurement among recognised models, batches and
+#: clusters (``bench/default_candidates.py``; README, "The explorer"): pure data parallelism does
+#: not fit (every GPU would hold the 8B weights, their gradients and Adam's state: 147 GiB), the
+#: plan fits (ZeRO-1, the hidden size split over GPU pairs) and is faster than data parallelism
+#: would be. Its plan ships with the sample (:mod:`explorer.default_plan`): a fresh server draws
+#: it at once. A batch smaller than the devices would teach a wrong lesson (stages with one
 #: micro-batch and a half-empty pipeline).
-DEFAULT_SAMPLE = "bert_base"
+DEFAULT_SAMPLE = "llama3_8b"
 
 
-DEFAULT_BINDINGS = {"batch": 2048, "seq": 128}
+DEFAULT_BINDINGS = {"batch": 1024, "seq": 1024}
 
 
 DEFAULT_MACHINE = "dgx_a100_64nodes"

@@ -3,7 +3,7 @@ explorer.
 
 Files and APIs stay in SI base units (bytes, seconds, FLOP/s); what a person reads is formatted
 here: times (``format_seconds``), memory in binary units (``format_bytes``), FLOP counts,
-parameter counts, speed-ups and plain numbers (``format_number``), always with 3 significant
+parameter counts, speed-ups, shares (``format_percent``) and plain numbers (``format_number``), always with 3 significant
 digits and never in scientific notation below 10^6 of the unit shown (``0.9995 s`` reads
 ``1 s``, not ``1e+03 ms``; 1023 MiB reads ``1023 MiB``). A column of a table shows one unit
 for all its rows (``common_scale``, ``format_in``, ``decimals_for``); missing values read as a
@@ -113,6 +113,12 @@ def format_count(n: float) -> str:
 def format_speedup(x: float | None) -> str:
     """``2.50x``; ``n/a`` when there is no finite ratio."""
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.2f}x"
+
+
+def format_percent(fraction: float | None, digits: int = DIGITS) -> str:
+    """A share as a percentage with ``digits`` significant digits: ``2.2%``, ``0.046%``, ``60%``
+    (a tiny share is never ``0.0%``); ``DASH`` when missing."""
+    return DASH if missing(fraction) else f"{format_number(100 * fraction, digits)}%"
 
 
 def format_delta_seconds(seconds: float) -> str:

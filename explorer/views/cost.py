@@ -11,7 +11,7 @@ from explorer.safe_markdown import md_text
 from explorer.views.layers import dims_text
 from explorer.views.splits import strategy_label
 from planner.api import PlanResult
-from planner.units import format_flop_count, microseconds
+from planner.units import SECOND_UNITS, common_scale, format_flop_count, microseconds
 
 
 def heaviest_operator(result: PlanResult) -> str:
@@ -78,13 +78,16 @@ def level_cost_figure(result: PlanResult) -> go.Figure:
     s = result.cost.seconds()
     by_level = result.cost.by_level()
     cats = ["devices (compute)"] + [f"{lv} level" for lv in by_level]
+    # one unit for the axis, the largest bar's (ms for a 0.6 s iteration, not "500k µs")
+    unit, scale = common_scale([s["compute"], *(v["communication"] + v["redistribution"] for v in by_level.values())],
+                               SECOND_UNITS)
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=cats, y=[microseconds(s["compute"])] + [0.0] * len(by_level), name="compute",
+    fig.add_trace(go.Bar(x=cats, y=[s["compute"] / scale] + [0.0] * len(by_level), name="compute",
                          marker_color=_TERM_COLORS["compute"]))
     for term in ("communication", "redistribution"):
-        fig.add_trace(go.Bar(x=cats, y=[0.0] + [microseconds(v[term]) for v in by_level.values()], name=term,
+        fig.add_trace(go.Bar(x=cats, y=[0.0] + [v[term] / scale for v in by_level.values()], name=term,
                              marker_color=_TERM_COLORS[term]))
-    fig.update_layout(barmode="stack", height=320, yaxis_title=f"µs {cost_unit(result)}")
+    fig.update_layout(barmode="stack", height=320, yaxis_title=f"{unit} {cost_unit(result)}")
     return fit(fig)
 
 

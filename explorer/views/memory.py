@@ -10,7 +10,7 @@ from explorer.figures import fit
 from explorer.views.pipeline import fullest_stage
 from planner.api import PlanResult
 from planner.plans.report_doc import memory_parts
-from planner.units import format_bytes, gib
+from planner.units import format_bytes, format_percent, gib
 
 #: The colour of each part (the report's palette).
 COLORS = {"parameters": "#4C78A8", "gradients": "#72B7B2", "optimizer state": "#EECA3B", "activations": "#F58518"}
@@ -53,7 +53,8 @@ def capacity_text(result: PlanResult) -> str:
     mem = result.memory
     if not mem.capacity:
         return "No device capacity given."
-    return f"Capacity {format_bytes(mem.capacity)} per device; the peak uses {mem.peak / mem.capacity:.1%} of it."
+    share = format_percent(mem.peak / mem.capacity)  # a tiny plan's share reads 0.045%, not 0.0%
+    return f"Capacity {format_bytes(mem.capacity)} per device; the peak uses {share} of it."
 
 
 def memory_table(result: PlanResult) -> pd.DataFrame:

@@ -9,7 +9,8 @@ from explorer.views.pipeline import configuration_label, fullest_stage, stage_wo
 from explorer.views.splits import distinct_workers, level_roles, weights_split_by_model
 from planner.api import PlanResult
 from planner.plans.parallelism import describe, summary_lines
-from planner.units import format_bytes, format_bytes_like, format_count, format_seconds, format_speedup, plural
+from planner.units import (format_bytes, format_bytes_like, format_count, format_percent, format_seconds,
+                           format_speedup, plural)
 
 
 def headline(result: PlanResult) -> dict:
@@ -104,7 +105,8 @@ def _model_split_reason(result: PlanResult) -> str:
         return dp + ", while this plan trades part of that traffic for cheaper communication inside the operators"
     names = ", ".join(f"{md_text(n)} ({format_count(w)} weights: {md_text(label)})" for n, w, label in split[:2])
     share = sum(w for _, w, _ in split) / total
-    return (dp + f", while this plan splits {share:.0%} of the weights by something other than the batch, so their "
+    return (dp + f", while this plan splits {format_percent(share, 2)} of the weights by something other than the "
+            "batch, so their "
             f"gradients need no all-reduce over those devices: {names}" + (" and others" if len(split) > 2 else ""))
 
 
@@ -115,18 +117,58 @@ def split_by_level(result: PlanResult) -> str:
     return " | ".join(parts) or "one device"
 
 
+#: What each ZeRO stage shards over the data-parallel devices.
+ZERO_SHARDS = {1: "the optimizer state", 2: "the optimizer state and the gradients",
+               3: "the optimizer state, the gradients and the weights"}
+
+
+def memory_measures(result: PlanResult) -> list[str]:
+    """What the plan does to fit besides splitting operators: ``shards the optimizer state over
+    the devices (ZeRO-1)``, ``recomputes the activations in the backward pass (full
+    recomputation)``."""
+    sched = result.schedule
+    out = []
+    if sched.zero:
+        out.append(f"shards {ZERO_SHARDS.get(sched.zero, 'the training state')} over the devices "
+                   f"(ZeRO-{sched.zero})")
+    if sched.recompute and sched.recompute != "none":
+        out.append(f"recomputes activations in the backward pass instead of keeping them ({sched.recompute} "
+                   "recomputation)")
+    return out
+
+
+def _no_fit_sentence(result: PlanResult) -> str:
+    """The second sentence when pure data parallelism does not fit: what it would need, what the
+    plan needs, and the times."""
+    dp, mem, h = result.data_parallel_memory, result.memory, headline(result)
+    state = dp.parameters + dp.gradients + dp.optimizer_state
+    held = ("all " + format_count(result.graph.parameter_count) + " weights with their gradients and optimizer state"
+            if result.options.mode == "train" else "all " + format_count(result.graph.parameter_count) + " weights")
+    need = (f"Pure data parallelism does not fit: every device would hold {held} ({format_bytes(state)}) and the "
+            f"activations of its share of the batch ({format_bytes(dp.activations)}), {format_bytes(dp.peak)} against "
+            f"{format_bytes(dp.capacity)}; ")
+    plan = (f"this plan needs {format_bytes_like(mem.peak, mem.capacity)} per device" if mem.fits else
+            f"this plan comes closest at {format_bytes_like(mem.peak, mem.capacity)} per device ({h['shortfall']} short)")
+    sp = result.speedup_over_data_parallel
+    versus = ("faster than" if sp >= 1.02 else "the speed of" if sp < 0.98 else "as fast as")
+    return (f"{need}{plan}, and one iteration takes **{h['iteration']}**, **{h['speedup']}** {versus} data parallelism "
+            f"would be if it fit ({format_seconds(result.data_parallel_seconds)}).")
+
+
 def story(result: PlanResult, machine_label: str | None = None) -> str:
-    """The Overview's first two sentences (Markdown): what the plan split where, and the speed-up
-    over pure data parallelism with the reason."""
+    """The Overview's first two sentences (Markdown): what the plan split where (and what else it
+    does to fit), and the speed-up over pure data parallelism with the reason, or, when data
+    parallelism does not fit, what it would need against what the plan needs."""
     h = headline(result)
+    measures = memory_measures(result)
     first = (f"On {h['devices']:,} devices ({md_text(machine_text(result, machine_label))}) the planner splits "
-             f"{md_text(where_split(result))}.")  # level names come from the machine: escaped
+             f"{md_text(where_split(result))}"  # level names come from the machine: escaped
+             + (f", and {_roles_text(measures)}" if measures else "") + ".")
     dp_mem = result.data_parallel_memory
     sp = result.speedup_over_data_parallel
     if dp_mem is not None and not dp_mem.fits:
-        why = (f"pure data parallelism does not even fit: every device would hold the whole model, "
-               f"{format_bytes(dp_mem.peak)} against {format_bytes(dp_mem.capacity)}")
-    elif sp < 0.98:
+        return f"{first} {_no_fit_sentence(result)}"
+    if sp < 0.98:
         why = (f"what the sidebar fixes here ({h['configuration']}, with {result.plan.algorithm}) costs more than it "
                "saves: set the pipeline and memory options back to auto, with drec+, to let the search choose")
     elif sp < 1.02:
@@ -164,9 +206,10 @@ def explanation(result: PlanResult, model_label: str, markdown: bool = True, mac
                 f" Only {used:,} of the {h['devices']:,} devices do distinct work: at the other cuts of the machine "
                 "every operator is replicated, because splitting there would cost more in communication than it "
                 "saves (a larger batch or faster links change that; try the Compare page's what-if).")
-    split = (f"{s['compute'] / total:.0%} compute, {s['communication'] / total:.0%} communication inside operators "
+    split = (f"{format_percent(s['compute'] / total, 2)} compute, {format_percent(s['communication'] / total, 2)} "
+             "communication inside operators "
              "(all-reduces of partial sums" + (" and gradients" if result.options.mode == "train" else "")
-             + f") and {s['redistribution'] / total:.0%} redistribution between "
+             + f") and {format_percent(s['redistribution'] / total, 2)} redistribution between "
              "operators whose layouts differ")
     time_text = f"**{h['iteration']}** is the predicted time of {mode}: {split}. "
     if result.pipelined:
@@ -178,10 +221,7 @@ def explanation(result: PlanResult, model_label: str, markdown: bool = True, mac
         "without running anything: "
         f"each choice is scored by a symbolic BSP cost model of the machine. {time_text}"
         f"Pure data parallelism (every device holds the whole model and takes a slice of the batch) would take "
-        f"{h['data_parallel']}, so the speed-up over pure data parallel is **{h['speedup']}**"
-        + (f" (but pure data parallelism does not fit: it needs {format_bytes(result.data_parallel_memory.peak)} per "
-           "device). " if result.data_parallel_memory is not None and not result.data_parallel_memory.fits else ". ")
-        + 
+        f"{h['data_parallel']}, so the speed-up over pure data parallel is **{h['speedup']}**. "
         f"Per device {who} needs {format_bytes_like(result.memory.peak, result.memory.capacity)} of "
         f"{format_bytes_like(result.memory.capacity, result.memory.peak)}: it {fit}. "
         "Predictions are model estimates for comparing strategies, not measurements."

@@ -130,7 +130,7 @@ def add_memory_args(sp) -> None:
     on_off = argparse.BooleanOptionalAction
     sp.add_argument("--overlap-gradient-sync", action=on_off,
                     help="all-reduce the gradients bucket by bucket during the last backward pass, as PyTorch DDP "
-                         "does (default: off, as Megatron-LM; a plan file: as recorded)")
+                         "does (default: on, as PyTorch DDP; Megatron-LM's own default is off; a plan file: as recorded)")
     sp.add_argument("--prefetch-parameters", action=on_off,
                     help="under ZeRO-3, gather each layer's parameters while the one before it computes "
                          "(default: on, as DeepSpeed and FSDP)")

@@ -40,6 +40,10 @@ SAVES_NOTHING = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Spl
                  "Gather", "GatherND", "GatherElements", "ScatterND", "ScatterElements", "AveragePool",
                  "GlobalAveragePool", "Shape", "Size", "Constant", "ConstantOfShape", "Range", "CumSum"}
 DROPOUT_MASK_BYTES = 1  # one byte per element, as PyTorch's and Megatron-LM's dropout keep it
+#: the loss keeps the model's outputs (the logits) in fp32: Megatron-LM casts them with ``.float()`` before its
+#: vocabulary-parallel cross-entropy, which saves the fp32 softmax (``exp_logits``, ``s b V / t`` elements);
+#: PyTorch's autocast runs ``log_softmax`` / ``cross_entropy`` in fp32 and saves its fp32 output
+LOSS_ITEMSIZE = 4
 
 
 def _fusible(op_type: str) -> bool:
@@ -149,10 +153,28 @@ def _tables(cm) -> tuple:
     return hit
 
 
-def saved_tensors(cm, full: dict, ops: list[str], drop_core: bool = False) -> dict[str, float]:
+def loss_tensors(cm, full: dict, ops: list[str]) -> dict[str, float]:
+    """The model outputs among ``ops``' outputs that the loss reads (the logits; no operator reads
+    them), as the loss keeps them for its backward pass: local elements x :data:`LOSS_ITEMSIZE`
+    (fp32) bytes, one micro-batch. They are on the last stage only, whose last chunk runs each
+    micro-batch's backward pass right after its forward pass in 1F1B (interleaved or not), so
+    they are held for one micro-batch at a time."""
+    read = _tables(cm)[3]
+    kept: dict[str, float] = {}
+    for name in ops:
+        for i, u in enumerate(cm.info[name].uses):
+            t = cm.graph.tensors[u.tensor]
+            if u.is_output and u.tensor not in read and _kept(t):
+                size = cm.local_bytes(name, i, full[name])
+                kept[u.tensor] = max(kept.get(u.tensor, 0.0), size / u.itemsize * max(LOSS_ITEMSIZE, u.itemsize))
+    return kept
+
+
+def saved_tensors(cm, full: dict, ops: list[str], drop_core: bool = False, outputs: bool = True) -> dict[str, float]:
     """Local bytes of every tensor the backward pass of ``ops`` reads, one micro-batch (a dropout
     mask as ``<operator>:mask``). ``drop_core``: the attention core's own tensors are recomputed,
-    not kept (its inputs are)."""
+    not kept (its inputs are). ``outputs=False`` leaves out the model outputs the loss reads (at
+    their own precision here; :func:`loss_tensors` counts them as the loss keeps them)."""
     g = cm.graph
     tensors = g.tensors
     regions, needs, producer_of, read = _tables(cm)
@@ -176,7 +198,7 @@ def saved_tensors(cm, full: dict, ops: list[str], drop_core: bool = False) -> di
         uses = cm.info[name].uses
         inputs = [i for i, u in enumerate(uses) if not u.is_output]
         for i, u in enumerate(uses):  # a model output the loss reads (logits): the loss's backward needs it
-            if u.is_output and u.tensor not in read:
+            if outputs and u.is_output and u.tensor not in read:
                 keep(name, i)
         if name in regions:
             if needs[regions[name]]:

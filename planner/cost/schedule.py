@@ -16,7 +16,8 @@ D-Rec plans the operators on it, on the levels the stages do not use. A batch is
   schedule, which sends ``v`` times as many activations), then the once-per-iteration gradient
   all-reduce, the longest of the stages' exposed part (bucket by bucket behind the last backward
   pass when that overlap is on);
-* stage ``s`` keeps the activations of ``min(m, P - s)`` micro-batches (the first stage the most).
+* stage ``s`` keeps the activations of ``min(m, P - s)`` micro-batches (the first stage the most;
+  interleaved, Megatron-LM's count: :func:`planner.cost.memory.in_flight_micro_batches`).
 
 The stage boundaries are chosen by dynamic programming over the cut points (the places where the
 fewest activations cross, e.g. between transformer layers) to minimise the slowest stage.
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from planner.cost.gradients import data_dependent_ops, gradient_bytes, tied_stage_sync
-from planner.cost.memory import MemoryReport, memory_per_device
+from planner.cost.memory import MemoryReport, in_flight_micro_batches, memory_per_device
 from planner.cost.model import CostModel, Strategy
 from planner.cost.overlap import Overlaps, Split, backward_fraction, bucket_timeline, exposed_split
 from planner.cost.pipeline_sends import BACKWARD, FORWARD, BoundaryTraffic, boundary_traffic
@@ -331,16 +332,11 @@ def assign_stages(cm: CostModel, strategies: dict[str, Strategy], split: Machine
 def stage_memory(cm: CostModel, strategies: dict[str, Strategy], assignment: StageAssignment, micro_batches: int,
                  optimizer: str = "adam") -> list[MemoryReport]:
     """Memory per device of each stage under 1F1B: stage ``s`` keeps ``min(m, P - s)`` micro-batches
-    of activations; with ``v`` chunks per device the first stage holds ``(1 + (P-1)/(P v)) P``
-    (Korthikanti et al., 2022), and the later ones proportionally fewer."""
+    of activations; with ``v`` chunks per device Megatron-LM's interleaved count (the first stage
+    ``P + (P-1)/v``, Korthikanti et al. 2022; :func:`planner.cost.memory.in_flight_micro_batches`)."""
     stages, v = assignment.stages, assignment.interleave
-    reports = []
-    for s in range(stages):
-        in_flight = min(micro_batches, stages - s)
-        if v > 1:
-            in_flight = min(micro_batches, (stages - s) * (1 + (stages - 1) / (stages * v)))
-        reports.append(memory_per_device(cm, strategies, optimizer, assignment.stage_segments[s], in_flight))
-    return reports
+    return [memory_per_device(cm, strategies, optimizer, assignment.stage_segments[s],
+                              in_flight_micro_batches(s, stages, micro_batches, v)) for s in range(stages)]
 
 
 def price_schedule(cm: CostModel, strategies: dict[str, Strategy], split: MachineSplit, micro_batches: int,

@@ -58,9 +58,9 @@ def test_bf16_adam_is_16_bytes_per_parameter():
     assert mem.gradients == 6_304
     assert mem.optimizer_state == 12 * PARAMS == 37_824
     assert mem.parameters + mem.gradients + mem.optimizer_state == 16 * PARAMS
-    # activations at 2 B: 9,216 / 2 = 4,608
-    # + the bf16 input x kept for dW0: 16*32*2 = 1,024
-    assert mem.activations == 4_608 + 1_024
+    # activations at 2 B: h0 and r0 16*64*2 = 2,048 each; the output y as the loss keeps it, in
+    # fp32: 16*16*4 = 1,024; + the bf16 input x kept for dW0: 16*32*2 = 1,024
+    assert mem.activations == 2 * 2_048 + 1_024 + 1_024
     assert optimizer_bytes_per_parameter("adam", 2) == 12
     assert optimizer_bytes_per_parameter("adam", 4) == 8
     assert optimizer_bytes_per_parameter("sgd", 2) == 8

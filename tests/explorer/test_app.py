@@ -86,16 +86,16 @@ def test_first_load_shows_a_real_plan():
     assert metric(at, "Devices") == "512"
     assert metric(at, "Predicted iteration time").endswith("s")
     assert metric(at, "Speed-up vs data parallel").endswith("x")
-    # BERT-base at 2,048 sequences on 512 A100s: 1.6 GiB per device, in units a person reads (not
-    # "1.64e+03 MiB"): format_bytes of the result's own peak, whose unit is worked out here
+    # Llama-3-8B at 1,024 sequences of 1,024 tokens on 512 A100s: tens of GiB per device, in units a
+    # person reads (not "6.32e+04 MiB"): format_bytes of the result's own peak, whose unit is worked out here
     peak = c.result.memory.peak
     assert 2**30 <= peak < 2**40 and metric(at, "Memory per device") == f"{peak / 2**30:.3g} GiB"
     assert metric(at, "Search time")
     assert any("speed-up over pure data parallel" in m.value for m in at.markdown)
     # the view is in the URL
-    assert at.query_params["model"] == "bert_base"
+    assert at.query_params["model"] == "llama3_8b"
     assert at.query_params["machine"] == "dgx_a100_64nodes"
-    assert at.query_params["bind"] == "batch:2048,seq:128"
+    assert at.query_params["bind"] == "batch:1024,seq:1024"
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -123,9 +123,9 @@ def test_pages_show_their_content():
     assert {"Plan JSON", "Report (HTML)", "Report (Markdown)", "Machine YAML"} <= set(labels)
     goto(at, "strategy")
     assert any("split" in (d.value.columns if d.value is not None else []) for d in at.dataframe)
-    # the default plan is one an engineer would run: BERT-base at 2,048 sequences on 512 GPUs is one
-    # stage and one micro-batch of 4 sequences per device (no pipeline bubble; pipelined plans are
-    # drawn in test_a_pipelined_plan_on_every_page)
+    # the default plan is one an engineer would run: Llama-3-8B at 1,024 sequences on 512 GPUs is one
+    # stage and one micro-batch (no pipeline bubble; pipelined plans are drawn in
+    # test_a_pipelined_plan_on_every_page)
     sched = ctx(at).result.schedule
     assert sched.stages == 1 and sched.micro_batches == 1 and sched.bubble_seconds == 0
 
@@ -171,7 +171,7 @@ def test_pick_a_sample_and_bind_its_dimensions():
     at.number_input(key="mp_bind_seq").set_value(64).run()
     assert_clean(at)
     c = ctx(at)
-    assert c.bindings == {"batch": 2048, "seq": 64}
+    assert c.bindings == {"batch": 1024, "seq": 64}  # the batch kept from the default view
     assert c.graph is not None and c.result is not None
     # the sidebar shows the same binding
     assert at.number_input(key="sb_bind_seq").value == 64
@@ -198,7 +198,7 @@ def test_edit_a_machine_level_changes_the_plan():
     before = ctx(at).result.total_seconds
     goto(at, "machine")
     key = f"mc_levels_{at.session_state['machine_version']}"
-    # the gpu level: this plan of BERT-base replicates across the 64 nodes and splits inside them
+    # the gpu level: the default plan splits the hidden size over GPU pairs inside each node
     at.session_state[key] = {"edited_rows": {1: {"bandwidth (GB/s)": 30.0}}, "added_rows": [], "deleted_rows": []}
     at.run()
     assert_clean(at)

@@ -12,7 +12,7 @@ def test_overview_and_strategy_name_the_plans_parallelism():
     captions = [rendered(c.value) for c in at.caption if c.value.startswith("Parallelism: ")]
     assert len(captions) == 1
     name = captions[0][len("Parallelism: "):]
-    # a pipelined plan names its stages; the default (BERT-base at 2,048 sequences on 64 x 8 A100) is
+    # a pipelined plan names its stages; the default (Llama-3-8B at 1,024 sequences on 64 x 8 A100) is
     # one stage, and then no PP is named
     assert (f"PP {sched.stages}" in name) if sched.stages > 1 else ("PP" not in name)
     goto(at, "strategy")

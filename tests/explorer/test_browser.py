@@ -169,7 +169,7 @@ def test_every_page_renders(server, browser, shots, path):
             assert len(metrics) >= 5 and metrics[0].strip() == "512", metrics
             assert any(m.strip().endswith("ms") for m in metrics), metrics
             # the shared view is in the URL
-            assert "model=bert_base" in page.url and "machine=dgx_a100_64nodes" in page.url, page.url
+            assert "model=llama3_8b" in page.url and "machine=dgx_a100_64nodes" in page.url, page.url
         save(page, path or "overview", shots)
     finally:
         page.close()

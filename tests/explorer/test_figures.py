@@ -128,9 +128,9 @@ def test_memory_axis_is_scaled_to_the_plan_not_to_the_capacity(plain):
     # the capacity is named in the hover and in the sentence under the chart: 80e9 bytes = 74.5 GiB
     assert all("of the 74.5 GiB capacity" in bar.hovertemplate for bar in fig.data)
     text = memory.capacity_text(plain)
-    share = re.fullmatch(r"Capacity 74\.5 GiB per device; the peak uses (\d+\.\d)% of it\.", text)
-    assert share, text
-    assert float(share.group(1)) == pytest.approx(100 * plain.memory.peak / 80e9, abs=0.05)
+    share = re.fullmatch(r"Capacity 74\.5 GiB per device; the peak uses (\d+\.\d+)% of it\.", text)
+    assert share, text  # 3 significant digits (planner.units.format_percent): a tiny share never reads 0.0%
+    assert float(share.group(1)) == pytest.approx(100 * plain.memory.peak / 80e9, rel=5e-3)
 
 
 def test_memory_capacity_is_a_line_when_the_plan_is_near_it(plain):

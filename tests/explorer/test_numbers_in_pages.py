@@ -82,8 +82,8 @@ def test_the_cost_page_formulas_hold_no_raw_rational_and_have_a_legend():
         assert not re.search(r"\b\d+\.0\b(?!\d)", latex), latex
     legend = next(m for m in at.markdown if str(m.value).startswith("**Reading the cards.**"))
     text = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", legend.value)  # as rendered: without Markdown's escapes
-    # the default view (explorer/sources.py) is BERT-base at 2,048 sequences of 128 tokens
-    assert "= Σ_k x[" in text and "batch (2,048)" in text and "sequence (128)" in text, text
+    # the default view (explorer/sources.py) is Llama-3-8B at 1,024 sequences of 1,024 tokens
+    assert "= Σ_k x[" in text and "batch (1,024)" in text and "sequence (1,024)" in text, text
     assert legend.help  # the letters' tooltip
 
 

@@ -39,7 +39,7 @@ def test_one_session_receives_the_overview_figures(base):
     assert run.exceptions == [] and run.errors == []
     assert run.figures == 2  # the Overview's "Where the time goes" and "Memory per device"
     assert run.figure_seconds is not None and run.figure_seconds <= run.seconds
-    # dgx_a100 is one node of 8 GPUs; the sample is the one asked for, not the default bert_base
+    # dgx_a100 is one node of 8 GPUs; the sample is the one asked for, not the default one
     assert run.metrics["Devices"] == "8"
     assert {"Predicted iteration time", "Memory per device", "Search time"} <= set(run.metrics)
 
