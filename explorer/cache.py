@@ -26,6 +26,10 @@ from explorer.default_plan import answers_model, shipped_sized
 from explorer.sources import ModelSource
 from planner.api import PlanOptions, PlanResult, evaluate_plan, plan_model, reprice_plan
 from planner.machine.tree import Machine
+from planner.limits import LimitError
+from planner.options import ConfigError, OptionsError
+from planner.search.exact import SearchTooLargeError
+from planner.search.megatron import NotATransformerError
 from planner.model.graph import OperatorGraph
 from planner.model.rebatch import planning_dims
 from planner.model.rebind import Rebinder
@@ -33,6 +37,11 @@ from planner.onnx.importer import ModelImportError, import_model, load_model_pro
 from planner.onnx.rebinder import rebinder_for
 
 Progress = Callable[[float, str], None] | None
+
+#: A plan the planner refuses for what was asked (too large for the exact search, not a
+#: transformer, options that contradict each other): the same request is refused again, so the
+#: refusal is kept (the Compare page's table asks for every algorithm on every run).
+REFUSALS = (SearchTooLargeError, NotATransformerError, OptionsError, LimitError)
 
 
 def bindings_key(bindings: dict[str, int]) -> tuple:
@@ -125,6 +134,7 @@ class PlanCache:
                          else _LRU(result_entries))
         self._sweeps = _LRU(math.inf, weight=deep_size, max_weight=sweep_bytes)
         self._models = _LRU(math.inf, weight=len, max_weight=graph_bytes)  # uploads' weight-free bytes, for the pool
+        self._refusals = _LRU(256)  # request key -> the planner's refusal of it (REFUSALS)
         self._rebinders = _LRU(2)  # the last models' Rebinders: each keeps its micro-batch graphs for the next plan
         self.pool = None  # a explorer.plan_pool.PlanPool: plans are made in its worker processes
         self._lock = threading.Lock()
@@ -230,7 +240,17 @@ class PlanCache:
                                           request.options, start)
             return plan_model(graph, request.machine, request.options, progress, hints=start,
                               rebinder=self.rebinder(request.source))
-        return self._memo(self._results, ("result",) + request.key, compute, "result")
+        key = ("result",) + request.key
+        with self._lock:
+            refused = self._refusals.get(key)
+        if refused is not None:
+            raise refused.with_traceback(None)
+        try:
+            return self._memo(self._results, key, compute, "result")
+        except REFUSALS as exc:
+            with self._lock:
+                self._refusals.put(key, exc)
+            raise
 
     def _hints(self, request: PlanRequest, most: int = 3) -> list[dict]:
         """Plans already made for the same model and options on machines with the same cut
@@ -249,6 +269,20 @@ class PlanCache:
         figures at once, while the re-planned one (:meth:`result`) is made."""
         return self._memo(self._results, ("repriced", current.key[2]) + request.key,
                           lambda: reprice_plan(graph, self.result(current, graph), request.machine))
+
+    def repriced_if_possible(self, request: PlanRequest, graph: OperatorGraph,
+                             current: PlanRequest) -> PlanResult | None:
+        """:meth:`repriced` when it answers at once: None when ``request`` is ``current``, its
+        machine has other levels (names, arities: another device count or tree shape), the plan of
+        ``current`` is not cached (it would be planned first), or re-pricing does not cover the
+        plan (a context-parallel one)."""
+        shape = [[(lv.name, lv.arity) for lv in r.machine.levels] for r in (request, current)]
+        if request.key == current.key or shape[0] != shape[1] or not self.has_result(current):
+            return None
+        try:
+            return self.repriced(request, graph, current)
+        except ConfigError:
+            return None
 
     def evaluate(self, request: PlanRequest, graph: OperatorGraph, plan_json: dict, plan_sha: str) -> PlanResult:
         """An uploaded plan file scored on ``request``'s model, machine and options."""

@@ -31,6 +31,7 @@ from planner.model.graph import OperatorGraph
 from planner.model.rebind import Rebinder
 from planner.plans.plan_json import PlanFileError, merge_recorded_options, parse_plan_text
 from planner.plans.report import plan_to_json
+from planner.units import format_seconds
 
 #: The default view's plan (``python -m explorer.default_plan`` writes it again).
 SHIPPED = SAMPLES_DIR / f"{DEFAULT_SAMPLE}.default_plan.json.gz"
@@ -142,4 +143,4 @@ def write_shipped(path: Path = SHIPPED) -> PlanResult:
 if __name__ == "__main__":
     made = write_shipped()
     print(f"wrote {SHIPPED.relative_to(SAMPLES_DIR.parent)} ({SHIPPED.stat().st_size:,} bytes): "
-          f"{made.total_seconds:.4g} s per iteration, searched in {made.plan.search_seconds:.3g} s")
+          f"{format_seconds(made.total_seconds)} per iteration, searched in {format_seconds(made.plan.search_seconds)}")

@@ -21,6 +21,7 @@ from explorer.options import error_text, searches_configurations, what_to_change
 from explorer.plan_pool import PlanPool
 from explorer.safe_markdown import md_text
 from explorer.url_state import encode_url_state
+from explorer.views import machine as machine_view
 from planner import __version__
 from planner.onnx.importer import ModelImportError
 
@@ -58,6 +59,9 @@ def _plan(ctx: Context) -> None:
     label = f"Planning {md_text(ctx.source.label)} on {ctx.machine.num_devices:,} devices with {options.algorithm}" + (
         " (stages, micro-batches, recomputation, ZeRO)..." if searches_configurations(options) else "...")
     with st.spinner(label):
+        # after a link or device edit: the plan in use before it, re-priced on the new machine, at once
+        repriced = machine_view.repriced_edit(ctx, state.machine_before())
+        note = st.info(md_text(machine_view.repriced_text(repriced, state.machine_before()))) if repriced else None
         bar = st.progress(0.0, text=label)
         try:
             ctx.result = ctx.plan(progress=lambda f, msg: bar.progress(min(max(float(f), 0.0), 1.0), text=md_text(msg)))
@@ -66,6 +70,8 @@ def _plan(ctx: Context) -> None:
             ctx.plan_fix = what_to_change(exc)
         finally:
             bar.empty()
+            if note is not None:
+                note.empty()
 
 
 def _context(cache: PlanCache, dims: list[str], model_error: str | None) -> Context:

@@ -44,8 +44,9 @@ with right:
 
 # ---- what-if ----
 st.subheader("What if the machine were different?")
-st.caption(f"Sliders change a copy of {md_code(ctx.machine_label)}; the model is re-planned with {ctx.options.algorithm} "
-           "on it (results are cached, so going back is instant).")
+st.caption(f"Sliders change a copy of {md_code(ctx.machine_label)}. A bandwidth or latency change shows the current "
+           f"plan re-priced on it at once, then the plan {ctx.options.algorithm} finds for it; a device count change "
+           "re-plans (results are cached, so going back is instant).")
 m = ctx.machine
 version = state.machine_version()
 bandwidths, latencies = {}, {}
@@ -59,8 +60,7 @@ for i, lv in enumerate(m.levels):
         latencies[i] = st.select_slider("latency (µs)", view.latency_choices(lat_now), value=round(lat_now, 6),
                                         key=f"wi_lat_{i}_{version}", format_func=lambda v: format_number(v, 4))
 with cols[-1]:
-    inner = m.num_devices // m.levels[0].arity
-    arities = sorted({a for a in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if a * inner <= 2**20} | {m.levels[0].arity})
+    inner, arities = view.outer_arities(m)
     st.markdown("**devices**")
     outer = st.select_slider(f"{md_text(m.levels[0].name)} count", arities, value=m.levels[0].arity,
                              key=f"wi_outer_{version}", format_func=lambda a: f"{a} ({a * inner:,} devices)")
@@ -72,20 +72,43 @@ if problem:
 if ctx.plan_error:
     st.error(md_text(ctx.no_plan))
     st.stop()
+
+
+def draw_metrics(fig: dict, prefix: str = "") -> None:
+    w = [*st.columns(2), *st.columns(2)]  # two rows of two: no label is cut at 1024 px
+    w[0].metric(f"{prefix}Devices", fig["devices"], delta=fig["devices_delta"])
+    w[1].metric(f"{prefix}Predicted iteration time", fig["iteration"], delta=fig["iteration_delta"],
+                delta_color="inverse")
+    w[2].metric(f"{prefix}Speed-up vs data parallel", fig["speedup"])
+    w[3].metric(f"{prefix}Operators whose split changed", fig["changed"])
+
+
+# the current plan re-priced on the edited links at once; the re-plan follows (a device count or
+# a tree shape edit cannot be re-priced: re-planned only)
+quick = ctx.cache.repriced_if_possible(ctx.request(machine=what_if), ctx.graph, ctx.request())
+if quick is not None:
+    st.markdown("**Current plan on the edited machine** (re-priced at once: the same splits, nothing searched)")
+    draw_metrics(view.what_if_metrics(ctx.result, quick), "Current plan: ")
 try:
-    with st.spinner("Re-planning on the what-if machine..."):
+    if ctx.has_plan(machine=what_if):
         alt = ctx.plan(machine=what_if)
+    else:
+        with st.status("Re-planning on the what-if machine...", expanded=True) as status:
+            wbar = st.progress(0.0, text="Re-planning...")
+            alt = ctx.plan(machine=what_if,
+                           progress=lambda f, msg: wbar.progress(min(max(float(f), 0.0), 1.0), text=md_text(msg)))
+            status.update(label="Re-planned on the what-if machine", state="complete", expanded=False)
 except Exception as exc:  # noqa: BLE001
     st.error(f"No plan on the what-if machine: {md_text(error_text(ctx.options.algorithm, exc))}")
     st.stop()
+if quick is not None:
+    st.markdown("**Re-planned on the edited machine**")
 fig = view.what_if_metrics(ctx.result, alt)
-w = [*st.columns(2), *st.columns(2)]  # two rows of two: no label is cut at 1024 px
-w[0].metric("Devices", fig["devices"], delta=fig["devices_delta"])
-w[1].metric("Predicted iteration time", fig["iteration"], delta=fig["iteration_delta"], delta_color="inverse")
-w[2].metric("Speed-up vs data parallel", fig["speedup"])
-w[3].metric("Operators whose split changed", fig["changed"])
+draw_metrics(fig)
 st.caption(f"Strategy by level: {md_text(fig['shape'])} (current: {md_text(fig['current_shape'])}) · search "
            f"{fig['search']}")
+if quick is not None:
+    st.info(md_text(view.replan_gain(quick, alt)))
 
 if what_if != m:
     st.button("Use this machine", key="wi_use", on_click=state.use_machine, args=(what_if, "custom"),
@@ -95,7 +118,7 @@ if what_if != m:
 st.subheader("Across device counts")
 counts = view.SWEEP_DEVICE_COUNTS
 st.caption(f"The what-if machine scaled from {counts[0]} to {counts[-1]:,} devices by its outermost level "
-           f"({md_text(m.levels[0].name)}); dashed lines mark where the kind of parallelism per level changes.")
+           f"({md_text(m.levels[0].name)}); a marker shows each count where the kind of parallelism per level changes.")
 request = ctx.request(machine=what_if)
 sweep = ctx.cache.cached_sweep(request, counts)
 if sweep is None:

@@ -55,8 +55,7 @@ elif trace.empty:
             f"operators get propagated layouts). {len(traced)} operators have a trace, e.g. "
             + ", ".join(md_code(n) for n in traced[:5]))
 else:
-    st.caption("At each recorded step (one machine cut) the candidates, their own cost, the redistribution "
-               "with neighbours already decided, and the winner (✓).")
+    st.caption(view.TRACE_CAPTION)
     st.dataframe(**table(trace), hide_index=True, height=300)
 
 st.subheader("Where the time goes")

@@ -24,19 +24,29 @@ state.seed("mc_preset", ctx.machine_label if ctx.machine_label in presets else N
 top = st.columns([2, 3])
 top[0].selectbox("Preset", presets, key="mc_preset", on_change=state.on_preset, args=("mc_preset",),
                  placeholder="custom machine", help="machines/*.yaml")
-top[1].markdown(f"**In use:** {md_code(ctx.machine_label)} — {md_text(machine.summary())}")
+top[1].markdown(f"**In use:** {md_code(view.machine_label_text(machine, ctx.machine_label))} — {md_text(machine.summary())}")
 if errors.get("preset"):
     st.error(md_text(errors["preset"]))
 
 # ---- what the last change did to the plan ----
-effect = view.edit_effect(state.machine_before(), ctx.result, ctx.machine_label)
+before = state.machine_before()
+effect = view.edit_effect(before, ctx.result, ctx.machine_label, view.repriced_edit(ctx, before))
 if effect is not None:
-    e1, e2, e3 = st.columns([1, 1, 2])
-    e1.metric("Iteration time", effect["iteration_after"], delta=effect["iteration_delta"],
-              delta_color="inverse", help=f"before: {effect['iteration_before']}")
-    e2.metric("Speed-up", effect["speedup_after"], help="over pure data parallelism",
+    e1, e2, e3 = st.columns(3)
+    if "iteration_repriced" in effect:  # a link or device edit: the plan in use re-priced first
+        e1.metric("Current plan on the edited machine", effect["iteration_repriced"], delta=effect["repriced_delta"],
+                  delta_color="inverse", help=f"re-priced at once, nothing searched; before: {effect['iteration_before']}")
+        e2.metric("Re-planned iteration time", effect["iteration_after"], delta=effect["iteration_delta"],
+                  delta_color="inverse", help=f"against before the edit: {effect['iteration_before']}")
+    else:
+        e1.metric("Iteration time", effect["iteration_after"], delta=effect["iteration_delta"],
+                  delta_color="inverse", help=f"before: {effect['iteration_before']}")
+    e3.metric("Speed-up", effect["speedup_after"], help="over pure data parallelism",
               delta=f"was {effect['speedup_before']}", delta_color="off", delta_arrow="off")
-    e3.caption(md_text(effect["caption"]) + " Each edit re-plans at once (the bar above shows the progress).")
+    st.caption(md_text(effect["caption"]) + " A link or device edit shows the plan in use re-priced at once, then "
+               "re-plans (the bar above shows the progress); a device count or tree edit re-plans.")
+    if "gain" in effect:
+        st.info(md_text(effect["gain"]))
 elif ctx.result is not None:
     st.caption(f"Plan on this machine: {md_text(ctx.result.plan.algorithm)}, {ctx.result.machine.num_devices:,} devices; "
                "edit a field below to see the iteration time and speed-up before and after.")
@@ -78,7 +88,7 @@ m1, m2, m3 = st.columns(3)
 m1.metric("Devices", f"{machine.num_devices:,}")
 m2.metric("Device peak (TFLOP/s)", format_number(fields["peak_tflops"]))
 m3.metric("Device memory (GiB)", format_number(fields["memory_gib"]))
-st.plotly_chart(view.machine_tree_figure(machine), key="mc_tree")
+st.plotly_chart(view.machine_tree_figure(machine, label=ctx.machine_label), key="mc_tree")
 st.caption("Cut schedule (D-Rec splits the machine one prime at a time, outermost level first): "
            + (", ".join(md_text(cut) for cut in view.cut_schedule(machine)) or "none (one device)"))
 

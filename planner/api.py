@@ -32,7 +32,8 @@ __all__ = ["ALGORITHMS", "DEFAULT_ALGORITHM", "PlanOptions", "PlanResult", "plan
 
 def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | None = None,
                progress: Callable[[float, str], None] | None = None,
-               hints: list[dict[str, Strategy]] | None = None, rebinder: Rebinder | None = None) -> PlanResult:
+               hints: list[dict[str, Strategy]] | None = None, rebinder: Rebinder | None = None,
+               fold_layers: bool = True) -> PlanResult:
     """THE planning entry: the command line's ``plan`` and the explorer both plan through it.
 
     Plans over the stage counts, micro-batches, recomputation and ZeRO stages the options leave
@@ -42,6 +43,8 @@ def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | No
     called with a fraction and a message while planning; drec+ also starts from ``hints`` (plans
     of the same model and options on other machines, e.g. before a what-if change); ``rebinder``
     re-binds the model's batch for micro-batches (:class:`planner.model.rebind.Rebinder`).
+    Repeated layers are planned once (:mod:`planner.search.folded`); ``fold_layers=False`` plans
+    them one by one (the same plans, slower: the reference of the tests).
     """
     from planner.limits import check_planning_work
     from planner.search.configurations import SEARCHED_ALGORITHMS, plan_configurations
@@ -53,7 +56,8 @@ def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | No
         check_planning_work(machine.num_devices, len(graph.operators))
         stage_machine = split_machine(machine, options.pipeline_stages or 1).stage_machine
         require_exact_feasible(cost_model_for(graph, stage_machine, options))
-    best = plan_configurations(graph, machine, options, progress, hints=hints, rebinder=rebinder)
+    best = plan_configurations(graph, machine, options, progress, hints=hints, rebinder=rebinder,
+                               fold_layers=fold_layers)
     if options.algorithm in SEARCHED_ALGORITHMS:  # experts and long sequences: Megatron-style candidates
         from planner.search.context_parallel import search_context
         from planner.search.expert_parallel import search_experts

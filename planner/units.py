@@ -95,6 +95,23 @@ def format_seconds(seconds: float | None) -> str:
     return _scaled(seconds, SECOND_UNITS, 1000, 3)
 
 
+def seconds_unit(seconds: float) -> tuple[str, float]:
+    """The unit :func:`format_seconds` shows ``seconds`` in, with its scale (``("µs", 1e-6)`` for
+    168 µs, ``("ms", 1e-3)`` for 999.6 µs): the unit of a sum's total, in which its terms are written."""
+    text = format_seconds(seconds)
+    unit = text.rsplit(" ", 1)[-1] if " " in text else "s"
+    return unit, dict(SECOND_UNITS).get(unit, 1.0)
+
+
+def format_seconds_in(seconds: float, unit: tuple[str, float]) -> str:
+    """``seconds`` in the given unit (:func:`seconds_unit`), 3 significant digits and at most 3
+    decimals: the terms of one sum in one unit (``0.434 µs + 20 µs``, not ``434 ns + 20 µs``)."""
+    if missing(seconds):
+        return DASH
+    name, scale = unit
+    return f"{format_number(seconds / scale, max_decimals=3)} {name}"
+
+
 def format_bytes(nbytes: float) -> str:
     """Binary units (GiB), as device memory is quoted: ``531 MiB``, ``1023 MiB``, ``1 GiB``."""
     return _scaled(nbytes, BYTE_UNITS, 1024, 0)
@@ -148,12 +165,18 @@ def common_scale(values: Iterable[float], units: tuple = BYTE_UNITS) -> tuple[st
 
 
 def format_bytes_like(nbytes: float, *others: float) -> str:
-    """``nbytes`` in the unit of the largest of it and ``others``: one unit for one quantity in a
-    view (``0.411 GiB of 74.5 GiB``, not ``421 MiB of 74.5 GiB``)."""
-    if missing(nbytes):
-        return DASH
-    unit, scale = common_scale([nbytes, *others])
-    return f"{format_number(nbytes / scale)} {unit}"
+    """``nbytes`` in the unit its own magnitude reaches, as :func:`format_bytes` (``421 MiB`` of
+    ``74.5 GiB``; ``12.7 MiB``, never ``0.0124 GiB``), so that one quantity reads the same in every
+    view (the app, the command line and the report). ``others``, the quantities shown beside it,
+    no longer change its unit; the parameter stays for the callers that pass them."""
+    del others
+    return format_bytes(nbytes)
+
+
+def byte_unit(nbytes: float) -> tuple[str, float]:
+    """The unit a view of memory draws in, from the magnitude of its largest quantity (the peak):
+    MiB below 1 GiB, GiB from 1 GiB (``("MiB", 2**20)`` for a 13 MiB plan)."""
+    return common_scale([nbytes])
 
 
 def decimals_for(values: Iterable[float], digits: int = DIGITS, max_decimals: int = 3) -> int:

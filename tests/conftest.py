@@ -8,6 +8,19 @@ name from any room: this folder is put first on ``sys.path``."""
 import sys
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture(scope="session")
+def real_corpus(tmp_path_factory):
+    """The real-export corpus (``real_exports.Corpus``), one per session: the corpus-wide tests and
+    tests/onnx/test_moe_real.py share its Mixtral exports."""
+    from real_exports import Corpus
+
+    c = Corpus(tmp_path_factory.mktemp("real_exports"))
+    yield c
+    print(f"\nreal-export corpus: {len(c._exports)} exports in {c.seconds:.1f} s")

@@ -37,6 +37,7 @@ from planner.onnx.strip_weights import strip_weights
 EXPORTERS = ("torchscript", "dynamo")
 HF_FAMILIES = ("gpt2", "llama", "mixtral", "bert", "t5", "vit")
 TORCH_FAMILIES = ("mha_batch_first", "mha_seq_first")
+MOE_FAMILIES = ("qwen2_moe",)  # built on demand (tests/onnx/test_moe_real.py), not in the corpus-wide tests
 ONNX_FAMILIES = ("quant_int8", "quant_int4")  # built with onnx.helper: one file, no exporter
 FAMILIES = HF_FAMILIES + TORCH_FAMILIES + ONNX_FAMILIES
 
@@ -45,6 +46,7 @@ FAMILIES = HF_FAMILIES + TORCH_FAMILIES + ONNX_FAMILIES
 VOCAB, HIDDEN, HEADS, KV_HEADS, INTERMEDIATE, LAYERS, POSITIONS = 96, 32, 4, 2, 80, 2, 64
 EXAMPLE_BATCH, EXAMPLE_SEQ = 2, 8
 QUANT_K, QUANT_N = 64, 48
+MOE_FFN, SHARED_FFN = 40, 56  # Qwen2-MoE's routed and shared experts' FFN
 
 
 @dataclass
@@ -117,11 +119,18 @@ def _hf_module(family: str):
         model = transformers.GPT2LMHeadModel(cfg)
         return CausalLM(model), (ids, pos, mask), ["input_ids", "position_ids", "attention_mask"], \
             {"input_ids": bs, "position_ids": bs, "attention_mask": bs}
-    if family in ("llama", "mixtral"):
+    if family in ("llama", "mixtral", "qwen2_moe"):
         if family == "llama":
             cfg = transformers.LlamaConfig(num_key_value_heads=KV_HEADS, tie_word_embeddings=False, **common)
             cfg._attn_implementation = "eager"
             model = transformers.LlamaForCausalLM(cfg)
+        elif family == "qwen2_moe":
+            cfg = transformers.Qwen2MoeConfig(num_key_value_heads=KV_HEADS, num_experts=4, num_experts_per_tok=2,
+                                              moe_intermediate_size=MOE_FFN, shared_expert_intermediate_size=SHARED_FFN,
+                                              tie_word_embeddings=False, **common)
+            cfg._attn_implementation = "eager"
+            _set_experts_implementation(cfg)
+            model = transformers.Qwen2MoeForCausalLM(cfg)
         else:
             cfg = transformers.MixtralConfig(num_key_value_heads=KV_HEADS, num_local_experts=4, num_experts_per_tok=2,
                                              tie_word_embeddings=False, **common)
@@ -284,7 +293,7 @@ class Corpus:
     def module(self, family: str):
         """The (randomised) torch module of a family, built once."""
         if family not in self._modules:
-            if family in HF_FAMILIES:
+            if family in HF_FAMILIES + MOE_FAMILIES:
                 built = _hf_module(family)
             elif family in TORCH_FAMILIES:
                 built = _mha_module(family == "mha_batch_first")

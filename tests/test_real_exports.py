@@ -44,10 +44,8 @@ TWO_EXPORTERS = HF_FAMILIES + TORCH_FAMILIES
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory):
-    c = Corpus(tmp_path_factory.mktemp("real_exports"))
-    yield c
-    print(f"\nreal-export corpus: {len(c._exports)} exports in {c.seconds:.1f} s")
+def corpus(real_corpus):  # tests/conftest.py: one corpus per session
+    return real_corpus
 
 
 def _xfail(reason: str):
@@ -155,7 +153,13 @@ NOT_LISTED_CASTS = (
     "not in issue 10: Llama's TorchScript export has 31 explicit Cast operators the dynamo export does not, "
     "each priced by its memory traffic: on 512 A100 at batch 512 its data-parallel baseline is 35.2 us against "
     "31.5 us (10.4%), and 3.6 us of the 3.7 us gap is those casts (the batch reaches every operator of both files)")
-AGREE_XFAIL = {("vit", "flops"): NOT_LISTED_GELU, ("llama", "data_parallel"): NOT_LISTED_CASTS}
+MIXTRAL_CASTS = (
+    "Mixtral has Llama's attention and so its TorchScript Casts: since its gathered MoE layers are rewritten "
+    "into the stacked form (planner/onnx/moe_rewrite.py) its data-parallel baseline on 512 A100 at batch 512 "
+    "halved (85.7 and 81.9 us before, 41.5 and 37.7 us after; the MoE region is priced the same in both files, "
+    "8.8 us), so the same 3.7 us of Casts is now 9% of it")
+AGREE_XFAIL = {("vit", "flops"): NOT_LISTED_GELU, ("llama", "data_parallel"): NOT_LISTED_CASTS,
+               ("mixtral", "data_parallel"): MIXTRAL_CASTS}
 
 
 # The TorchScript exporter bakes the example sequence length (8) into nn.MultiheadAttention's key

@@ -88,9 +88,12 @@ def test_one_unit_per_column():
     assert decimals_for([120.0, 3000.0]) == 0
     assert format_in(0.46 * 2**30, 2**30, 2) == "0.46"
     assert format_in(None, 2**30, 2) == DASH
-    # a peak of 421 MiB beside a capacity of 74.5 GiB reads in GiB: 421/1024 = 0.411
-    assert format_bytes_like(421 * 2**20, 74.5 * 2**30) == "0.411 GiB"
+    # a peak of 421 MiB beside a capacity of 74.5 GiB reads in its own magnitude's unit, as the
+    # report writes it (issue 15: "0.321" GiB in the app, "329 MiB" in the report for one quantity)
+    assert format_bytes_like(421 * 2**20, 74.5 * 2**30) == "421 MiB"
     assert format_bytes_like(74.5 * 2**30, 421 * 2**20) == "74.5 GiB"
+    # 0.00774 GiB is 0.00774 x 1024 = 7.93 MiB
+    assert format_bytes_like(0.00774 * 2**30, 80 * 2**30) == "7.93 MiB"
 
 
 def test_conversions_to_the_explorers_units():

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from explorer.figures import abbreviate, devices_axis, fit, time_log_axis
 from explorer.options import error_text
-from explorer.views.machine import machine_with_devices
+from explorer.views.machine import machine_with_devices, replan_gain  # noqa: F401 - the what-if panel says it too
 from explorer.views.pipeline import configuration_label
 from explorer.views.splits import strategy_shape
 from planner.api import PlanResult
@@ -165,6 +165,20 @@ def level_now(level) -> tuple[float, float]:
     return gbps(level.bandwidth_Bps), microseconds(level.latency_s)
 
 
+#: The what-if panel's choices of the outermost level's arity (the current one is added).
+OUTER_ARITIES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+#: The most devices a what-if machine may have.
+MOST_WHAT_IF_DEVICES = 2**20
+
+
+def outer_arities(machine: Machine) -> tuple[int, list[int]]:
+    """The devices under one outermost group and the what-if panel's choices of the outermost
+    level's arity: powers of two up to :data:`MOST_WHAT_IF_DEVICES` devices, and the current arity."""
+    inner = machine.num_devices // machine.levels[0].arity
+    choices = {a for a in OUTER_ARITIES if a * inner <= MOST_WHAT_IF_DEVICES} | {machine.levels[0].arity}
+    return inner, sorted(choices)
+
+
 def what_if_or_error(machine: Machine, bandwidths_GBps: dict[int, float], latencies_us: dict[int, float],
                      outer_arity: int | None) -> tuple[Machine | None, str | None]:
     """:func:`what_if_machine`, or the reason the sliders do not make a valid machine."""
@@ -186,7 +200,7 @@ def what_if_metrics(current: PlanResult, alt: PlanResult) -> dict:
         "iteration": format_seconds(alt.total_seconds),
         "iteration_delta": None if abs(delta) < 1e-15 else format_delta_seconds(delta),
         "speedup": format_speedup(alt.speedup_over_data_parallel),
-        "changed": "n/a (other cuts)" if changed is None else f"{changed:,}",
+        "changed": "all (other machine shape)" if changed is None else f"{changed:,}",
         "shape": strategy_shape(alt), "current_shape": strategy_shape(current),
         "search": format_seconds(alt.plan.search_seconds),
     }
@@ -194,9 +208,32 @@ def what_if_metrics(current: PlanResult, alt: PlanResult) -> dict:
 
 def sweep(cache, request, graph, counts: Iterable[int] = SWEEP_DEVICE_COUNTS, progress: Progress = None) -> pd.DataFrame:
     """:func:`device_sweep` of ``request`` (an :class:`explorer.cache.PlanRequest`) through the
-    cache: each device count is planned as the app plans, and the sweep is kept."""
+    cache: each device count is planned as the app plans, and the sweep is kept. With the
+    cache's pool of planning processes, the counts are planned side by side, one per worker."""
     counts = tuple(counts)
 
     def plan_at(m: Machine) -> PlanResult:
         return cache.result(request.on(machine=m), graph)
-    return cache.sweep(request, counts, lambda: device_sweep(request.machine, counts, plan_at, progress))
+
+    def compute() -> pd.DataFrame:
+        if cache.pool is not None and cache.pool.workers > 1:
+            _plan_side_by_side(cache.pool.workers, request.machine, counts, plan_at, progress)
+            return device_sweep(request.machine, counts, plan_at)  # every count cached (or failing) by now
+        return device_sweep(request.machine, counts, plan_at, progress)
+    return cache.sweep(request, counts, compute)
+
+
+def _plan_side_by_side(workers: int, machine: Machine, counts: tuple[int, ...],
+                       plan_at: Callable[[Machine], PlanResult], progress: Progress) -> None:
+    """Plan the sweep's machines ``workers`` at a time (each call waits on a worker process, so
+    threads suffice); ``progress`` is called on this thread only. A failing count is left to
+    :func:`device_sweep`, which reports it."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    machines = [m for m in (machine_with_devices(machine, n) for n in counts) if m is not None]
+    with ThreadPoolExecutor(workers) as threads:
+        futures = {threads.submit(plan_at, m): m for m in machines}
+        for done, future in enumerate(as_completed(futures), 1):
+            if future.exception() is None and progress:
+                progress(done / len(machines), f"{futures[future].num_devices:,} devices planned "
+                                               f"({done}/{len(machines)})")

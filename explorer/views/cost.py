@@ -7,40 +7,46 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from explorer.figures import fit, name_axis
+from planner.cost.formula_text import costliest, operator_parts
 from explorer.safe_markdown import md_text
 from explorer.views.layers import dims_text
 from explorer.views.splits import strategy_label
 from planner.api import PlanResult
-from planner.units import SECOND_UNITS, common_scale, format_flop_count, microseconds
+from planner.units import SECOND_UNITS, clean_float, common_scale, format_flop_count, microseconds
 
 
 def heaviest_operator(result: PlanResult) -> str:
-    cost = result.cost
-    return max(result.cost_model.planned, key=lambda n: sum(cost.op_seconds(n).values()))
+    return costliest(result)[0]
 
 
 def trace_table(result: PlanResult, name: str) -> pd.DataFrame | None:
-    """D-Rec's decisions for one operator: at each recorded step the candidates and the winner."""
+    """D-Rec's decisions for one operator: at each recorded step the candidates and the winner,
+    the three time columns in one unit, that of the largest figure (ms, not 10,593,372 µs)."""
     trace = getattr(result.plan, "trace", None) or []
+    entries = [e for e in trace if e.get("operator") == name]
+    keys = ("op_seconds", "redistribution_seconds", "total_seconds")
+    unit, scale = common_scale([c.get(k, float("nan")) for e in entries for c in e.get("candidates", []) for k in keys],
+                               SECOND_UNITS)
+    heads = [f"operator ({unit})", f"redistribution ({unit})", f"total ({unit})"]
     rows = []
-    step = 0
-    for entry in trace:
-        if entry.get("operator") != name:
-            continue
-        step += 1
+    for step, entry in enumerate(entries, start=1):
         for cand in entry.get("candidates", []):
             rows.append({
                 "step": step, "cut": entry.get("cut"), "level": entry.get("level"), "factor": entry.get("factor"),
                 "candidate": cand.get("dim") or "not split",
-                "operator (µs)": microseconds(cand.get("op_seconds", float("nan"))),
-                "redistribution (µs)": microseconds(cand.get("redistribution_seconds", float("nan"))),
-                "total (µs)": microseconds(cand.get("total_seconds", float("nan"))),
+                **{h: clean_float(cand.get(k, float("nan")) / scale) for h, k in zip(heads, keys)},
                 "chosen": (cand.get("dim") == entry.get("chosen")),
             })
     if not trace:
         return None
-    return pd.DataFrame(rows, columns=["step", "cut", "level", "factor", "candidate", "operator (µs)",
-                                       "redistribution (µs)", "total (µs)", "chosen"])
+    return pd.DataFrame(rows, columns=["step", "cut", "level", "factor", "candidate", *heads, "chosen"])
+
+
+#: Under D-Rec's decisions: what a cut is (the table's "cut 0…5, node factor 2" rows).
+TRACE_CAPTION = ("A cut is one split of a machine level into a factor (a level of 64 nodes is six cuts of factor 2); "
+                 "D-Rec decides one cut at a time, outermost first, choosing which dimension (if any) to split by "
+                 "that factor. At each step: the candidates, their own cost, the redistribution with neighbours "
+                 "already decided, and the winner (✓).")
 
 
 def traced_operators(result: PlanResult) -> list[str]:
@@ -51,16 +57,19 @@ def traced_operators(result: PlanResult) -> list[str]:
     return seen
 
 
-_TERM_COLORS = {"compute": "#4C78A8", "communication": "#F58518", "redistribution": "#E45756"}
+_TERM_COLORS = {"compute": "#4C78A8", "communication": "#F58518", "redistribution": "#E45756", "hidden": "#9D9D9D"}
 
 
 def op_cost_figure(result: PlanResult, top: int = 30) -> go.Figure:
-    """Stacked bars of compute, communication and redistribution for the costliest operators."""
-    cost = result.cost
-    names = sorted(result.cost_model.planned, key=lambda n: -sum(cost.op_seconds(n).values()))[:top]
+    """Stacked bars of compute, exposed communication and redistribution for the costliest
+    operators: compute plus communication is the total of the operator's card on the Cost page
+    (:func:`planner.cost.formula_text.operator_parts`: what the overlaps hide is not drawn)."""
+    names = costliest_operators(result)[:top]
+    parts = {n: operator_parts(result, n) for n in names}
     fig = go.Figure()
     for term in ("compute", "communication", "redistribution"):
-        fig.add_trace(go.Bar(y=names, x=[microseconds(cost.op_seconds(n)[term]) for n in names], name=term,
+        fig.add_trace(go.Bar(y=names, x=[microseconds(parts[n][term]) for n in names],
+                             name="communication (exposed)" if term == "communication" else term,
                              orientation="h", marker_color=_TERM_COLORS[term]))
     fig.update_layout(barmode="stack", height=max(320, 18 * len(names) + 100), xaxis_title=f"µs {cost_unit(result)}",
                       yaxis=dict(name_axis(names), autorange="reversed", tickfont=dict(size=10)))
@@ -73,6 +82,32 @@ def cost_unit(result: PlanResult) -> str:
     return "per micro-batch" if result.pipelined else "per iteration"
 
 
+def _with_hidden_bar(figure):
+    """Adds to a figure of the plan's time per level the communication the overlaps hide behind
+    compute, drawn below zero, so that the bars add up to the iteration (as the report's cost
+    table and the command line's ``iteration`` line do); the axis's unit is read from its title
+    (``µs per iteration``)."""
+    from functools import wraps
+
+    from planner.units import SECOND_UNITS, US
+
+    @wraps(figure)
+    def drawn(result: PlanResult) -> go.Figure:
+        fig = figure(result)
+        s = result.cost.seconds()
+        hidden = s["total"] - result.total_seconds
+        if result.pipelined or hidden <= 1e-9 * s["total"]:
+            return fig
+        scale = dict(SECOND_UNITS).get((fig.layout.yaxis.title.text or "µs").split(" ", 1)[0], US)
+        fig.add_trace(go.Bar(x=["hidden behind compute"], y=[-hidden / scale], name="hidden behind compute",
+                             marker_color=_TERM_COLORS["hidden"]))
+        fig.update_layout(barmode="relative")
+        return fig
+
+    return drawn
+
+
+@_with_hidden_bar
 def level_cost_figure(result: PlanResult) -> go.Figure:
     """Communication and redistribution per machine level (of a stage), with compute on the devices."""
     s = result.cost.seconds()
@@ -92,9 +127,9 @@ def level_cost_figure(result: PlanResult) -> go.Figure:
 
 
 def costliest_operators(result: PlanResult) -> list[str]:
-    """The planned operators, costliest first."""
-    cost = result.cost
-    return sorted(result.cost_model.planned, key=lambda n: -sum(cost.op_seconds(n).values()))
+    """The planned operators, costliest first by what their card and bar show (the operator's
+    own time, overlaps taken off, with its redistribution)."""
+    return costliest(result)
 
 
 def operator_caption(result: PlanResult, name: str) -> str:

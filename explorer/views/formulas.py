@@ -13,7 +13,7 @@ from planner.api import PlanResult
 from planner.cost import formula_text
 from planner.cost.model import CostModel
 from planner.model.graph import TensorRole
-from planner.units import format_number, format_seconds, gbps, microseconds, tflops
+from planner.units import format_number, format_seconds, format_seconds_in, gbps, microseconds, seconds_unit, tflops
 
 #: The formula cards' style: a row of cards wraps to one card per row when a card would be
 #: narrower than its formulas (a 1024 px window), KaTeX blocks scroll (with a visible scrollbar)
@@ -63,7 +63,8 @@ def formula_rows(result: PlanResult, name: str, candidates: list[tuple[str, tupl
         rows.append({
             "label": label,
             "strategy": s,
-            "latex_symbolic": formula_text.latex_lines(cm.op_formula(name, s, symbolic_dims=True), constants, flops),
+            "latex_symbolic": formula_text.latex_lines(cm.op_formula(name, s, symbolic_dims=True), constants, flops,
+                                                       cm.bucket_bytes),
             "latex_sized": formula_text.latex_lines(cm.op_formula(name, s), constants, flops),
             "latex_terms": latex_terms(cm, name, s),
             "seconds": cm.op_seconds(name, s),
@@ -73,13 +74,21 @@ def formula_rows(result: PlanResult, name: str, candidates: list[tuple[str, tupl
 
 
 def latex_terms(cm: CostModel, name: str, strategy: tuple) -> str:
-    """``= 23.2 µs (compute) + 34.1 µs (gpu bytes) + ...``, one term per line, in LaTeX."""
+    """``= 25.5 µs (compute) + 92.9 µs (node bytes) + ... − 17 µs (hidden behind backward
+    compute)``, one term per line, in LaTeX: the terms of :func:`planner.cost.formula_text.card_terms`,
+    which add up to the card's total, all in the total's unit."""
+    terms = formula_text.card_terms(cm, name, strategy)
+    total = cm.op_seconds(name, strategy)
+    unit = seconds_unit(total)
+    latex_unit = "\\mathrm{" + unit[0].replace("µs", "\\mu s") + "}"
     parts = []
-    for label, v in formula_text.term_seconds(cm, name, strategy):
-        text = format_seconds(v).replace("µs", "\\mu s")
-        number, unit = text.split(" ", 1) if " " in text else (text, "")
-        parts.append(f"\\underbrace{{{number}\\,\\mathrm{{{unit}}}}}_{{\\text{{{label}}}}}")
-    return "\\begin{aligned}&= " + "\\\\&+ ".join(parts) + "\\end{aligned}"
+    for k, (label, v) in enumerate(terms):
+        number = format_seconds_in(abs(v), unit).split(" ", 1)[0]
+        sign = ("= -" if v < 0 else "= ") if k == 0 else ("- " if v < 0 else "+ ")
+        parts.append(f"&{sign}\\underbrace{{{number}\\,{latex_unit}}}_{{\\text{{{label}}}}}")
+    if len(terms) > 1:  # the total the terms add up to (one term is the total already)
+        parts.append(f"&= {format_seconds_in(total, unit).split(' ', 1)[0]}\\,{latex_unit}")
+    return "\\begin{aligned}" + "\\\\".join(parts) + "\\end{aligned}"
 
 
 def formula_legend(result: PlanResult, name: str) -> tuple[str, str]:
@@ -94,7 +103,8 @@ def formula_legend(result: PlanResult, name: str) -> tuple[str, str]:
     text = (f"**Reading the cards.** The operator is {md_code(formula_text.signature(op, params))} "
             f"(x: an activation, w: a weight, y: the output, Σ: a sum). Its dimensions: "
             f"{md_text(formula_text.dimensions_text(op, names))}; a letter over p (k/8) is that dimension "
-            f"divided among p devices. {machine_symbols_text(result)} {_mode_text(result)}")
+            f"divided among p devices. {machine_symbols_text(result)} {_mode_text(result)}{_bucket_text(result)}"
+            f"{_total_text(result)}")
     tip = ("The letters are the operator's own names for the axes of its iteration space (the loops of its "
            "einsum), numbered per operator: the same letter in two operators need not be the same axis."
            + (f" {', '.join(unnamed)}: not named by the model (no traced batch, heads, vocabulary or experts, no bound symbolic dimension, no "
@@ -126,3 +136,24 @@ def _mode_text(result: PlanResult) -> str:
     return ("The first line is the work of the forward pass: the larger of the FLOPs over $F$ and the bytes "
             "read and written over the memory bandwidth (the roofline); then the bytes each level moves "
             "times its $g$, and its supersteps times its $L$.")
+
+
+def _bucket_text(result: PlanResult) -> str:
+    """What ``min(1, S/S_bucket)`` in a formula is, when the gradients are bucketed."""
+    bucket = result.cost_model.bucket_bytes
+    if not bucket or result.options.mode != "train":
+        return ""
+    return (f" ${formula_text.BUCKET}$ is the gradient bucket ({format_number(bucket / 1e6)} MB, "
+            "the sidebar's bucket size): a weight's gradient of $S$ bytes fills $\\min(1, S/S_{bucket})$ of a "
+            "bucket and pays that share of the bucket's all-reduce latency.")
+
+
+def _total_text(result: PlanResult) -> str:
+    """What is taken off under the formulas, so that the terms add up to the card's total."""
+    if result.options.mode != "train":
+        return ""
+    return (" Under the formulas, the terms on this machine add up to the card's total: what the overlaps hide "
+            "behind the operator's compute (the sidebar's overlap options)"
+            + (" and the share of the once-per-iteration gradient sync that the other micro-batches carry"
+               if result.schedule.micro_batches > 1 else "")
+            + " is taken off (−).")

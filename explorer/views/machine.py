@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from explorer.figures import fit
+from explorer.views.pipeline import configuration_label
 from planner.api import PlanResult
 from planner.machine.tree import Machine, MachineError
 from planner.units import (GB, GIB, TFLOPS, US, clean_float, format_delta_seconds, format_number, format_seconds,
@@ -123,7 +124,13 @@ def machine_with_devices(machine: Machine, devices: int) -> Machine | None:
     return machine.with_level(0, arity=devices // inner)
 
 
-def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int = 300) -> go.Figure:
+def machine_label_text(machine: Machine, label: str) -> str:
+    """The machine in use named for people: the preset's name, or ``<name> (edited)`` once edited."""
+    return f"{machine.name} (edited)" if label == "custom" else label
+
+
+def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int = 300,
+                        label: str | None = None) -> go.Figure:
     """An icicle of the machine tree, one colour per level, every drawn node the same width.
 
     A level with more than ``expand_up_to`` children per parent draws its first two, one block
@@ -131,7 +138,8 @@ def machine_tree_figure(machine: Machine, expand_up_to: int = 8, max_nodes: int 
     as quickly and as legibly as an 8-device one; hover a block for its level's link figures.
     """
     level_colors = ["#4C78A8", "#72B7B2", "#54A24B", "#EECA3B", "#F58518", "#B279A2"]
-    ids, labels, parents, colors, hovers = ["root"], [f"{machine.name}: {machine.num_devices:,} devices"], [""], \
+    root = machine.name if label is None else machine_label_text(machine, label)
+    ids, labels, parents, colors, hovers = ["root"], [f"{root}: {machine.num_devices:,} devices"], [""], \
         ["#555555"], [machine.summary()]
     frontier = ["root"]
     for depth, lv in enumerate(machine.levels):
@@ -181,15 +189,61 @@ def cut_schedule(machine: Machine) -> list[str]:
     return [f"{c.level_name} x{c.factor}" for c in machine.cuts()]
 
 
-def edit_effect(before: dict | None, result: PlanResult | None, label: str) -> dict | None:
+def repriced_edit(ctx, before: dict | None) -> PlanResult | None:
+    """The plan in use before the last machine change re-priced on the machine in use now (an
+    :class:`explorer.context.Context`), through the cache and at once: None when the change was
+    not to links or the device (another device count or tree shape), or there is nothing to re-price."""
+    if before is None or ctx.graph is None or before.get("result") is None:
+        return None
+    current = ctx.request(machine=before["machine"])
+    if not ctx.cache.has_result(current) or ctx.cache.result(current, ctx.graph) is not before["result"]:
+        return None  # the options changed since (the plan before is not this request's): nothing to re-price
+    return ctx.cache.repriced_if_possible(ctx.request(), ctx.graph, current)
+
+
+def repriced_text(repriced: PlanResult, before: dict) -> str:
+    """One line for the re-priced figures while the re-plan runs."""
+    return (f"Current plan on the edited machine (re-priced at once, nothing searched): "
+            f"{format_seconds(repriced.total_seconds)} per iteration (was "
+            f"{format_seconds(before['result'].total_seconds)}), {format_speedup(repriced.speedup_over_data_parallel)} "
+            "over data parallelism. Re-planning...")
+
+
+def replan_gain(repriced: PlanResult, replanned: PlanResult) -> str:
+    """What the re-plan found against the current plan re-priced on the same machine: the same
+    plan, or a different one and by how much it is faster (or why it was kept when not faster)."""
+    same = (repriced.plan.strategies == replanned.plan.strategies
+            and configuration_label(repriced) == configuration_label(replanned))
+    if same:
+        return ("The re-plan keeps the current plan (the same splits, stages and micro-batches): the re-priced "
+                "figures are the final ones.")
+    gain = repriced.total_seconds - replanned.total_seconds
+    if gain > 0:
+        return (f"The re-plan finds a different plan: {format_seconds(replanned.total_seconds)} per iteration "
+                f"against {format_seconds(repriced.total_seconds)} for the current plan on the edited machine, "
+                f"{format_seconds(gain)} ({gain / repriced.total_seconds:.1%}) faster.")
+    return (f"The re-plan finds a different plan, {format_seconds(replanned.total_seconds)} per iteration against "
+            f"{format_seconds(repriced.total_seconds)} for the current plan on the edited machine (the search "
+            "weighs memory and the configuration too, so it is not faster here).")
+
+
+def edit_effect(before: dict | None, result: PlanResult | None, label: str,
+                repriced: PlanResult | None = None) -> dict | None:
     """What the last machine change did to the plan: the iteration time and the speed-up over pure
     data parallelism before and after, as text (``iteration_delta`` reads ``+1.2 ms`` when slower),
-    and a caption naming both machines; None when there is nothing to compare."""
+    and a caption naming both machines; with ``repriced`` (the plan in use before, re-priced on the
+    new machine) its figures too and what the re-plan gained over it; None when there is nothing
+    to compare."""
     if before is None or result is None or before["result"] is result:
         return None
     old = before["result"]
     faster = result.total_seconds < old.total_seconds
-    return {
+    quick = {} if repriced is None else {
+        "iteration_repriced": format_seconds(repriced.total_seconds),
+        "repriced_delta": format_delta_seconds(repriced.total_seconds - old.total_seconds),
+        "speedup_repriced": format_speedup(repriced.speedup_over_data_parallel),
+        "gain": replan_gain(repriced, result)}
+    return {**quick,
         "iteration_before": format_seconds(old.total_seconds),
         "iteration_after": format_seconds(result.total_seconds),
         "iteration_delta": format_delta_seconds(result.total_seconds - old.total_seconds),

@@ -10,7 +10,7 @@ from explorer.figures import fit
 from explorer.views.pipeline import fullest_stage
 from planner.api import PlanResult
 from planner.plans.report_doc import memory_parts
-from planner.units import format_bytes, format_percent, gib
+from planner.units import byte_unit, clean_float, format_bytes, format_percent
 
 #: The colour of each part (the report's palette).
 COLORS = {"parameters": "#4C78A8", "gradients": "#72B7B2", "optimizer state": "#EECA3B", "activations": "#F58518"}
@@ -31,11 +31,12 @@ def memory_figure(result: PlanResult) -> go.Figure:
     parts = [(label, value, COLORS[label]) for label, value in memory_parts(result)]  # no gradients in inference
     row = f"stage {fullest_stage(result)}" if result.schedule.stages > 1 else "per device"
     of = f" of the {format_bytes(mem.capacity)} capacity" if mem.capacity else ""
+    unit, scale = byte_unit(mem.peak)  # MiB for a plan below 1 GiB: "0.005 0.01 GiB" ticks read as nothing
     fig = go.Figure()
     for label, value, color in parts:
-        fig.add_trace(go.Bar(y=[row], x=[gib(value)], name=label, orientation="h", marker_color=color,
+        fig.add_trace(go.Bar(y=[row], x=[value / scale], name=label, orientation="h", marker_color=color,
                              hovertemplate=f"{label}: {format_bytes(value)}{of}<extra></extra>"))
-    peak, capacity = gib(mem.peak), gib(mem.capacity)
+    peak, capacity = mem.peak / scale, mem.capacity / scale
     if capacity and peak >= CAPACITY_ON_AXIS * capacity:
         top = max(peak, capacity) * 1.08
         color = "#333" if mem.fits else "#E45756"
@@ -44,7 +45,7 @@ def memory_figure(result: PlanResult) -> go.Figure:
                            text=f"capacity {format_bytes(mem.capacity)}", font=dict(color=color, size=11))
     else:
         top = (peak or 1.0) * 1.15
-    fig.update_layout(barmode="stack", height=240, xaxis=dict(title="GiB per device", range=[0, top]))
+    fig.update_layout(barmode="stack", height=240, xaxis=dict(title=f"{unit} per device", range=[0, top]))
     return fit(fig)
 
 
@@ -59,8 +60,10 @@ def capacity_text(result: PlanResult) -> str:
 
 def memory_table(result: PlanResult) -> pd.DataFrame:
     """The parts of the memory per device (inference: parameters and activations only, no
-    gradients or optimizer state), the peak and the capacity, in GiB."""
+    gradients or optimizer state), the peak and the capacity, in the peak's unit (MiB below
+    1 GiB: the report's and the command line's unit for the same peak)."""
     mem = result.memory
-    rows = [{"part": label, "GiB": gib(value)} for label, value in memory_parts(result)]
-    return pd.DataFrame(rows + [{"part": "total (peak)", "GiB": gib(mem.peak)},
-                                {"part": "capacity", "GiB": gib(mem.capacity)}])
+    unit, scale = byte_unit(mem.peak)
+    rows = [{"part": label, unit: clean_float(value / scale)} for label, value in memory_parts(result)]
+    return pd.DataFrame(rows + [{"part": "total (peak)", unit: clean_float(mem.peak / scale)},
+                                {"part": "capacity", unit: clean_float(mem.capacity / scale)}])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from planner.cli.common import add_model_args, load_graph, write_json
+from planner.cost.moe import moe_notes
 from planner.units import format_bytes, format_flop_count
 
 
@@ -13,7 +14,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    s = load_graph(args).summary()
+    graph = load_graph(args)
+    s = graph.summary()
     print(f"model        {s['model']}")
     print(f"operators    {s['operators']}")
     print(f"parameters   {s['parameters']:,}")
@@ -21,6 +23,8 @@ def run(args) -> int:
     print(f"weights      {format_bytes(s['parameter_bytes'])}{frozen}")
     for name, shape in s["input_shapes"].items():
         print(f"input        {name} {'x'.join(map(str, shape)) or 'scalar'}")
+    for note in moe_notes(graph):
+        print(f"moe          {note}")
     print(f"FLOPs/fwd    {format_flop_count(s['flops_forward'])}")
     if s["unbound_dims"]:
         print(f"unbound dims {', '.join(s['unbound_dims'])} (taken as 1 here; bind with --bind NAME=VALUE)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from planner.cost.moe import moe_notes
 from planner.plans.parallelism import describe, summary_lines
 from planner.units import format_bytes, format_bytes_like, format_number, format_seconds, format_speedup, plural
 
@@ -12,6 +13,8 @@ def print_result(result, label: str, how: str) -> None:
     padding = getattr(result.graph, "vocabulary_padding", None)  # Megatron's padded vocabulary
     padded = f" with the vocabulary padded from {padding[0]:,} to {padding[1]:,} tokens" if padding else ""
     print(f"model        {label} ({result.graph.parameter_count:,} parameters{padded})")
+    for note in moe_notes(result.graph):  # the MoE layers rewritten at import, or why not
+        print(f"moe          {note}")
     print(f"machine      {result.machine.summary()}")
     print(f"algorithm    {result.plan.algorithm} ({result.options.mode}), {how}")
     for i, line in enumerate(summary_lines(describe(result))):

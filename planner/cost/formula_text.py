@@ -31,6 +31,8 @@ SIGNIFICANT = 4  #: significant digits of a coefficient that is not a small exac
 MAX_DENOMINATOR = 1024  #: a fraction is kept exact when its denominator is at most this ...
 MAX_NUMERATOR = 10_000  #: ... and its numerator below this
 MEMORY_BANDWIDTH = "B_{mem}"  #: the symbol of the device's memory bandwidth
+BUCKET = "S_{bucket}"  #: the symbol of the gradient bucket's size in bytes (``min(1, 4kn/S_bucket)``)
+BUCKET_TEXT = "S_bucket"  #: the same in plain text
 LONG = 28  #: a term whose LaTeX shows more characters (commands and braces aside) is broken over lines
 CONTRACTIONS = {"MatMul", "Gemm", "Einsum", "Conv", "ConvTranspose", "MatMulInteger", "QLinearMatMul"}
 
@@ -92,15 +94,17 @@ def _number(n, constants: dict, round_integers: bool = True) -> sympy.Expr:
 
     if n.is_Integer and abs(n) >= 10**5:  # 571392 reads 571.4 \cdot 10^{3}
         return sympy.Float(float(n)) if round_integers else n
-    if n.is_Integer or (n.is_Rational and abs(n.p) < MAX_NUMERATOR):  # 1/50000000 stays exact
+    if n.is_Integer or (n.is_Rational and abs(n.p) < MAX_NUMERATOR and abs(n.q) <= MAX_DENOMINATOR):
+        return n  # 3/64 stays exact
+    for value, symbol in constants.items():  # 7344.8 is 48 F/B_mem, not 7043641/959
+        f = nice_fraction(float(n) / value)
+        if f is not None:
+            return sympy.Rational(f.numerator, f.denominator) * symbol
+    if n.is_Rational and abs(n.p) < MAX_NUMERATOR:  # 1/50000000 stays exact
         return n
     f = nice_fraction(n)
     if f is not None:
         return sympy.Rational(f.numerator, f.denominator)
-    for value, symbol in constants.items():
-        f = nice_fraction(float(n) / value)
-        if f is not None:
-            return sympy.Rational(f.numerator, f.denominator) * symbol
     return sympy.Float(float(n))
 
 
@@ -139,6 +143,32 @@ def memory_constants(flops_per_memory_byte: float, flops_symbol) -> dict:
     if not flops_per_memory_byte:
         return {}
     return {flops_per_memory_byte: flops_symbol / sympy.Symbol(MEMORY_BANDWIDTH, positive=True)}
+
+
+def named_buckets(expr, bucket_bytes: float) -> sympy.Expr:
+    """``expr`` with the gradient bucket written as a symbol: a weight gradient of ``S`` bytes fills
+    ``min(1, S/S_bucket)`` of a bucket and pays that share of its all-reduce latency
+    (:func:`planner.cost.gradients.sync_traffic`); the cost model writes ``min(1, k n/6250000)``
+    for a 4-byte ``k x n`` gradient in a 25 MB bucket, this gives ``min(1, 4 k n/S_bucket)``."""
+    import sympy
+
+    if not bucket_bytes or not expr.has(sympy.Min):
+        return expr
+    size = sympy.Symbol(BUCKET, positive=True)
+    scale = sympy.Rational(str(bucket_bytes)) if float(bucket_bytes).is_integer() else exact(bucket_bytes)
+
+    def rename(node):
+        if isinstance(node, sympy.Min) and any(a == 1 for a in node.args):
+            args = [a if a == 1 else sympy.expand(a * scale) / size for a in node.args]
+            return sympy.Min(*args, evaluate=False)
+        if not node.args:
+            return node
+        args = [rename(a) for a in node.args]
+        if isinstance(node, (sympy.Max, sympy.Min)):
+            return node.func(*args, evaluate=False)
+        return node.func(*args)
+
+    return rename(expr)
 
 
 def exact(expr) -> sympy.Expr:
@@ -236,16 +266,33 @@ def _bracketed(lead: str, parts: list[str], joint: str, comma: str) -> list[str]
 
 def _rank(term) -> tuple:
     names = sorted(str(s) for s in term.free_symbols)
-    return (0 if "F" in names else 1 if any(n.startswith("g") for n in names) else 2, names)
+    work = "F" in names or MEMORY_BANDWIDTH in names
+    return (0 if work else 1 if any(n.startswith("g") for n in names) else 2, names)
 
 
-def latex_lines(expr, constants: dict | None = None, flops_symbol=None) -> str:
-    """A cost formula made readable, one term per line (compute first, then each level's bytes
-    and latencies; a long roofline over several lines) in a KaTeX ``aligned`` block."""
+def _terms(expr, flops_symbol) -> list:
+    """The terms of a readable formula, compute first, with the rate cancelled where it is above
+    and below (``(3 F d0 d1 d2/(64 B_mem) + 12 F d1 d2/B_mem)/F`` is ``3 d0 d1 d2/(64 B_mem) +
+    12 d1 d2/B_mem``: two terms); a roofline stays one term."""
     import sympy
 
-    expr = readable(expr, constants)
-    terms = sorted(sympy.Add.make_args(expr), key=_rank)
+    out = []
+    for term in sympy.Add.make_args(expr):
+        if flops_symbol is not None and term.has(flops_symbol) and _roofline_args(term, flops_symbol) is None:
+            expanded = sympy.expand(term)
+            if not expanded.has(flops_symbol) or sympy.count_ops(expanded) < sympy.count_ops(term):
+                out += list(sympy.Add.make_args(expanded))
+                continue
+        out.append(term)
+    return sorted(out, key=_rank)
+
+
+def latex_lines(expr, constants: dict | None = None, flops_symbol=None, bucket_bytes: float = 0.0) -> str:
+    """A cost formula made readable, one term per line (compute first, then each level's bytes
+    and latencies; a long roofline over several lines) in a KaTeX ``aligned`` block; the gradient
+    bucket as ``S_bucket`` (:func:`named_buckets`)."""
+    expr = readable(named_buckets(expr, bucket_bytes), constants)
+    terms = _terms(expr, flops_symbol)
     lines = [line for t in terms for line in _term_latex(t, flops_symbol)]
     if len(lines) == 1:
         return lines[0]
@@ -273,6 +320,9 @@ def _plain_printer():
         def _print_Max(self, expr):
             return "max(" + ", ".join(self._print(a) for a in expr.args) + ")"
 
+        def _print_Min(self, expr):
+            return "min(" + ", ".join(self._print(a) for a in expr.args) + ")"
+
     return _Printer()
 
 
@@ -280,16 +330,16 @@ def _plain(expr, printer) -> str:
     return printer.doprint(expr).replace("**", "^").replace("*", "·")
 
 
-def plain_text(expr, constants: dict | None = None, flops_symbol=None) -> str:
+def plain_text(expr, constants: dict | None = None, flops_symbol=None, bucket_bytes: float = 0.0) -> str:
     """A cost formula as one line of plain text, made readable as the LaTeX is (integers kept
     whole): ``·`` for products, ``g_gpu`` for ``g_{gpu}``, a roofline as ``3·max(b·k·m·n/(128·F),
     F·b·k·m/(64·B_mem))``; the compute term first, then bytes, then latencies."""
     import sympy
 
     printer = _plain_printer()
-    expr = readable(sympy.expand(expr), constants, round_integers=False)
+    expr = readable(named_buckets(sympy.expand(expr), bucket_bytes), constants, round_integers=False)
     terms = []
-    for term in sympy.Add.make_args(expr):
+    for term in _terms(expr, flops_symbol):
         roof = _roofline_args(term, flops_symbol)
         if roof is None:
             text = _plain(term, printer)
@@ -298,6 +348,49 @@ def plain_text(expr, constants: dict | None = None, flops_symbol=None) -> str:
             text = lead + "max(" + ", ".join(_plain(a, printer) for a in roof[1]) + ")"
         terms.append((_rank(term)[0], text))
     return " + ".join(text for _, text in sorted(terms)) or "0"
+
+
+def card_terms(cm: CostModel, name: str, strategy: tuple, redistribution: float = 0.0) -> list[tuple[str, float]]:
+    """The operator's time on this machine as terms that add up to it exactly: :func:`term_seconds`,
+    then what is taken off (negative): the once-per-iteration gradient all-reduce shared by the
+    micro-batches (``(1 - 1/m)`` of it) and the communication the overlaps hide behind the
+    operator's compute (:func:`planner.cost.overlap.hidden_seconds`), then ``redistribution``
+    (with its neighbours, as the plan has them) when given. Their sum is
+    ``cm.op_seconds(name, strategy) + redistribution``."""
+    from planner.cost import overlap
+
+    c = cm.op_cost(name, strategy)
+    terms = [t for t in term_seconds(cm, name, strategy) if t[1] > 0]
+    m = cm.micro_batches
+    shared = (1 - 1 / m) * cm.basis.time(c.gradient_sync)
+    if shared > 0:
+        terms.append((f"gradient sync once per {m} micro-batches", -shared))
+    hidden = overlap.hidden_seconds(cm, name, c)
+    if hidden > 0:
+        gathers = cm.overlap.parameter_prefetch and c.parameter_gathers is not None and cm.basis.time(c.parameter_gathers) > 0
+        terms.append(("hidden behind compute" if gathers else "hidden behind backward compute", -hidden))
+    if redistribution > 0:
+        terms.append(("redistribution", redistribution))
+    return terms or [("compute", 0.0)]
+
+
+def operator_parts(result, name: str) -> dict[str, float]:
+    """One operator of a plan as its card and the charts show it (seconds): ``compute``,
+    ``communication`` (exposed: less the gradient sync shared by the micro-batches and what the
+    overlaps hide, as :func:`card_terms` takes them off), ``redistribution`` and ``total``."""
+    cm = result.cost_model
+    strategy = tuple(result.plan.strategies[name])
+    compute = cm.basis.time(cm.op_cost(name, strategy).compute)
+    alone = cm.op_seconds(name, strategy)
+    redistribution = result.cost.op_seconds(name)["redistribution"]
+    return {"compute": compute, "communication": max(0.0, alone - compute), "redistribution": redistribution,
+            "total": alone + redistribution}
+
+
+def costliest(result) -> list[str]:
+    """The planned operators, costliest first by :func:`operator_parts` (what the cards and the
+    charts show: the operator's own time with its redistribution)."""
+    return sorted(result.cost_model.planned, key=lambda n: -operator_parts(result, n)["total"])
 
 
 def term_seconds(cm: CostModel, name: str, strategy: tuple) -> list[tuple[str, float]]:

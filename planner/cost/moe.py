@@ -10,7 +10,10 @@
   gathered per token by the routed indices (a ``Gather`` in the TorchScript export, a ``GatherND``
   in the dynamo one, of a parameter of rank 3 or more) before
   a batched matmul. Each token then carries copies of its experts' weights, which no split turns
-  into expert parallelism: recognised and reported, planned as written.
+  into expert parallelism. Mixtral's (a fused gate-up ``[E, 2F, H]`` and a down ``[E, H, F]``
+  weight, both exporters) is rewritten at import into the stacked form
+  (:mod:`planner.onnx.moe_rewrite`, noted in :func:`moe_notes`); any other gathered layer is
+  recognised and reported, planned as written.
 * *Per-expert loops* (exporters that unroll ``for expert in experts``): ``E`` separate linear
   layers selected by the router (``Where``/``ScatterND``); counted and reported, planned as dense
   layers (expert parallelism there would place whole operators, not split a dimension).
@@ -229,3 +232,9 @@ def describe_layers(layers: list[MoELayer]) -> str:
         key = (layer.form, layer.experts, layer.top_k)
         parts[key] = parts.get(key, 0) + 1
     return "; ".join(f"{n} MoE layer(s), {form}: {e} experts, top-{k}" for (form, e, k), n in parts.items())
+
+
+def moe_notes(graph: OperatorGraph) -> list[str]:
+    """What the import did with the gathered MoE layers of a real export
+    (:mod:`planner.onnx.moe_rewrite`): rewritten into the stacked form, or left as written and why."""
+    return [w for w in graph.warnings if w.startswith(("MoE:", "MoE not rewritten"))]

@@ -28,6 +28,7 @@ from planner.model.quantised import quantised_weights
 from planner.model.rebatch import STATIC_SYMBOL, RebatchError, import_rebatched, locate_batch
 from planner.model.tied_weights import without_transposed_copies
 from planner.onnx import validate as onnx_validate
+from planner.onnx.moe_rewrite import rewrite_gathered_moe
 from planner.onnx.load import (ModelImportError, batch_symbol, check_graph, check_header, load_model_proto,  # noqa: F401
                                model_sha256, operator_names, symbolic_dims)
 from planner.onnx.rules import REGISTRY, NodeContext, OpSpec, RuleError, Static, opaque_spec, supported_op_types  # noqa: F401
@@ -94,8 +95,11 @@ def _build(model: onnx.ModelProto, values: dict[str, int], name: str) -> tuple[o
         model = check_graph(model)
         model = without_transposed_copies(model)  # a tied embedding exported twice (unstripped file)
         table = infer_shapes(model, values)
+        model, table, notes = _rewrite_moe(model, table, values)
         onnx_validate.check_unresolved(model, operator_names(model.graph.node), table.shapes)
-        return model, _Builder(model, table, name).build()
+        graph = _Builder(model, table, name).build()
+        graph.warnings[:0] = notes
+        return model, graph
     except ModelImportError:
         raise
     except onnx_validate.InvalidNodeError as exc:
@@ -107,6 +111,17 @@ def _build(model: onnx.ModelProto, values: dict[str, int], name: str) -> tuple[o
             f"the model could not be imported ({type(exc).__name__}: {exc}); it is probably corrupt: "
             "check it with onnx.checker.check_model or export it again"
         ) from None
+
+
+def _rewrite_moe(model: onnx.ModelProto, table: ShapeTable, values: dict[str, int]):
+    """Gathered MoE layers in the stacked form (:mod:`planner.onnx.moe_rewrite`), shapes inferred
+    again; a rewrite that fails leaves the model as written, with a note, never the import."""
+    try:
+        rewritten, notes = rewrite_gathered_moe(model, table.shapes)
+        return (model, table, notes) if rewritten is model else (rewritten, infer_shapes(rewritten, values), notes)
+    except Exception as exc:  # noqa: BLE001 - an unforeseen export must still import, as written
+        return model, table, [f"MoE not rewritten ({type(exc).__name__}: {exc}); planned as written, "
+                              "without expert parallelism"]
 
 
 def require_bound(graph: OperatorGraph) -> None:

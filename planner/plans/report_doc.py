@@ -21,7 +21,8 @@ from planner.model.graph import OpKind
 from planner.options import PlanOptions
 from planner.plans.parallelism import describe
 from planner.plans.report import op_cuts
-from planner.units import format_bytes, format_flop_count, format_number, format_seconds, format_speedup
+from planner.units import (format_bytes, format_flop_count, format_number, format_seconds, format_seconds_in,
+                           format_speedup, seconds_unit)
 
 #: Operators whose formulas the report writes out, and rows of the costliest-operators table.
 FORMULA_OPERATORS = 5
@@ -246,6 +247,9 @@ def cost_rows(result: PlanResult) -> list[tuple[str, str]]:
     rows = [(f"compute{per}", format_seconds(s["compute"])),
             (f"communication inside operators{per}", format_seconds(s["communication"])),
             (f"redistribution between operators{per}", format_seconds(s["redistribution"]))]
+    hidden = s["total"] - result.total_seconds  # the communication the compute hides (as the CLI prints it)
+    if not result.pipelined and hidden > 1e-9 * s["total"]:
+        rows.append(("hidden behind compute (overlap)", "- " + format_seconds(hidden)))
     if result.pipelined:
         rows += [("micro-batches x slowest stage", f"{sched.micro_batches:,} x {format_seconds(max(sched.stage_seconds))}"),
                  ("pipeline bubble", format_seconds(sched.bubble_seconds))]
@@ -288,16 +292,11 @@ def memory_rows(result: PlanResult) -> list[tuple[str, str]]:
         ("peak", format_bytes(mem.peak)), ("capacity", format_bytes(mem.capacity))]
 
 
-def costliest(result: PlanResult) -> list[str]:
-    cost = result.cost
-    return sorted(result.cost_model.planned, key=lambda n: -sum(cost.op_seconds(n).values()))
-
-
 def charts(result: PlanResult, top: int = 15) -> tuple[Chart, ...]:
     cost, mem = result.cost, result.memory
     per = "per micro-batch" if result.pipelined else "per iteration"
-    ops = tuple(Bar(n, tuple((t, cost.op_seconds(n)[t]) for t in ("compute", "communication", "redistribution")))
-                for n in costliest(result)[:top])
+    parts = {n: ft.operator_parts(result, n) for n in ft.costliest(result)[:top]}
+    ops = tuple(Bar(n, tuple((t, p[t]) for t in ("compute", "communication", "redistribution"))) for n, p in parts.items())
     s = cost.seconds()
     levels = (Bar("devices (compute)", (("compute", s["compute"]),)),) + tuple(
         Bar(f"{lv} level", (("communication", v["communication"]), ("redistribution", v["redistribution"])))
@@ -319,10 +318,10 @@ def formulas(result: PlanResult, top: int = FORMULA_OPERATORS) -> list[Formula]:
     flops = cm.basis.symbols[0]
     constants = ft.memory_constants(cm.flops_per_memory_byte, flops)
     groups: dict[tuple, list[str]] = {}
-    for name in costliest(result):
+    for name in ft.costliest(result):
         op = cm.graph.operators[name]
         key = (op.op_type, tuple(op.dims.items()), tuple(result.plan.strategies[name]),
-               round(sum(result.cost.op_seconds(name).values()), 15))
+               round(ft.operator_parts(result, name)["total"], 15))
         groups.setdefault(key, []).append(name)
     out = []
     for names in list(groups.values())[:top]:
@@ -330,10 +329,27 @@ def formulas(result: PlanResult, top: int = FORMULA_OPERATORS) -> list[Formula]:
         strategy = tuple(result.plan.strategies[name])
         op = cm.graph.operators[name]
         sizes = ", ".join(f"{d}={v:,}" for d, v in op.dims.items())
+        parts = ft.operator_parts(result, name)
         out.append(Formula(name, op.op_type, split_text(result, name), sizes,
-                           ft.plain_text(cm.op_formula(name, strategy, symbolic_dims=True), constants, flops),
-                           tuple(ft.term_seconds(cm, name, strategy)), cm.op_seconds(name, strategy), len(names) - 1))
+                           ft.plain_text(cm.op_formula(name, strategy, symbolic_dims=True), constants, flops,
+                                         cm.bucket_bytes),
+                           tuple(ft.card_terms(cm, name, strategy, parts["redistribution"])), parts["total"],
+                           len(names) - 1))
     return out
+
+
+def terms_text(formula: Formula) -> str:
+    """``= 25.5 µs (compute) + 92.9 µs (node bytes) + ... - 17 µs (hidden behind backward compute)
+    = 168 µs``: the terms of one formula in the unit of its total, which they add up to (``= 6.94 µs
+    (compute)`` for one term)."""
+    unit = seconds_unit(formula.seconds)
+    parts = []
+    for k, (label, v) in enumerate(formula.terms):
+        sign = ("-" if v < 0 else "") if k == 0 else (" - " if v < 0 else " + ")
+        parts.append(f"{sign}{format_seconds_in(abs(v), unit)} ({label})")
+    if len(parts) == 1:  # one term is the total already
+        return f"= {parts[0]}"
+    return f"= {''.join(parts)} = {format_seconds_in(formula.seconds, unit)}"
 
 
 def split_text(result: PlanResult, name: str) -> str:
@@ -352,17 +368,27 @@ def symbols_legend(result: PlanResult) -> str:
               if result.cost_model.flops_per_memory_byte else "")
     return (f"F is the device's FLOP/s{memory}; g_level the seconds per byte of a level's links (1 / bandwidth) and "
             f"L_level its latency (levels: {levels}); the other letters are the operator's dimensions, whose sizes "
-            "follow the formula. The terms on this machine add up to the operator's time"
-            + (" per micro-batch." if result.pipelined else " per iteration."))
+            "follow the formula. "
+            + (f"min(1, bytes/{ft.BUCKET_TEXT}) is the share of a gradient bucket ({ft.BUCKET_TEXT} = "
+               f"{format_number(result.cost_model.bucket_bytes / 1e6)} MB) that a weight's gradient fills: it pays that share of "
+               "the bucket's all-reduce latency. " if result.cost_model.bucket_bytes > 0 else "")
+            + "The terms on this machine add up to the operator's time"
+            + (" per micro-batch" if result.pipelined else " per iteration")
+            + ": its compute and communication, less what the overlaps hide behind compute (and, with micro-batches, "
+              "the gradient sync they share), plus its redistribution with its neighbours. " + RANKING)
+
+
+#: How the report ranks operators (its formulas and its table), said under the formulas.
+RANKING = ("Operators are ranked by that time, the sum shown (the operator's own time, overlaps taken off, "
+           "plus its redistribution).")
 
 
 def operator_table(result: PlanResult, top: int = TABLE_OPERATORS) -> Table:
-    cost = result.cost
     rows = []
-    for n in costliest(result)[:top]:
+    for n in ft.costliest(result)[:top]:
         op = result.graph.operators[n]
-        s = cost.op_seconds(n)
+        s = ft.operator_parts(result, n)
         rows.append((n, op.op_type, split_text(result, n), format_flop_count(op.flops), format_seconds(s["compute"]),
                      format_seconds(s["communication"]), format_seconds(s["redistribution"])))
-    return Table(("operator", "type", "split", "FLOPs (forward)", "compute", "communication", "redistribution"),
+    return Table(("operator", "type", "split", "FLOPs (forward)", "compute", "communication (exposed)", "redistribution"),
                  tuple(rows))

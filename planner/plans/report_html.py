@@ -9,9 +9,8 @@ import time
 from html import escape
 
 from planner import __version__
-from planner.plans.report_doc import Report, Table
+from planner.plans.report_doc import Report, Table, terms_text
 from planner.plans.report_svg import chart_svg
-from planner.units import format_seconds
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:820px;margin:1.5em auto;padding:0 1em;
@@ -50,12 +49,11 @@ def _pairs_html(table: Table) -> str:
 def _formulas_html(report: Report) -> list[str]:
     out = [f"<p>{escape(report.symbols)}</p>"]
     for i, f in enumerate(report.formulas, 1):
-        terms = " + ".join(f"{format_seconds(v)} ({label})" for label, v in f.terms)
         alike = f" and {f.alike:,} more like it" if f.alike else ""
         out += [f"<h3>{i}. <code>{escape(f.name)}</code>{alike} ({escape(f.op_type)}), split {escape(f.split)}</h3>",
                 f"<div class='formula'><code>{escape(f.symbolic)}</code><br>"
                 f"<small>with {escape(f.sizes)}</small><br>"
-                f"<code>= {escape(terms)} = {escape(format_seconds(f.seconds))}</code></div>"]
+                f"<code>{escape(terms_text(f))}</code></div>"]
     return out
 
 
@@ -71,7 +69,7 @@ def report_html(report: Report) -> str:
         *(["<h3>Pipeline stages</h3>", table_html(report.stages)] if report.stages else []),
         *charts[:2],
         "<h2>Memory per device</h2>", _pairs_html(report.memory), *charts[2:],
-        f"<h2>Formulas of the {len(report.formulas)} costliest operators</h2>", *_formulas_html(report),
+        f"<h2>Formulas of the {len(report.formulas)} costliest operators (own time and redistribution)</h2>", *_formulas_html(report),
         f"<h2>The {len(report.operators.rows)} costliest operators</h2>",
         "<p>The plan JSON lists every operator.</p>", table_html(report.operators, code_first=True),
         "<h2>Reproduce</h2>", f"<pre>{escape(report.command)}</pre>",

@@ -7,9 +7,8 @@ than any run of backticks inside: the rules of :mod:`planner.plans.safe_markdown
 
 from __future__ import annotations
 
-from planner.plans.report_doc import Report, Table
+from planner.plans.report_doc import Report, Table, terms_text
 from planner.plans.safe_markdown import md_code, md_fence, md_text
-from planner.units import format_seconds
 
 
 def md_table(table: Table, code_first: bool = False) -> str:
@@ -24,11 +23,10 @@ def md_table(table: Table, code_first: bool = False) -> str:
 def _formulas(report: Report) -> list[str]:
     out = [md_text(report.symbols), ""]
     for i, f in enumerate(report.formulas, 1):
-        terms = " + ".join(f"{format_seconds(v)} ({label})" for label, v in f.terms)
         alike = f" and {f.alike:,} more like it" if f.alike else ""
         out += [f"{i}\\. {md_code(f.name)}{alike} ({md_text(f.op_type)}), split {md_text(f.split)}", "",
                 f"   {md_code(f.symbolic)}", "", f"   with {md_text(f.sizes)}", "",
-                f"   {md_code(f'= {terms} = {format_seconds(f.seconds)}')}", ""]
+                f"   {md_code(terms_text(f))}", ""]
     return out
 
 
@@ -41,7 +39,7 @@ def report_markdown(report: Report) -> str:
     if report.stages:
         out += ["### Pipeline stages", "", md_table(report.stages), ""]
     out += ["## Memory per device", "", md_table(report.memory), "",
-            f"## Formulas of the {len(report.formulas)} costliest operators", "", *_formulas(report),
+            f"## Formulas of the {len(report.formulas)} costliest operators (own time and redistribution)", "", *_formulas(report),
             f"## The {len(report.operators.rows)} costliest operators", "", "The plan JSON lists every operator.", "",
             md_table(report.operators, code_first=True), "",
             "## Reproduce", "", md_code(report.command), "",

@@ -23,9 +23,11 @@ import re
 SPECIAL = frozenset("\\`*_{}[]()<>#!|~$:&@^")
 _BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
 _WWW = re.compile(r"(?i)(www)\.")
-#: A block marker at the start of the text: a list item (``-``, ``+``, ``1.``, ``1)``), a thematic
-#: break or setext underline (``=``, ``-``), a heading, a quote (escaped anyway).
-_LEADING = re.compile(r"^([-+=]|\d{1,9}(?=[.)]))")
+#: A block marker at the start of the text: a list item (``- x``, ``+ x``, ``1. x``, ``1) x``: the
+#: marker followed by a blank or the end), a thematic break or setext underline (a line of ``-``
+#: or ``=`` only), a heading, a quote (escaped anyway). ``7.44 ms``, ``0.1.0``, ``-340 µs`` and
+#: ``+1.2 ms`` start none, and are left as written.
+_LEADING = re.compile(r"^([-+=](?=\s|$)|[-=]+\s*$|\d{1,9}(?=[.)](?:\s|$)))")
 
 
 def _one_line(value) -> str:
@@ -39,7 +41,7 @@ def md_text(value) -> str:
     out = "".join("\\" + ch if ch in SPECIAL else ch for ch in text)
     out = _WWW.sub(r"\1\\.", out)
     m = _LEADING.match(out)
-    if m:  # "-" becomes "\-"; "12." becomes "12\."
+    if m:  # "- x" becomes "\- x", "---" "\---"; "12. x" becomes "12\. x"
         out = "\\" + out if not m.group(1).isdigit() else out[:m.end()] + "\\" + out[m.end():]
     return out
 

@@ -26,8 +26,8 @@ from planner.model.rebind import Rebinder, micro_batch_graph, with_batch
 from planner.onnx.importer import require_bound
 from planner.options import RECOMPUTE, ConfigError, PlanOptions, check_counts
 from planner.search.drec import SMALL_GRAPH_OPS
-from planner.search.megatron import plan_megatron, sequence_parallel_candidate
-from planner.search.registry import search
+from planner.search.folded import plan_stage
+from planner.search.megatron import plan_megatron
 from planner.search.vocab import MAKE_VOCAB_SIZE_DIVISIBLE_BY, pad_vocabulary
 from planner.units import format_bytes, format_seconds
 
@@ -130,8 +130,9 @@ class _Search:
     """One configuration search: graphs per micro-batch size and every configuration priced."""
 
     def __init__(self, graph: OperatorGraph, machine: Machine, options: PlanOptions, progress: Progress,
-                 hints: list[dict] | None = None, rebinder: Rebinder | None = None):
+                 hints: list[dict] | None = None, rebinder: Rebinder | None = None, fold_layers: bool = True):
         self.graph, self.machine, self.options, self.progress = graph, machine, options, progress
+        self.fold_layers = fold_layers  # False: the full search (planner.search.folded), the tests' reference
         self.rebinder = rebinder  # re-binds the model to one micro-batch
         self.hints = list(hints or [])
         self.batch = graph.batch_size
@@ -205,9 +206,8 @@ class _Search:
         if stages * self.options.interleave > len(points.segments()) and self.options.pipeline_stages is None:
             return None  # more stages than layers; a fixed count gets assign_stages' message
         hints = [h for h in self.hints if all(len(strategy) == len(cm.cuts) for strategy in h.values())]
-        plan = search(cm, algorithm, report, hints=hints or None)
-        if algorithm == "drec+":  # the Megatron-SP layout as a candidate (planner.search.megatron)
-            plan, cm = sequence_parallel_candidate(cm, plan)
+        # drec+ adds the Megatron-SP layout as a candidate; repeated layers are planned once
+        plan, cm = plan_stage(cm, algorithm, report, hints or None, self.fold_layers)
         if stages > 1:  # the search's own notes are about the plan of one stage
             plan.notes = [f"inside each stage: {note}" for note in plan.notes]
         if padding:
@@ -234,7 +234,8 @@ class _Search:
 
 
 def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOptions, progress: Progress = None,
-                        hints: list[dict] | None = None, rebinder: Rebinder | None = None) -> PlanResult:
+                        hints: list[dict] | None = None, rebinder: Rebinder | None = None,
+                        fold_layers: bool = True) -> PlanResult:
     """The fastest configuration that fits (see the module docstring); its notes list what was
     tried.
 
@@ -249,14 +250,15 @@ def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOpt
     (a screening with the thesis's D-Rec followed by drec+ on the winner alone missed winners:
     drec+ changes the ranking of the counts). drec+ also starts from the ``hints`` (plans of
     the same model, e.g. before a what-if change) that fit its stage machine. ``rebinder``
-    re-binds the model to one micro-batch (needed for more than one).
+    re-binds the model to one micro-batch (needed for more than one). ``fold_layers`` False plans
+    repeated layers one by one (:mod:`planner.search.folded`: the same plans, slower).
     """
     from planner.limits import check_planning_work
 
     check_planning_work(machine.num_devices, len(graph.operators))
     require_bound(graph)
     start = time.perf_counter()
-    state = _Search(graph, machine, options, progress, hints, rebinder)
+    state = _Search(graph, machine, options, progress, hints, rebinder, fold_layers)
     candidates = _stage_candidates(machine, options, state.batch)
     if not candidates:
         raise ConfigError(f"interleaving needs pipeline stages, and the search puts stages only across the levels "

@@ -71,8 +71,11 @@ class DRecSearch:
     """The state of one D-Rec run: strategies per cut, the contracted graph, the decision trace
     and a memo of choices (the baselines and the plan reader reuse its propagation)."""
 
-    def __init__(self, cm: CostModel, progress: Progress = None, incremental: bool = True):
+    def __init__(self, cm: CostModel, progress: Progress = None, incremental: bool = True, size: int | None = None):
         self.cm = cm
+        # the operator count the small-graph rules go by: the full graph's when ``cm`` prices a
+        # folded one (planner.model.blocks), so that folding never changes the algorithm
+        self.size = len(cm.planned) if size is None else size
         # re-make a choice only when something it depends on moved (False: re-make every choice,
         # the reference the tests compare the incremental search with)
         self.incremental = incremental
@@ -330,7 +333,7 @@ class DRecSearch:
         # Per-cut re-sweeps and whole-cut candidates are judged on the cost of the cuts decided
         # so far; on deep models that misleads more than it helps (bench/quality.py), so they
         # run on small graphs only, and deep ones rely on the final polish with the full cost.
-        sweep_cuts = improved and len(cm.planned) <= SMALL_GRAPH_OPS
+        sweep_cuts = improved and self.size <= SMALL_GRAPH_OPS
         for t in range(n_cuts):
             if self.progress:
                 self.progress(t / max(n_cuts, 1), f"cut {t + 1}/{n_cuts} ({cm.cuts[t].level_name}, x{cm.cuts[t].factor})")
@@ -473,7 +476,8 @@ def _block_alternatives(cm: CostModel, name: str, strategy: Strategy, block: tup
 
 def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
               data_parallel: dict[str, Strategy] | None = None,
-              hints: list[dict[str, Strategy]] | None = None, incremental: bool = True) -> Plan:
+              hints: list[dict[str, Strategy]] | None = None, incremental: bool = True,
+              size: int | None = None, total: Callable[[dict[str, Strategy]], float] | None = None) -> Plan:
     """Run D-Rec (``improved=False``: as the thesis describes it) and return the plan.
 
     ``search_seconds`` counts the search alone. The improved search polishes its result and
@@ -483,16 +487,20 @@ def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
     the hint) and keeps the cheapest. ``incremental`` False re-makes every choice at every pass
     instead of only those whose neighbourhood moved: the same plan, slower (the reference). The data-parallel
     plan (if given) is returned unchanged when nothing beats it, and the notes say so.
+    On a folded graph (:mod:`planner.search.folded`) ``size`` is the full graph's operator count
+    (the small-graph rules go by it) and ``total`` prices a plan of the folded graph on the full one.
     """
     start = time.perf_counter()
     if not cm.cuts:  # one device: nothing to split
         return Plan({n: () for n in cm.planned}, "drec+" if improved else "drec", time.perf_counter() - start)
-    search = DRecSearch(cm, progress, incremental)
+    search = DRecSearch(cm, progress, incremental, size)
+    total = total or cm.total_seconds
     strategies = search.run(improved)
     notes = []
     if improved:
+        small = search.size <= SMALL_GRAPH_OPS
         starts = [strategies]
-        if len(cm.planned) <= SMALL_GRAPH_OPS:
+        if small:
             starts.append(DRecSearch(cm, incremental=incremental).run(False))
         if data_parallel is not None:
             starts.append(dict(data_parallel))
@@ -500,10 +508,11 @@ def plan_drec(cm: CostModel, improved: bool = True, progress: Progress = None,
             if set(hint) == set(cm.planned) and all(cm.assignment(n, s) is not None for n, s in hint.items()):
                 starts.append(dict(hint))
         polished = [polish(search, s) for s in starts]
-        costs = [cm.total_seconds(s) for s in polished]
-        strategies = block_optimise(cm, polished[costs.index(min(costs))], [BLOCK_BUDGET_VARIABLES])
-        best = cm.total_seconds(strategies)
-        if data_parallel is not None and cm.total_seconds(data_parallel) <= best:
+        costs = [total(s) for s in polished]
+        strategies = polished[costs.index(min(costs))]
+        if small:
+            strategies = block_optimise(cm, strategies, [BLOCK_BUDGET_VARIABLES])
+        if data_parallel is not None and total(data_parallel) <= total(strategies):
             notes.append("pure data parallelism scores at least as well as every D-Rec result on this model and "
                          "machine: the data-parallel plan is returned")
             strategies = dict(data_parallel)

@@ -236,22 +236,26 @@ def _notes(cm: CostModel, tensor: frozenset[int], sequence_parallel: bool, split
     return notes
 
 
-def sequence_parallel_candidate(cm: CostModel, plan: Plan) -> tuple[Plan, CostModel]:
+def sequence_parallel_candidate(cm: CostModel, plan: Plan, layout=None,
+                                searched_seconds: float | None = None) -> tuple[Plan, CostModel]:
     """The Megatron layout with sequence parallelism as a candidate beside a ``plan`` drec+ found
     on the same stage machine (the configuration search's hook): priced as such (a cost model with
     ``sequence_parallel`` set, :mod:`planner.cost.sequence_parallel`), it replaces the plan when
     its time per micro-batch is lower. Returns the plan to keep and the cost model that prices it.
     A graph that is not a transformer, or whose heads the innermost level does not divide, or a
-    machine without a level to split, keeps the searched plan."""
+    machine without a level to split, keeps the searched plan. ``layout`` (default
+    :func:`plan_megatron`) makes the candidate's plan from the sequence-parallel cost model (the
+    folded search makes it on the folded graph and unfolds it)."""
     sp = copy.copy(cm)
     sp.sequence_parallel = True
     try:
-        candidate = plan_megatron(sp)
+        candidate = (layout or plan_megatron)(sp)
     except PlannerError:
         return plan, cm
     if not any(n.startswith("sequence parallel:") for n in candidate.notes):
         return plan, cm
-    searched, megatron_sp = cm.total_seconds(plan.strategies), sp.total_seconds(candidate.strategies)
+    searched = cm.total_seconds(plan.strategies) if searched_seconds is None else searched_seconds
+    megatron_sp = sp.total_seconds(candidate.strategies)
     if megatron_sp >= searched:
         return plan, cm
     kept = Plan(candidate.strategies, plan.algorithm, plan.search_seconds + candidate.search_seconds,

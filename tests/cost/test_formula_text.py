@@ -132,3 +132,30 @@ def test_term_seconds_of_a_matmul_split_k_then_m_by_hand():
     assert [v for _, v in terms] == pytest.approx([31.45728e-9, 3.2768e-6, 20e-6, 327.68e-9, 4e-6], rel=1e-12)
     # replicated: no communication, compute alone (3 x 4,194,304 FLOPs)
     assert ft.term_seconds(cm, "mm", (None, None)) == [("compute", pytest.approx(12_582_912 / 1e14))]
+
+
+def test_the_gradient_bucket_is_a_named_symbol():
+    # the cost model writes a 4-byte k x n gradient's share of a 25 MB bucket as min(1, k n/6250000):
+    # 25e6 / 6.25e6 = 4 bytes per element, so it reads min(1, 4 k n/S_bucket)
+    bucket = sympy.Symbol(ft.BUCKET, positive=True)
+    expr = 2 * L * sympy.Min(1, k * n / 6_250_000) + g * k * n
+    named = ft.named_buckets(expr, 25e6)
+    assert named == 2 * L * sympy.Min(1, 4 * k * n / bucket, evaluate=False) + g * k * n
+    assert "6.25" not in ft.latex_lines(expr, None, F, 25e6) and "S_{bucket}" in ft.latex_lines(expr, None, F, 25e6)
+    assert ft.plain_text(expr, None, F, 25e6) == "g_gpu·k·n + 2·L_gpu·min(1, 4·k·n/S_bucket)"
+    # a 1 MB bucket: the same gradient's share is 4 k n/1e6, still 4 k n/S_bucket
+    assert ft.named_buckets(2 * L * sympy.Min(1, k * n / 250_000), 1e6) == 2 * L * sympy.Min(1, 4 * k * n / bucket)
+    assert ft.named_buckets(expr, 0) == expr  # no buckets: one all-reduce per tensor, nothing to name
+
+
+def test_the_rate_cancels_when_it_is_above_and_below():
+    # the trial's GPT-2 node_add_17: (3F d0d1d2/(64 B_mem) + 12F d1d2/B_mem) / F, a memory-bound Add
+    d0, d1, d2 = sympy.symbols("d_0 d_1 d_2", positive=True)
+    expr = (sympy.Float(3 * K / 64) * d0 * d1 * d2 + sympy.Float(12 * K) * d1 * d2) / F
+    text = ft.latex_lines(expr, MEM, F)
+    assert "F" not in text
+    assert text == ("\\begin{aligned}&\\frac{3 d_{0} d_{1} d_{2}}{64 B_{mem}}\\\\&+ \\frac{12 d_{1} d_{2}}{B_{mem}}"
+                    "\\end{aligned}")
+    assert set(ft.plain_text(expr, MEM, F).split(" + ")) == {"3·d_0·d_1·d_2/(64·B_mem)", "12·d_1·d_2/B_mem"}
+    # 7344.78 = 48 F/B_mem is written so (not 7043641/959), and then F cancels
+    assert ft.latex_lines(sympy.Float(48 * K) / F, MEM, F) == "\\frac{48}{B_{mem}}"

@@ -119,11 +119,13 @@ def test_sweep_strategy_changes_are_markers_in_the_legend_not_rotated_text():
 
 def test_memory_axis_is_scaled_to_the_plan_not_to_the_capacity(plain):
     fig = memory.memory_figure(plain)
-    peak, capacity = plain.memory.peak / GIB, plain.memory.capacity / GIB
+    assert plain.memory.peak < GIB  # the MLP needs far less than 1 GiB: its axis is in MiB (issue 15)
+    peak, capacity = plain.memory.peak / 2**20, plain.memory.capacity / 2**20
     assert peak < capacity / 100  # the MLP needs far less than 80 GB
     top = fig.layout.xaxis.range[1]
     assert peak < top < 2 * peak  # the bar fills most of the axis
-    assert fig.layout.xaxis.title.text == "GiB per device"  # short enough for a 1024 px window's half column
+    assert sum(bar.x[0] for bar in fig.data) == pytest.approx(peak)  # the parts in MiB add up to the peak
+    assert fig.layout.xaxis.title.text == "MiB per device"  # short enough for a 1024 px window's half column
     assert not fig.layout.shapes  # no capacity line far off the axis
     # the capacity is named in the hover and in the sentence under the chart: 80e9 bytes = 74.5 GiB
     assert all("of the 74.5 GiB capacity" in bar.hovertemplate for bar in fig.data)
@@ -140,8 +142,9 @@ def test_memory_capacity_is_a_line_when_the_plan_is_near_it(plain):
     near = SimpleNamespace(memory=replace(plain.memory, capacity=plain.memory.peak * 1.25), schedule=plain.schedule,
                            options=plain.options)
     fig = memory.memory_figure(near)
-    assert fig.layout.xaxis.range[1] >= near.memory.capacity / GIB
-    assert fig.layout.shapes[0].x0 == pytest.approx(near.memory.capacity / GIB)
+    assert fig.layout.xaxis.title.text == "MiB per device"  # the peak's unit: it is below 1 GiB
+    assert fig.layout.xaxis.range[1] >= near.memory.capacity / 2**20
+    assert fig.layout.shapes[0].x0 == pytest.approx(near.memory.capacity / 2**20)
 
 
 def test_operator_names_are_abbreviated_on_the_axis_and_whole_on_hover(plain):
@@ -165,3 +168,15 @@ def test_nothing_is_drawn_above_the_plot_where_the_legend_is(pipelined):
     assert [i for i, label in enumerate(labels) if label.endswith("(slowest)")] == [times.index(max(times))]
     for fig in (stages, timeline.timeline_figure(timeline.plan_timeline(pipelined))):
         assert all(a.yref != "paper" or a.y < 1 for a in fig.layout.annotations)
+
+
+def test_an_edited_machine_is_named_edited_in_the_tree_and_the_label():
+    """A trial found 'In use: custom' beside a tree still titled with the preset's name: both now
+    say which machine it was and that it was edited; a preset keeps its own name."""
+    from planner.machine.tree import load_preset
+
+    m = load_preset("dgx_a100")
+    assert machine.machine_label_text(m, "custom") == f"{m.name} (edited)"
+    assert machine.machine_label_text(m, "dgx_a100") == "dgx_a100"
+    root = machine.machine_tree_figure(m, label="custom").data[0].labels[0]
+    assert root == f"{m.name} (edited): {m.num_devices:,} devices"
