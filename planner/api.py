@@ -58,9 +58,11 @@ def plan_model(graph: OperatorGraph, machine: Machine, options: PlanOptions | No
         require_exact_feasible(cost_model_for(graph, stage_machine, options))
     best = plan_configurations(graph, machine, options, progress, hints=hints, rebinder=rebinder,
                                fold_layers=fold_layers)
-    if options.algorithm in SEARCHED_ALGORITHMS:  # long sequences: context parallelism as a candidate
+    if options.algorithm in SEARCHED_ALGORITHMS:  # experts and long sequences: Megatron-style candidates
         from planner.search.context_parallel import search_context
+        from planner.search.expert_parallel import search_experts
 
+        best = search_experts(best, graph, machine, options, rebinder, progress)
         best = search_context(best, graph, machine, options, rebinder, progress)
     return best
 

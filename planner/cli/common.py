@@ -48,6 +48,19 @@ def megabytes(text: str) -> float:
     return value
 
 
+def capacity_factor(text: str) -> float:
+    """An argparse type: the MoE capacity factor, a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a capacity factor above 0, "
+                                         "e.g. 1.25") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be above 0 (1.0: each expert takes its share of the tokens), "
+                                         "e.g. 1.25")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1, with a message that says so."""
     try:
@@ -96,6 +109,10 @@ def add_planning_args(sp: argparse.ArgumentParser, defaults: bool = True) -> Non
     sp.add_argument("--optimizer", choices=list(OPTIMIZERS), default=DEFAULT_OPTIMIZER if defaults else None,
                     help=f"optimizer state in memory (default {DEFAULT_OPTIMIZER})")
     sp.add_argument("--bucket-mb", type=megabytes, metavar="MB", help=f"{BUCKET_HELP} (default 25{from_file})")
+    sp.add_argument("--moe-capacity-factor", type=capacity_factor, metavar="F",
+                    help="mixture-of-experts models: each expert takes ceil(tokens x top-k x F / experts) tokens of a "
+                         "sequence, which sizes the experts' compute and the all-to-all bytes (default: as the model "
+                         "is written; the generated samples: 1.0)")
 
 
 def add_memory_args(sp) -> None:
@@ -153,10 +170,43 @@ def model_bindings(model, args, bindings: dict[str, int] | None = None) -> dict[
     return bindings
 
 
-def load_graph(args) -> "OperatorGraph":  # noqa: F821
-    """The model of ``args.model``, bound as the arguments say."""
+def model_source(args):
+    """``args.model``, or its graph with ``--moe-capacity-factor`` set (:mod:`planner.onnx.capacity`),
+    as :func:`import_model` and :func:`rebinder_of` take it."""
+    factor = getattr(args, "moe_capacity_factor", None)
+    if factor is None:
+        return args.model
+    if getattr(args, "_capacity_model", None) is None:
+        from planner.onnx.capacity import with_capacity_factor
+        from planner.onnx.importer import load_model_proto
+
+        require_regular_file(args.model, "model file")
+        args._capacity_model = with_capacity_factor(load_model_proto(args.model), factor)
+    return args._capacity_model
+
+
+def capacity_note(args, result) -> None:
+    """Say on the result that ``--moe-capacity-factor`` was applied (a plan file does not record it:
+    evaluate it with the same flag)."""
+    factor = getattr(args, "moe_capacity_factor", None)
+    if factor is not None:
+        result.notes.append(f"MoE capacity factor {factor:g} (--moe-capacity-factor): each expert takes "
+                            f"ceil(tokens x top-k x {factor:g} / experts) tokens of a sequence; a plan file does not "
+                            "record it, so evaluate it with the same flag")
+
+
+def rebinder_of(args):
+    """The rebinder of the model the arguments give (with its capacity factor, if set)."""
+    from planner.onnx.rebinder import rebinder_for
+
+    return rebinder_for(model_source(args), Path(args.model).stem)
+
+
+def load_graph(args, bindings: dict[str, int] | None = None) -> "OperatorGraph":  # noqa: F821
+    """The model of ``args.model``, bound as the arguments say (or to ``bindings``)."""
     require_regular_file(args.model, "model file")
-    return import_model(args.model, model_bindings(args.model, args))
+    return import_model(model_source(args), model_bindings(args.model, args) if bindings is None else bindings,
+                        Path(args.model).stem)
 
 
 def load_machine(path: str):

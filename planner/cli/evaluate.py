@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planner.cli.common import (UsageError, add_memory_args, add_planning_args, load_graph, load_machine,
-                                model_bindings, parse_bindings, plan_options, positive_int, write_json)
+from planner.cli.common import (UsageError, add_memory_args, add_planning_args, capacity_note, load_graph,
+                                load_machine, model_bindings, parse_bindings, plan_options, positive_int, rebinder_of,
+                                write_json)
 from planner.cli.output import print_result
-from planner.onnx.importer import import_model, model_sha256
-from planner.onnx.rebinder import rebinder_for
+from planner.onnx.importer import model_sha256
 from planner.options import PlanOptions
 from planner.plans.parallelism import describe, recorded_name
 from planner.plans.plan_json import OVERRIDABLE, merge_recorded_options, plan_bindings, read_plan_file
@@ -40,7 +40,8 @@ def add_parser(sub) -> None:
                            "the sequence); T x P x D x C = devices (default 1)")
     hand.add_argument("--ep", type=positive_int, metavar="E", default=None,
                       help="expert-parallel size (mixture-of-experts models): the experts split over E of the D "
-                           "data-parallel ranks; E divides D and every MoE layer's experts")
+                           "data-parallel ranks (of the D x C data- and context-parallel ranks with --cp, as "
+                           "Megatron-LM); E divides D (D x C) and every MoE layer's experts")
     add_memory_args(hand)
     hand.add_argument("--sequence-parallel", action="store_true",
                       help="sequence parallelism (Korthikanti et al. 2022): LayerNorm, dropout and residual regions "
@@ -73,12 +74,13 @@ def run_plan_file(args) -> int:
     if isinstance(data.get("bindings"), dict):
         args.plan_bindings = plan_bindings(data, f"plan file {args.plan}")
     graph = load_graph(args)
-    result = evaluate_plan(graph, load_machine(args.machine), data, options, rebinder=rebinder_for(args.model))
+    result = evaluate_plan(graph, load_machine(args.machine), data, options, rebinder=rebinder_of(args))
     result.notes.extend(notes)
     recorded = recorded_name(data)  # an output of plan --json: only compared, never trusted
     if recorded is not None and recorded != describe(result)["name"]:
         result.notes.append(f"the plan file calls its parallelism {recorded!r}; as priced here it is "
                             f"{describe(result)['name']!r}")
+    capacity_note(args, result)
     print_result(result, Path(args.model).name, f"plan file {Path(args.plan).name}, priced as written (no search)")
     write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
                                        model_bindings(args.model, args)))
@@ -100,21 +102,19 @@ def run_hand_made(args) -> int:
     symbol = graph.batch_symbol or (STATIC_SYMBOL if graph.batch_axes else None)  # a static export: re-batched
     if symbol and symbol not in parse_bindings(args.bind):
         # the batch dimension is bound by the configuration; only the others need --bind
-        graph = import_model(args.model, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
+        graph = load_graph(args, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
     options = plan_options(args, algorithm="megatron")
     if args.cp > 1:
         from planner.search.context_parallel import evaluate_context_configuration
 
-        if args.ep is not None:
-            raise UsageError("--ep with --cp is not priced yet (the experts would be split over the data- and "
-                             "context-parallel ranks together): drop one of them")
         result = evaluate_context_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp, args.cp,
                                                 args.micro_batch_size, args.global_batch, options,
-                                                rebinder=rebinder_for(args.model))
+                                                rebinder=rebinder_of(args), expert=args.ep or 1)
     else:
         result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
                                         args.micro_batch_size, args.global_batch, options,
-                                        rebinder=rebinder_for(args.model), expert=args.ep or 1)
+                                        rebinder=rebinder_of(args), expert=args.ep or 1)
+    capacity_note(args, result)
     print_result(result, Path(args.model).name, "priced as given (no search)")
     # the file records the whole batch, so that evaluate --plan prices the same iteration
     # (with --cp, the plan of s / C tokens per rank and B x C of those: replayed without the ring, and said so)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planner.cli.common import (add_memory_args, add_planning_args, load_graph, load_machine, model_bindings,
-                                plan_options, positive_int, write_json)
+from planner.cli.common import (add_memory_args, add_planning_args, capacity_note, load_graph, load_machine,
+                                model_bindings, plan_options, positive_int, rebinder_of, write_json)
 from planner.cli.output import print_result
-from planner.onnx.rebinder import rebinder_for
 from planner.units import format_seconds
 
 
@@ -33,7 +32,8 @@ def run(args) -> int:
     from planner.plans.report import plan_to_json
 
     graph = load_graph(args)
-    result = plan_model(graph, load_machine(args.machine), plan_options(args), rebinder=rebinder_for(args.model))
+    result = plan_model(graph, load_machine(args.machine), plan_options(args), rebinder=rebinder_of(args))
+    capacity_note(args, result)
     print_result(result, Path(args.model).name, f"search {format_seconds(result.plan.search_seconds)}")
     write_json(args.json, plan_to_json(result, Path(args.model).name, model_sha256(args.model),
                                        model_bindings(args.model, args)))

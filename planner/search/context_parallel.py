@@ -18,12 +18,13 @@ from planner.cost.activations import attention_core, saved_tensors
 from planner.cost.baseline import data_parallel_baseline
 from planner.cost.context_parallel import RingLayer, apply_ring
 from planner.cost.result import PlanResult, cost_model_for, result_for
+from planner.cost.schedule import stage_memory
 from planner.machine.split import stage_counts
 from planner.machine.tree import Machine
 from planner.model.graph import OpKind, OperatorGraph
 from planner.model.rebind import Rebinder, require_rebinder, with_batch
 from planner.options import ConfigError, PlanOptions
-from planner.search.configurations import evaluate_configuration, memory_ladder
+from planner.search.configurations import _compute_floor, evaluate_configuration, memory_ladder
 from planner.search.megatron import attention_heads
 from planner.units import format_bytes, format_seconds
 
@@ -53,14 +54,21 @@ def check_context(graph: OperatorGraph, context: int) -> tuple[str, int]:
 
 def evaluate_context_configuration(graph: OperatorGraph, machine: Machine, tensor: int, pipeline: int, data: int,
                                    context: int, micro_batch_size: int, global_batch_size: int,
-                                   options: PlanOptions, rebinder: Rebinder | None = None) -> PlanResult:
+                                   options: PlanOptions, rebinder: Rebinder | None = None,
+                                   expert: int = 1) -> PlanResult:
     """Price ``tensor x pipeline x data x context`` (module docstring); ``graph`` is the model at its
-    full sequence, ``rebinder`` re-imports it at ``s / C``."""
+    full sequence, ``rebinder`` re-imports it at ``s / C``. ``expert`` > 1 splits the experts of a
+    mixture-of-experts model over expert-parallel groups drawn from the data- and context-parallel
+    ranks together, as Megatron-LM does (``D x C`` must be a multiple of ``expert``)."""
     symbol, seq = check_context(graph, context)
     product = tensor * pipeline * data * context
     if product != machine.num_devices:
         raise ConfigError(f"--tp x --pp x --dp x --cp = {tensor} x {pipeline} x {data} x {context} = {product}, but "
                           f"the machine has {machine.num_devices} devices: the product must equal the device count")
+    if (data * context) % expert:
+        raise ConfigError(f"--ep {expert} does not divide --dp x --cp = {data} x {context} = {data * context}: the "
+                          "expert-parallel groups are drawn from the data- and context-parallel ranks together (as "
+                          f"in Megatron-LM); choose an --ep that divides {data * context}")
     rebinder = require_rebinder(rebinder)
     if global_batch_size % (micro_batch_size * data):
         raise ConfigError(f"--global-batch {global_batch_size} is not a multiple of --micro-batch-size x --dp = "
@@ -69,8 +77,9 @@ def evaluate_context_configuration(graph: OperatorGraph, machine: Machine, tenso
     baseline = data_parallel_baseline(cost_model_for(full, machine, options, "none", 0), options.optimizer)
     short = rebinder.import_fn(rebinder.model, {**graph.bindings, symbol: seq // context}, rebinder.name)
     result = evaluate_configuration(short, machine, tensor, pipeline, data * context, micro_batch_size,
-                                    global_batch_size * context, options, data_parallel=baseline, rebinder=rebinder)
-    return with_ring(result, tensor, context, seq)
+                                    global_batch_size * context, options, data_parallel=baseline, rebinder=rebinder,
+                                    expert=expert)
+    return with_ring(result, tensor, context, seq, expert)
 
 
 def ring_level(stage_machine: Machine, tensor_levels: frozenset[int], context: int):
@@ -150,7 +159,7 @@ def _block_bytes(cm, full, ops: list[str]) -> float:
     return total
 
 
-def with_ring(result: PlanResult, tensor: int, context: int, seq: int) -> PlanResult:
+def with_ring(result: PlanResult, tensor: int, context: int, seq: int, expert: int = 1) -> PlanResult:
     """``result`` (the ``s / C`` plan) with the ring added and named as a context-parallel plan."""
     split = result.split
     level = ring_level(split.stage_machine, split.tensor_levels, context)
@@ -165,7 +174,8 @@ def with_ring(result: PlanResult, tensor: int, context: int, seq: int) -> PlanRe
                        hardware_flops=schedule.hardware_flops + (passes + (cm.recompute != "none")) * more)
     plan = result.plan
     data = split.machine.num_devices // (tensor * split.stages * context)
-    plan.algorithm = f"hand-made: tensor {tensor} x pipeline {split.stages} x data {data} x context {context}"
+    plan.algorithm = (f"hand-made: tensor {tensor} x pipeline {split.stages} x data {data} x context {context}"
+                      + (f" (expert {expert})" if expert > 1 else ""))
     plan.context_parallel = context  # read by planner.plans.parallelism to name the plan
     ring = next((r for stage in rings for r in stage), None)
     notes = [n for n in result.notes if "; iteration " not in n]  # the s / C plan's iteration, before the ring
@@ -232,8 +242,10 @@ def search_context(best: PlanResult, graph: OperatorGraph, machine: Machine, opt
         return best
     heads = attention_heads(cost_model_for(graph, machine, options))
     layouts = context_layouts(machine, seq, heads, graph.batch_size, options.pipeline_stages)
-    chosen, priced = best, 0
+    chosen, priced, floor = best, 0, _compute_floor(graph, machine, options.precision)
     for i, (tensor, pipeline, data, context) in enumerate(layouts):
+        if chosen.memory.fits and floor * (1 + (pipeline - 1) * data / graph.batch_size) >= chosen.total_seconds:
+            continue  # its compute alone (every device at full rate) and its bubble are slower than the leader
         if progress:
             progress(i / max(1, len(layouts)), f"context parallel {context} x tensor {tensor} x pipeline {pipeline}")
         try:
@@ -254,20 +266,29 @@ def describe_algorithm(result: PlanResult) -> str:
 
 
 def climb_context(graph, machine, options, rebinder, layout, symbol, seq, baseline) -> PlanResult:
-    """One layout on the memory ladder: the ``s / C`` plan priced once per rung, the ring added."""
+    """One layout on the memory ladder: the ``s / C`` plan priced once per rung, the ring added. The
+    model is imported once, at ``s / C`` and one sample per data-parallel rank (the micro-batch of a
+    stage); a rung whose ``s / C`` plan alone does not fit is not priced (the ring only adds memory),
+    unless it is the last."""
     tensor, pipeline, data, context = layout
     ladder = memory_ladder(options.recompute, options.zero, pipeline == 1)
-    short = rebinder.import_fn(rebinder.model, {**graph.bindings, symbol: seq // context}, rebinder.name)
-    first = evaluate_configuration(short, machine, tensor, pipeline, data * context, 1, graph.batch_size * context,
+    per_step = data * context
+    short = rebinder.import_fn(rebinder.model, {**graph.bindings, symbol: seq // context, graph.batch_symbol: per_step},
+                               rebinder.name)
+    first = evaluate_configuration(short, machine, tensor, pipeline, per_step, 1, graph.batch_size * context,
                                    replace(options, algorithm="megatron", recompute=ladder[0][0], zero=ladder[0][1]),
-                                   data_parallel=baseline, rebinder=rebinder)
+                                   graphs={per_step: short}, data_parallel=baseline, rebinder=rebinder)
     result = with_ring(first, tensor, context, seq)
     m = first.schedule.micro_batches
     for recompute, zero in ladder[1:]:
         if result.memory.fits:
             break
-        variant = result_for(first.cost_model.variant(recompute, zero, m), first.plan,
-                             replace(first.options, recompute=recompute, zero=zero), split=first.split,
+        cm = first.cost_model.variant(recompute, zero, m)
+        if (recompute, zero) != ladder[-1] and not all(
+                r.fits for r in stage_memory(cm, first.plan.strategies, first.schedule.assignment, m,
+                                             options.optimizer)):
+            continue
+        variant = result_for(cm, first.plan, replace(first.options, recompute=recompute, zero=zero), split=first.split,
                              data_parallel_seconds=first.data_parallel_seconds,
                              data_parallel_memory=first.data_parallel_memory)
         result = with_ring(replace(variant, notes=list(first.notes)), tensor, context, seq)

@@ -58,3 +58,31 @@ def test_ep_with_a_plan_file_is_refused(model, tmp_path, capsys):
     assert main(["evaluate", model, "--machine", DGX, "--plan", str(plan), "--ep", "2", "--bind", "seq=16",
                  "--bind", "batch=8"]) == 2
     assert "drop --tp/--pp/--dp/--ep" in capsys.readouterr().err
+
+
+def test_ep_with_cp_draws_the_experts_from_the_data_and_context_ranks(model, capsys):
+    """--tp 2 --dp 2 --cp 2 --ep 4 on 8 GPUs: the 4 expert-parallel ranks are the 2 x 2 data- and
+    context-parallel ranks (Megatron-LM's rule: D x C a multiple of E). The small Mixtral's experts
+    are 2 layers x 3 matrices x 8 experts x 64 x 96 = 294,912 parameters, halved by TP 2; EP 4 keeps
+    a quarter of those, so each device holds 147,456 x 3/4 = 110,592 fewer parameters (bf16: 2 bytes)."""
+    from planner.machine.tree import load_machine
+    from planner.onnx.importer import import_model
+    from planner.onnx.rebinder import rebinder_for
+    from planner.options import PlanOptions
+    from planner.search.context_parallel import evaluate_context_configuration
+
+    args = ("--tp", "2", "--dp", "2", "--cp", "2", "--global-batch", "8")
+    assert _evaluate(model, *args, "--ep", "4") == 0
+    text = capsys.readouterr().out
+    assert "parallelism  DP 2 x TP 2 (column-row) x EP 4 x CP 2" in text
+    graph = import_model(model, {"batch": 1, "seq": 16})
+    options = PlanOptions(algorithm="megatron", precision="bf16", recompute="none", zero=0)
+    priced = {ep: evaluate_context_configuration(graph, load_machine(DGX), 2, 1, 2, 2, 1, 8, options,
+                                                 rebinder_for(model), expert=ep) for ep in (1, 4)}
+    assert priced[1].memory.parameters - priced[4].memory.parameters == pytest.approx(110_592 * 2)
+
+
+def test_ep_with_cp_must_divide_the_data_and_context_ranks(model, capsys):
+    assert _evaluate(model, "--tp", "2", "--dp", "2", "--cp", "2", "--ep", "8", "--global-batch", "8") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --ep 8 does not divide --dp x --cp = 2 x 2 = 4") and err.count("\n") == 1

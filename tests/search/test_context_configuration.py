@@ -149,3 +149,25 @@ def test_short_sequences_that_fit_are_not_tried_with_context_parallelism(small_l
     graph = import_model(small_llama, {"batch": 4, "seq": 1024})
     found = plan_model(graph, FOUR_BY_EIGHT, PlanOptions(precision="bf16"), rebinder=rebinder_for(small_llama))
     assert not any("context parallelism tried" in note for note in found.notes)
+
+
+def test_a_search_layout_is_imported_once_and_priced_as_evaluate_prices_it(small_llama):
+    """The search's layouts (climb_context) import the model once, at s / C and one sample per
+    data-parallel rank, and price exactly what ``evaluate --cp`` prices (which imports it at s / C,
+    then re-binds the batch)."""
+    from planner.search.context_parallel import climb_context
+
+    graph = import_model(small_llama, {"batch": 4, "seq": 8192})
+    options = PlanOptions(precision="bf16", recompute="none", zero=0)
+    rebinder = rebinder_for(small_llama)
+    imports = []
+    counting = replace(rebinder, import_fn=lambda *args: imports.append(args[1]) or rebinder.import_fn(*args))
+    for layout in context_layouts(FOUR_BY_EIGHT, 8192, 16, 4):
+        imports.clear()
+        searched = climb_context(graph, FOUR_BY_EIGHT, options, counting, layout, "seq", 8192, (1.0, None))
+        tensor, pipeline, data, context = layout
+        assert imports == [{"batch": data * context, "seq": 8192 // context}]
+        hand = evaluate_context_configuration(graph, FOUR_BY_EIGHT, tensor, pipeline, data, context, 1, 4,
+                                              replace(options, algorithm="megatron"), rebinder=rebinder)
+        assert searched.total_seconds == pytest.approx(hand.total_seconds, rel=1e-12)
+        assert searched.memory.peak == pytest.approx(hand.memory.peak, rel=1e-12)
