@@ -12,11 +12,11 @@ of ``--repeat`` runs of :func:`planner.api.plan_model`, the entry ``python -m pl
 
 Wall seconds and the process's CPU seconds are both printed, with the target and the ratio of
 the wall time to it (<= 1 meets it): on a shared machine the CPU seconds are the steadier figure.
-Repeated layers are planned once (``planner.search.folded``); ``--no-fold`` times the full search
-(``plan_model(..., fold_layers=False)``), the figures before folding, on the same machine. ``--table`` prints instead the earlier table: the search alone
+The planner's default is the full search; ``--fold`` times the opt-in folded search
+(``plan_model(..., fold_layers=True)``: repeated layers planned once, ``planner.search.folded``). ``--table`` prints instead the earlier table: the search alone
 (``drec`` and ``drec+``, one configuration) against depth and device count.
 
-    python bench/search_scaling.py [--repeat 3] [--layers 96 192] [--no-fold]
+    python bench/search_scaling.py [--repeat 3] [--layers 96 192] [--fold]
     python bench/search_scaling.py --table [--layers 12 24 48 96 192] [--devices 8 64 512 4096]
 """
 
@@ -71,7 +71,7 @@ def time_plan(layers: int, options: PlanOptions, repeat: int, fold: bool = True)
 
 
 def issue_rows(layers: list[int], repeat: int, fold: bool = True) -> None:
-    path = "repeated layers planned once" if fold else "full search (--no-fold)"
+    path = "repeated layers planned once (--fold)" if fold else "full search (the default)"
     print(f"GPT-3 175B shape, batch 1536, seq 2048, 512 x 8 A100 = 4096 GPUs; median of {repeat} run(s); {path}")
     print(f"{'measure':<20} {'layers':>6} {'wall s':>8} {'cpu s':>8} {'target':>8} {'ratio':>6}  plan")
     walls: dict[tuple[str, int], float] = {}
@@ -120,12 +120,12 @@ def main(argv=None) -> int:
     ap.add_argument("--devices", type=int, nargs="+", default=[8, 64, 512, 4096])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--algorithms", nargs="+", default=["drec", "drec+"])
-    ap.add_argument("--no-fold", action="store_true", help="the full search: repeated layers planned one by one")
+    ap.add_argument("--fold", action="store_true", help="the opt-in folded search: repeated layers planned once")
     args = ap.parse_args(argv)
     if args.table:
-        search_table(args.layers or [12, 24, 48, 96, 192], args.devices, args.repeat, args.algorithms, not args.no_fold)
+        search_table(args.layers or [12, 24, 48, 96, 192], args.devices, args.repeat, args.algorithms, args.fold)
     else:
-        issue_rows(args.layers or [96, 192], args.repeat, not args.no_fold)
+        issue_rows(args.layers or [96, 192], args.repeat, args.fold)
     return 0
 
 

@@ -130,7 +130,7 @@ class _Search:
     """One configuration search: graphs per micro-batch size and every configuration priced."""
 
     def __init__(self, graph: OperatorGraph, machine: Machine, options: PlanOptions, progress: Progress,
-                 hints: list[dict] | None = None, rebinder: Rebinder | None = None, fold_layers: bool = True):
+                 hints: list[dict] | None = None, rebinder: Rebinder | None = None, fold_layers: bool = False):
         self.graph, self.machine, self.options, self.progress = graph, machine, options, progress
         self.fold_layers = fold_layers  # False: the full search (planner.search.folded), the tests' reference
         self.rebinder = rebinder  # re-binds the model to one micro-batch
@@ -253,7 +253,7 @@ class _Search:
 
 def plan_configurations(graph: OperatorGraph, machine: Machine, options: PlanOptions, progress: Progress = None,
                         hints: list[dict] | None = None, rebinder: Rebinder | None = None,
-                        fold_layers: bool = True) -> PlanResult:
+                        fold_layers: bool = False) -> PlanResult:
     """The fastest configuration that fits (see the module docstring); its notes list what was
     tried.
 

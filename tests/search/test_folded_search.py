@@ -52,9 +52,18 @@ def same_answer(folded, full, cm) -> None:
 DEEP = {"gpt3_175b", "llama2_70b", "llama3_8b", "bert_large", "bert_base", "gpt2_small"}  # more than SMALL_GRAPH_OPS operators, layers
 
 
+# Under the shape-aware compute costs (issue 11 item 4) the folded search settles on a periodic
+# plan that the full search beats on these stacks (Llama-3-8B: 0.3268 s against 0.3248 s, every
+# middle layer split another way), so folding is off by default (planner.api.plan_model).
+DIVERGES = {("drec+", "llama3_8b"), ("drec", "llama3_8b"), ("drec", "gpt2_small")}
+_KNOWN = pytest.mark.xfail(strict=True, reason="the folded search's periodic plan is costlier than the full search's")
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in SAMPLES.glob("*.onnx")))
 @pytest.mark.parametrize("algorithm", ["drec+", "drec"])
-def test_every_sample_gets_the_full_search_plan(name, algorithm):
+def test_every_sample_gets_the_full_search_plan(name, algorithm, request):
+    if (algorithm, name) in DIVERGES:
+        request.applymarker(_KNOWN)
     graph, _ = sample_graph(name)
     cm = cost_model_for(graph, sixteen_nodes(), PlanOptions())
     folding = folding_of(cm, algorithm)
@@ -82,7 +91,8 @@ def test_random_gpt_stacks_agree(seed):
     same_answer(fast, full, cm)
 
 
-@pytest.mark.parametrize("name, machine, layers", [("gpt", "a100_512x8", 16), ("llama3_8b", "dgx_a100_64nodes", 0)])
+@pytest.mark.parametrize("name, machine, layers", [("gpt", "a100_512x8", 16),
+                                                   pytest.param("llama3_8b", "dgx_a100_64nodes", 0, marks=_KNOWN)])
 def test_the_configuration_search_keeps_its_answer(name, machine, layers):
     """The whole default search (stages x micro-batches x recomputation x ZeRO, the Megatron-SP
     candidate): the same configuration, plan and iteration time."""
@@ -93,8 +103,8 @@ def test_the_configuration_search_keeps_its_answer(name, machine, layers):
         graph, path = sample_graph(name)
         rebind = lambda: rebinder_for(path)  # noqa: E731
     m = load_preset(machine)
-    fast = plan_model(graph, m, PlanOptions(), rebinder=rebind())
-    full = plan_model(graph, m, PlanOptions(), rebinder=rebind(), fold_layers=False)
+    fast = plan_model(graph, m, PlanOptions(), rebinder=rebind(), fold_layers=True)
+    full = plan_model(graph, m, PlanOptions(), rebinder=rebind())  # the default: the full search
     assert (fast.schedule.stages, fast.schedule.micro_batches, fast.schedule.recompute, fast.schedule.zero) == \
         (full.schedule.stages, full.schedule.micro_batches, full.schedule.recompute, full.schedule.zero)
     assert fast.plan.strategies == full.plan.strategies
