@@ -90,7 +90,7 @@ def run_plan_file(args) -> int:
 def run_hand_made(args) -> int:
     from planner.model.rebatch import STATIC_SYMBOL
     from planner.plans.report import plan_to_json
-    from planner.search.configurations import evaluate_configuration
+    from planner.search.hand_made import HandMade, price_hand_made
 
     for key, value in DEFAULTS.items():
         if getattr(args, key) is None:
@@ -103,17 +103,10 @@ def run_hand_made(args) -> int:
     if symbol and symbol not in parse_bindings(args.bind):
         # the batch dimension is bound by the configuration; only the others need --bind
         graph = load_graph(args, {**parse_bindings(args.bind), symbol: args.micro_batch_size})
-    options = plan_options(args, algorithm="megatron")
-    if args.cp > 1:
-        from planner.search.context_parallel import evaluate_context_configuration
-
-        result = evaluate_context_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp, args.cp,
-                                                args.micro_batch_size, args.global_batch, options,
-                                                rebinder=rebinder_of(args), expert=args.ep or 1)
-    else:
-        result = evaluate_configuration(graph, load_machine(args.machine), args.tp, args.pp, args.dp,
-                                        args.micro_batch_size, args.global_batch, options,
-                                        rebinder=rebinder_of(args), expert=args.ep or 1)
+    config = HandMade(tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep or 1, cp=args.cp,
+                      micro_batch_size=args.micro_batch_size, interleave=args.interleave)
+    result = price_hand_made(graph, load_machine(args.machine), config, args.global_batch,
+                             plan_options(args, algorithm="megatron"), rebinder=rebinder_of(args))
     capacity_note(args, result)
     print_result(result, Path(args.model).name, "priced as given (no search)")
     # the file records the whole batch, so that evaluate --plan prices the same iteration

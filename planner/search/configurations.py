@@ -27,6 +27,7 @@ from planner.onnx.importer import require_bound
 from planner.options import RECOMPUTE, ConfigError, PlanOptions, check_counts
 from planner.search.drec import SMALL_GRAPH_OPS
 from planner.search.folded import plan_stage
+from planner.search.hand_made import check_layout
 from planner.search.megatron import plan_megatron
 from planner.search.vocab import MAKE_VOCAB_SIZE_DIVISIBLE_BY, pad_vocabulary
 from planner.units import format_bytes, format_seconds
@@ -438,11 +439,8 @@ def evaluate_configuration(graph: OperatorGraph, machine: Machine, tensor: int, 
         return graphs[batch]
 
     require_bound(graph)
-    check_counts({"--tp": tensor, "--pp": pipeline, "--dp": data, "--micro-batch-size": micro_batch_size,
-                  "--global-batch": global_batch_size}, ConfigError)
-    if tensor * pipeline * data != machine.num_devices:
-        raise ConfigError(f"--tp x --pp x --dp = {tensor} x {pipeline} x {data} = {tensor * pipeline * data}, but the "
-                          f"machine has {machine.num_devices} devices: the product must equal the device count")
+    check_counts({"--micro-batch-size": micro_batch_size, "--global-batch": global_batch_size}, ConfigError)
+    check_layout(tensor, pipeline, data, machine.num_devices)
     per_step = micro_batch_size * data
     if global_batch_size % per_step:
         raise ConfigError(f"--global-batch {global_batch_size} is not a multiple of --micro-batch-size x --dp = "

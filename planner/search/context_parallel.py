@@ -25,6 +25,7 @@ from planner.model.graph import OpKind, OperatorGraph
 from planner.model.rebind import Rebinder, require_rebinder, with_batch
 from planner.options import ConfigError, PlanOptions
 from planner.search.configurations import _compute_floor, evaluate_configuration, memory_ladder
+from planner.search.hand_made import check_layout
 from planner.search.megatron import attention_heads
 from planner.units import format_bytes, format_seconds
 
@@ -61,14 +62,7 @@ def evaluate_context_configuration(graph: OperatorGraph, machine: Machine, tenso
     mixture-of-experts model over expert-parallel groups drawn from the data- and context-parallel
     ranks together, as Megatron-LM does (``D x C`` must be a multiple of ``expert``)."""
     symbol, seq = check_context(graph, context)
-    product = tensor * pipeline * data * context
-    if product != machine.num_devices:
-        raise ConfigError(f"--tp x --pp x --dp x --cp = {tensor} x {pipeline} x {data} x {context} = {product}, but "
-                          f"the machine has {machine.num_devices} devices: the product must equal the device count")
-    if (data * context) % expert:
-        raise ConfigError(f"--ep {expert} does not divide --dp x --cp = {data} x {context} = {data * context}: the "
-                          "expert-parallel groups are drawn from the data- and context-parallel ranks together (as "
-                          f"in Megatron-LM); choose an --ep that divides {data * context}")
+    check_layout(tensor, pipeline, data, machine.num_devices, context, expert)
     rebinder = require_rebinder(rebinder)
     if global_batch_size % (micro_batch_size * data):
         raise ConfigError(f"--global-batch {global_batch_size} is not a multiple of --micro-batch-size x --dp = "
