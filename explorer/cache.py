@@ -29,6 +29,7 @@ from planner.machine.tree import Machine
 from planner.limits import LimitError
 from planner.options import ConfigError, OptionsError
 from planner.search.exact import SearchTooLargeError
+from planner.search.hand_made import price_hand_made
 from planner.search.megatron import NotATransformerError
 from planner.model.graph import OperatorGraph
 from planner.model.rebatch import planning_dims
@@ -289,6 +290,14 @@ class PlanCache:
         return self._memo(self._results, ("evaluate", plan_sha) + request.key,
                           lambda: evaluate_plan(graph, request.machine, plan_json, request.options,
                                                 rebinder=self.rebinder(request.source)))
+
+    def hand_made(self, request: PlanRequest, config, graph: OperatorGraph, global_batch: int) -> PlanResult:
+        """A hand-made configuration (:class:`planner.search.hand_made.HandMade`) of ``request``'s
+        model, machine and options, priced by :func:`planner.search.hand_made.price_hand_made`
+        (``graph``: the model bound to its micro-batch size)."""
+        return self._memo(self._results, ("hand_made", config, global_batch) + request.key,
+                          lambda: price_hand_made(graph, request.machine, config, global_batch, request.options,
+                                                  rebinder=self.rebinder(request.source)))
 
     def sweep(self, request: PlanRequest, counts: tuple[int, ...], compute: Callable):
         """The sweep of ``request`` over device ``counts``, made by ``compute()`` on a miss."""

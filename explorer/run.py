@@ -91,7 +91,8 @@ def _context(cache: PlanCache, dims: list[str], model_error: str | None) -> Cont
 
 def _sync_url(ctx: Context) -> None:
     params = encode_url_state(ctx.source, ctx.bindings, ctx.machine,
-                              None if ctx.machine_label == "custom" else ctx.machine_label, ctx.options)
+                              None if ctx.machine_label == "custom" else ctx.machine_label, ctx.options,
+                              state.hand_made())
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
 

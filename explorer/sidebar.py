@@ -1,6 +1,7 @@
 """The sidebar: what everything depends on (model, bound dimensions, machine, mode, algorithm,
 precision, optimizer, and under *Pipeline and memory* the stages, micro-batches, recomputation,
-ZeRO, interleaving, the gradient bucket, the overlaps and sequence parallelism). Each widget shows the value
+ZeRO, interleaving, the gradient bucket, the overlaps and sequence parallelism; under *Hand-made
+configuration* the TP, PP, DP, EP and CP degrees the Compare page prices). Each widget shows the value
 in use (:func:`explorer.state.seed`) and changes it through :mod:`explorer.state`'s callbacks.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import state
+from explorer import hand_made, state
 from explorer.cache import PlanCache
 from explorer.options import AUTO, MODES, OVERLAP_TOGGLES, stage_choices
 from explorer.safe_markdown import md_code, md_text
@@ -54,6 +55,7 @@ def draw(cache: PlanCache) -> tuple[list[str], str | None]:
     c2.selectbox("Optimizer", list(OPTIMIZERS), key="sb_optimizer", on_change=state.on_option,
                  args=("optimizer", "sb_optimizer"), help="sets the optimizer state in memory (train mode)")
     _pipeline_options(options)
+    _hand_made(cache)
     if (error := state.pop_option_error()):
         sb.error(md_text(error))
     return dims, model_error
@@ -133,3 +135,52 @@ def _pipeline_options(options: PlanOptions) -> None:
                           "bucket, as PyTorch DDP's bucket_cap_mb (default 25); 0: one all-reduce per tensor")
 
 
+
+
+#: The hand-made configuration's fields: HandMade field, label (evaluate's flag: its messages name
+#: it), help.
+HAND_MADE_FIELDS = (
+    ("tp", "TP (--tp)", "tensor-parallel size: Megatron's column- then row-parallel linear layers over the "
+                        "innermost devices; divides the attention heads"),
+    ("pp", "PP (--pp)", "pipeline stages, outermost devices (1F1B)"),
+    ("dp", "DP (--dp)", "data-parallel size; TP x PP x DP (x CP) = the devices"),
+    ("ep", "EP (--ep)", "expert-parallel size: the experts split over EP of the DP (x CP) ranks; divides DP (x CP) "
+                        "and every MoE layer's experts"),
+    ("cp", "CP (--cp)", "context-parallel size: ring attention over the sequence in 2 x CP zig-zag chunks"),
+    ("micro_batch_size", "Micro-batch size", "samples per micro-batch per data-parallel rank; micro-batch x DP "
+                                             "divides the global batch"),
+    ("interleave", "Interleave", "model chunks per device (interleaved 1F1B; needs PP > 1)"),
+)
+
+
+def _hand_made(cache: PlanCache) -> None:
+    """A Megatron-style configuration the Compare page prices as ``evaluate --tp --pp --dp --ep
+    --cp`` does, beside the searched plans; EP only for a model with experts, CP only for one with
+    a sequence. Degrees that do not fit the machine get evaluate's message here."""
+    config = state.hand_made()
+    state.seed("sb_hm_on", config is not None)
+    box = st.sidebar.expander("Hand-made configuration (Megatron-style)", icon=":material/tune:",
+                              expanded=config is not None)
+    box.toggle("Price a hand-made configuration", key="sb_hm_on", on_change=state.on_hand_made,
+               help="shown on the Compare page beside the searched plans, priced as evaluate --tp --pp --dp "
+                    "--ep --cp prices it (nothing searched)")
+    if config is None:
+        return
+    experts, sequence = hand_made.offers(cache, state.source(), state.bindings(), state.upload_bytes())
+    if (fitted := hand_made.within_offer(config, experts, sequence)) != config:
+        state.set_hand_made(config := fitted)
+    fields = [f for f in HAND_MADE_FIELDS if (f[0] != "ep" or experts) and (f[0] != "cp" or sequence)]
+    cols = box.columns(3)
+    for i, (name, label, help_text) in enumerate(fields):
+        key = state.HAND_MADE_KEYS[name]
+        state.seed(key, getattr(config, name))
+        cols[i % 3].number_input(label, min_value=1, step=1, key=key, on_change=state.on_hand_made, help=help_text)
+    absent = [name for name, offered in (("EP", experts), ("CP", sequence)) if not offered]
+    if absent:
+        box.caption(" and ".join(absent) + ": not offered (" + "; ".join(
+            text for name, text in (("EP", "the model has no experts"), ("CP", "no sequence with attention"))
+            if name in absent) + ")")
+    if (problem := hand_made.layout_problem(config, state.machine())) is not None:
+        box.error(md_text(problem))
+    else:
+        box.caption(f"{md_text(config.label())}: priced on the Compare page")

@@ -1,9 +1,10 @@
 """The session: the ONLY module that reads or writes ``st.session_state``.
 
 What a session holds (the model and its uploaded bytes, the bound dimensions, the machine and its
-label, the options, the messages waiting to be shown) changes only through the typed transitions
-here: :func:`use_model`, :func:`use_machine` (written once: a new machine gets fresh editors and
-clears the old machine's errors), :func:`set_binding`, :func:`set_option`. The widgets' callbacks
+label, the options, the hand-made configuration, the messages waiting to be shown) changes only
+through the typed transitions here: :func:`use_model`, :func:`use_machine` (written once: a new
+machine gets fresh editors and clears the old machine's errors), :func:`set_binding`,
+:func:`set_option`, :func:`set_hand_made`. The widgets' callbacks
 (``on_*``) read their widget's value and call one of them. Widget keys and their values are seeded
 through :func:`seed`, so pages and the sidebar never touch the session state.
 """
@@ -25,6 +26,7 @@ from planner.bindings import binding_problem
 from planner.options import OptionsError
 from planner.machine.tree import Machine, MachineError, load_preset
 from planner.onnx.importer import ModelImportError
+from planner.search.hand_made import HandMade
 
 _ss = st.session_state
 
@@ -53,6 +55,11 @@ def machine_label() -> str:
 
 def options() -> PlanOptions:
     return _ss.options
+
+
+def hand_made() -> HandMade | None:
+    """The sidebar's hand-made configuration (priced on the Compare page), or None."""
+    return _ss.get("hand_made")
 
 
 def machine_version() -> int:
@@ -94,6 +101,7 @@ def init(query_params: Mapping[str, Any]) -> None:
         problems.append(str(exc))
         _ss.machine, _ss.machine_label = load_preset(DEFAULT_MACHINE), DEFAULT_MACHINE
     _ss.options = url.options
+    _ss.hand_made = url.hand_made
     _ss.url_problems = problems
     _ss.machine_version = 0
     _ss._init = True
@@ -148,6 +156,12 @@ def set_option(field: str, value) -> None:
         _ss.options = options_with(_ss.options, **changes)
     except OptionsError as exc:
         _ss.option_error = f"Not changed: {exc}."
+
+
+def set_hand_made(config: HandMade | None) -> None:
+    """Use ``config`` as the hand-made configuration (None: none). Its degrees are checked against
+    the machine where it is shown (the sidebar) and priced on the Compare page, which say what is wrong."""
+    _ss.hand_made = config
 
 
 def pop_option_error() -> str | None:
@@ -218,6 +232,25 @@ def on_binding(dim: str, key: str) -> None:
 
 def on_option(field: str, key: str) -> None:
     set_option(field, _ss.get(key))
+
+
+#: The hand-made configuration's widget keys in the sidebar, by HandMade field.
+HAND_MADE_KEYS = {"tp": "sb_hm_tp", "pp": "sb_hm_pp", "dp": "sb_hm_dp", "ep": "sb_hm_ep", "cp": "sb_hm_cp",
+                  "micro_batch_size": "sb_hm_mbs", "interleave": "sb_hm_interleave"}
+
+
+def on_hand_made() -> None:
+    """The hand-made toggle or one of its fields changed: the configuration the widgets show (a
+    field left empty counts as 1), or None when the toggle is off."""
+    if not _ss.get("sb_hm_on"):
+        set_hand_made(None)
+        return
+    if hand_made() is None:  # just switched on: pure data parallelism over the machine, to edit
+        set_hand_made(HandMade(dp=_ss.machine.num_devices))
+        return
+    values = {name: _ss.get(key) for name, key in HAND_MADE_KEYS.items()}
+    set_hand_made(HandMade(**{name: int(v) if isinstance(v, (int, float)) and v >= 1 else 1
+                              for name, v in values.items()}))
 
 
 def on_sample(key: str) -> None:

@@ -1,5 +1,5 @@
-"""The URL: what a shared link carries (model, bound dimensions, machine, options), encoded and
-decoded, every bad parameter reported and replaced by its default.
+"""The URL: what a shared link carries (model, bound dimensions, machine, options, the hand-made
+configuration), encoded and decoded, every bad parameter reported and replaced by its default.
 
 A link is input from whoever wrote it: a parameter may be 100 KB long or bind dimensions the
 model does not have. Over-long values are dropped with a short warning (quoting at most
@@ -19,6 +19,7 @@ from planner.options import OPTIMIZERS, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES,
 from planner.limits import MAX_URL_VALUE_CHARS, check_binding_product, quote
 from planner.machine.tree import Machine, MachineError, preset_paths
 from planner.bindings import URL_SEPARATOR, BindingTextError, binding_value, format_bindings, parse_binding
+from planner.search.hand_made import HandMade
 
 
 def bounded_url_params(params: Mapping[str, object]) -> tuple[dict[str, str], list[str]]:
@@ -81,6 +82,7 @@ class UrlState:
     machine_preset: str | None = DEFAULT_MACHINE
     machine: dict | None = None  # a custom machine (to_dict form) when not a preset
     options: PlanOptions = field(default_factory=PlanOptions)
+    hand_made: HandMade | None = None  # the sidebar's hand-made configuration, when one is set
 
 
 #: The pipeline and memory options in the URL (written only when they differ from the
@@ -91,8 +93,38 @@ PIPELINE_URL_PARAMS = {"stages": "pipeline_stages", "micro_batches": "micro_batc
                        "overlap_sends": "overlap_pipeline_sends", "sp": "sequence_parallel"}
 
 
+#: The hand-made configuration in the URL: parameter -> HandMade field (``hm_tp``, ``hm_pp`` and
+#: ``hm_dp`` always written when one is set, the others when not 1).
+HAND_MADE_URL_PARAMS = {"hm_tp": "tp", "hm_pp": "pp", "hm_dp": "dp", "hm_ep": "ep", "hm_cp": "cp",
+                        "hm_mbs": "micro_batch_size", "hm_interleave": "interleave"}
+
+
+def encode_hand_made(config: HandMade | None) -> dict[str, str]:
+    if config is None:
+        return {}
+    return {param: str(getattr(config, name)) for param, name in HAND_MADE_URL_PARAMS.items()
+            if param in ("hm_tp", "hm_pp", "hm_dp") or getattr(config, name) != 1}
+
+
+def decode_hand_made(params: Mapping, problems: list[str]) -> HandMade | None:
+    """The link's hand-made configuration (None when it has none, or a value is not a whole number
+    >= 1: then reported, and no hand-made configuration is used)."""
+    given = {param: _last(params, param) for param in HAND_MADE_URL_PARAMS if _last(params, param) is not None}
+    if not given:
+        return None
+    values = {}
+    for param, text in given.items():
+        try:
+            values[HAND_MADE_URL_PARAMS[param]] = binding_value(text)
+        except ValueError:
+            problems.append(f"{param}={quote(text)} is not a whole number >= 1; the link's hand-made configuration "
+                            "is not used")
+            return None
+    return HandMade(**values)
+
+
 def encode_url_state(model: ModelSource, bindings: dict[str, int], machine: Machine, machine_preset: str | None,
-                     options: PlanOptions) -> dict[str, str]:
+                     options: PlanOptions, hand_made: HandMade | None = None) -> dict[str, str]:
     params = {
         "model": model.label if model.kind == "sample" else f"upload:{model.label}",
         "bind": encode_bindings(bindings),
@@ -109,7 +141,7 @@ def encode_url_state(model: ModelSource, bindings: dict[str, int], machine: Mach
         params["machine"] = machine_preset
     else:
         params["machine_json"] = json.dumps(machine.to_dict(), separators=(",", ":"))
-    return params
+    return {**params, **encode_hand_made(hand_made)}
 
 
 def parse_pipeline_option(param: str, text: str):
@@ -220,4 +252,5 @@ def decode_url_state(params: dict[str, str]) -> tuple[UrlState, list[str]]:
             problems.append(str(exc))
     _decode_machine(state, _last(params, "machine"), _last(params, "machine_json"), problems)
     state.options = _decode_options(params, problems)
+    state.hand_made = decode_hand_made(params, problems)
     return state, problems

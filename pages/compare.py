@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import state
+from explorer import hand_made, state
 from explorer.options import COMPARE_ALGORITHMS, error_text, options_with
 from explorer.run import page_context
 from explorer.safe_markdown import md_code, md_text
@@ -32,12 +32,16 @@ for i, algo in enumerate(COMPARE_ALGORITHMS):
         rows.append(view.compare_row(algo, res))
 if bar is not None:
     bar.empty()
+if (config := state.hand_made()) is not None:  # the sidebar's, priced as evaluate prices it
+    rows.append(hand_made.compare_row(ctx, config)[0])
 frame = view.compare_table(rows)
 st.dataframe(**table(frame, {"note": st.column_config.TextColumn(width="large")}, SPEEDUP), hide_index=True)
 left, right = st.columns([3, 2])
 left.plotly_chart(view.compare_figure(frame), key="cmp_bar")
 with right:
-    st.caption("Bars: green fits in device memory, red does not. Every algorithm is scored by the same evaluator.")
+    st.caption("Bars: green fits in device memory, red does not. Every algorithm is scored by the same evaluator"
+               + ("; the hand-made row is the sidebar's configuration priced as `evaluate --tp --pp --dp --ep --cp` "
+                  "prices it (nothing searched)." if config is not None else "."))
     for row in rows:
         if row["iteration (ms)"] is None:
             st.warning(md_text(row["note"]))
