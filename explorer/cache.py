@@ -29,7 +29,7 @@ from planner.machine.tree import Machine
 from planner.limits import LimitError
 from planner.options import ConfigError, OptionsError
 from planner.search.exact import SearchTooLargeError
-from planner.search.hand_made import price_hand_made
+from planner.search.hand_made import offered, price_hand_made
 from planner.search.megatron import NotATransformerError
 from planner.model.graph import OperatorGraph
 from planner.model.rebatch import planning_dims
@@ -183,6 +183,12 @@ class PlanCache:
         def compute():
             return planning_dims(load_model_proto(source.path if data is None else data))  # + a static batch
         return list(self._memo(self._dims, ("dims", source.sha256), compute))
+
+    def offers(self, source: ModelSource, bindings: dict[str, int], data: bytes | None = None) -> tuple[bool, bool]:
+        """Whether the model offers expert and context parallelism to a hand-made configuration
+        (:func:`planner.search.hand_made.offered`; a third of a second on Llama-3-8B, so kept)."""
+        return self._memo(self._dims, ("offers", source.sha256, bindings_key(bindings)),
+                          lambda: offered(self.graph(source, bindings, data)))
 
     def graph(self, source: ModelSource, bindings: dict[str, int], data: bytes | None = None) -> OperatorGraph:
         key = ("graph", source.sha256, bindings_key(bindings))

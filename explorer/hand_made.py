@@ -16,14 +16,14 @@ from planner.machine.tree import Machine
 from planner.model.rebatch import STATIC_SYMBOL
 from planner.onnx.importer import ModelImportError
 from planner.options import ConfigError
-from planner.search.hand_made import HandMade, check_hand_made, offered
+from planner.search.hand_made import HandMade, check_hand_made
 
 
 def offers(cache: PlanCache, source: ModelSource, bindings: dict[str, int], data: bytes | None) -> tuple[bool, bool]:
     """Whether the model in use offers expert and context parallelism (False, False when it cannot
     be read: the page says why)."""
     try:
-        return offered(cache.graph(source, bindings, data))
+        return cache.offers(source, bindings, data)
     except (ModelImportError, PlannerError):
         return False, False
 
