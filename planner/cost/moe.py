@@ -237,4 +237,4 @@ def describe_layers(layers: list[MoELayer]) -> str:
 def moe_notes(graph: OperatorGraph) -> list[str]:
     """What the import did with the gathered MoE layers of a real export
     (:mod:`planner.onnx.moe_rewrite`): rewritten into the stacked form, or left as written and why."""
-    return [w for w in graph.warnings if w.startswith(("MoE:", "MoE not rewritten"))]
+    return [w for w in graph.warnings if w.startswith(("MoE:", "MoE not rewritten", "MoE not looked for"))]

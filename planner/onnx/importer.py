@@ -117,7 +117,10 @@ def _rewrite_moe(model: onnx.ModelProto, table: ShapeTable, values: dict[str, in
     again; a rewrite that fails leaves the model as written, with a note, never the import."""
     try:
         rewritten, notes = rewrite_gathered_moe(model, table.shapes)
-        return (model, table, notes) if rewritten is model else (rewritten, infer_shapes(rewritten, values), notes)
+        if rewritten is model:
+            return model, table, notes
+        check_graph(rewritten)  # one producer per tensor, unique names: else kept as written (below)
+        return rewritten, infer_shapes(rewritten, values), notes
     except Exception as exc:  # noqa: BLE001 - an unforeseen export must still import, as written
         return model, table, [f"MoE not rewritten ({type(exc).__name__}: {exc}); planned as written, "
                               "without expert parallelism"]

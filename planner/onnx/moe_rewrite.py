@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
+from planner.units import format_number
+
 GATHERS = ("Gather", "GatherND")
 
 
@@ -52,8 +54,16 @@ class GatheredMoE:
     ffn: int
 
 
+WALK_BUDGET = 2_000_000  # node visits over all routers: a hostile file cannot make the search quadratic
+
+
+class _TooLarge(Exception):
+    """The routers' walks went over :data:`WALK_BUDGET`."""
+
+
 class _Index:
     def __init__(self, model: onnx.ModelProto):
+        self.budget = WALK_BUDGET
         self.nodes = list(model.graph.node)
         self.inits = {i.name: i for i in model.graph.initializer}
         self.producer = {o: i for i, n in enumerate(self.nodes) for o in n.output if o}
@@ -63,13 +73,22 @@ class _Index:
                 self.consumers.setdefault(name, []).append(i)
         self.outputs = {o.name for o in model.graph.output}
 
+    def _spend(self) -> None:
+        self.budget -= 1
+        if self.budget < 0:
+            raise _TooLarge
+
     def downstream(self, starts: list[str]) -> set[int]:
+        """The nodes after ``starts``, up to and including the next routers (a ``TopK`` is not
+        walked through: what follows it is the next layer's)."""
         seen, stack = set(), list(starts)
         while stack:
             for i in self.consumers.get(stack.pop(), []):
                 if i not in seen:
+                    self._spend()
                     seen.add(i)
-                    stack.extend(self.nodes[i].output)
+                    if self.nodes[i].op_type != "TopK":
+                        stack.extend(self.nodes[i].output)
         return seen
 
     def upstream(self, index: int) -> set[int]:
@@ -78,6 +97,7 @@ class _Index:
             for name in self.nodes[stack.pop()].input:
                 p = self.producer.get(name)
                 if p is not None and p not in seen:
+                    self._spend()
                     seen.add(p)
                     stack.append(p)
         return seen
@@ -152,11 +172,12 @@ def _match(idx: _Index, shapes: dict, t: int) -> GatheredMoE | str | None:
                        frozenset(region), b, s, experts, top_k, hidden, ffn)
 
 
-def _stacked_nodes(m: GatheredMoE, capacity_factor: float) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """The generator's capacity-limited stacked form of ``m``, writing ``m.output``."""
+def _stacked_nodes(m: GatheredMoE, capacity_factor: float, layer: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """The generator's capacity-limited stacked form of ``m``, writing ``m.output``; its new names
+    carry the ``layer``'s number, so two routers of the same (uploader-chosen) name never collide."""
     e, k, h, f = m.experts, m.top_k, m.hidden, m.ffn
     cap = min(m.s, math.ceil(m.s * k * capacity_factor / e))
-    p = f"{m.topk.name or m.output}/moe_rewrite/"
+    p = f"{m.topk.name or m.output}/moe_rewrite{layer}/"
     consts = {"probs_shape": [m.b, m.s, e], "topk_shape": [m.b, m.s, k], "cap": [cap], "rows": [0, -1, 1],
               "experts_shape": [0, e, -1, h], "flat": [0, -1, h], "slots": [0, -1, k, h], "last": [-1],
               "axis2": [2], "out_shape": [m.b * m.s, h], "zero": [0], "f": [f], "f2": [2 * f]}
@@ -209,13 +230,17 @@ def rewrite_gathered_moe(model: onnx.ModelProto, shapes: dict, capacity_factor: 
     matched."""
     idx = _Index(model)
     matched, notes = [], []
-    for t, node in enumerate(idx.nodes):
-        if node.op_type == "TopK":
-            found = _match(idx, shapes, t)
-            if isinstance(found, str):
-                notes.append(f"MoE not rewritten: {found}; planned as written, without expert parallelism")
-            elif found is not None:
-                matched.append(found)
+    try:
+        for t, node in enumerate(idx.nodes):
+            if node.op_type == "TopK":
+                found = _match(idx, shapes, t)
+                if isinstance(found, str):
+                    notes.append(f"MoE not rewritten: {found}; planned as written, without expert parallelism")
+                elif found is not None:
+                    matched.append(found)
+    except _TooLarge:
+        return model, [f"MoE not looked for: the routers' regions span more than {WALK_BUDGET:,} node visits; "
+                       "planned as written, without expert parallelism"]
     if not matched:
         return model, notes
     out = onnx.ModelProto()
@@ -225,7 +250,7 @@ def rewrite_gathered_moe(model: onnx.ModelProto, shapes: dict, capacity_factor: 
     last = {max(m.region): m for m in matched}
     for i, node in enumerate(idx.nodes):
         if i in last:
-            nodes, inits = _stacked_nodes(last[i], capacity_factor)
+            nodes, inits = _stacked_nodes(last[i], capacity_factor, matched.index(last[i]))
             new_nodes.extend(nodes)
             new_inits.extend(inits)
         elif i not in replaced:
@@ -241,5 +266,5 @@ def rewrite_gathered_moe(model: onnx.ModelProto, shapes: dict, capacity_factor: 
     for m in matched:
         kinds[(m.experts, m.top_k)] = kinds.get((m.experts, m.top_k), 0) + 1
     notes[:0] = [f"MoE: {e} experts, top-{k}, rewritten from the gathered form ({n} layer{'s' if n > 1 else ''}; "
-                 f"capacity factor {capacity_factor:g}): expert parallelism available" for (e, k), n in kinds.items()]
+                 f"capacity factor {format_number(capacity_factor)}): expert parallelism available" for (e, k), n in kinds.items()]
     return out, notes

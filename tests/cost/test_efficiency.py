@@ -61,7 +61,6 @@ def test_a_thin_dimension_gets_a_narrow_tile():
 def test_quantisation_is_a_fraction_so_efficiency_never_exceeds_the_ceiling(batch, m, n, rows, cols, sms):
     q = quantisation(batch, m, n, rows, cols, sms)
     assert 0 < q <= 1
-    assert 0.75 * q <= 0.75  # the operator's efficiency, ceiling x q, under the ceiling
 
 
 def _gpt_graph():

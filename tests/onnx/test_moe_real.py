@@ -198,3 +198,30 @@ def test_a_failing_rewrite_leaves_the_export_as_written(corpus, monkeypatch):
     assert moe_notes(graph) == ["MoE not rewritten (ValueError: an export nobody foresaw); planned as written, "
                                 "without expert parallelism"]
     assert [m.form for m in find_moe_layers(graph)] == ["gathered"] * LAYERS
+
+
+def test_a_file_whose_routers_walk_too_far_is_planned_as_written(tmp_path, monkeypatch):
+    """A hostile file cannot make the routers' search quadratic: the walks share one budget of node
+    visits (here 3, below what this 1-router model needs), and over it the model is kept as written,
+    with a note saying why."""
+    from planner.onnx import moe_rewrite
+
+    path = tmp_path / "moe.onnx"
+    path.write_bytes(_one_weight_moe(2).SerializeToString())
+    monkeypatch.setattr(moe_rewrite, "WALK_BUDGET", 3)
+    graph = import_model(path)
+    assert moe_notes(graph) == ["MoE not looked for: the routers' regions span more than 3 node visits; "
+                                "planned as written, without expert parallelism"]
+    assert [m.form for m in find_moe_layers(graph)] == ["gathered"]
+
+
+def test_the_walk_stops_at_the_next_router():
+    """What follows a router's TopK belongs to the next layer: the downstream walk from one router
+    includes the next TopK but nothing after it."""
+    from planner.onnx.moe_rewrite import _Index
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("TopK", ["a", "k"], ["v", "i"]),
+             helper.make_node("Relu", ["v"], ["after"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                                                [helper.make_tensor_value_info("after", TensorProto.FLOAT, [2])]))
+    assert _Index(model).downstream(["x"]) == {0, 1}
