@@ -15,6 +15,7 @@ from explorer.options import AUTO, MODES, OVERLAP_TOGGLES, stage_choices
 from explorer.safe_markdown import md_code, md_text
 from explorer.sources import bindings_for
 from explorer.url_state import unknown_bindings_message
+from explorer.views.machine import machine_label_text
 from planner.api import ALGORITHMS, PlanOptions
 from planner.options import OPTIMIZERS, OVERLAPS, PRECISION_BYTES, RECOMPUTE, ZERO_STAGES
 from planner.onnx.importer import ModelImportError
@@ -38,7 +39,7 @@ def draw(cache: PlanCache) -> tuple[list[str], str | None]:
                 help=f"sha256 {source.sha256}")
     _bindings(dims)
     machine = state.machine()
-    sb.markdown(f"**Machine** {md_code(state.machine_label())}  \n{machine.num_devices:,} devices: "
+    sb.markdown(f"**Machine** {md_code(machine_label_text(machine, state.machine_label()))}  \n{machine.num_devices:,} devices: "
                 + " x ".join(f"{lv.arity} {md_text(lv.name)}" for lv in machine.levels))
     options = state.options()
     for key, value in (("sb_mode", options.mode), ("sb_algorithm", options.algorithm),
@@ -50,8 +51,8 @@ def draw(cache: PlanCache) -> tuple[list[str], str | None]:
                  args=("algorithm", "sb_algorithm"), help="\n\n".join(f"**{k}**: {v}" for k, v in ALGORITHMS.items()))
     c1, c2 = sb.columns(2)
     c1.selectbox("Precision", ["model", *PRECISION_BYTES], key="sb_precision", on_change=state.on_option,
-                 args=("precision", "sb_precision"), format_func=lambda p: "as in the model" if p == "model" else p,
-                 help="bytes of float tensors; as in the model keeps the types of the ONNX file")
+                 args=("precision", "sb_precision"), format_func=lambda p: "model's" if p == "model" else p,
+                 help="bytes of float tensors; model's: as in the model, the types of the ONNX file kept")
     c2.selectbox("Optimizer", list(OPTIMIZERS), key="sb_optimizer", on_change=state.on_option,
                  args=("optimizer", "sb_optimizer"), help="sets the optimizer state in memory (train mode)")
     _pipeline_options(options)

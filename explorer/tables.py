@@ -21,7 +21,8 @@ from planner.units import DASH, decimals_for, format_number, missing, plural, ye
 
 __all__ = ["table", "clean_frame", "text_frame", "format_number", "plural", "yes_no", "SPEEDUP"]  # pages' formatters too
 
-SPEEDUP = {"speed-up over data parallel": "%.2fx"}  #: the speed-up column's format, as format_speedup writes it
+#: the speed-up columns' format, as format_speedup writes it
+SPEEDUP = {"speed-up over data parallel": "%.2fx", "speed-up": "%.2fx"}
 
 
 def _is_bool(value) -> bool:

@@ -35,7 +35,10 @@ if bar is not None:
 if (config := state.hand_made()) is not None:  # the sidebar's, priced as evaluate prices it
     rows.append(hand_made.compare_row(ctx, config)[0])
 frame = view.compare_table(rows)
-st.dataframe(**table(frame, {"note": st.column_config.TextColumn(width="large")}, SPEEDUP), hide_index=True)
+shown = table(frame, {"note": st.column_config.TextColumn(width="medium")}, SPEEDUP)
+for column, text in view.COMPARE_HELP.items():  # short headers, the long names on hover
+    shown["column_config"].setdefault(column, {})["help"] = text
+st.dataframe(**shown, hide_index=True)
 left, right = st.columns([3, 2])
 left.plotly_chart(view.compare_figure(frame), key="cmp_bar")
 with right:
@@ -121,8 +124,7 @@ if what_if != m:
 # ---- sweep ----
 st.subheader("Across device counts")
 counts = view.SWEEP_DEVICE_COUNTS
-st.caption(f"The what-if machine scaled from {counts[0]} to {counts[-1]:,} devices by its outermost level "
-           f"({md_text(m.levels[0].name)}); a marker shows each count where the kind of parallelism per level changes.")
+st.caption(view.sweep_caption(m, counts, md_text(m.levels[0].name)))
 request = ctx.request(machine=what_if)
 sweep = ctx.cache.cached_sweep(request, counts)
 if sweep is None:
@@ -134,4 +136,4 @@ if sweep is None:
         slot.empty()
 if sweep is not None:
     st.plotly_chart(view.sweep_figure(sweep), key="wi_sweep_fig")
-    st.dataframe(**table(sweep, formats=SPEEDUP), hide_index=True)
+    st.dataframe(**table(view.sweep_table(sweep), formats=SPEEDUP), hide_index=True)

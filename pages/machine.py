@@ -23,7 +23,7 @@ presets = preset_names()
 state.seed("mc_preset", ctx.machine_label if ctx.machine_label in presets else None)
 top = st.columns([2, 3])
 top[0].selectbox("Preset", presets, key="mc_preset", on_change=state.on_preset, args=("mc_preset",),
-                 placeholder="custom machine", help="machines/*.yaml")
+                 placeholder=view.machine_label_text(machine, ctx.machine_label), help="machines/*.yaml")
 top[1].markdown(f"**In use:** {md_code(view.machine_label_text(machine, ctx.machine_label))} — {md_text(machine.summary())}")
 if errors.get("preset"):
     st.error(md_text(errors["preset"]))

@@ -19,21 +19,25 @@ st.dataframe(**table(view.stamp_table(r, meta)), hide_index=True)
 
 plan_json = view.plan_json_text(r, meta)
 markdown = view.report_markdown(r, meta)
-c = st.columns(5)
-c[0].download_button("Plan JSON", plan_json, file_name=f"{stem}.json", mime="application/json", on_click="ignore",
-                     icon=":material/data_object:", help="the schema of `python -m planner plan --json`; "
-                     "`python -m planner evaluate` and the Strategy page read it back")
-c[1].download_button("Report (HTML)", lambda: view.report_html(r, meta), file_name=f"{stem}.html", mime="text/html",
+st.markdown("**Report** (the tables and charts of every page)")
+c = st.columns(3)  # two short rows: no label is cut at 1024 px
+c[0].download_button("HTML", lambda: view.report_html(r, meta), file_name=f"{stem}.html", mime="text/html",
                      on_click="ignore", icon=":material/html:",
-                     help="one self-contained page: tables and static SVG charts, no script")
-make_pdf = c[2].button("Report (PDF)", icon=":material/picture_as_pdf:", disabled=not view.pdf_available(),
+                     help="the report as one self-contained page: tables and static SVG charts, no script")
+make_pdf = c[1].button("PDF", icon=":material/picture_as_pdf:", disabled=not view.pdf_available(),
                        help="the HTML report printed by headless Chromium (a few seconds)" if view.pdf_available()
                        else "needs Chromium on the server (apt-get install chromium); the HTML report prints to PDF "
                             "from any browser")
-c[3].download_button("Report (Markdown)", markdown, file_name=f"{stem}.md", mime="text/markdown", on_click="ignore",
-                     icon=":material/article:")
-c[4].download_button("Machine YAML", ctx.machine.to_yaml(), file_name=f"{ctx.machine.name}.yaml",
-                     mime="application/x-yaml", on_click="ignore", icon=":material/dns:")
+c[2].download_button("Markdown", markdown, file_name=f"{stem}.md", mime="text/markdown", on_click="ignore",
+                     icon=":material/article:", help="the report as Markdown (the preview below)")
+st.markdown("**Data** (read back by the command line and the app)")
+d = st.columns(3)
+d[0].download_button("Plan JSON", plan_json, file_name=f"{stem}.json", mime="application/json", on_click="ignore",
+                     icon=":material/data_object:", help="the schema of `python -m planner plan --json`; "
+                     "`python -m planner evaluate` and the Strategy page read it back")
+d[1].download_button("Machine YAML", ctx.machine.to_yaml(), file_name=f"{ctx.machine.name}.yaml",
+                     mime="application/x-yaml", on_click="ignore", icon=":material/dns:",
+                     help="the machine in use; the Machine page and `--machine` read it back")
 if make_pdf:
     with st.spinner("Printing the report to PDF with headless Chromium"):
         pdf, problem = view.report_pdf(r, meta)

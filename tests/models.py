@@ -120,3 +120,28 @@ def run_cli(argv, capsys):
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+# ---- the sample models, as the search-equality tests bind them ----------------------------------
+
+SAMPLE_BINDINGS = {"batch": 256, "seq": 128}
+
+
+def sample_graph(name: str):
+    """A sample model of ``sample_models/`` imported at batch 256 and sequence 128 (GPT-3 175B at
+    1536 x 2048), or at batch 256 alone when it has no sequence; with its path."""
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "sample_models" / f"{name}.onnx"
+    binds = {"batch": 1536, "seq": 2048} if name == "gpt3_175b" else SAMPLE_BINDINGS
+    try:
+        return import_model(model, binds), model
+    except ValueError:  # no sequence dimension (MLP, CNNs, the MoE layer's hidden states)
+        return import_model(model, {"batch": binds["batch"]}), model
+
+
+def sixteen_nodes():
+    """16 nodes x 8 GPUs: seven prime cuts over two levels."""
+    from planner.machine.tree import load_preset
+
+    return load_preset("dgx_a100_64nodes").with_level(0, arity=16)

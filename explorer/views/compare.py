@@ -17,7 +17,8 @@ from explorer.views.pipeline import configuration_label
 from explorer.views.splits import strategy_shape
 from planner.api import PlanResult
 from planner.machine.tree import Machine, MachineError
-from planner.units import GB, US, format_delta_seconds, format_seconds, format_speedup, gbps, gib, microseconds
+from planner.units import (GB, SECOND_UNITS, US, common_scale, format_delta_seconds, format_seconds, format_speedup,
+                           gbps, gib, microseconds, missing)
 
 Progress = Callable[[float, str], None] | None
 
@@ -26,15 +27,21 @@ Progress = Callable[[float, str], None] | None
 SWEEP_DEVICE_COUNTS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
+#: The Compare table's columns, short enough for 1024 px (the unit in the header); their help.
+COMPARE_HELP = {"speed-up": "predicted speed-up over pure data parallelism on the same devices",
+                "memory (GiB)": "peak memory per device (GiB, 2^30 bytes)",
+                "search (s)": "wall-clock time of the search"}
+
+
 def compare_row(algorithm: str, result: PlanResult | None, error: str | None = None) -> dict:
+    """One algorithm's row of the Compare table (memory before the long configuration text, so
+    that it stays on screen at 1024 px)."""
     if result is None:
-        return {"algorithm": algorithm, "iteration (ms)": None, "speed-up over data parallel": None,
-                "configuration": None, "memory per device (GiB)": None, "fits": None, "search (s)": None,
-                "note": error or ""}
+        return {"algorithm": algorithm, "iteration (ms)": None, "speed-up": None, "memory (GiB)": None,
+                "fits": None, "configuration": None, "search (s)": None, "note": error or ""}
     return {"algorithm": algorithm, "iteration (ms)": result.total_seconds * 1e3,
-            "speed-up over data parallel": result.speedup_over_data_parallel,
-            "configuration": configuration_label(result),
-            "memory per device (GiB)": gib(result.memory.peak), "fits": result.memory.fits,
+            "speed-up": result.speedup_over_data_parallel, "memory (GiB)": gib(result.memory.peak),
+            "fits": result.memory.fits, "configuration": configuration_label(result),
             "search (s)": result.plan.search_seconds, "note": "; ".join(result.notes)[:200]}
 
 
@@ -118,6 +125,40 @@ CHANGE_SYMBOLS = ("diamond", "star", "triangle-up", "square", "pentagon", "hexag
 CHANGE_COLORS = ("#B279A2", "#E45756", "#9D755D", "#4C78A8", "#EECA3B", "#72B7B2")
 
 
+def change_marker(i: int) -> tuple[str, str]:
+    """The ``i``-th strategy change's marker symbol and colour: no two changes of one sweep
+    (at most 36) share both, the colour shifting by one each time the symbols wrap around."""
+    n = len(CHANGE_SYMBOLS)
+    return CHANGE_SYMBOLS[i % n], CHANGE_COLORS[(i + i // n) % len(CHANGE_COLORS)]
+
+
+def sweep_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The sweep as its table shows it: each time column in the one unit its largest value
+    reaches (:func:`planner.units.common_scale`, ``iteration (s)`` rather than ``49840`` ms),
+    the unit in the header; the speed-up under the Compare table's short name."""
+    out = pd.DataFrame({"devices": frame["devices"]})
+    for col, name in (("iteration (ms)", "iteration"), ("speed-up over data parallel", None),
+                      ("data parallel (ms)", "data parallel")):
+        if name is None:
+            out["speed-up"] = frame[col]
+            continue
+        seconds = [None if missing(v) else v / 1e3 for v in frame[col]]
+        unit, scale = common_scale(seconds, SECOND_UNITS)
+        out[f"{name} ({unit})"] = [None if v is None else v / scale for v in seconds]
+    return out.assign(fits=frame["fits"], strategy=frame["strategy"])
+
+
+def sweep_caption(machine: Machine, counts: tuple[int, ...], level_name: str) -> str:
+    """What the sweep covers, in the same terms as the what-if device slider above it (which may
+    reach further: one machine at a time, not swept)."""
+    inner, arities = outer_arities(machine)
+    top = arities[-1] * inner
+    reach = "" if top == counts[-1] else f" (the devices slider above goes to {top:,}, one machine at a time)"
+    return (f"The what-if machine planned at {counts[0]:,} to {counts[-1]:,} devices{reach}, scaled by its outermost "
+            f"level ({level_name}); a marker, one symbol and colour each, shows each count where the kind of "
+            "parallelism per level changes.")
+
+
 def sweep_figure(frame: pd.DataFrame) -> go.Figure:
     """The sweep: the plan's and pure data parallelism's iteration (log axis in the unit) and the
     speed-up (right axis) over the device counts (powers of two); each device count where the
@@ -139,12 +180,13 @@ def sweep_figure(frame: pd.DataFrame) -> go.Figure:
                              customdata=[format_speedup(v) for v in ok["speed-up over data parallel"]],
                              hovertemplate="%{x} devices: %{customdata}<extra></extra>"), secondary_y=True)
     for i, (_, row) in enumerate(ok[ok["changed"]].iterrows()):
+        symbol, color = change_marker(i)
         strategy = str(row["strategy"])  # level names come from the user: plotly reads its text as HTML
         fig.add_trace(go.Scatter(
             x=[row["devices"]], y=[row["iteration (ms)"] / 1e3], mode="markers", legendgroup="changes",
             name=html.escape(f"from {row['devices']:,}: {abbreviate(strategy, 48)}"),
             customdata=[html.escape(strategy)],
-            marker=dict(symbol=CHANGE_SYMBOLS[i % len(CHANGE_SYMBOLS)], size=15, color=CHANGE_COLORS[i % len(CHANGE_COLORS)],
+            marker=dict(symbol=symbol, size=15, color=color,
                         line=dict(width=1, color="#333")),
             hovertemplate=f"strategy changes at {row['devices']:,} devices:<br>%{{customdata}}<extra></extra>"),
             secondary_y=False)

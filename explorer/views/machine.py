@@ -250,6 +250,7 @@ def edit_effect(before: dict | None, result: PlanResult | None, label: str,
         "faster": faster,
         "speedup_before": format_speedup(old.speedup_over_data_parallel),
         "speedup_after": format_speedup(result.speedup_over_data_parallel),
-        "caption": (f"Before: {before['label']} ({before['machine'].summary()}). After: {label} "
+        "caption": (f"Before: {machine_label_text(before['machine'], before['label'])} ({before['machine'].summary()}). "
+                    f"After: {machine_label_text(result.machine, label)} "
                     f"({result.machine.summary()}), re-planned with {result.plan.algorithm}."),
     }

@@ -190,8 +190,11 @@ def capacity_note(args, result) -> None:
     evaluate it with the same flag)."""
     factor = getattr(args, "moe_capacity_factor", None)
     if factor is not None:
-        result.notes.append(f"MoE capacity factor {factor:g} (--moe-capacity-factor): each expert takes "
-                            f"ceil(tokens x top-k x {factor:g} / experts) tokens of a sequence; a plan file does not "
+        from planner.units import format_number
+
+        text = format_number(factor)
+        result.notes.append(f"MoE capacity factor {text} (--moe-capacity-factor): each expert takes "
+                            f"ceil(tokens x top-k x {text} / experts) tokens of a sequence; a plan file does not "
                             "record it, so evaluate it with the same flag")
 
 

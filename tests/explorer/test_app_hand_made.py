@@ -69,7 +69,7 @@ def shown_and_priced(at: AppTest):
     row = hand_row(at)
     result = price(at.session_state["_ctx"], at.session_state["hand_made"])
     assert math.isclose(float(row["iteration (ms)"]), result.total_seconds * 1e3, rel_tol=5e-3)  # shown rounded
-    assert math.isclose(float(row["memory per device (GiB)"]), gib(result.memory.peak), rel_tol=5e-2, abs_tol=5e-3)
+    assert math.isclose(float(row["memory (GiB)"]), gib(result.memory.peak), rel_tol=5e-2, abs_tol=5e-3)
     return row, result
 
 

@@ -42,7 +42,7 @@ PAGES = {
     "cost": ("Cost", ["Cost formula per candidate split", "D-Rec's decisions for this operator", "Where the time goes"]),
     "compare": ("Compare", ["Algorithms on this model and machine", "What if the machine were different?",
                             "exact: too large for this graph"]),
-    "report": ("Report", ["Plan JSON", "Report (HTML)", "Report (Markdown)", "model sha256"]),
+    "report": ("Report", ["Plan JSON", "HTML", "Markdown", "model sha256"]),
 }
 
 

@@ -141,9 +141,9 @@ def visit_every_page(page, base: str | None, label: str) -> list[str]:
 
 def download_report(page, base: str, tmp_path: Path) -> Path:
     page.goto(f"{base}/report", wait_until="domcontentloaded")
-    check_page(page, "Report", ["Report (HTML)"])
+    check_page(page, "Report", ["Machine YAML"])
     with page.expect_download(timeout=120_000) as download:
-        page.get_by_role("button", name="Report (HTML)").click()
+        page.get_by_role("button", name="HTML", exact=True).click()
     path = tmp_path / "report.html"
     download.value.save_as(str(path))
     return path

@@ -26,7 +26,7 @@ _TOTAL = re.compile(r"&= ([0-9.]+)\\,\\mathrm\{([^}]*)\}\\end\{aligned\}$")
 
 
 def _plan(micro_batches: int = 1):
-    graph = import_model(MLP, {"batch": 1024})
+    graph = import_model(MLP, {"batch": 4096})  # large enough that data parallelism (gradient sync) stays in the plan
     options = PlanOptions(pipeline_stages=1, micro_batches=micro_batches)
     return plan_model(graph, load_preset("dgx_a100"), options, rebinder=rebinder_for(MLP))
 

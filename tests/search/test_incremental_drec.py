@@ -22,23 +22,9 @@ from planner.options import PlanOptions
 from planner.search import registry
 from planner.search.drec import DRecSearch, plan_drec
 from sample_models.synthetic import random_case
+from tests.models import sample_graph, sixteen_nodes
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
-BINDINGS = {"batch": 256, "seq": 128}
-
-
-def sample_graph(name: str):
-    model = SAMPLES / f"{name}.onnx"
-    binds = {"batch": 1536, "seq": 2048} if name == "gpt3_175b" else BINDINGS
-    try:
-        return import_model(model, binds), model
-    except ValueError:  # no sequence dimension (MLP, CNNs, the MoE layer's hidden states)
-        return import_model(model, {"batch": binds["batch"]}), model
-
-
-def sixteen_nodes():
-    """16 nodes x 8 GPUs: seven prime cuts over two levels."""
-    return load_preset("dgx_a100_64nodes").with_level(0, arity=16)
 
 
 def same_plans(a, b, cm) -> None:
