@@ -4,7 +4,10 @@ The batch enters on one axis of each data input (``OperatorGraph.batch_axes``; a
 importer found it elsewhere, e.g. axis 1 for ``nn.MultiheadAttention(batch_first=False)``) and is
 followed factor by factor (see ``planner.model.graph``): through transposes (a dim moves axis), flattened
 axes (``(seq*batch)`` or ``(batch*heads)``: the batch is one atomic factor of the flattened axis,
-inner or outer) and gathers (the batch indexes the indices).
+inner or outer) and gathers (the batch indexes the indices). :func:`broadcast_batch` then gives
+the batch to operators that broadcast a parameter to it (ViT's class token, ``Expand`` to
+``(batch, 1, hidden)``): their output's batch axis is read from no input, so only the consumer
+says it is the batch; splitting it is then exactly data parallelism, with no communication.
 
 An operator dimension that covers the batch factor *and* factors outside it, e.g. the rows
 ``m = seq*batch`` of the output projection in ``nn.MultiheadAttention``, where the batch is the
@@ -84,6 +87,40 @@ def trace(graph: OperatorGraph, split: bool = False, starts: dict[str, tuple[int
 
 #: Gathers whose output rows can be the rows of their indices (``out[i...] = data[idx[i...]]``).
 ROW_GATHERS = frozenset({"GatherND", "Gather"})
+
+
+def broadcast_batch(graph: OperatorGraph, result: dict[str, str | None]) -> dict[str, str | None]:
+    """``result`` (the traced batch dims) with the batch of every operator that has none but whose
+    output feeds an operator's batch dim on a dim of its own that no input reads (a broadcast, e.g.
+    ``Expand`` of a class token to the batch), of the same size and not summed over. Walked from
+    the outputs back, so a chain of broadcasts gets it too."""
+    consumers: dict[str, list[tuple[Operator, TensorUse]]] = {}
+    for op in graph.operators.values():
+        for use in op.inputs:
+            consumers.setdefault(use.tensor, []).append((op, use))
+    for name in reversed(graph.topological_order()):
+        op = graph.operators[name]
+        if result.get(name) is not None:
+            continue
+        read = {d for use in op.inputs for axis in use.axes for d in axis}
+        for out in op.outputs:
+            dim = next((d for consumer, use in consumers.get(out.tensor, ())
+                        for d in [_broadcast_dim(op, out, consumer, use, result.get(consumer.name))]
+                        if d is not None and d not in read and d not in op.reduction_dims), None)
+            if dim is not None:
+                result[name] = dim
+                break
+    return result
+
+
+def _broadcast_dim(op: Operator, out: TensorUse, consumer: Operator, use: TensorUse, batch: str | None) -> str | None:
+    """The dim of ``op``'s output ``out`` that sits where ``consumer``'s batch dim reads it, if it
+    is that whole axis's leading factor and of the batch's size."""
+    pos = None if batch is None else _factor_of_dim(consumer, use, batch)
+    if pos is None or pos[1] != 0 or pos[0] >= len(out.axes) or not out.axes[pos[0]]:
+        return None
+    dim = out.axes[pos[0]][0]
+    return dim if op.dims.get(dim) == consumer.dims.get(batch) else None
 
 
 def _gathered_rows(graph: OperatorGraph, op: Operator, data_dim: str) -> str | None:

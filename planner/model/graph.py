@@ -279,9 +279,9 @@ class OperatorGraph:
         Traced through the graph by following atomic factors from the batch axis of each data
         input (``batch_axes``, axis 0 by default) through transposes, flattened axes and gathers.
         """
-        from planner.model.batch_trace import trace  # the tracer builds on this module
+        from planner.model.batch_trace import broadcast_batch, trace  # the tracer builds on this module
 
-        return trace(self)
+        return broadcast_batch(self, trace(self))
 
 
 # ---- atomic factors ----------------------------------------------------------------------
