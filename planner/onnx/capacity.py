@@ -88,8 +88,21 @@ def _router_ratio(model, scores: str, producer, consumers, dispatch) -> float | 
 
 
 def with_capacity_factor(model: onnx.ModelProto, factor: float) -> onnx.ModelProto:
-    """A copy of ``model`` whose experts take ``ceil(s x k x factor / E)`` tokens of a sequence."""
+    """A copy of ``model`` whose experts take ``ceil(s x k x factor / E)`` tokens of a sequence.
+    An uploaded file's unusual constants (no tensor attribute, a zero-width router) are one
+    CapacityFactorError, never a traceback."""
     factor = check_capacity_factor(factor)
+    try:
+        return _with_capacity_factor(model, factor)
+    except CapacityFactorError:
+        raise
+    except (TypeError, IndexError, ValueError, ZeroDivisionError, AttributeError) as exc:
+        raise CapacityFactorError(f"--moe-capacity-factor: the model's expert capacity could not be read "
+                                  f"({type(exc).__name__}: {exc}); drop --moe-capacity-factor or export the "
+                                  "model again") from None
+
+
+def _with_capacity_factor(model: onnx.ModelProto, factor: float) -> onnx.ModelProto:
     sites = _capacity_sites(model)
     if not sites:
         raise CapacityFactorError("--moe-capacity-factor: the model has no expert capacity to set (no MoE layer whose "

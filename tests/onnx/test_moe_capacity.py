@@ -58,3 +58,20 @@ def test_a_bad_factor_is_refused(proto, factor):
 def test_a_model_without_a_capacity_is_refused():
     with pytest.raises(CapacityFactorError, match="no expert capacity to set"):
         with_capacity_factor(load_model_proto("sample_models/llama3_8b.onnx"), 1.25)
+
+
+@pytest.mark.parametrize("error", [IndexError("list index out of range"), TypeError("not a tensor"),
+                                   ZeroDivisionError("division by zero")])
+def test_an_unusual_constant_is_a_message_not_a_traceback(proto, monkeypatch, error):
+    """A review found that a Constant without a tensor attribute, or a zero-width router, escaped
+    as a Python error (the CLI catches only PlannerError): whatever reading the capacity raises is
+    one CapacityFactorError that says what to do."""
+    from planner.onnx import capacity
+
+    def broken(model):
+        raise error
+
+    monkeypatch.setattr(capacity, "_capacity_sites", broken)
+    with pytest.raises(CapacityFactorError, match=r"^--moe-capacity-factor: the model's expert capacity could not "
+                                                  r"be read \(" + type(error).__name__ + r": .*drop --moe-capacity"):
+        with_capacity_factor(proto, 1.5)
