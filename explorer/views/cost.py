@@ -16,7 +16,7 @@ from explorer.views.splits import strategy_label
 from planner.api import PlanResult
 from planner.cost.efficiency import describe
 from planner.plans.report import op_splits
-from planner.units import SECOND_UNITS, clean_float, common_scale, format_flop_count, format_number, microseconds
+from planner.units import SECOND_UNITS, clean_float, common_scale, format_flop_count, format_number, format_percent, microseconds
 
 
 def heaviest_operator(result: PlanResult) -> str:
@@ -173,16 +173,16 @@ def efficiency_text(result: PlanResult, name: str) -> str:
     device = result.cost_model.machine.device
     e = _efficiency(result, name)
     achieved = _achieved(result, name)
-    reach = f" It runs at {format_number(100 * achieved)}% of peak here." if achieved is not None else ""
+    reach = f" It runs at {format_percent(achieved)} of peak here." if achieved is not None else ""
     if e is None:
         why = ("the device has no tile_rows, tile_cols and multiprocessors" if device.multiprocessors is None
                else "not a matrix product")
-        return (f"Compute efficiency: the ceiling {format_number(100 * device.compute_efficiency)}% ({why}), "
+        return (f"Compute efficiency: the ceiling {format_percent(device.compute_efficiency)} ({why}), "
                 f"or the memory roofline when its bytes take longer.{reach}")
     tr, tc = e["tile"]
-    return (f"Compute efficiency = ceiling × tile × wave = {format_number(100 * device.compute_efficiency)}% × "
+    return (f"Compute efficiency = ceiling × tile × wave = {format_percent(device.compute_efficiency)} × "
             f"{format_number(e['tile_quantisation'], 3)} × {format_number(e['wave_quantisation'], 3)} = "
-            f"**{format_number(100 * e['efficiency'])}%**: {e['batch']} × {e['m']} × {e['n']} output in "
+            f"**{format_percent(e['efficiency'])}**: {e['batch']} × {e['m']} × {e['n']} output in "
             f"{tr} × {tc} tiles (tile = useful / padded), {e['tiles']} tiles in {e['waves']} waves of "
             f"{e['multiprocessors']} multiprocessors (wave = tiles / (waves × multiprocessors)); the memory "
             f"roofline applies after it.{reach}")
